@@ -1,0 +1,87 @@
+"""The plugin contract: every hook the harness calls, in one file.
+
+Registration hooks receive a ``register`` callback (the pattern of simonw/llm and tox). Calling it
+hands one object to the host, which validates it, records which plugin made it and rejects a
+duplicate name with an error naming both plugins. Observer hooks are called for their side
+effects (loggers, dashboards); their return values are ignored.
+
+Compatibility rule: hooks only ever gain optional arguments. Each hook says the version it
+appeared in.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("harness")
+
+
+@hookspec
+def harness_register_models(register):
+    """Register generative models.
+
+    :param register: ``register(spec: harness.ModelSpec)``; call it once per model.
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def harness_register_datasets(register):
+    """Register datasets.
+
+    :param register: ``register(spec: harness.DatasetSpec)``; call it once per dataset.
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def harness_register_metrics(register):
+    """Register metrics.
+
+    :param register: ``register(spec: harness.MetricSpec)``; call it once per metric.
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def harness_register_feature_extractors(register):
+    """Register feature extractors used by fidelity metrics.
+
+    :param register: ``register(spec: harness.contracts.FeatureExtractorSpec)``.
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def harness_run_started(run):
+    """A run is about to execute its jobs.
+
+    :param run: ``harness.runner.RunInfo`` (run id, profile, seeds, device, versions, planned jobs).
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def harness_job_finished(run, job, result):
+    """A job ended (ok, failed or skipped) and its result is already stored.
+
+    :param run: ``harness.runner.RunInfo``.
+    :param job: ``harness.runner.Job`` (model, dataset, seed, profile, key).
+    :param result: ``harness.runner.JobResult`` (status, reason, measurements, seconds).
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def harness_run_finished(run, summary):
+    """Every job of the run has ended.
+
+    :param run: ``harness.runner.RunInfo``.
+    :param summary: ``dict`` with counts per status and the output directory.
+
+    Since 0.1.0.
+    """
