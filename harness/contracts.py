@@ -390,15 +390,19 @@ class MetricSpec:
 
 @dataclass
 class FeatureExtractorSpec:
-    """A feature extractor for fidelity metrics.
+    """A feature extractor for fidelity metrics (and classifier-based metrics).
 
-    ``build(ctx)`` returns an object with ``features(x: Tensor) -> Tensor`` (N, F) on data-space
-    input, and a ``fingerprint`` string (weights hash) used to stamp cached statistics.
-    ``check(ctx)`` returns None if usable, otherwise the reason (e.g. a missing weights file).
+    ``build(dataset: Dataset, device)`` returns an extractor object with
+      - ``features(x: Tensor) -> Tensor`` of shape (N, F), taking data-space input
+        (N, *event_shape) exactly as ``Dataset`` splits and ``Model.sample`` give it;
+      - ``fingerprint: str``, a hash of its weights and configuration, stamped on cached statistics;
+      - optionally ``classify(x) -> Tensor`` of logits (N, num_classes) for classifier extractors.
+    ``check(data_root)`` returns None if usable, otherwise the reason it is not (e.g. a missing
+    weights file and how to supply it); metrics then skip with that reason.
     """
 
     name: str
-    build: Callable[[Any], Any]
+    build: Callable[[Any, Any], Any]
     check: Optional[Callable[[Any], Optional[str]]] = None
     description: str = ""
     version: str = "1"
