@@ -346,7 +346,8 @@ class MetricContext:
     seed: int
     fit: Optional[FitContext] = None
     cache_dir: Optional[Any] = None  # pathlib.Path for on-disk caches shared across runs
-    feature_extractors: Mapping[str, Any] = field(default_factory=dict)
+    data_root: Optional[Any] = None  # pathlib.Path: where user-supplied data and weights live
+    feature_extractors: Mapping[str, Any] = field(default_factory=dict)  # name -> FeatureExtractorSpec
     run_cache: dict = field(default_factory=dict)  # shared across the jobs of one run
 
     def generator(self, offset: int = 0) -> torch.Generator:
