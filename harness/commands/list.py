@@ -1,0 +1,71 @@
+"""`harness list`: models, datasets and metrics with their declarations."""
+
+from harness.commands.output import add_format_option, emit
+
+NAME = "list"
+HELP = "list models, datasets and metrics with their declarations"
+
+
+def configure(parser) -> None:
+    parser.add_argument("what", nargs="?", choices=["models", "datasets", "metrics", "all"], default="all",
+                        help="which registry to list (default: all)")
+    add_format_option(parser)
+
+
+def _models(host):
+    return [{
+        "name": s.name, "family": s.family, "plugin": host.owner("models", s.name),
+        "data_kinds": sorted(k.value for k in s.data_kinds),
+        "capabilities": sorted(c.value for c in s.capabilities),
+        "likelihood": s.likelihood.value if s.likelihood else "",
+        "default_datasets": {p: s.datasets_for(p) for p in ("smoke", "quick", "full")},
+        "description": s.description,
+    } for s in sorted(host.registry.models.values(), key=lambda s: (s.family, s.name))]
+
+
+def _datasets(host):
+    return [{
+        "name": s.name, "kind": s.kind.value, "shape": list(s.event_shape), "levels": s.levels or "",
+        "classes": s.num_classes, "entropy": s.entropy if s.entropy is not None else "",
+        "extractor": s.feature_extractor or "", "plugin": host.owner("datasets", s.name),
+        "description": s.description,
+    } for s in sorted(host.registry.datasets.values(), key=lambda s: s.name)]
+
+
+def _metrics(host):
+    return [{
+        "name": s.name, "unit": s.unit, "higher_is_better": s.higher_is_better,
+        "requires": sorted(c.value for c in s.requires), "data_kinds": sorted(k.value for k in s.data_kinds),
+        "plugin": host.owner("metrics", s.name), "description": s.description,
+    } for s in sorted(host.registry.metrics.values(), key=lambda s: s.name)]
+
+
+def _flat(rows):
+    out = []
+    for r in rows:
+        r = dict(r)
+        for k, v in r.items():
+            if isinstance(v, list):
+                r[k] = ", ".join(map(str, v))
+            elif isinstance(v, dict):
+                r[k] = "; ".join(f"{p}: {' '.join(map(str, n))}" for p, n in v.items())
+        out.append(r)
+    return out
+
+
+def execute(args, host) -> int:
+    tables = {"models": _models, "datasets": _datasets, "metrics": _metrics}
+    chosen = list(tables) if args.what == "all" else [args.what]
+    if args.format == "json":
+        result = {name: tables[name](host) for name in chosen}
+        emit(result if len(chosen) > 1 else result[chosen[0]], "json")
+        return 0
+    for name in chosen:
+        rows = _flat(tables[name](host))
+        for r in rows:
+            r.pop("description", None)
+            r.pop("default_datasets", None)
+        print(f"## {name}\n")
+        emit(rows, "table")
+        print()
+    return 0

@@ -1,0 +1,28 @@
+"""Shared printing helpers for CLI commands: tables for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+
+
+def add_format_option(parser) -> None:
+    parser.add_argument("--format", choices=["table", "json"], default="table",
+                        help="table for people (default), json for machines")
+
+
+def emit(rows: list, fmt: str, columns: list | None = None, stream=None) -> None:
+    stream = stream or sys.stdout
+    if fmt == "json":
+        json.dump(rows, stream, indent=2, default=str)
+        stream.write("\n")
+        return
+    if not rows:
+        stream.write("(none)\n")
+        return
+    df = pd.DataFrame(rows)
+    if columns:
+        df = df.reindex(columns=columns)
+    stream.write(df.fillna("").to_markdown(index=False) + "\n")

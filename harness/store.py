@@ -1,0 +1,119 @@
+"""The results store: SQLite in the output directory, written as each job ends.
+
+Each job's rows go in one transaction keyed by the job's hash, so a run killed at any moment keeps
+every job it had finished and none half-written; ``--resume`` skips keys already stored as ok.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+
+STORE_NAME = "results.sqlite"
+
+# Columns of results.csv, one measurement a row (the contract of issue 2).
+RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "value", "stderr", "unit",
+                  "estimator", "n", "status", "reason"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started REAL, finished REAL, profile TEXT, info TEXT
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY, run_id TEXT, model TEXT, family TEXT, dataset TEXT, seed INTEGER, profile TEXT,
+    status TEXT, reason TEXT, seconds REAL, finished REAL, hparams TEXT, dataset_provenance TEXT, details TEXT
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    key TEXT, metric TEXT, value REAL, stderr REAL, unit TEXT, estimator TEXT, n INTEGER,
+    higher_is_better INTEGER, status TEXT, reason TEXT, details TEXT
+);
+CREATE INDEX IF NOT EXISTS measurements_key ON measurements(key);
+"""
+
+
+class Store:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / STORE_NAME
+        self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ writes
+    def start_run(self, run_id: str, profile: str, info: dict) -> None:
+        self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, NULL, ?, ?)",
+                        (run_id, time.time(), profile, json.dumps(info, default=str)))
+
+    def finish_run(self, run_id: str) -> None:
+        self.db.execute("UPDATE runs SET finished = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def record_job(self, job, result, run_id: str) -> None:
+        """Replace everything stored under ``job.key`` with this result, atomically."""
+        rows = [
+            (job.key, m.metric, m.value, m.stderr, m.unit, m.estimator, m.n, int(m.higher_is_better), status, reason,
+             json.dumps(m.details, default=str))
+            for m, status, reason in result.rows()
+        ]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM measurements WHERE key = ?", (job.key,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.key, run_id, job.model, job.family, job.dataset, job.seed, job.profile, result.status,
+                 result.reason, result.seconds, time.time(), json.dumps(job.hparams, default=str),
+                 job.provenance, json.dumps(result.details, default=str)),
+            )
+            self.db.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ reads
+    def job_status(self, key: str) -> Optional[str]:
+        row = self.db.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def runs(self) -> list:
+        cur = self.db.execute("SELECT run_id, started, finished, profile, info FROM runs ORDER BY started")
+        return [dict(run_id=r[0], started=r[1], finished=r[2], profile=r[3], info=json.loads(r[4] or "{}"))
+                for r in cur]
+
+    def results(self, keys: Optional[Iterable[str]] = None) -> pd.DataFrame:
+        """Tidy results, one measurement a row; a job with no measurement gives one row with its status."""
+        query = """
+            SELECT j.run_id, j.model, j.family, j.dataset, j.seed, j.profile,
+                   m.metric, m.value, m.stderr, m.unit, m.estimator, m.n,
+                   COALESCE(m.status, j.status) AS status,
+                   COALESCE(m.reason, j.reason) AS reason,
+                   m.higher_is_better, m.details, j.key, j.seconds
+            FROM jobs j LEFT JOIN measurements m ON m.key = j.key
+            ORDER BY j.dataset, j.model, j.seed, m.rowid
+        """
+        df = pd.read_sql_query(query, self.db)
+        if keys is not None:
+            df = df[df["key"].isin(set(keys))]
+        return df.reset_index(drop=True)
+
+
+def open_store(directory) -> Store:
+    return Store(Path(directory))
+
+
+def find_store(directory) -> Path:
+    path = Path(directory) / STORE_NAME
+    if not path.exists():
+        from harness.contracts import UserError
+
+        raise UserError(f"no results in {directory} (expected {path}); run `python -m harness run --out {directory}` first")
+    return path
