@@ -1,1 +1,617 @@
-"""(being written)"""
+"""Autoregressive models: MADE, PixelCNN and a WaveNet over raster-ordered pixels.
+
+Each model factorises p(x) = prod_i p(x_i | x_<i) over a fixed ordering of the D dimensions, so its
+log-likelihood is exact and sampling draws one dimension at a time. All three share:
+
+- a *sequence view* of the data: ``(N, *event_shape)`` -> ``(N, D)`` in the model's ordering;
+- a *network* mapping the encoded sequence ``(N, D)`` to per-dimension parameters ``(N, D, P)``,
+  where ``params[:, i]`` depends only on ``x[:, :i]`` (the autoregressive property);
+- an *output head* (the conditional distribution of one dimension given its parameters):
+  Bernoulli on binary data, a categorical over the K levels on discrete data (an exact discrete
+  likelihood, no dequantisation), a mixture of Gaussians on continuous data (MADE only);
+- the training loop (Adam, cosine learning rate, best-on-validation checkpoint) and the evaluation
+  and sequential sampling code.
+
+Models are unconditional: labels are accepted and ignored.
+
+References: Germain et al., "MADE: Masked Autoencoder for Distribution Estimation", ICML 2015;
+van den Oord et al., "Pixel Recurrent Neural Networks", ICML 2016 (PixelCNN, masks A and B,
+residual blocks); van den Oord et al., "WaveNet", 2016 (gated, dilated causal convolutions).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import Capability, DataKind, FitContext, LikelihoodKind, LogLikelihood, Model, ModelSpec, Split, hookimpl
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# ============================================================================ output heads
+
+
+class BernoulliHead(nn.Module):
+    """p(x_i = 1) = sigmoid(logit): one parameter per dimension; data 0/1."""
+
+    n_params = 1
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x - 1
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -F.binary_cross_entropy_with_logits(params[..., 0], x, reduction="none")
+
+    def sample(self, params: torch.Tensor, index: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand(params.shape[0], generator=generator, dtype=torch.float64).to(params.device)
+        return (u < torch.sigmoid(params[:, 0].double())).float()
+
+
+class CategoricalHead(nn.Module):
+    """A softmax over the K levels 0..K-1 of one dimension: K parameters per dimension."""
+
+    def __init__(self, levels: int):
+        super().__init__()
+        self.levels = int(levels)
+        self.n_params = self.levels
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x / (self.levels - 1) - 1
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(params, dim=-1)
+        return logp.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
+
+    def sample(self, params: torch.Tensor, index: int, generator: torch.Generator) -> torch.Tensor:
+        return _inverse_cdf(F.softmax(params.double(), dim=-1), generator).float()
+
+
+class GaussianMixtureHead(nn.Module):
+    """A mixture of C Gaussians per dimension (3C parameters: weight logits, means, log-scales).
+
+    The network sees standardised inputs z = (x - mean) / std (statistics of the training split)
+    and the mixture lives in z space; the data-space density adds -log std per dimension, so the
+    likelihood stays an exact density over x.
+    """
+
+    def __init__(self, dim: int, components: int, min_log_scale: float = -7.0):
+        super().__init__()
+        self.components = int(components)
+        self.n_params = 3 * self.components
+        self.min_log_scale = float(min_log_scale)
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        # Spread the initial component means so the mixture does not start collapsed.
+        self.register_buffer("mean_offset", torch.linspace(-1.5, 1.5, self.components))
+
+    def set_standardisation(self, x: torch.Tensor) -> None:
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-6))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.scale
+
+    def _mixture(self, params: torch.Tensor):
+        c = self.components
+        log_weights = F.log_softmax(params[..., :c], dim=-1)
+        means = params[..., c:2 * c] + self.mean_offset
+        log_scales = params[..., 2 * c:].clamp_min(self.min_log_scale)
+        return log_weights, means, log_scales
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        log_weights, means, log_scales = self._mixture(params)
+        z = self.encode(x).unsqueeze(-1)
+        log_normal = -0.5 * ((z - means) * torch.exp(-log_scales)) ** 2 - log_scales - 0.5 * LOG_2PI
+        return torch.logsumexp(log_weights + log_normal, dim=-1) - torch.log(self.scale)
+
+    def sample(self, params: torch.Tensor, index: int, generator: torch.Generator) -> torch.Tensor:
+        log_weights, means, log_scales = self._mixture(params.double())
+        k = _inverse_cdf(log_weights.exp(), generator)
+        mean = means.gather(-1, k[:, None]).squeeze(-1)
+        std = log_scales.gather(-1, k[:, None]).squeeze(-1).exp()
+        eps = torch.randn(params.shape[0], generator=generator, dtype=torch.float64).to(params.device)
+        z = mean + std * eps
+        return (self.shift[index] + self.scale[index] * z).float()
+
+
+def _inverse_cdf(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One category per row of ``probs`` (N, K) by inverting the CDF at a uniform draw."""
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=probs.dtype).to(probs.device)
+    cdf = probs.cumsum(-1)
+    cdf = cdf / cdf[:, -1:]
+    return (cdf <= u).sum(-1).clamp_max(probs.shape[-1] - 1)
+
+
+def make_head(spec, hparams) -> nn.Module:
+    if spec.kind is DataKind.BINARY:
+        return BernoulliHead()
+    if spec.kind is DataKind.DISCRETE:
+        return CategoricalHead(spec.levels)
+    return GaussianMixtureHead(spec.dim, int(hparams.get("components", 10)))
+
+
+# ============================================================================ orderings
+
+
+def to_raster_sequence(x: torch.Tensor, event_shape: tuple) -> torch.Tensor:
+    """(N, *event) -> (N, D). Images (C, H, W) go in raster order over pixels, channels innermost
+    (R, G, B of one pixel are consecutive); other shapes are flattened as stored."""
+    if len(event_shape) == 3:
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(x.shape[0], -1)
+
+
+def from_raster_sequence(seq: torch.Tensor, event_shape: tuple) -> torch.Tensor:
+    if len(event_shape) == 3:
+        c, h, w = event_shape
+        return seq.reshape(seq.shape[0], h, w, c).permute(0, 3, 1, 2).contiguous()
+    return seq.reshape(seq.shape[0], *event_shape)
+
+
+# ============================================================================ MADE
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 connectivity mask (out, in)."""
+
+    def __init__(self, mask: torch.Tensor, bias: bool = True):
+        super().__init__(mask.shape[1], mask.shape[0], bias=bias)
+        self.register_buffer("mask", mask.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+def hidden_degrees(size: int, dim: int) -> torch.Tensor:
+    """Degrees 1..D-1 spread evenly over ``size`` hidden units (a unit of degree m may see
+    inputs 1..m). Deterministic, so every dimension is reachable whatever the width."""
+    if dim <= 1:
+        return torch.ones(size, dtype=torch.long)
+    return 1 + torch.div(torch.arange(size) * (dim - 1), size, rounding_mode="floor")
+
+
+class MADENetwork(nn.Module):
+    """Masked MLP (Germain et al. 2015) with an optional direct input-to-output connection.
+
+    Input degrees are 1..D (natural order); output i gets degree i and sees hidden units of degree
+    < i, so params[:, i] depends on x[:, :i] only. With many parameters per dimension (K-way
+    categoricals on 256-level images) the output goes through ``features`` masked units per
+    dimension and a per-dimension linear map, to keep the last layer at D x features x P.
+    """
+
+    def __init__(self, dim: int, n_params: int, hidden: tuple = (256, 256), direct: bool = True,
+                 features: Optional[int] = None):
+        super().__init__()
+        self.dim, self.n_params = dim, n_params
+        self.width = n_params if features is None else int(features)
+        in_deg = torch.arange(1, dim + 1)
+        layers, prev = [], in_deg
+        for size in hidden:
+            deg = hidden_degrees(size, dim)
+            layers += [MaskedLinear(deg[:, None] >= prev[None, :]), nn.ReLU()]
+            prev = deg
+        self.hidden = nn.Sequential(*layers)
+        out_deg = in_deg.repeat(self.width)  # output unit (w, d) has degree d + 1
+        self.out = MaskedLinear(out_deg[:, None] > prev[None, :])
+        self.direct = MaskedLinear(out_deg[:, None] > in_deg[None, :], bias=False) if direct else None
+        if features is not None:  # per-dimension map from `features` units to the P parameters
+            self.proj_weight = nn.Parameter(torch.randn(dim, self.width, n_params) / math.sqrt(self.width))
+            self.proj_bias = nn.Parameter(torch.zeros(dim, n_params))
+        else:
+            self.proj_weight = None
+
+    def forward(self, h: torch.Tensor, upto: Optional[int] = None) -> torch.Tensor:
+        out = self.out(self.hidden(h))
+        if self.direct is not None:
+            out = out + self.direct(h)
+        out = out.reshape(h.shape[0], self.width, self.dim).transpose(1, 2)  # (N, D, width)
+        if self.proj_weight is not None:
+            out = torch.einsum("ndw,dwp->ndp", out, self.proj_weight) + self.proj_bias
+        return out
+
+
+# ============================================================================ PixelCNN
+
+
+def pixelcnn_mask(in_ch: int, out_ch: int, kernel: int, mask_type: str, image_channels: int) -> torch.Tensor:
+    """Mask (out, in, k, k) of van den Oord et al. 2016: pixels above and to the left of the
+    centre are visible; at the centre, feature channels are split into ``image_channels`` groups
+    (R, G, B) and group g sees groups < g (type A, first layer) or <= g (type B, later layers)."""
+    c = kernel // 2
+    mask = torch.zeros(out_ch, in_ch, kernel, kernel)
+    mask[:, :, :c, :] = 1
+    mask[:, :, c, :c] = 1
+    g_in = torch.arange(in_ch) * image_channels // in_ch
+    g_out = torch.arange(out_ch) * image_channels // out_ch
+    centre = g_out[:, None] > g_in[None, :] if mask_type == "A" else g_out[:, None] >= g_in[None, :]
+    mask[:, :, c, c] = centre.float()
+    return mask
+
+
+class MaskedConv2d(nn.Conv2d):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, mask_type: str, image_channels: int):
+        super().__init__(in_ch, out_ch, kernel, padding=kernel // 2)
+        self.register_buffer("mask", pixelcnn_mask(in_ch, out_ch, kernel, mask_type, image_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+class PixelCNNResidualBlock(nn.Module):
+    """ReLU, 1x1 (2h -> h), ReLU, 3x3 masked B (h -> h), ReLU, 1x1 (h -> 2h), plus the input."""
+
+    def __init__(self, channels: int, image_channels: int, kernel: int = 3):
+        super().__init__()
+        half = max(channels // 2, image_channels)
+        self.body = nn.Sequential(
+            nn.ReLU(), MaskedConv2d(channels, half, 1, "B", image_channels),
+            nn.ReLU(), MaskedConv2d(half, half, kernel, "B", image_channels),
+            nn.ReLU(), MaskedConv2d(half, channels, 1, "B", image_channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class PixelCNNNetwork(nn.Module):
+    """Masked convolutions: a type-A k x k first layer, residual blocks of type-B convolutions,
+    and two 1x1 type-B output layers giving P parameters per sub-pixel."""
+
+    def __init__(self, event_shape: tuple, n_params: int, channels: int = 64, blocks: int = 4,
+                 first_kernel: int = 7, kernel: int = 3, head_channels: Optional[int] = None):
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        c = self.event_shape[0]
+        self.n_params = n_params
+        head_channels = head_channels or channels
+        self.net = nn.Sequential(
+            MaskedConv2d(c, channels, first_kernel, "A", c),
+            *[PixelCNNResidualBlock(channels, c, kernel) for _ in range(blocks)],
+            nn.ReLU(), MaskedConv2d(channels, head_channels, 1, "B", c),
+            nn.ReLU(), MaskedConv2d(head_channels, c * n_params, 1, "B", c),
+        )
+
+    def forward(self, h: torch.Tensor, upto: Optional[int] = None) -> torch.Tensor:
+        """Parameters for sequence positions 0..: all of them, or (with ``upto``) at least 0..upto,
+        computed only on the image rows up to the one holding position ``upto`` (masks make rows
+        below invisible, so the result is the same)."""
+        c, height, width = self.event_shape
+        img = from_raster_sequence(h, self.event_shape)
+        if upto is not None:
+            img = img[:, :, : upto // (width * c) + 1]
+        n, rows = img.shape[0], img.shape[2]
+        out = self.net(img).reshape(n, c, self.n_params, rows, width)
+        return out.permute(0, 3, 4, 1, 2).reshape(n, rows * width * c, self.n_params)
+
+
+# ============================================================================ WaveNet
+
+
+class CausalConv1d(nn.Conv1d):
+    """A 1-D convolution whose output at t sees inputs at t, t-d, t-2d, ... only (left padding)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 2, dilation: int = 1):
+        super().__init__(in_ch, out_ch, kernel, dilation=dilation)
+        self.left_pad = dilation * (kernel - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (self.left_pad, 0)))
+
+
+class GatedResidualLayer(nn.Module):
+    """tanh(W_f * h) . sigmoid(W_g * h) with a dilated causal conv; 1x1 residual and skip outputs."""
+
+    def __init__(self, residual: int, gate: int, skip: int, dilation: int):
+        super().__init__()
+        self.conv = CausalConv1d(residual, 2 * gate, 2, dilation)
+        self.res = nn.Conv1d(gate, residual, 1)
+        self.skip = nn.Conv1d(gate, skip, 1)
+
+    def forward(self, h: torch.Tensor):
+        f, g = self.conv(h).chunk(2, dim=1)
+        z = torch.tanh(f) * torch.sigmoid(g)
+        return h + self.res(z), self.skip(z)
+
+
+class WaveNetNetwork(nn.Module):
+    """Gated dilated causal convolutions over the sequence (dilations 1, 2, 4, ..., repeated
+    ``stacks`` times), residual and skip connections, ReLU-1x1-ReLU-1x1 output.
+
+    The input is shifted right by one position (position 0 sees nothing), which makes the causal
+    stack strictly autoregressive. A learned per-position bias tells the network where it is
+    (e.g. the column of a pixel in the raster scan); it depends on the position only.
+    """
+
+    def __init__(self, length: int, n_params: int, residual: int = 32, gate: int = 32, skip: int = 64,
+                 layers: Optional[int] = None, stacks: int = 1):
+        super().__init__()
+        self.length, self.n_params = length, n_params
+        layers = layers or max(1, math.ceil(math.log2(max(length, 2))))
+        self.input = CausalConv1d(1, residual, 2, 1)
+        self.position = nn.Parameter(torch.zeros(residual, length))
+        self.layers = nn.ModuleList(
+            GatedResidualLayer(residual, gate, skip, 2 ** i) for _ in range(stacks) for i in range(layers)
+        )
+        self.output = nn.Sequential(nn.ReLU(), nn.Conv1d(skip, skip, 1), nn.ReLU(), nn.Conv1d(skip, n_params, 1))
+
+    @property
+    def receptive_field(self) -> int:
+        return 2 + sum(layer.conv.left_pad for layer in self.layers)
+
+    def forward(self, h: torch.Tensor, upto: Optional[int] = None) -> torch.Tensor:
+        """Parameters (N, T, P) for positions 0..T-1: T = D, or upto + 1 (a causal stack on a
+        prefix gives the same values as on the whole sequence)."""
+        t = h.shape[1] if upto is None else upto + 1
+        shifted = F.pad(h[:, : t - 1], (1, 0)).unsqueeze(1)  # (N, 1, t): position i holds x_{i-1}
+        x = self.input(shifted) + self.position[:, :t]
+        skips = 0
+        for layer in self.layers:
+            x, s = layer(x)
+            skips = skips + s
+        return self.output(skips).transpose(1, 2)
+
+
+# ============================================================================ the shared model
+
+
+class AutoregressiveModel(Model):
+    """Training, exact log-likelihood and sequential sampling for any network + head pair.
+
+    Hyperparameters common to all three models: ``steps``, ``batch_size``, ``lr``, ``lr_final``
+    (fraction of ``lr`` reached by the cosine schedule), ``grad_clip``, ``eval_every`` (steps
+    between validation checks; the best validation checkpoint is kept), ``val_examples``,
+    ``eval_batch`` and ``sample_batch``.
+    """
+
+    def __init__(self, spec, hparams: dict):
+        self.spec = spec
+        self.hparams = dict(hparams)
+        self.head = make_head(spec, self.hparams)
+        self.dim = spec.dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.net = self.build_network()
+        self.fitted_steps = 0
+        self.best_val_nll = None
+
+    # -- subclass interface ---------------------------------------------------------------
+    def build_network(self) -> nn.Module:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def to_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        return to_raster_sequence(x, self.spec.event_shape)
+
+    def from_sequence(self, seq: torch.Tensor) -> torch.Tensor:
+        return from_raster_sequence(seq, self.spec.event_shape)
+
+    # -- likelihood -----------------------------------------------------------------------
+    def sequence_log_prob(self, seq: torch.Tensor) -> torch.Tensor:
+        """log p(x) per example (N,) for a batch already in sequence order, on the model's device."""
+        params = self.net(self.head.encode(seq))
+        return self.head.log_prob(params, seq).sum(1)
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> LogLikelihood:
+        self.net.eval()
+        batch = int(self.hparams.get("eval_batch", 500))
+        seq = self.to_sequence(x.float())
+        values = [self.sequence_log_prob(seq[i:i + batch].to(self.device)).cpu() for i in range(0, len(seq), batch)]
+        return LogLikelihood(torch.cat(values).float(), LikelihoodKind.EXACT,
+                             details={"ordering": self.ordering})
+
+    # -- sampling -------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        self.net.eval()
+        batch = int(self.hparams.get("sample_batch", 1000))
+        parts = []
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            seq = torch.zeros(m, self.dim, device=self.device)
+            for i in range(self.dim):
+                params = self.net(self.head.encode(seq), upto=i)[:, i]
+                seq[:, i] = self.head.sample(params, i, generator)
+            parts.append(seq.cpu())
+        if not parts:
+            return torch.zeros(0, *self.spec.event_shape)
+        return self.from_sequence(torch.cat(parts))
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        hp = self.hparams
+        steps = int(hp.get("steps", 1000))
+        batch_size = int(hp.get("batch_size", 64))
+        lr = float(hp.get("lr", 1e-3))
+        eval_every = int(hp.get("eval_every", max(1, steps // 10)))
+        val_examples = int(hp.get("val_examples", 1000))
+        grad_clip = float(hp.get("grad_clip", 10.0))
+
+        # Fresh initialisation from the job's seed, so a job is reproducible from its seed alone.
+        init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            self.net = self.build_network()
+        train_seq = self.to_sequence(train.x.float())
+        if isinstance(self.head, GaussianMixtureHead):
+            self.head.set_standardisation(train_seq)
+        self.head.to(self.device)
+        self.net.to(self.device)
+        val_seq = self.to_sequence(val.x[:val_examples].float()) if val is not None and len(val) else None
+
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1),
+                                                           eta_min=lr * float(hp.get("lr_final", 0.05)))
+        best_state, best_val = None, math.inf
+        order, cursor = torch.randperm(len(train_seq), generator=ctx.generator), 0
+        self.fitted_steps = 0
+        for step in range(steps):
+            if ctx.should_stop():
+                break
+            if cursor + batch_size > len(order):
+                order, cursor = torch.randperm(len(train_seq), generator=ctx.generator), 0
+            xb = train_seq[order[cursor:cursor + batch_size]].to(self.device)
+            cursor += batch_size
+            self.net.train()
+            nll = -self.sequence_log_prob(xb).mean()
+            opt.zero_grad(set_to_none=True)
+            (nll / self.dim).backward()
+            nn.utils.clip_grad_norm_(self.net.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+            self.fitted_steps += 1
+            ctx.step(len(xb), loss=float(nll.detach()))
+            if val_seq is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+                val_nll = -float(self._mean_log_prob(val_seq))
+                if val_nll < best_val:
+                    best_val = val_nll
+                    best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+            self.best_val_nll = best_val
+        self.net.eval()
+
+    @torch.no_grad()
+    def _mean_log_prob(self, seq: torch.Tensor) -> torch.Tensor:
+        self.net.eval()
+        batch = int(self.hparams.get("eval_batch", 500))
+        total = sum(self.sequence_log_prob(seq[i:i + batch].to(self.device)).sum().cpu()
+                    for i in range(0, len(seq), batch))
+        return total / len(seq)
+
+    ordering = "raster"
+
+
+class MADE(AutoregressiveModel):
+    """MADE: ``hidden`` (layer widths), ``direct`` (input-to-output connection), ``features``
+    (per-dimension output units when the head has many parameters; None = direct output),
+    ``components`` (mixture size on continuous data)."""
+
+    ordering = "natural (flattened as stored)"
+
+    def build_network(self) -> nn.Module:
+        hp = self.hparams
+        p = self.head.n_params
+        features = hp.get("features")
+        if features is None and p > 32:
+            features = 32
+        return MADENetwork(self.dim, p, tuple(hp.get("hidden", (256, 256))), bool(hp.get("direct", True)),
+                           None if features is None or int(features) >= p else int(features))
+
+    def to_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)
+
+    def from_sequence(self, seq: torch.Tensor) -> torch.Tensor:
+        return seq.reshape(seq.shape[0], *self.spec.event_shape)
+
+
+class PixelCNN(AutoregressiveModel):
+    """PixelCNN: ``channels``, ``blocks`` (residual), ``first_kernel`` (type-A layer), ``kernel``."""
+
+    ordering = "raster (rows, columns, channels)"
+
+    def build_network(self) -> nn.Module:
+        hp = self.hparams
+        return PixelCNNNetwork(self.spec.event_shape, self.head.n_params, int(hp.get("channels", 64)),
+                               int(hp.get("blocks", 4)), int(hp.get("first_kernel", 7)), int(hp.get("kernel", 3)),
+                               hp.get("head_channels"))
+
+
+class WaveNet(AutoregressiveModel):
+    """WaveNet over the raster sequence: ``residual``, ``gate``, ``skip`` channels, ``layers``
+    per stack (default: enough dilations to cover the whole sequence), ``stacks``."""
+
+    ordering = "raster (rows, columns, channels) as one sequence"
+
+    def build_network(self) -> nn.Module:
+        hp = self.hparams
+        layers = hp.get("layers")
+        return WaveNetNetwork(self.dim, self.head.n_params, int(hp.get("residual", 32)), int(hp.get("gate", 32)),
+                              int(hp.get("skip", 64)), None if layers is None else int(layers),
+                              int(hp.get("stacks", 1)))
+
+
+# ============================================================================ registration
+
+
+def images_only(spec) -> Optional[str]:
+    if not spec.is_image:
+        return f"pixelcnn needs images of shape (C, H, W); {spec.name} has event shape {spec.event_shape}"
+    return None
+
+
+@hookimpl
+def harness_register_models(register):
+    common = {"eval_batch": 500, "sample_batch": 1000}
+    register(ModelSpec(
+        name="made",
+        family="autoregressive",
+        factory=MADE,
+        data_kinds=[DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY],
+        capabilities=[Capability.SAMPLE],
+        likelihood=LikelihoodKind.EXACT,
+        defaults={
+            "smoke": {**common, "hidden": [64, 64], "steps": 60, "batch_size": 64, "lr": 3e-3},
+            "quick": {**common, "hidden": [512, 512], "steps": 2000, "batch_size": 128, "lr": 2e-3,
+                      "eval_every": 100},
+            "full": {**common, "hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3,
+                     "eval_every": 500, "features": 64},
+        },
+        default_datasets={
+            "smoke": ["digits-binary", "8gaussians"],
+            "quick": ["digits-binary", "digits", "8gaussians"],
+            "full": ["digits-binary", "digits", "8gaussians", "checkerboard", "mnist5k-binary", "mnist5k"],
+        },
+        description="MADE (Germain et al. 2015): masked MLP; Bernoulli / categorical / Gaussian-mixture "
+                    "conditionals; exact likelihood.",
+    ))
+    register(ModelSpec(
+        name="pixelcnn",
+        family="autoregressive",
+        factory=PixelCNN,
+        data_kinds=[DataKind.DISCRETE, DataKind.BINARY],
+        capabilities=[Capability.SAMPLE],
+        likelihood=LikelihoodKind.EXACT,
+        accepts=images_only,
+        defaults={
+            "smoke": {**common, "channels": 16, "blocks": 1, "first_kernel": 5, "steps": 30, "batch_size": 32,
+                      "lr": 3e-3},
+            "quick": {**common, "channels": 48, "blocks": 3, "first_kernel": 5, "steps": 600, "batch_size": 64,
+                      "lr": 2e-3, "eval_every": 50},
+            "full": {**common, "channels": 128, "blocks": 8, "first_kernel": 7, "steps": 30000, "batch_size": 64,
+                     "lr": 1e-3, "eval_every": 500},
+        },
+        default_datasets={
+            "smoke": ["digits-binary"],
+            "quick": ["digits-binary", "digits"],
+            "full": ["digits-binary", "digits", "mnist5k-binary", "mnist5k"],
+        },
+        description="PixelCNN (van den Oord et al. 2016): masked convolutions (A then B), residual blocks; "
+                    "Bernoulli / categorical outputs; exact likelihood.",
+    ))
+    register(ModelSpec(
+        name="wavenet",
+        family="autoregressive",
+        factory=WaveNet,
+        data_kinds=[DataKind.DISCRETE, DataKind.BINARY],
+        capabilities=[Capability.SAMPLE],
+        likelihood=LikelihoodKind.EXACT,
+        defaults={
+            "smoke": {**common, "residual": 16, "gate": 16, "skip": 32, "steps": 30, "batch_size": 32, "lr": 3e-3},
+            "quick": {**common, "residual": 48, "gate": 48, "skip": 96, "stacks": 2, "steps": 600,
+                      "batch_size": 64, "lr": 2e-3, "eval_every": 50},
+            "full": {**common, "residual": 96, "gate": 96, "skip": 192, "stacks": 3, "steps": 30000,
+                     "batch_size": 64, "lr": 1e-3, "eval_every": 500},
+        },
+        default_datasets={
+            "smoke": ["digits-binary"],
+            "quick": ["digits-binary", "digits"],
+            "full": ["digits-binary", "digits", "mnist5k-binary", "mnist5k"],
+        },
+        description="WaveNet over raster-ordered pixels: gated dilated causal 1-D convolutions with residual and "
+                    "skip connections; Bernoulli / categorical outputs; exact likelihood.",
+    ))
