@@ -88,6 +88,25 @@ class Harness:
                     raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {info.error}") from exc
                 continue
             self.add_plugin(obj, ep.name, info)
+        self.load_modules(os.environ.get("HARNESS_PLUGINS", ""), strict=strict)
+
+    def load_modules(self, spec: str, strict: bool = False) -> None:
+        """Load plugin modules named by import path (``HARNESS_PLUGINS=pkg.mod,other.mod``), like
+        pytest's ``-p``: for plugins that are not installed as a distribution (local experiments,
+        tests). Failures are recorded exactly as for entry points."""
+        import importlib
+
+        for path in [s.strip() for s in spec.split(",") if s.strip()]:
+            info = PluginInfo(name=path, module=path)
+            self.plugins[path] = info
+            try:
+                obj = importlib.import_module(path)
+            except Exception as exc:
+                info.error = f"{type(exc).__name__}: {exc}"
+                if strict:
+                    raise PluginError(f"plugin {path!r} failed to import: {info.error}") from exc
+                continue
+            self.add_plugin(obj, path, info)
 
     def add_plugin(self, obj, name: str, info: Optional[PluginInfo] = None) -> None:
         """Register a plugin object or module under ``name`` (used for tests and entry points)."""

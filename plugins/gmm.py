@@ -48,6 +48,8 @@ class GaussianMixtureModel(Model):
         self.tol = float(hparams.get("tol", 1e-5))
         self.reg = float(hparams.get("reg_covar", 1e-6))
         self.max_train = int(hparams.get("max_train", 0)) or None
+        self.n_init = int(hparams.get("n_init", 3))
+        self.kmeans_iter = int(hparams.get("kmeans_iter", 20))
         self.weights = self.means = self.chol = None
 
     def set_parameters(self, weights, means, covariances) -> None:
@@ -58,15 +60,32 @@ class GaussianMixtureModel(Model):
         self.k = self.weights.shape[0]
 
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        """EM from ``n_init`` k-means initialisations (k-means++ seeding, then Lloyd iterations);
+        the run with the best training log-likelihood is kept."""
         y = self.view.model_input(train.x, ctx.generator).reshape(len(train), -1).double()
         if self.max_train and y.shape[0] > self.max_train:
             y = y[torch.randperm(y.shape[0], generator=ctx.generator)[: self.max_train]]
+        best = None
+        for _ in range(self.n_init):
+            params, mean_ll = self._em(y, ctx)
+            if best is None or mean_ll > best[1]:
+                best = (params, mean_ll)
+            if ctx.should_stop():
+                break
+        self.weights, self.means, self.chol = best[0]
+
+    def _em(self, y: torch.Tensor, ctx: FitContext):
         n, d = y.shape
         eye = torch.eye(d, dtype=torch.float64)
         means = kmeans_plusplus(y, self.k, ctx.generator)
-        # Initial responsibilities: hard assignment to the nearest seed.
+        for _ in range(self.kmeans_iter):  # Lloyd's algorithm
+            assign = torch.cdist(y, means).argmin(1)
+            counts = torch.bincount(assign, minlength=self.k)
+            sums = torch.zeros_like(means).index_add_(0, assign, y)
+            means = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], means)
         resp = torch.nn.functional.one_hot(torch.cdist(y, means).argmin(1), self.k).double()
-        previous = -math.inf
+        previous = mean_ll = -math.inf
+        params = None
         for _ in range(self.max_iter):
             # M step.
             nk = resp.sum(0) + 10 * torch.finfo(torch.float64).eps
@@ -74,9 +93,9 @@ class GaussianMixtureModel(Model):
             means = (resp.T @ y) / nk[:, None]
             diff = y[:, None, :] - means[None]
             cov = torch.einsum("nk,nki,nkj->kij", resp, diff, diff) / nk[:, None, None] + self.reg * eye
-            self.weights, self.means, self.chol = weights, means, torch.linalg.cholesky(cov)
+            params = (weights, means, torch.linalg.cholesky(cov))
             # E step.
-            log_joint = mixture_log_prob(y, weights, means, self.chol)
+            log_joint = mixture_log_prob(y, *params)
             log_norm = torch.logsumexp(log_joint, 1)
             resp = torch.exp(log_joint - log_norm[:, None])
             mean_ll = float(log_norm.mean())
@@ -84,6 +103,7 @@ class GaussianMixtureModel(Model):
             if abs(mean_ll - previous) < self.tol or ctx.should_stop():
                 break
             previous = mean_ll
+        return params, mean_ll
 
     def _log_density(self, y: torch.Tensor) -> torch.Tensor:
         y = y.reshape(y.shape[0], -1).double().cpu()
@@ -117,9 +137,9 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.EXACT,
         accepts=_low_dimensional,
         defaults={
-            "smoke": {"components": 8, "max_iter": 30, "max_train": 5000},
-            "quick": {"components": 16, "max_iter": 200},
-            "full": {"components": 32, "max_iter": 500},
+            "smoke": {"components": 8, "max_iter": 30, "max_train": 5000, "n_init": 1},
+            "quick": {"components": 16, "max_iter": 200, "n_init": 3},
+            "full": {"components": 32, "max_iter": 500, "n_init": 5},
         },
         default_datasets={
             "smoke": ["checkerboard", "8gaussians"],

@@ -1,0 +1,37 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture
+def host():
+    """The installed plugins plus the fake plugins of tests/plugins/fakes.py."""
+    from harness.plugins import get_harness
+    from tests.plugins import fakes
+
+    h = get_harness()
+    h.add_plugin(fakes, "fakes")
+    return h
+
+
+@pytest.fixture
+def smoke():
+    from harness.profiles import get_profile
+
+    return get_profile("smoke")
+
+
+@pytest.fixture
+def cli_env(monkeypatch):
+    """Environment for CLI subprocesses that must see the fake plugins."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["HARNESS_PLUGINS"] = "tests.plugins.fakes"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env

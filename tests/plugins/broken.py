@@ -1,0 +1,3 @@
+"""A plugin that fails to import."""
+
+raise ImportError("this plugin is deliberately broken")

@@ -1,0 +1,10 @@
+"""A plugin that registers a model name the fakes already use."""
+
+from harness import hookimpl
+
+from tests.plugins import fakes
+
+
+@hookimpl
+def harness_register_models(register):
+    register(fakes._spec("stdnormal", fakes.StandardNormal))

@@ -1,0 +1,115 @@
+"""The runner: failure isolation, NaN and timeouts recorded as failures, skips with reasons,
+results streamed to the store, results.csv contract."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from harness.profiles import get_profile
+from harness.report import write_reports
+from harness.runner import Runner
+from harness.store import RESULT_COLUMNS
+
+
+def run(host, tmp_path, models, datasets=None, **kw):
+    runner = Runner(host, get_profile("smoke"), tmp_path, seeds=kw.pop("seeds", [0]), **kw)
+    store, summary = runner.run(runner.plan(models, datasets, False))
+    df = store.results()
+    store.close()
+    return df, summary
+
+
+def test_failing_fit_and_nan_leave_other_results_intact(host, tmp_path):
+    df, summary = run(host, tmp_path, ["stdnormal", "boom", "nanny", "gaussian"], ["tiny"], metrics=["nll"])
+    assert summary["ok"] == 2 and summary["failed"] == 2
+    by_model = {m: g for m, g in df.groupby("model")}
+    boom = by_model["boom"]
+    assert (boom["status"] == "failed").all()
+    assert "deliberate failure in fit" in boom["reason"].iloc[0]
+    nanny = by_model["nanny"]
+    assert (nanny["status"] == "failed").any() and "non-finite" in " ".join(nanny["reason"].dropna())
+    for model in ("stdnormal", "gaussian"):
+        nll = by_model[model].query("metric == 'nll'")
+        assert (nll["status"] == "ok").all() and nll["value"].notna().all()
+
+
+def test_nll_of_a_known_model_matches_the_analytic_value(host, tmp_path):
+    """N(0, I) scored on the tiny set: the reported NLL is the mean of the analytic per-example NLL."""
+    df, _ = run(host, tmp_path, ["stdnormal"], ["tiny"], metrics=["nll"])
+    row = df.query("metric == 'nll'").iloc[0]
+    x = host.dataset("tiny").load(None).test.x.double()
+    per_example = 0.5 * (x**2).sum(1) + math.log(2 * math.pi)
+    assert row["value"] == pytest.approx(float(per_example.mean()), rel=1e-6)
+    assert row["stderr"] == pytest.approx(float(per_example.std() / math.sqrt(len(x))), rel=1e-4)
+    assert row["estimator"] == "exact" and row["n"] == len(x) and row["unit"] == "nats"
+
+
+def test_timeout_is_recorded_as_failed_and_the_run_goes_on(host, tmp_path):
+    df, summary = run(host, tmp_path, ["sleepy", "stdnormal"], ["tiny"], metrics=["nll"], job_timeout=0.2)
+    sleepy = df[df.model == "sleepy"]
+    assert (sleepy["status"] == "failed").all() and "timed out after 0.2 s" in sleepy["reason"].iloc[0]
+    assert (df[df.model == "stdnormal"]["status"] == "ok").all()
+
+
+def test_incompatible_pairs_are_skipped_with_their_reason(host, tmp_path):
+    """gmm refuses high-dimensional data; the pair is recorded as skipped, never attempted."""
+    from harness import DataKind, DatasetSpec
+    from harness.contracts import Split, Splits
+
+    host.registry.datasets["wide"] = DatasetSpec(
+        name="wide", kind=DataKind.CONTINUOUS, event_shape=(100,),
+        load=lambda root: Splits(*(Split(torch.zeros(4, 100)) for _ in range(3))))
+    df, summary = run(host, tmp_path, ["gmm"], ["wide"])
+    assert summary["skipped"] == 1 and summary["ok"] == 0
+    assert df["status"].tolist() == ["skipped"] and "100 dimensions" in df["reason"].iloc[0]
+
+
+def test_metric_requirements_are_recorded_as_skips(host, tmp_path):
+    """A metric whose requirement the model lacks is a skipped row with the reason."""
+    from harness import Capability, DataKind, ModelSpec
+    from tests.plugins.fakes import StandardNormal
+
+    host.registry.models["nolik"] = ModelSpec(name="nolik", family="fake", factory=StandardNormal,
+                                              data_kinds=[DataKind.CONTINUOUS], capabilities=[Capability.SAMPLE])
+    df, _ = run(host, tmp_path, ["nolik"], ["tiny"], metrics=["nll", "sample_throughput"])
+    nll = df[df.metric == "nll"].iloc[0]
+    assert nll["status"] == "skipped" and "lacks log_likelihood" in nll["reason"]
+    assert df[df.metric == "sample_throughput"]["status"].tolist() == ["ok"]
+
+
+def test_results_csv_has_the_contract_columns(host, tmp_path):
+    df, _ = run(host, tmp_path, ["stdnormal", "boom"], ["tiny"], seeds=[0, 1], metrics=["nll"])
+    paths = write_reports(df, tmp_path)
+    csv = pd.read_csv(paths["csv"])
+    assert list(csv.columns) == RESULT_COLUMNS
+    assert set(csv["seed"]) == {0, 1} and set(csv["status"]) == {"ok", "failed"}
+    report = paths["markdown"].read_text()
+    assert "## tiny" in report and "(x)" in report and "deliberate failure" in report
+
+
+def test_results_are_in_the_store_as_each_job_ends(host, tmp_path):
+    """The observer sees each job's rows already committed to the store."""
+    import sqlite3
+
+    from harness import hookimpl
+
+    seen = []
+
+    class Watcher:
+        @hookimpl
+        def harness_job_finished(self, run, job, result):
+            db = sqlite3.connect(tmp_path / "results.sqlite")
+            seen.append(db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+            db.close()
+
+    host.add_plugin(Watcher(), "watcher")
+    run(host, tmp_path, ["stdnormal"], ["tiny"], seeds=[0, 1, 2], metrics=["nll"])
+    assert seen == [1, 2, 3]
+
+
+def test_same_seed_gives_the_same_numbers(host, tmp_path):
+    a, _ = run(host, tmp_path / "a", ["gmm"], ["8gaussians"], metrics=["nll"])
+    b, _ = run(host, tmp_path / "b", ["gmm"], ["8gaussians"], metrics=["nll"])
+    assert a.query("metric == 'nll'")["value"].tolist() == b.query("metric == 'nll'")["value"].tolist()
