@@ -1,56 +1,388 @@
-"""Timing helpers for speed metrics: warm-up, repeats, median with spread; CUDA work is timed
-after synchronising (events would add nothing for whole-call timings)."""
+"""Timing helpers for speed metrics: warm-up, repeats within a time budget, median with spread.
+
+Three layers, each usable on its own:
+
+- statistics on a list of repeat values: :func:`median`, :func:`quantile` (numpy's default linear
+  interpolation) and :func:`quantile_stderr` (the Maritz-Jarrett standard error of a sample quantile;
+  :func:`median_stderr` is its q = 0.5 case);
+- device primitives: :func:`synchronize`, a :class:`Stopwatch` per device (``perf_counter`` on CPU,
+  CUDA events on a GPU) and :func:`measure_peak_memory` (CUDA allocator peak, or the process's peak
+  RSS on CPU). The CUDA branches take the ``torch.cuda`` module as an argument (``cuda=None`` means
+  ``torch.cuda``), so a test can drive them with a stand-in on a machine without a GPU;
+- measurement: :func:`time_within` (warm-up, then timed blocks of calls sized to a :class:`Budget`)
+  and :func:`choose_batch` (the largest batch up to a target whose calls fit the budget).
+
+Only the calls themselves run inside a timed region: a block is ``start(); for _ in range(k): fn();
+stop()``, where ``stop`` synchronises the device before reading the clock.
+"""
 
 from __future__ import annotations
 
-import statistics
+import math
+import platform
+import sys
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
 
 import torch
+
+# --------------------------------------------------------------------------- statistics
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0 <= q <= 1) with linear interpolation between order statistics
+    (numpy's default method, ``numpy.quantile(values, q)``)."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile level must lie in [0, 1], not {q}")
+    s = sorted(float(v) for v in values)
+    if not s:
+        raise ValueError("quantile of no values")
+    pos = q * (len(s) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return quantile(values, 0.5)
+
+
+def quantile_stderr(values: Sequence[float], q: float) -> Optional[float]:
+    """Maritz-Jarrett standard error of the sample q-quantile (None for fewer than two values).
+
+    The m-th order statistic, m = floor(q n + 1/2) clamped to 1..n, is distributed as the data's
+    quantile function at U ~ Beta(m, n - m + 1). Replacing that function by the empirical one gives
+    weights W_i = P((i-1)/n < U <= i/n) and the estimate sqrt(sum W_i x_(i)^2 - (sum W_i x_(i))^2).
+    It needs no normality assumption, which suits skewed timing data.
+    """
+    from scipy.special import betainc
+
+    s = sorted(float(v) for v in values)
+    n = len(s)
+    if n < 2:
+        return None
+    m = min(max(math.floor(q * n + 0.5), 1), n)
+    a, b = m, n - m + 1
+    cdf = [float(betainc(a, b, i / n)) for i in range(n + 1)]
+    w = [cdf[i + 1] - cdf[i] for i in range(n)]
+    c1 = sum(wi * x for wi, x in zip(w, s))
+    c2 = sum(wi * x * x for wi, x in zip(w, s))
+    return math.sqrt(max(c2 - c1 * c1, 0.0))
+
+
+def median_stderr(values: Sequence[float]) -> Optional[float]:
+    return quantile_stderr(values, 0.5)
+
+
+# --------------------------------------------------------------------------- device primitives
+
+
+def _cuda(cuda):
+    return torch.cuda if cuda is None else cuda
+
+
+def synchronize(device, cuda=None) -> None:
+    """Wait for queued work on ``device`` (a no-op on CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        _cuda(cuda).synchronize(device)
+
+
+class Stopwatch:
+    """Times one region: ``start()`` then ``stop() -> seconds``. See :func:`stopwatch`."""
+
+    kind = "abstract"
+
+    def start(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stop(self) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class WallStopwatch(Stopwatch):
+    """``time.perf_counter`` around the region; ``sync`` (if given) runs before both clock reads."""
+
+    kind = "perf_counter"
+
+    def __init__(self, sync: Optional[Callable[[], None]] = None):
+        self._sync = sync
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        if self._sync is not None:
+            self._sync()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        if self._sync is not None:
+            self._sync()
+        return time.perf_counter() - self._t0
+
+
+class CudaEventStopwatch(Stopwatch):
+    """CUDA events recorded on the device's current stream around the region.
+
+    ``stop`` records the end event and waits for it, so the elapsed time covers every kernel the
+    region queued, and any gap in which the GPU waited for the host. Events are created once.
+    """
+
+    kind = "cuda events"
+
+    def __init__(self, device, cuda=None):
+        self._cuda = _cuda(cuda)
+        self._device = torch.device(device)
+        self._stream = self._cuda.current_stream(self._device)
+        self._begin = self._cuda.Event(enable_timing=True)
+        self._end = self._cuda.Event(enable_timing=True)
+        self._cuda.synchronize(self._device)  # start from an idle device
+
+    def start(self) -> None:
+        self._begin.record(self._stream)
+
+    def stop(self) -> float:
+        self._end.record(self._stream)
+        self._end.synchronize()
+        return self._begin.elapsed_time(self._end) / 1e3  # elapsed_time is in milliseconds
+
+
+def stopwatch(device, cuda=None) -> Stopwatch:
+    """CUDA events on a CUDA device, ``perf_counter`` elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return CudaEventStopwatch(device, cuda)
+    return WallStopwatch()
+
+
+def device_name(device, cuda=None) -> str:
+    """The GPU's name on CUDA (``torch.cuda.get_device_name``); the processor on CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return str(_cuda(cuda).get_device_name(device))
+    return platform.processor() or platform.machine() or "cpu"
+
+
+@dataclass
+class MemoryPeak:
+    """A peak memory figure: ``bytes`` and what it is (``source``, ``scope``).
+
+    ``baseline_bytes`` is what was already allocated when the measured call began (CUDA only).
+    """
+
+    bytes: int
+    source: str
+    scope: str
+    baseline_bytes: Optional[int] = None
+
+
+def process_peak_rss_bytes() -> int:
+    """The process's peak resident set size so far (``getrusage`` ``ru_maxrss``: KiB on Linux,
+    bytes on macOS)."""
+    try:
+        import resource
+    except ImportError as exc:  # Windows
+        raise RuntimeError("the process peak RSS needs the POSIX resource module") from exc
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def measure_peak_memory(fn: Callable[[], object], device, cuda=None) -> MemoryPeak:
+    """Run ``fn`` once and return the peak memory around it.
+
+    CUDA: the allocator's peak (``max_memory_allocated`` after ``reset_peak_memory_stats``) during
+    the call, which includes the memory the model already held. CPU: the process's peak RSS after
+    the call, a process-wide high-water mark since the process started (it includes everything the
+    process did before, e.g. earlier jobs of the same run).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        c = _cuda(cuda)
+        c.synchronize(device)
+        baseline = int(c.memory_allocated(device))
+        c.reset_peak_memory_stats(device)
+        fn()
+        c.synchronize(device)
+        return MemoryPeak(int(c.max_memory_allocated(device)), "cuda allocator peak (torch.cuda.max_memory_allocated)",
+                          "this call, including memory already allocated before it", baseline)
+    fn()
+    return MemoryPeak(process_peak_rss_bytes(), "process peak RSS (getrusage ru_maxrss)",
+                      "process-wide high-water mark since the process started")
+
+
+# --------------------------------------------------------------------------- measurement
 
 
 @dataclass
 class Timing:
-    seconds: list  # one entry per timed repeat
+    """Timed repeats of a call: ``seconds[i]`` is the duration of repeat i, a block of
+    ``calls_per_repeat`` consecutive calls; ``warmup_calls`` untimed calls came first."""
+
+    seconds: list
+    calls_per_repeat: int = 1
+    warmup_calls: int = 0
+    clock: str = WallStopwatch.kind
+
+    @property
+    def repeats(self) -> int:
+        return len(self.seconds)
+
+    @property
+    def per_call(self) -> list:
+        """Seconds per call in each repeat."""
+        return [s / self.calls_per_repeat for s in self.seconds]
 
     @property
     def median(self) -> float:
-        return statistics.median(self.seconds)
+        """Median seconds per call."""
+        return median(self.per_call)
 
     def quantile(self, q: float) -> float:
-        s = sorted(self.seconds)
-        if len(s) == 1:
-            return s[0]
-        pos = q * (len(s) - 1)
-        lo = int(pos)
-        hi = min(lo + 1, len(s) - 1)
-        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+        """q-quantile of the seconds per call."""
+        return quantile(self.per_call, q)
 
-    def rate_stderr(self, items: int) -> float:
-        """Standard error of the median rate items/median (delta method; median's se ~ 1.2533 sd/sqrt n)."""
-        if len(self.seconds) < 2:
-            return 0.0
-        rates = [items / s for s in self.seconds]
-        return 1.2533 * statistics.stdev(rates) / len(rates) ** 0.5
+    def rates(self, items_per_call: float) -> list:
+        """Items per second in each repeat."""
+        return [items_per_call / s if s > 0 else math.inf for s in self.per_call]
+
+    def rate_stderr(self, items_per_call: float) -> float:
+        """Standard error of the median rate (Maritz-Jarrett; 0 with a single repeat)."""
+        return median_stderr(self.rates(items_per_call)) or 0.0
 
 
-def synchronize(device) -> None:
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass(frozen=True)
+class Budget:
+    """How long a measurement may take.
+
+    ``seconds``: the target for the timed repeats; ``max_seconds``: the most they may take when
+    ``min_repeats`` forces more (default 2.5 x ``seconds``); a single repeat is always made.
+    ``min_block_seconds``: a timed repeat spans at least this long, as a block of several calls when
+    calls are shorter (0 times every call on its own, as latency needs).
+    """
+
+    seconds: float
+    min_repeats: int = 3
+    max_repeats: int = 50
+    min_block_seconds: float = 2e-3
+    max_seconds: Optional[float] = None
+    warmup: int = 1
+
+    @property
+    def limit(self) -> float:
+        return self.max_seconds if self.max_seconds is not None else 2.5 * self.seconds
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest call that still leaves room for the warm-up and ``min_repeats`` repeats."""
+        return self.limit / (self.min_repeats + 1)
+
+
+def plan_repeats(call_seconds: float, budget: Budget) -> tuple:
+    """(calls per repeat, repeats) for calls of ``call_seconds`` under ``budget``."""
+    call_seconds = max(call_seconds, 1e-9)
+    calls = max(1, math.ceil(budget.min_block_seconds / call_seconds)) if budget.min_block_seconds > 0 else 1
+    block = calls * call_seconds
+    repeats = min(max(math.floor(budget.seconds / block), budget.min_repeats), budget.max_repeats)
+    if repeats * block > budget.limit:
+        repeats = max(1, math.floor(budget.limit / block))
+    return calls, repeats
+
+
+def time_blocks(fn: Callable[[], object], calls: int, repeats: int, watch: Stopwatch) -> list:
+    """``repeats`` timed blocks of ``calls`` calls each: nothing but the calls inside the timed region."""
+    out = []
+    block = range(calls)
+    for _ in range(repeats):
+        watch.start()
+        for _ in block:
+            fn()
+        out.append(watch.stop())
+    return out
+
+
+def time_within(fn: Callable[[], object], device, budget: Budget, warm_call_seconds: Optional[float] = None,
+                cuda=None) -> Timing:
+    """Warm up, then time blocks of calls to ``fn`` within ``budget``.
+
+    The last warm-up call is timed to size the blocks; calls shorter than the block length are
+    calibrated once more over a short block. Pass ``warm_call_seconds`` when ``fn`` has just run (and
+    was timed) elsewhere, e.g. by :func:`choose_batch`: the warm-up is then skipped.
+    """
+    watch = stopwatch(device, cuda)
+    warmup_calls = 0
+    call_seconds = warm_call_seconds
+    if call_seconds is None:
+        for _ in range(max(budget.warmup - 1, 0)):
+            fn()
+        call_seconds = time_blocks(fn, 1, 1, watch)[0]
+        warmup_calls = max(budget.warmup, 1)
+    if budget.min_block_seconds > 0 and call_seconds < budget.min_block_seconds:
+        calls = math.ceil(budget.min_block_seconds / max(call_seconds, 1e-9))
+        call_seconds = time_blocks(fn, calls, 1, watch)[0] / calls
+        warmup_calls += calls
+    calls, repeats = plan_repeats(call_seconds, budget)
+    return Timing(time_blocks(fn, calls, repeats, watch), calls, warmup_calls, watch.kind)
+
+
+@dataclass
+class BatchChoice:
+    """The batch :func:`choose_batch` settled on; ``call_seconds`` is the duration of a call at that
+    batch that has just run (None if none has); ``probes`` are the (batch, seconds) calls it timed."""
+
+    batch: int
+    target: int
+    call_seconds: Optional[float] = None
+    probes: list = field(default_factory=list)
+    calls: int = 0
+
+    @property
+    def reduced(self) -> bool:
+        """True when the batch is smaller than the target because calls at the target were too long."""
+        return self.batch < self.target
+
+
+def choose_batch(call_at: Callable[[int], object], target: int, device, max_call_seconds: float,
+                 probe: int = 16, cuda=None) -> BatchChoice:
+    """The largest batch up to ``target`` whose call should take at most ``max_call_seconds``.
+
+    One untimed call at batch 1 (first calls pay one-time costs), then timed calls at 1 and
+    ``probe``; an affine fit t(b) = overhead + b * per_item predicts the call at ``target``. If that
+    is too long, the batch becomes the largest power of two predicted to fit (at least 1). Every call
+    made here also warms the model up.
+    """
+    if target <= 1:
+        return BatchChoice(max(target, 1), max(target, 1))
+    watch = stopwatch(device, cuda)
+
+    def timed(b):
+        watch.start()
+        call_at(b)
+        return watch.stop()
+
+    call_at(1)
+    t_one = timed(1)
+    probes = [(1, t_one)]
+    if t_one > max_call_seconds / 2:
+        return BatchChoice(1, target, t_one, probes, calls=2)
+    mid = min(target, probe)
+    t_mid = timed(mid)
+    probes.append((mid, t_mid))
+    if mid == target:
+        return BatchChoice(target, target, t_mid, probes, calls=3)
+    per_item = max((t_mid - t_one) / (mid - 1), 0.0)
+    overhead = max(t_one - per_item, 0.0)
+    if overhead + per_item * target <= max_call_seconds:
+        return BatchChoice(target, target, None, probes, calls=3)
+    fits = (max_call_seconds - overhead) / per_item if per_item > 0 else target
+    batch = 2 ** int(math.floor(math.log2(max(1.0, min(fits, target)))))
+    known = dict(probes)
+    return BatchChoice(batch, target, known.get(batch), probes, calls=3)
 
 
 def time_repeats(fn: Callable[[], object], device, warmup: int = 1, repeats: int = 5) -> Timing:
-    """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed (synchronising on CUDA)."""
+    """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed, one call per repeat."""
     for _ in range(warmup):
         fn()
     synchronize(device)
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        out.append(time.perf_counter() - start)
-    return Timing(out)
+    watch = stopwatch(device)
+    return Timing(time_blocks(fn, 1, repeats, watch), 1, warmup, watch.kind)

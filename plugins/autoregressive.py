@@ -355,6 +355,47 @@ class WaveNetNetwork(nn.Module):
             skips = skips + s
         return self.output(skips).transpose(1, 2)
 
+    def start_generation(self, n: int, device) -> "WaveNetGeneration":
+        return WaveNetGeneration(self, n, device)
+
+
+class WaveNetGeneration:
+    """Fast generation (Paine et al. 2016, "Fast Wavenet Generation Algorithm"): every layer keeps
+    a queue of its last ``dilation`` inputs, so the parameters of position i cost one column of each
+    layer instead of a pass over the whole prefix. Gives the same values as the full network."""
+
+    def __init__(self, net: WaveNetNetwork, n: int, device):
+        self.net = net
+        residual = net.position.shape[0]
+        self.queues = [torch.zeros(layer.conv.dilation[0], n, residual, device=device) for layer in net.layers]
+
+    @staticmethod
+    def _tap(conv: nn.Conv1d, x: torch.Tensor, k: int, bias: bool = True) -> torch.Tensor:
+        return F.linear(x, conv.weight[:, :, k], conv.bias if bias else None)
+
+    @torch.no_grad()
+    def params(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """Parameters (N, P) of position i, given the encoded sequence ``h`` (only h[:, :i] is read).
+        Call with i = 0, 1, 2, ... in order."""
+        net = self.net
+        zero = torch.zeros_like(h[:, :1])
+        prev1 = h[:, i - 1:i] if i >= 1 else zero  # the shifted input at i is x_{i-1}
+        prev2 = h[:, i - 2:i - 1] if i >= 2 else zero
+        x = self._tap(net.input, prev2, 0, bias=False) + self._tap(net.input, prev1, 1) + net.position[:, i]
+        skips = 0
+        for layer, queue in zip(net.layers, self.queues):
+            slot = i % queue.shape[0]
+            past = queue[slot].clone()  # this layer's input at i - dilation (zeros before the start)
+            queue[slot] = x
+            f, g = (self._tap(layer.conv, past, 0, bias=False) + self._tap(layer.conv, x, 1)).chunk(2, dim=-1)
+            z = torch.tanh(f) * torch.sigmoid(g)
+            x = x + self._tap(layer.res, z, 0)
+            skips = skips + self._tap(layer.skip, z, 0)
+        out = skips
+        for module in net.output:
+            out = self._tap(module, out, 0) if isinstance(module, nn.Conv1d) else module(out)
+        return out
+
 
 # ============================================================================ the shared model
 
@@ -413,8 +454,10 @@ class AutoregressiveModel(Model):
         for start in range(0, n, batch):
             m = min(batch, n - start)
             seq = torch.zeros(m, self.dim, device=self.device)
+            fast = self.net.start_generation(m, self.device) if hasattr(self.net, "start_generation") else None
             for i in range(self.dim):
-                params = self.net(self.head.encode(seq), upto=i)[:, i]
+                h = self.head.encode(seq)
+                params = fast.params(h, i) if fast is not None else self.net(h, upto=i)[:, i]
                 seq[:, i] = self.head.sample(params, i, generator)
             parts.append(seq.cpu())
         if not parts:
@@ -556,8 +599,8 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.EXACT,
         defaults={
             "smoke": {**common, "hidden": [64, 64], "steps": 60, "batch_size": 64, "lr": 3e-3},
-            "quick": {**common, "hidden": [512, 512], "steps": 2000, "batch_size": 128, "lr": 2e-3,
-                      "eval_every": 100},
+            "quick": {**common, "hidden": [512, 512], "steps": 800, "batch_size": 128, "lr": 2e-3,
+                      "eval_every": 50},
             "full": {**common, "hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3,
                      "eval_every": 500, "features": 64},
         },
@@ -580,7 +623,7 @@ def harness_register_models(register):
         defaults={
             "smoke": {**common, "channels": 16, "blocks": 1, "first_kernel": 5, "steps": 30, "batch_size": 32,
                       "lr": 3e-3},
-            "quick": {**common, "channels": 48, "blocks": 3, "first_kernel": 5, "steps": 600, "batch_size": 64,
+            "quick": {**common, "channels": 64, "blocks": 4, "first_kernel": 5, "steps": 600, "batch_size": 64,
                       "lr": 2e-3, "eval_every": 50},
             "full": {**common, "channels": 128, "blocks": 8, "first_kernel": 7, "steps": 30000, "batch_size": 64,
                      "lr": 1e-3, "eval_every": 500},
@@ -602,7 +645,7 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.EXACT,
         defaults={
             "smoke": {**common, "residual": 16, "gate": 16, "skip": 32, "steps": 30, "batch_size": 32, "lr": 3e-3},
-            "quick": {**common, "residual": 48, "gate": 48, "skip": 96, "stacks": 2, "steps": 600,
+            "quick": {**common, "residual": 32, "gate": 32, "skip": 64, "stacks": 1, "steps": 500,
                       "batch_size": 64, "lr": 2e-3, "eval_every": 50},
             "full": {**common, "residual": 96, "gate": 96, "skip": 192, "stacks": 3, "steps": 30000,
                      "batch_size": 64, "lr": 1e-3, "eval_every": 500},

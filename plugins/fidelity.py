@@ -1,1 +1,420 @@
-"""(being written)"""
+"""Fidelity metrics ``fid``, ``kid``, ``precision`` and ``recall``, computed by torch-fidelity between a
+model's samples and the dataset's test split, in the features of the dataset's feature extractor
+(``DatasetSpec.feature_extractor``, looked up in ``MetricContext.feature_extractors``).
+
+Semantics
+- Sample count: ``n = profile.fidelity_samples`` model samples (drawn with ``ctx.generator(SAMPLE_OFFSET)``)
+  against ``min(n, len(test))`` test examples (a fixed seeded subset when the split is larger). The
+  count is part of the metric's identity: every measurement carries ``n`` and ``details["id"]``
+  (``"fid@2000"``), plus ``n_reference``.
+- Estimators (all torch-fidelity's): FID from the features' means and covariances
+  (``fid_features_to_statistics`` / ``fid_statistics_to_metric``); KID, the unbiased MMD^2 with the
+  cubic polynomial kernel, averaged over ``KID_SUBSETS`` random subsets of size
+  ``min(1000, n // 2, n_reference // 2)``, with the standard deviation over subsets as its stderr;
+  precision / recall by k-nearest-neighbour balls (k = ``PRC_NEIGHBORHOOD``), samples as input1.
+- Noise floor: the same metric between the training split (``min(n, len(train))`` examples) and the
+  same test reference, once per run and dataset; reported in every job's ``details["train_vs_test"]``
+  and as rows of their own by :func:`reference_rows`.
+- Cost: reference features (test, and train for the noise floor) are computed once per (dataset
+  provenance, split, extractor fingerprint, sample count), cached on disk under
+  ``ctx.cache_dir/fidelity`` (or only in ``ctx.run_cache`` when there is no cache dir) and stamped
+  with their provenance (dataset hash, extractor name, fingerprint and weights hash, sample count and
+  selection, torch and torch-fidelity versions); any stamp difference means recompute and overwrite.
+  A job's sample features are computed once and shared by its four metrics through ``ctx.run_cache``,
+  so M models cost M sample passes plus one test pass (and one train pass for the noise floor) --
+  :data:`FEATURE_PASSES` counts them.
+- An extractor whose ``check(data_root)`` gives a reason raises :class:`FidelityUnavailable` carrying it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from harness import Capability, Measurement, MetricContext, MetricSpec, hookimpl
+
+SAMPLE_OFFSET = 4242  # ctx.generator(offset) for the model samples of fidelity metrics
+SUBSET_SEED = 0  # which split examples form the reference when the split holds more than needed
+CACHE_FORMAT = 1
+KID_SUBSETS = 100
+KID_MAX_SUBSET = 1000
+KID_RNG_SEED = 2020  # torch-fidelity's default seed for drawing KID subsets
+PRC_NEIGHBORHOOD = 3
+PRC_BATCH = 2000
+COVARIANCE_EPS = 1e-6  # added to both covariances only if the plain FID comes out non-finite
+METRICS = ("fid", "kid", "precision", "recall")
+
+# Feature passes made by this module, by kind: "samples" (one per model job), "reference:test",
+# "reference:train" (data splits, once per cache key). Tests check M models cost M + 1 (+ train).
+FEATURE_PASSES: Counter = Counter()
+# How reference features were obtained: "memory" (run cache), "disk", "stale" (stamp differed), "computed".
+CACHE_EVENTS: Counter = Counter()
+
+
+class FidelityUnavailable(Exception):
+    """The dataset's feature extractor cannot be used here (``reason`` says why and how to fix it).
+
+    The runner should record the metric as skipped with this reason.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class FeatureSet:
+    """Features (N, F) on the CPU and torch-fidelity's FID statistics of them."""
+
+    features: torch.Tensor
+    stats: dict  # {"mu": ndarray (F,), "sigma": ndarray (F, F)}
+    stamp: dict
+
+    @property
+    def n(self) -> int:
+        return int(self.features.shape[0])
+
+
+def torch_fidelity_version() -> str:
+    import torch_fidelity
+
+    return torch_fidelity.__version__
+
+
+def feature_set(features: torch.Tensor, stamp: Optional[dict] = None) -> FeatureSet:
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    features = features.detach().cpu()
+    if features.dim() != 2 or features.shape[0] < 2:
+        raise ValueError(f"fidelity metrics need features of shape (N >= 2, F), got {tuple(features.shape)}")
+    return FeatureSet(features, fid_features_to_statistics(features), dict(stamp or {}))
+
+
+# ----------------------------------------------------------------------------- the estimators
+
+
+def kid_subset_size(n1: int, n2: int) -> int:
+    return max(2, min(KID_MAX_SUBSET, n1 // 2, n2 // 2))
+
+
+def torch_fidelity_options(n1: int, n2: int) -> dict:
+    """The torch-fidelity keyword arguments behind every number here (for ``calculate_metrics`` too)."""
+    return {
+        "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": kid_subset_size(n1, n2),
+        "rng_seed": KID_RNG_SEED,
+        "prc_neighborhood": PRC_NEIGHBORHOOD,
+        "prc_batch_size": PRC_BATCH,
+        "save_cpu_ram": True,
+        "verbose": False,
+    }
+
+
+def frechet_distance(stats_1: dict, stats_2: dict) -> tuple[float, float]:
+    """torch-fidelity's FID of two statistics; if that is not finite (a degenerate covariance),
+    again with ``COVARIANCE_EPS * I`` added to both covariances. Returns (fid, eps used)."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    fid = fid_statistics_to_metric(stats_1, stats_2, verbose=False)[KEY_METRIC_FID]
+    if math.isfinite(fid):
+        return fid, 0.0
+    eye = np.eye(stats_1["sigma"].shape[0], dtype=stats_1["sigma"].dtype)
+    padded = [dict(s, sigma=s["sigma"] + COVARIANCE_EPS * eye) for s in (stats_1, stats_2)]
+    return fid_statistics_to_metric(*padded, verbose=False)[KEY_METRIC_FID], COVARIANCE_EPS
+
+
+def score(metric: str, generated: FeatureSet, reference: FeatureSet) -> tuple[float, Optional[float], dict]:
+    """(value, stderr, details) of ``metric`` between generated (input1) and reference (input2) features."""
+    options = torch_fidelity_options(generated.n, reference.n)
+    if metric == "fid":
+        value, eps = frechet_distance(generated.stats, reference.stats)
+        return value, None, ({"covariance_eps": eps} if eps else {})
+    if metric == "kid":
+        from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+        out = kid_features_to_metric(generated.features, reference.features, **options)
+        return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD], {
+            "kid_subsets": options["kid_subsets"], "kid_subset_size": options["kid_subset_size"],
+            "stderr": "standard deviation over subsets"}
+    if metric in ("precision", "recall"):
+        from torch_fidelity.metric_prc import prc_features_to_metric
+
+        out = prc_features_to_metric(generated.features, reference.features, **options)
+        return out[metric], None, {"neighborhood": options["prc_neighborhood"]}
+    raise ValueError(f"unknown fidelity metric {metric!r}")
+
+
+# ----------------------------------------------------------------------------- extractors
+
+
+def _build_extractor(spec, dataset, device, data_root):
+    """``spec.build(dataset, device)``, passing ``data_root`` too where the builder accepts it."""
+    params = inspect.signature(spec.build).parameters.values()
+    if any(p.name == "data_root" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return spec.build(dataset, device, data_root=data_root)
+    return spec.build(dataset, device)
+
+
+def extractor_for(dataset, feature_extractors, device="cpu", data_root=None, run_cache=None):
+    """(name, extractor) for ``dataset``: built once per run (``run_cache``) and device.
+    Raises :class:`FidelityUnavailable` when the dataset names none, it is not registered, or its
+    ``check`` gives a reason."""
+    name = dataset.spec.feature_extractor
+    if not name:
+        raise FidelityUnavailable(f"dataset {dataset.name!r} names no feature extractor")
+    spec = feature_extractors.get(name)
+    if spec is None:
+        raise FidelityUnavailable(f"feature extractor {name!r} (named by dataset {dataset.name!r}) is not "
+                                  f"registered; is the plugin that provides it installed and enabled?")
+    reason = spec.check(data_root) if spec.check is not None else None
+    if reason:
+        raise FidelityUnavailable(reason)
+    run_cache = {} if run_cache is None else run_cache
+    key = ("fidelity:extractor", name, dataset.name, dataset.provenance, str(device))
+    if key not in run_cache:
+        run_cache[key] = _build_extractor(spec, dataset, torch.device(device), data_root)
+    return name, run_cache[key]
+
+
+# ----------------------------------------------------------------------------- reference features
+
+
+def split_subset(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` examples of a split used as reference: all of it if it holds no more than ``n``,
+    else a fixed seeded subset (in split order)."""
+    if len(x) <= n:
+        return x
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED))[:n]
+    return x[idx.sort().values]
+
+
+def reference_stamp(dataset, split: str, extractor_name: str, extractor, n: int) -> dict:
+    """Everything that determines cached reference features; a cache entry is used only if equal."""
+    return {
+        "format": CACHE_FORMAT,
+        "dataset": dataset.name,
+        "dataset_provenance": dataset.provenance,
+        "split": split,
+        "extractor": extractor_name,
+        "extractor_fingerprint": extractor.fingerprint,
+        "weights_sha256": getattr(extractor, "weights_sha256", None) or "",
+        "n_requested": int(n),
+        "n": min(int(n), len(getattr(dataset, split))),
+        "selection": f"all if the split is not larger, else randperm(seed={SUBSET_SEED})[:n] sorted",
+        "torch": str(torch.__version__),
+        "torch_fidelity": torch_fidelity_version(),
+    }
+
+
+def reference_cache_path(cache_dir, stamp: dict) -> Path:
+    stem = "-".join(str(stamp[k]) for k in ("dataset", "split", "extractor")) + f"-n{stamp['n_requested']}"
+    return Path(cache_dir) / "fidelity" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) + ".pt")
+
+
+def _load_cached(path: Path, stamp: dict) -> Optional[FeatureSet]:
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable or half-written: recompute
+        CACHE_EVENTS["stale"] += 1
+        return None
+    if blob.get("stamp") != stamp:
+        CACHE_EVENTS["stale"] += 1
+        return None
+    stats = {"mu": blob["mu"].numpy(), "sigma": blob["sigma"].numpy()}
+    return FeatureSet(blob["features"], stats, stamp)
+
+
+def _save_cached(path: Path, entry: FeatureSet) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"stamp": entry.stamp, "features": entry.features,
+            "mu": torch.from_numpy(np.ascontiguousarray(entry.stats["mu"])),
+            "sigma": torch.from_numpy(np.ascontiguousarray(entry.stats["sigma"]))}
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        torch.save(blob, tmp)
+    os.replace(tmp.name, path)  # atomic: parallel jobs never read a half-written file
+
+
+def reference_features(dataset, split: str, extractor_name: str, extractor, n: int,
+                       cache_dir=None, run_cache=None) -> FeatureSet:
+    """Features and statistics of ``split_subset(dataset.<split>.x, n)``: from the run cache, else the
+    on-disk cache when its stamp matches, else computed (and written to both)."""
+    stamp = reference_stamp(dataset, split, extractor_name, extractor, n)
+    run_cache = {} if run_cache is None else run_cache
+    key = ("fidelity:reference", dataset.name, split, extractor_name, int(n))
+    entry = run_cache.get(key)
+    if entry is not None and entry.stamp == stamp:
+        CACHE_EVENTS["memory"] += 1
+        return entry
+    path = reference_cache_path(cache_dir, stamp) if cache_dir is not None else None
+    entry = _load_cached(path, stamp) if path is not None else None
+    if entry is not None:
+        CACHE_EVENTS["disk"] += 1
+    else:
+        x = split_subset(getattr(dataset, split).x, n)
+        FEATURE_PASSES[f"reference:{split}"] += 1
+        CACHE_EVENTS["computed"] += 1
+        entry = feature_set(extractor.features(x), stamp)
+        if path is not None:
+            _save_cached(path, entry)
+    run_cache[key] = entry
+    return entry
+
+
+# ----------------------------------------------------------------------------- model samples
+
+
+def draw_samples(model, n: int, generator: torch.Generator, event_shape, batch_size: int = 1000) -> torch.Tensor:
+    """``n`` samples from ``model`` in chunks of ``batch_size``, on the CPU; checked for shape and finiteness."""
+    chunks, drawn = [], 0
+    with torch.no_grad():
+        while drawn < n:
+            size = min(batch_size, n - drawn)
+            chunk = model.sample(size, generator).detach().cpu()
+            if tuple(chunk.shape) != (size, *event_shape):
+                raise ValueError(f"sample({size}) returned shape {tuple(chunk.shape)}, expected {(size, *event_shape)}")
+            chunks.append(chunk)
+            drawn += size
+    samples = torch.cat(chunks)
+    if not torch.isfinite(samples).all():
+        raise ValueError("the model's samples contain NaN or inf")
+    return samples
+
+
+def sample_features(ctx: MetricContext, extractor_name: str, extractor, n: int) -> FeatureSet:
+    """The job's sample features: drawn and extracted once, then shared by the job's four metrics.
+
+    Only the latest job is kept (``ctx.run_cache["fidelity:samples"]``), keyed by the model job
+    (model, dataset and its provenance, seed, n, extractor fingerprint) and the model object itself.
+    """
+    key = (ctx.model_spec.name, ctx.dataset.name, ctx.dataset.provenance, ctx.seed, int(n),
+           extractor_name, extractor.fingerprint, id(ctx.model))
+    slot = ctx.run_cache.get("fidelity:samples")
+    if slot is not None and slot[0] == key:
+        return slot[1]
+    batch = max(1, int(getattr(ctx.profile, "sample_batch", 1000) or 1000))
+    samples = draw_samples(ctx.model, n, ctx.generator(SAMPLE_OFFSET), ctx.dataset.spec.event_shape, batch)
+    FEATURE_PASSES["samples"] += 1
+    entry = feature_set(extractor.features(samples))
+    ctx.run_cache["fidelity:samples"] = (key, entry)
+    return entry
+
+
+# ----------------------------------------------------------------------------- noise floor
+
+
+def train_vs_test(dataset, metric: str, extractor_name: str, extractor, n: int, cache_dir=None,
+                  run_cache=None) -> dict:
+    """The noise floor of ``metric`` at sample count ``n``: the training split against the test
+    reference, computed once per run (``run_cache``)."""
+    run_cache = {} if run_cache is None else run_cache
+    key = ("fidelity:train_vs_test", metric, dataset.name, dataset.provenance, extractor_name,
+           extractor.fingerprint, int(n))
+    if key not in run_cache:
+        reference = reference_features(dataset, "test", extractor_name, extractor, n, cache_dir, run_cache)
+        train = reference_features(dataset, "train", extractor_name, extractor, n, cache_dir, run_cache)
+        value, stderr, extra = score(metric, train, reference)
+        run_cache[key] = {"value": value, "stderr": stderr, "n": train.n, "n_reference": reference.n, **extra}
+    return run_cache[key]
+
+
+# ----------------------------------------------------------------------------- measurements
+
+UNITS = {"fid": "", "kid": "", "precision": "fraction", "recall": "fraction"}
+HIGHER_IS_BETTER = {"fid": False, "kid": False, "precision": True, "recall": True}
+
+
+def _measurement(metric, value, stderr, n, details) -> Measurement:
+    return Measurement(metric, value, UNITS[metric], "statistic", HIGHER_IS_BETTER[metric], stderr=stderr, n=n,
+                       details=details)
+
+
+def _base_details(metric, n, extractor_name, extractor, reference: FeatureSet) -> dict:
+    return {
+        "id": f"{metric}@{n}",
+        "n": int(n),
+        "extractor": extractor_name,
+        "extractor_fingerprint": extractor.fingerprint[:16],
+        "feature_dim": int(reference.features.shape[1]),
+        "reference": "test",
+        "n_reference": reference.n,
+        "torch_fidelity": torch_fidelity_version(),
+    }
+
+
+def compute_metric(metric: str, ctx: MetricContext) -> list:
+    """One fidelity metric for the job in ``ctx`` (with its train-vs-test noise floor in details)."""
+    n = int(ctx.profile.fidelity_samples)
+    name, extractor = extractor_for(ctx.dataset, ctx.feature_extractors, ctx.device, ctx.data_root, ctx.run_cache)
+    reference = reference_features(ctx.dataset, "test", name, extractor, n, ctx.cache_dir, ctx.run_cache)
+    generated = sample_features(ctx, name, extractor, n)
+    value, stderr, extra = score(metric, generated, reference)
+    floor = train_vs_test(ctx.dataset, metric, name, extractor, n, ctx.cache_dir, ctx.run_cache)
+    details = _base_details(metric, n, name, extractor, reference)
+    details.update(extra)
+    details.update({"train_vs_test": floor["value"], "train_vs_test_n": floor["n"]})
+    if floor["stderr"] is not None:
+        details["train_vs_test_stderr"] = floor["stderr"]
+    return [_measurement(metric, value, stderr, n, details)]
+
+
+def reference_rows(dataset, n: int, feature_extractors, device="cpu", cache_dir=None, run_cache=None,
+                   data_root=None, metrics=METRICS) -> list:
+    """The noise-floor rows of a dataset at sample count ``n``: each metric between the training split
+    (``min(n, len(train))`` examples) and the test reference, as measurements with
+    ``details["reference"] = "train_vs_test"``. Shares caches with the per-job metrics."""
+    run_cache = {} if run_cache is None else run_cache
+    name, extractor = extractor_for(dataset, feature_extractors, device, data_root, run_cache)
+    reference = reference_features(dataset, "test", name, extractor, n, cache_dir, run_cache)
+    rows = []
+    for metric in metrics:
+        floor = train_vs_test(dataset, metric, name, extractor, n, cache_dir, run_cache)
+        details = _base_details(metric, n, name, extractor, reference)
+        details.update({k: v for k, v in floor.items() if k not in ("value", "stderr", "n", "n_reference")})
+        details.update({"reference": "train_vs_test", "n_train": floor["n"]})
+        rows.append(_measurement(metric, floor["value"], floor["stderr"], n, details))
+    return rows
+
+
+def _not_applicable(model_spec, dataset_spec) -> Optional[str]:
+    if not dataset_spec.feature_extractor:
+        return f"dataset {dataset_spec.name} names no feature extractor"
+    return None
+
+
+def _compute(metric: str):
+    def compute(ctx: MetricContext) -> list:
+        return compute_metric(metric, ctx)
+
+    compute.__name__ = f"compute_{metric}"
+    return compute
+
+
+DESCRIPTIONS = {
+    "fid": "Frechet distance between model samples and the test split in the dataset's extractor features "
+           "(torch-fidelity); n samples in the metric's identity.",
+    "kid": "Kernel (cubic polynomial) MMD^2 between model samples and the test split (torch-fidelity), mean "
+           "over subsets; stderr = standard deviation over subsets.",
+    "precision": "Fraction of model samples inside the k-NN (k=3) manifold of the test split (torch-fidelity).",
+    "recall": "Fraction of test examples inside the k-NN (k=3) manifold of the model samples (torch-fidelity).",
+}
+
+
+@hookimpl
+def harness_register_metrics(register):
+    for metric in METRICS:
+        register(MetricSpec(
+            name=metric, unit=UNITS[metric], higher_is_better=HIGHER_IS_BETTER[metric], compute=_compute(metric),
+            requires=[Capability.SAMPLE], applies=_not_applicable, description=DESCRIPTIONS[metric],
+        ))

@@ -20,8 +20,9 @@ def mixture_log_prob(y: torch.Tensor, weights: torch.Tensor, means: torch.Tensor
     """Per-component log w_k + log N(y; mu_k, L_k L_k^T); shape (N, K). Float64 throughout."""
     n, d = y.shape
     diff = y[:, None, :] - means[None]  # (N, K, D)
-    # Solve L_k z = diff for every component at once.
-    z = torch.linalg.solve_triangular(chol[None].expand(n, -1, -1, -1), diff[..., None], upper=False)[..., 0]
+    # z = L_k^-1 (y - mu_k) for every component at once (K small inverses, one batched product).
+    chol_inv = torch.linalg.solve_triangular(chol, torch.eye(d, dtype=chol.dtype).expand_as(chol), upper=False)
+    z = torch.einsum("kij,nkj->nki", chol_inv, diff)
     log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
     return torch.log(weights)[None] - 0.5 * (z * z).sum(-1) - log_det[None] - 0.5 * d * LOG_2PI
 

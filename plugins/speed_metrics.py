@@ -1,45 +1,507 @@
-"""Speed metrics: how fast a model samples.
+"""Speed metrics: how fast a fitted model samples, evaluates and trained, how much memory a sampling
+call takes and how many FLOPs it does.
 
-sample_throughput: samples per second at the profile's batch size; one warm-up call, then the
-profile's number of timed repeats; the median is reported with its spread in details.
+Every timing follows one recipe (harness.timing): a warm-up, then timed repeats inside a time budget
+set by the profile; a repeat is a block of several calls when calls are shorter than a couple of
+milliseconds, so nothing but the calls and the device synchronisation is timed. The value is the
+median over repeats, with its Maritz-Jarrett standard error and the 5th/25th/75th/95th percentiles
+in details. CUDA work is timed with CUDA events.
+
+A sampling (or evaluation) call is made at the profile's ``sample_batch`` unless a call that large
+would not leave room for the profile's ``timing_repeats`` repeats inside the budget; the batch is then
+the largest power of two that does, and details say so (``batch_size``, ``requested_batch_size``).
+
+The metrics of one job share their calls: the batch choice, the timings and the one instrumented call
+(FLOP counter and peak memory) are made once per job and reused, whichever metric asks first.
+
+Metrics: sample_throughput, sample_latency (sample_latency_p50 and sample_latency_p95),
+eval_throughput, train_throughput, peak_memory, flops_per_sample, flops_per_evaluation,
+achieved_flops (and achieved_flops_fraction where the device's peak is known) and the GPU variant
+gpu_sample_throughput (skipped with its reason when no CUDA device is available).
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import re
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 import torch
 
 from harness import Capability, Measurement, MetricContext, MetricSpec, hookimpl
-from harness.timing import time_repeats
+from harness.timing import (
+    BatchChoice,
+    Budget,
+    MemoryPeak,
+    Timing,
+    choose_batch,
+    device_name,
+    measure_peak_memory,
+    median,
+    median_stderr,
+    quantile,
+    quantile_stderr,
+    time_within,
+)
+
+# --------------------------------------------------------------------------- budgets
+
+# Seconds of timed repeats per measurement: (throughput, latency). Unknown profiles use "quick".
+BUDGET_SECONDS = {"smoke": (0.12, 0.05), "quick": (0.8, 0.3), "full": (5.0, 2.0)}
+MAX_REPEATS = {"smoke": (25, 30), "quick": (50, 100), "full": (200, 500)}
+
+# The GPU variant samples at this many times the profile's batch, up to GPU_MAX_BATCH.
+GPU_BATCH_FACTOR = 16
+GPU_MAX_BATCH = 16384
+
+SAMPLING_SEED_OFFSET = 17  # generator offset for the speed metrics' own sampling calls
+
+FLOP_COUNTER_NOTE = ("torch.utils.flop_counter.FlopCounterMode: matrix multiplications, convolutions and attention; "
+                     "elementwise operations are not counted")
+
+
+def _budget_seconds(profile) -> tuple:
+    name = getattr(profile, "name", "quick")
+    return BUDGET_SECONDS.get(name, BUDGET_SECONDS["quick"]), MAX_REPEATS.get(name, MAX_REPEATS["quick"])
+
+
+def throughput_budget(profile, scale: float = 1.0) -> Budget:
+    (seconds, _), (max_repeats, _) = _budget_seconds(profile)
+    return Budget(seconds * scale, min_repeats=max(int(profile.timing_repeats), 1), max_repeats=max_repeats)
+
+
+def latency_budget(profile) -> Budget:
+    """Every call timed on its own; at least 5 repeats so the 95th percentile has some footing."""
+    (_, seconds), (_, max_repeats) = _budget_seconds(profile)
+    return Budget(seconds, min_repeats=max(int(profile.timing_repeats), 5), max_repeats=max_repeats,
+                  min_block_seconds=0.0)
+
+
+# --------------------------------------------------------------------------- per-job cache
+
+
+def _job_cache(ctx: MetricContext) -> dict:
+    """A dict shared by the speed metrics of one job (keyed weakly by the fitted model object).
+
+    Values never reference the model, so an entry disappears with its job's model."""
+    table = ctx.run_cache.setdefault("speed_metrics", weakref.WeakKeyDictionary())
+    try:
+        return table.setdefault(ctx.model, {})
+    except TypeError:  # a model that cannot be weakly referenced or hashed: no sharing
+        return {}
+
+
+def _cached(ctx: MetricContext, key: tuple, make: Callable[[], object]):
+    cache = _job_cache(ctx)
+    key = (getattr(ctx.profile, "name", ""), str(ctx.device), *key)
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def _is_conditional(ctx: MetricContext) -> bool:
+    return Capability.CONDITIONAL in ctx.model_spec.capabilities and bool(ctx.dataset.spec.num_classes)
+
+
+def sampling_call(ctx: MetricContext, max_batch: int) -> Callable[[int], Callable[[], object]]:
+    """``call_for(b)``: a no-argument callable drawing b samples (labels drawn once, for conditional
+    models), so the timed loop holds nothing but the call."""
+    gen = ctx.generator(offset=SAMPLING_SEED_OFFSET)
+    labels = None
+    if _is_conditional(ctx):
+        labels = torch.randint(ctx.dataset.spec.num_classes, (max_batch,), generator=gen).to(ctx.model.device)
+
+    def call_for(b: int):
+        return functools.partial(ctx.model.sample, b, gen, labels=None if labels is None else labels[:b])
+
+    return call_for
+
+
+def evaluation_call(ctx: MetricContext, max_batch: int) -> Callable[[int], Callable[[], object]]:
+    """``call_for(b)``: a no-argument callable scoring the first b test examples (with their labels
+    for conditional models); the data sits on the model's device before timing starts."""
+    test = ctx.dataset.test
+    x = test.x[:max_batch].to(ctx.model.device)
+    y = test.y[:max_batch].to(ctx.model.device) if _is_conditional(ctx) and test.y is not None else None
+
+    def call_for(b: int):
+        return functools.partial(ctx.model.log_likelihood, x[:b], None if y is None else y[:b])
+
+    return call_for
+
+
+def evaluation_target(ctx: MetricContext) -> int:
+    return max(1, min(int(ctx.profile.sample_batch), len(ctx.dataset.test)))
+
+
+# --------------------------------------------------------------------------- shared measurements
+
+
+@dataclass
+class Throughput:
+    """Timed calls at ``choice.batch`` items per call."""
+
+    choice: BatchChoice
+    timing: Timing
+
+    @property
+    def rates(self) -> list:
+        return self.timing.rates(self.choice.batch)
+
+
+def _batch_choice(ctx: MetricContext, what: str, call_for, target: int, budget: Budget) -> BatchChoice:
+    def make():
+        with torch.no_grad():
+            return choose_batch(lambda b: call_for(b)(), target, ctx.device, budget.max_call_seconds)
+
+    return _cached(ctx, ("batch", what, target), make)
+
+
+def _throughput(ctx: MetricContext, what: str, call_for, target: int, budget: Budget) -> Throughput:
+    def make():
+        choice = _batch_choice(ctx, what, call_for, target, budget)
+        with torch.no_grad():
+            timing = time_within(call_for(choice.batch), ctx.device, budget, warm_call_seconds=choice.call_seconds)
+        return Throughput(choice, timing)
+
+    return _cached(ctx, ("throughput", what, target), make)
+
+
+def sampling_throughput(ctx: MetricContext) -> Throughput:
+    target = int(ctx.profile.sample_batch)
+    return _throughput(ctx, "sample", sampling_call(ctx, target), target, throughput_budget(ctx.profile))
+
+
+def evaluation_throughput(ctx: MetricContext) -> Throughput:
+    target = evaluation_target(ctx)
+    return _throughput(ctx, "evaluate", evaluation_call(ctx, target), target, throughput_budget(ctx.profile))
+
+
+def sampling_latency(ctx: MetricContext) -> Timing:
+    def make():
+        with torch.no_grad():
+            return time_within(sampling_call(ctx, 1)(1), ctx.device, latency_budget(ctx.profile))
+
+    return _cached(ctx, ("latency",), make)
+
+
+@dataclass
+class Instrumented:
+    """One call under the FLOP counter, with the peak memory around it."""
+
+    batch: int
+    flops: int
+    flops_by_op: dict
+    memory: MemoryPeak
+
+
+def count_flops(fn: Callable[[], object]) -> tuple:
+    """(total FLOPs, {op name: FLOPs}) of one call of ``fn``, counted by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mode = FlopCounterMode(display=False)
+    with mode:
+        fn()
+    by_op = {str(op): int(n) for op, n in mode.get_flop_counts().get("Global", {}).items()}
+    return int(mode.get_total_flops()), by_op
+
+
+def _instrumented(ctx: MetricContext, what: str, call_for, target: int) -> Instrumented:
+    """FLOPs and peak memory of one call at the batch the throughput measurement uses (one call per job)."""
+
+    def make():
+        batch = _batch_choice(ctx, what, call_for, target, throughput_budget(ctx.profile)).batch
+        counted = {}
+
+        def run():
+            counted["flops"], counted["by_op"] = count_flops(call_for(batch))
+
+        with torch.no_grad():
+            memory = measure_peak_memory(run, ctx.device)
+        return Instrumented(batch, counted["flops"], counted["by_op"], memory)
+
+    return _cached(ctx, ("instrumented", what, target), make)
+
+
+def sampling_instrumented(ctx: MetricContext) -> Instrumented:
+    target = int(ctx.profile.sample_batch)
+    return _instrumented(ctx, "sample", sampling_call(ctx, target), target)
+
+
+def evaluation_instrumented(ctx: MetricContext) -> Instrumented:
+    target = evaluation_target(ctx)
+    return _instrumented(ctx, "evaluate", evaluation_call(ctx, target), target)
+
+
+# --------------------------------------------------------------------------- measurement helpers
+
+
+def device_details(device) -> dict:
+    return {"device": str(device), "device_name": device_name(device), "threads": torch.get_num_threads()}
+
+
+def batch_details(choice: BatchChoice, budget: Budget) -> dict:
+    details = {"batch_size": choice.batch, "requested_batch_size": choice.target}
+    if choice.reduced:
+        details["batch_note"] = (f"a call at batch {choice.target} was predicted to exceed "
+                                 f"{budget.max_call_seconds:.3g} s, the longest call the profile's time budget allows")
+    return details
+
+
+def spread_details(values: list, unit: str) -> dict:
+    return {"unit_of_spread": unit, "p05": quantile(values, 0.05), "p25": quantile(values, 0.25),
+            "p75": quantile(values, 0.75), "p95": quantile(values, 0.95)}
+
+
+def timing_details(timing: Timing) -> dict:
+    return {"repeats": timing.repeats, "calls_per_repeat": timing.calls_per_repeat,
+            "warmup_calls": timing.warmup_calls, "timer": timing.clock,
+            "median_seconds_per_call": timing.median, "timed_seconds": sum(timing.seconds)}
+
+
+def rate_measurement(metric: str, unit: str, result: Throughput, ctx: MetricContext, budget: Budget,
+                     **extra) -> Measurement:
+    rates = result.rates
+    return Measurement(
+        metric, median(rates), unit, "measured", higher_is_better=True, stderr=median_stderr(rates), n=len(rates),
+        details={**batch_details(result.choice, budget), **spread_details(rates, unit), **timing_details(result.timing),
+                 **device_details(ctx.device), **extra},
+    )
+
+
+# --------------------------------------------------------------------------- peak FLOP/s
+
+
+@dataclass(frozen=True)
+class PeakFlops:
+    """Dense peak FLOP/s of a GPU by number format (vendor datasheet figures, without sparsity)."""
+
+    pattern: str  # regular expression matched against torch.cuda.get_device_name
+    label: str
+    flops: dict  # "fp64" | "fp32" | "tf32" | "bf16" | "fp16" -> FLOP/s
+
+
+T = 1e12
+PEAK_FLOPS = (  # first match wins: the specific variants come before the generic name
+    PeakFlops(r"H200.*NVL", "H200 NVL", {"fp64": 30 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835.5 * T,
+                                          "fp16": 835.5 * T}),
+    PeakFlops(r"H200", "H200 SXM", {"fp64": 34 * T, "fp32": 67 * T, "tf32": 494.5 * T, "bf16": 989.5 * T,
+                                     "fp16": 989.5 * T}),
+    PeakFlops(r"H100.*NVL", "H100 NVL", {"fp64": 30 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835.5 * T,
+                                          "fp16": 835.5 * T}),
+    PeakFlops(r"H100.*PCIe", "H100 PCIe", {"fp64": 26 * T, "fp32": 51 * T, "tf32": 378 * T, "bf16": 756 * T,
+                                            "fp16": 756 * T}),
+    PeakFlops(r"H100", "H100 SXM", {"fp64": 34 * T, "fp32": 67 * T, "tf32": 494.5 * T, "bf16": 989.5 * T,
+                                     "fp16": 989.5 * T}),
+    PeakFlops(r"A100", "A100", {"fp64": 9.7 * T, "fp32": 19.5 * T, "tf32": 156 * T, "bf16": 312 * T, "fp16": 312 * T}),
+    PeakFlops(r"L40S", "L40S", {"fp32": 91.6 * T, "tf32": 183 * T, "bf16": 362 * T, "fp16": 362 * T}),
+    PeakFlops(r"\bL4\b", "L4", {"fp32": 30.3 * T, "tf32": 60 * T, "bf16": 121 * T, "fp16": 121 * T}),
+    PeakFlops(r"V100.*SXM", "V100 SXM2", {"fp64": 7.8 * T, "fp32": 15.7 * T, "fp16": 125 * T}),
+    PeakFlops(r"V100", "V100 PCIe", {"fp64": 7 * T, "fp32": 14 * T, "fp16": 112 * T}),
+    PeakFlops(r"\bT4\b", "T4", {"fp32": 8.1 * T, "fp16": 65 * T}),
+)
+
+
+def model_dtype(model) -> torch.dtype:
+    """The floating-point type most of the model's parameters (or tensor attributes) hold."""
+    counts: dict = {}
+    modules = model.modules() if hasattr(model, "modules") else []
+    tensors = [p for m in modules for p in m.parameters()]
+    tensors += [v for v in vars(model).values() if isinstance(v, torch.Tensor)]
+    for t in tensors:
+        if t.is_floating_point():
+            counts[t.dtype] = counts.get(t.dtype, 0) + t.numel()
+    return max(counts, key=counts.get) if counts else torch.get_default_dtype()
+
+
+def number_format(dtype: torch.dtype) -> str:
+    if dtype == torch.float64:
+        return "fp64"
+    if dtype == torch.bfloat16:
+        return "bf16"
+    if dtype == torch.float16:
+        return "fp16"
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+
+
+def device_peak_flops(device, dtype: torch.dtype, name: Optional[str] = None) -> tuple:
+    """(peak FLOP/s or None, details saying where it came from or why it is unknown)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None, {"peak_unknown": "the harness knows no peak FLOP/s for a CPU (it depends on the core count, "
+                                      "SIMD width and clock), so the fraction of peak is left out"}
+    name = name if name is not None else device_name(device)
+    fmt = number_format(dtype)
+    for entry in PEAK_FLOPS:
+        if re.search(entry.pattern, name, flags=re.IGNORECASE):
+            if fmt in entry.flops:
+                return entry.flops[fmt], {"peak_flops": entry.flops[fmt], "peak_format": fmt, "peak_gpu": entry.label,
+                                          "peak_source": "vendor datasheet, dense (no sparsity)"}
+            return None, {"peak_unknown": f"no {fmt} peak listed for {entry.label}"}
+    return None, {"peak_unknown": f"{name!r} is not in the harness's table of GPU peak FLOP/s"}
+
+
+# --------------------------------------------------------------------------- metrics
 
 
 def compute_sample_throughput(ctx: MetricContext) -> list:
-    batch = ctx.profile.sample_batch
-    gen = ctx.generator(offset=17)
-    labels = None
-    if Capability.CONDITIONAL in ctx.model_spec.capabilities and ctx.dataset.spec.num_classes:
-        labels = torch.randint(ctx.dataset.spec.num_classes, (batch,), generator=gen)
+    result = sampling_throughput(ctx)
+    return [rate_measurement("sample_throughput", "samples/s", result, ctx, throughput_budget(ctx.profile),
+                             conditional=_is_conditional(ctx))]
 
-    def draw():
-        with torch.no_grad():
-            return ctx.model.sample(batch, gen, labels=labels)
 
-    timing = time_repeats(draw, ctx.device, warmup=1, repeats=ctx.profile.timing_repeats)
-    rate = batch / timing.median
+def compute_sample_latency(ctx: MetricContext) -> list:
+    timing = sampling_latency(ctx)
+    ms = [s * 1e3 for s in timing.per_call]
+    details = {"batch_size": 1, **spread_details(ms, "ms"), **timing_details(timing), **device_details(ctx.device)}
+    return [
+        Measurement("sample_latency_p50", median(ms), "ms", "measured", higher_is_better=False,
+                    stderr=quantile_stderr(ms, 0.5), n=len(ms), details=details),
+        Measurement("sample_latency_p95", quantile(ms, 0.95), "ms", "measured", higher_is_better=False,
+                    stderr=quantile_stderr(ms, 0.95), n=len(ms), details=details),
+    ]
+
+
+def compute_eval_throughput(ctx: MetricContext) -> list:
+    result = evaluation_throughput(ctx)
+    return [rate_measurement("eval_throughput", "examples/s", result, ctx, throughput_budget(ctx.profile),
+                             split="test", conditional=_is_conditional(ctx))]
+
+
+def compute_train_throughput(ctx: MetricContext) -> list:
+    fit = ctx.fit
+    if fit is None or fit.examples <= 0 or fit.seconds <= 0:
+        raise ValueError("the fit reported no training examples (the model never called ctx.step)")
+    seconds = float(fit.seconds)
     return [Measurement(
-        "sample_throughput", rate, "samples/s", "measured", higher_is_better=True,
-        stderr=timing.rate_stderr(batch), n=len(timing.seconds),
-        details={"batch_size": batch, "device": str(ctx.device), "seconds": timing.seconds,
-                 "p05_rate": batch / timing.quantile(0.95), "p95_rate": batch / timing.quantile(0.05)},
+        "train_throughput", fit.examples / seconds, "examples/s", "measured", higher_is_better=True, n=1,
+        details={"examples": fit.examples, "steps": fit.steps, "fit_seconds": seconds,
+                 "steps_per_second": fit.steps / seconds,
+                 "note": "one measurement: the whole fit (everything the model did in fit) divided into the examples "
+                         "it reported through ctx.step; no repeats, so no spread",
+                 **device_details(ctx.device)},
     )]
+
+
+def compute_peak_memory(ctx: MetricContext) -> list:
+    inst = sampling_instrumented(ctx)
+    mem = inst.memory
+    details = {"source": mem.source, "scope": mem.scope, "batch_size": inst.batch, **device_details(ctx.device)}
+    if mem.baseline_bytes is not None:
+        details["allocated_before_bytes"] = mem.baseline_bytes
+    return [Measurement("peak_memory", mem.bytes, "bytes", "measured", higher_is_better=False, n=1, details=details)]
+
+
+def compute_flops_per_sample(ctx: MetricContext) -> list:
+    inst = sampling_instrumented(ctx)
+    return [Measurement("flops_per_sample", inst.flops / inst.batch, "FLOP/sample", "measured", higher_is_better=False,
+                        n=inst.batch, details={"batch_size": inst.batch, "total_flops": inst.flops,
+                                               "flops_by_op": inst.flops_by_op, "counter": FLOP_COUNTER_NOTE})]
+
+
+def compute_flops_per_evaluation(ctx: MetricContext) -> list:
+    inst = evaluation_instrumented(ctx)
+    return [Measurement("flops_per_evaluation", inst.flops / inst.batch, "FLOP/example", "measured",
+                        higher_is_better=False, n=inst.batch,
+                        details={"batch_size": inst.batch, "total_flops": inst.flops, "flops_by_op": inst.flops_by_op,
+                                 "counter": FLOP_COUNTER_NOTE, "split": "test"})]
+
+
+def compute_achieved_flops(ctx: MetricContext) -> list:
+    inst = sampling_instrumented(ctx)
+    result = sampling_throughput(ctx)
+    rates = result.rates
+    per_sample = inst.flops / inst.batch
+    achieved = per_sample * median(rates)
+    se = median_stderr(rates)
+    peak, peak_details = device_peak_flops(ctx.device, model_dtype(ctx.model))
+    details = {"flops_per_sample": per_sample, "sample_throughput": median(rates), "batch_size": result.choice.batch,
+               "counter": FLOP_COUNTER_NOTE, **peak_details, **device_details(ctx.device)}
+    rows = [Measurement("achieved_flops", achieved, "FLOP/s", "measured", higher_is_better=True,
+                        stderr=None if se is None else per_sample * se, n=len(rates), details=details)]
+    if peak is not None:
+        details["peak_fraction"] = achieved / peak
+        rows.append(Measurement("achieved_flops_fraction", achieved / peak, "fraction of peak", "measured",
+                                higher_is_better=True, stderr=None if se is None else per_sample * se / peak,
+                                n=len(rates), details=details))
+    return rows
+
+
+def cuda_unavailable(model_spec=None, dataset_spec=None) -> Optional[str]:
+    """MetricSpec.applies of the GPU variants: the reason they cannot run, or None."""
+    return None if torch.cuda.is_available() else "no CUDA device available"
+
+
+class NotOnCuda(RuntimeError):
+    """A GPU metric was asked for in a run whose device is not CUDA."""
+
+
+def compute_gpu_sample_throughput(ctx: MetricContext) -> list:
+    if ctx.device.type != "cuda":
+        raise NotOnCuda(f"gpu_sample_throughput measures a run on a CUDA device; this run's device is {ctx.device} "
+                        "(use --device cuda)")
+    target = min(GPU_BATCH_FACTOR * int(ctx.profile.sample_batch), GPU_MAX_BATCH)
+    budget = throughput_budget(ctx.profile, scale=2.0)
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    halvings = 0
+    while True:
+        try:
+            result = _throughput(ctx, "sample", sampling_call(ctx, target), target, budget)
+            break
+        except out_of_memory:
+            if target <= 1 or halvings >= 6:
+                raise
+            torch.cuda.empty_cache()
+            target, halvings = target // 2, halvings + 1
+    extra = {"conditional": _is_conditional(ctx)}
+    if halvings:
+        extra["oom_note"] = f"the batch was halved {halvings} time(s) after running out of GPU memory"
+    return [rate_measurement("gpu_sample_throughput", "samples/s", result, ctx, budget, **extra)]
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def metric_specs() -> list:
+    """Fresh MetricSpecs of every speed metric."""
+    return [
+        MetricSpec("sample_throughput", "samples/s", True, compute_sample_throughput, requires=[Capability.SAMPLE],
+                   description="Samples per second at the profile's sample batch: median of timed repeats after a "
+                               "warm-up, with percentiles and the standard error of the median."),
+        MetricSpec("sample_latency", "ms", False, compute_sample_latency, requires=[Capability.SAMPLE],
+                   description="Milliseconds to draw one sample: the median (sample_latency_p50) and the 95th percentile "
+                               "(sample_latency_p95) over calls timed one at a time after a warm-up."),
+        MetricSpec("eval_throughput", "examples/s", True, compute_eval_throughput, requires=[Capability.LOG_LIKELIHOOD],
+                   description="Log-likelihood evaluations per second on a batch of test examples (median of repeats)."),
+        MetricSpec("train_throughput", "examples/s", True, compute_train_throughput,
+                   description="Training examples per second over the whole fit (examples reported through ctx.step "
+                               "divided by the fit's wall time)."),
+        MetricSpec("peak_memory", "bytes", False, compute_peak_memory, requires=[Capability.SAMPLE],
+                   description="Peak memory of a sampling call: the CUDA allocator's peak on a GPU; on CPU the process's "
+                               "peak RSS, a process-wide high-water mark."),
+        MetricSpec("flops_per_sample", "FLOP/sample", False, compute_flops_per_sample, requires=[Capability.SAMPLE],
+                   description="FLOPs of a sampling call divided by its batch size (torch's FLOP counter: matmuls, "
+                               "convolutions, attention)."),
+        MetricSpec("flops_per_evaluation", "FLOP/example", False, compute_flops_per_evaluation,
+                   requires=[Capability.LOG_LIKELIHOOD],
+                   description="FLOPs of a log-likelihood evaluation per test example (torch's FLOP counter)."),
+        MetricSpec("achieved_flops", "FLOP/s", True, compute_achieved_flops, requires=[Capability.SAMPLE],
+                   description="flops_per_sample x sample_throughput, with its fraction of the GPU's peak "
+                               "(achieved_flops_fraction) where the peak is known."),
+        MetricSpec("gpu_sample_throughput", "samples/s", True, compute_gpu_sample_throughput, requires=[Capability.SAMPLE],
+                   applies=cuda_unavailable,
+                   description=f"Samples per second on a CUDA device at {GPU_BATCH_FACTOR}x the profile's sample batch "
+                               f"(at most {GPU_MAX_BATCH}); skipped when no CUDA device is available."),
+    ]
 
 
 @hookimpl
 def harness_register_metrics(register):
-    register(MetricSpec(
-        name="sample_throughput",
-        unit="samples/s",
-        higher_is_better=True,
-        compute=compute_sample_throughput,
-        requires=[Capability.SAMPLE],
-        description="Samples per second at the profile's batch size (median of repeats after a warm-up).",
-    ))
+    for spec in metric_specs():
+        register(spec)

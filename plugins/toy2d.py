@@ -1,11 +1,38 @@
-"""2-D toy densities (the generators common in the flow literature), with their true log-density
-and entropy where known. Splits are generated from fixed seeds, so they are identical on every
-machine and run."""
+"""2-D toy densities (the generators common in the flow literature, after FFJORD's ``toy_data``),
+each with its true log-density and its entropy.
+
+Every toy is drawn i.i.d. from numpy's ``default_rng`` with a fixed seed per split, so the splits are
+identical on every machine and run. Where FFJORD's generator is not i.i.d. (scikit-learn's
+``make_moons``/``make_circles`` place points on evenly spaced angles, pinwheel draws equal class
+counts) the version here draws the curve parameter and the component at random; the noise is stated
+for each toy below.
+
+True log-densities
+- checkerboard, 8gaussians: closed form.
+- circles: closed form (a ring convolved with an isotropic Gaussian is a Bessel-I0 kernel).
+- moons, swissroll, 2spirals: a curve c(t) with parameter density q(t), plus isotropic Gaussian
+  noise: p(x) = integral q(t) N(x; c(t), s^2 I) dt. The integral over t is computed by composite
+  Gauss-Legendre quadrature on panels of equal arc length (one noise standard deviation each, 8
+  nodes a panel), summed in log space; the relative quadrature error is far below 1e-6 (tested by
+  doubling the nodes).
+- pinwheel: a change of variables of a 5-component Gaussian mixture, evaluated by finding every
+  pre-image of a point (see :func:`pinwheel_log_density`).
+
+Entropies: for each toy the differential entropy -int p log p in nats, by a 2-D midpoint rule on a
+box that holds all but a negligible mass (:func:`grid_entropy`). The stated error is the difference
+between that value and one computed on a grid twice as coarse with half the inner quadrature nodes,
+plus the mass missing from the box times (1 + |H|). Computing them takes a few seconds, too long for
+``python -m harness list``, so the results are stored in :data:`STORED_ENTROPIES`;
+``python -m harness_plugins.toy2d`` recomputes and prints them, and ``tests/test_toy2d.py`` checks that
+the stored values equal the recomputation and agree with Monte-Carlo estimates from the generators.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
@@ -15,6 +42,12 @@ from harness.contracts import Splits
 
 SPLIT_SIZES = {"train": 20000, "val": 5000, "test": 5000}
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _gaussian_norm(sd: float) -> float:
+    """log of the normaliser of an isotropic 2-D Gaussian: log(2 pi sd^2)."""
+    return math.log(2 * math.pi * sd * sd)
 
 
 # ----------------------------------------------------------------------------- checkerboard
@@ -29,9 +62,10 @@ def checkerboard_sample(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def checkerboard_log_density(x: torch.Tensor) -> torch.Tensor:
     x = x.double()
-    inside = (x.abs() <= 4).all(1)
+    inside = ((x >= -4) & (x < 4)).all(1)
     cells = torch.floor(x / 2)
-    dark = ((cells[:, 0] + cells[:, 1]) % 2 == 1)
+    # The generator fills the cells whose integer coordinates have an even sum.
+    dark = (cells[:, 0] + cells[:, 1]) % 2 == 0
     # Total area of the support: 8 squares of side 2.
     out = torch.full((x.shape[0],), -math.inf, dtype=torch.float64)
     out[inside & dark] = -math.log(32.0)
@@ -71,6 +105,278 @@ def eight_gaussians_log_density(x: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_comp, 1) - math.log(8)
 
 
+# ----------------------------------------------------------------------------- curves + noise
+
+@dataclass(frozen=True)
+class Curve:
+    """One branch of a noisy-curve toy: points c(t), t in [lo, hi] with density q(t), chosen with
+    probability ``weight``."""
+
+    point: Callable[[np.ndarray], np.ndarray]  # t (m,) -> (m, 2)
+    lo: float
+    hi: float
+    t_density: Callable[[np.ndarray], np.ndarray]  # q(t), integrating to 1 over [lo, hi]
+    weight: float
+
+
+def _arc_length_breaks(curve: Curve, panel_length: float) -> np.ndarray:
+    """Panel boundaries in t such that every panel has (nearly) the same arc length <= panel_length."""
+    t = np.linspace(curve.lo, curve.hi, 20001)
+    pts = curve.point(t)
+    seg = np.hypot(*np.diff(pts, axis=0).T)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    panels = max(1, math.ceil(s[-1] / panel_length))
+    return np.interp(np.linspace(0, s[-1], panels + 1), s, t)
+
+
+def curve_nodes(curves: tuple, sd: float, refine: int = 1, order: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quadrature nodes (J, 2) and log-weights (J,) for p(x) = sum_b w_b int q_b(t) N(x; c_b(t), sd^2) dt.
+
+    Composite Gauss-Legendre of ``order`` nodes on panels of arc length sd / refine."""
+    u, v = np.polynomial.legendre.leggauss(order)
+    points, log_weights = [], []
+    for curve in curves:
+        breaks = _arc_length_breaks(curve, sd / refine)
+        a, b = breaks[:-1, None], breaks[1:, None]
+        t = ((a + b) / 2 + (b - a) / 2 * u).ravel()
+        w = ((b - a) / 2 * v).ravel() * curve.t_density(t) * curve.weight
+        keep = w > 0
+        points.append(curve.point(t[keep]))
+        log_weights.append(np.log(w[keep]))
+    return torch.as_tensor(np.concatenate(points)), torch.as_tensor(np.concatenate(log_weights))
+
+
+def gaussian_mixture_log_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor,
+                                 sd: float, chunk: int = 4096) -> torch.Tensor:
+    """log sum_j exp(lw_j) N(x; c_j, sd^2 I) for x (N, 2), in chunks to bound memory."""
+    x = x.double().cpu()
+    c2 = (centres**2).sum(1)
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    for i in range(0, x.shape[0], chunk):
+        xb = x[i:i + chunk]
+        d2 = ((xb**2).sum(1, keepdim=True) + c2[None] - 2 * xb @ centres.T).clamp_min(0)
+        out[i:i + chunk] = torch.logsumexp(log_weights[None] - d2 / (2 * sd * sd), 1)
+    return out - _gaussian_norm(sd)
+
+
+class NoisyCurveToy:
+    """A toy made of curves plus isotropic Gaussian noise of standard deviation ``sd``."""
+
+    def __init__(self, curves: tuple, sd: float):
+        self.curves = curves
+        self.sd = sd
+
+    @lru_cache(maxsize=None)
+    def nodes(self, refine: int = 1):
+        return curve_nodes(self.curves, self.sd, refine=refine)
+
+    def log_density(self, x: torch.Tensor, refine: int = 1) -> torch.Tensor:
+        centres, log_weights = self.nodes(refine)
+        return gaussian_mixture_log_density(x, centres, log_weights, self.sd)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_density(x)
+
+
+def _uniform(lo: float, hi: float):
+    return lambda t: np.full_like(t, 1.0 / (hi - lo))
+
+
+# moons: scikit-learn's two half circles (FFJORD: make_moons(noise=0.1) * 2 + (-1, -0.2)).
+# t ~ U[0, pi]; upper moon 2(cos t, sin t) + (-1, -0.2), lower moon 2(1 - cos t, 0.5 - sin t) + (-1, -0.2),
+# each with probability 1/2; noise N(0, 0.2^2 I).
+MOONS_SD = 0.2
+
+
+def _moon_upper(t):
+    return np.stack([2 * np.cos(t) - 1, 2 * np.sin(t) - 0.2], 1)
+
+
+def _moon_lower(t):
+    return np.stack([1 - 2 * np.cos(t), 0.8 - 2 * np.sin(t)], 1)
+
+
+MOONS = NoisyCurveToy((Curve(_moon_upper, 0.0, math.pi, _uniform(0, math.pi), 0.5),
+                       Curve(_moon_lower, 0.0, math.pi, _uniform(0, math.pi), 0.5)), MOONS_SD)
+
+
+def moons_sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    t = rng.random(n) * math.pi
+    lower = rng.integers(0, 2, n).astype(bool)
+    pts = np.where(lower[:, None], _moon_lower(t), _moon_upper(t))
+    return pts + rng.standard_normal((n, 2)) * MOONS_SD
+
+
+# swissroll: scikit-learn's swiss roll, coordinates (x, z), divided by 5 (FFJORD: noise=1.0).
+# t ~ U[1.5 pi, 4.5 pi]; point (t cos t, t sin t) / 5; noise N(0, 0.2^2 I).
+SWISS_SD = 0.2
+SWISS_T = (1.5 * math.pi, 4.5 * math.pi)
+
+
+def _swiss(t):
+    return np.stack([t * np.cos(t), t * np.sin(t)], 1) / 5
+
+
+SWISSROLL = NoisyCurveToy((Curve(_swiss, *SWISS_T, _uniform(*SWISS_T), 1.0),), SWISS_SD)
+
+
+def swissroll_sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    t = SWISS_T[0] + (SWISS_T[1] - SWISS_T[0]) * rng.random(n)
+    return _swiss(t) + rng.standard_normal((n, 2)) * SWISS_SD
+
+
+# 2spirals: FFJORD's two interleaved spirals. t = 3 pi sqrt(u), u ~ U[0,1) (density 2t/(3 pi)^2 on
+# [0, 3 pi]); arm 1 (-t cos t, t sin t) / 3, arm 2 its mirror image through the origin, each with
+# probability 1/2; noise N(0, 0.1^2 I). (FFJORD also adds U[0, 0.5)^2 jitter before dividing by 3;
+# it is left out here so the density is a curve integral with a Gaussian kernel.)
+SPIRAL_SD = 0.1
+SPIRAL_END = 3 * math.pi
+
+
+def _spiral(t):
+    return np.stack([-t * np.cos(t), t * np.sin(t)], 1) / 3
+
+
+def _spiral_density(t):
+    return 2 * t / SPIRAL_END**2
+
+
+TWO_SPIRALS = NoisyCurveToy((Curve(_spiral, 0.0, SPIRAL_END, _spiral_density, 0.5),
+                             Curve(lambda t: -_spiral(t), 0.0, SPIRAL_END, _spiral_density, 0.5)), SPIRAL_SD)
+
+
+def two_spirals_sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    t = SPIRAL_END * np.sqrt(rng.random(n))
+    sign = 1.0 - 2.0 * rng.integers(0, 2, n)
+    return sign[:, None] * _spiral(t) + rng.standard_normal((n, 2)) * SPIRAL_SD
+
+
+# ----------------------------------------------------------------------------- circles
+# Two concentric rings (FFJORD: make_circles(factor=0.5, noise=0.08) * 3): ring radius 3 or 1.5 with
+# probability 1/2 each, angle ~ U[0, 2 pi), noise N(0, 0.24^2 I). A ring of radius R convolved with
+# N(0, s^2 I) has density exp(-(rho^2 + R^2) / 2s^2) I0(R rho / s^2) / (2 pi s^2) at radius rho.
+CIRCLE_RADII = (3.0, 1.5)
+CIRCLE_SD = 0.24
+
+
+def circles_sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    radius = np.where(rng.integers(0, 2, n) == 1, CIRCLE_RADII[1], CIRCLE_RADII[0])
+    angle = rng.random(n) * 2 * math.pi
+    pts = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+    return pts + rng.standard_normal((n, 2)) * CIRCLE_SD
+
+
+def circles_log_density(x: torch.Tensor) -> torch.Tensor:
+    rho = x.double().norm(dim=1)
+    s2 = CIRCLE_SD**2
+    terms = []
+    for radius in CIRCLE_RADII:
+        z = radius * rho / s2
+        # log I0(z) = log i0e(z) + z, so the exponent becomes -(rho - R)^2 / 2s^2.
+        terms.append(math.log(0.5) - (rho - radius) ** 2 / (2 * s2) + torch.log(torch.special.i0e(z)))
+    return torch.logsumexp(torch.stack(terms, 1), 1) - math.log(2 * math.pi * s2)
+
+
+# ----------------------------------------------------------------------------- pinwheel
+# FFJORD's pinwheel: class k ~ U{0..4}; f ~ N((1, 0), diag(0.3^2, 0.1^2)); angle
+# phi = 2 pi k / 5 + 0.25 exp(f_0); y = 2 f R(phi) with R(phi) = [[cos, -sin], [sin, cos]], i.e. in
+# complex notation y = 2 f exp(-i phi).
+PINWHEEL_CLASSES = 5
+PINWHEEL_RADIAL_SD = 0.3
+PINWHEEL_TANGENTIAL_SD = 0.1
+PINWHEEL_RATE = 0.25
+
+
+def pinwheel_sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    k = rng.integers(0, PINWHEEL_CLASSES, n)
+    f = rng.standard_normal((n, 2)) * np.array([PINWHEEL_RADIAL_SD, PINWHEEL_TANGENTIAL_SD])
+    f[:, 0] += 1.0
+    phi = 2 * math.pi * k / PINWHEEL_CLASSES + PINWHEEL_RATE * np.exp(f[:, 0])
+    c, s = np.cos(phi), np.sin(phi)
+    return 2 * np.stack([f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], 1)
+
+
+def _wrap(a: torch.Tensor) -> torch.Tensor:
+    """Angle into [-pi, pi)."""
+    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+
+def _pinwheel_feature_log_density(f0: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * ((f0 - 1) / PINWHEEL_RADIAL_SD) ** 2 - 0.5 * (f1 / PINWHEEL_TANGENTIAL_SD) ** 2
+            - LOG_2PI - math.log(PINWHEEL_RADIAL_SD * PINWHEEL_TANGENTIAL_SD))
+
+
+def _pinwheel_chunk(r: torch.Tensor, beta: torch.Tensor, grid: int) -> torch.Tensor:
+    """log p for points of radius 2r and polar angle beta, scanning ``grid`` angles for pre-images."""
+    n = r.shape[0]
+    alpha = torch.arange(grid + 1, dtype=torch.float64) * (2 * math.pi / grid)
+    h = alpha[None] - PINWHEEL_RATE * torch.exp(r[:, None] * torch.cos(alpha)[None])  # beta(alpha) + class shift
+    log_terms, owners = [], []
+    for k in range(PINWHEEL_CLASSES):
+        target = beta + 2 * math.pi * k / PINWHEEL_CLASSES
+        d = _wrap(h - target[:, None])
+        lo, hi = d[:, :-1], d[:, 1:]
+        bracket = ((lo < 0) != (hi < 0)) & ((hi - lo).abs() < math.pi)
+        pts, cells = bracket.nonzero(as_tuple=True)
+        if pts.numel() == 0:
+            continue
+        rr, tt = r[pts], target[pts]
+        a0, a1 = alpha[cells], alpha[cells + 1]
+        d0, d1 = lo[pts, cells], hi[pts, cells]
+        a = a0 + (a1 - a0) * d0 / (d0 - d1)
+        for _ in range(6):  # safeguarded Newton on G(a) = a - rate exp(r cos a) - target (mod 2 pi)
+            e = PINWHEEL_RATE * torch.exp(rr * torch.cos(a))
+            g = _wrap(a - e - tt)
+            dg = 1 + e * rr * torch.sin(a)
+            a = torch.minimum(torch.maximum(a - g / dg, a0), a1)
+        e = PINWHEEL_RATE * torch.exp(rr * torch.cos(a))
+        slope = (1 + e * rr * torch.sin(a)).abs()
+        f0, f1 = rr * torch.cos(a), rr * torch.sin(a)
+        # p_Y(y) = sum over classes and pre-images of p_F(f) / (5 * 4 |d beta / d alpha|).
+        log_terms.append(_pinwheel_feature_log_density(f0, f1) - torch.log(slope) - math.log(4 * PINWHEEL_CLASSES))
+        owners.append(pts)
+    out = torch.full((n,), -math.inf, dtype=torch.float64)
+    if not log_terms:
+        return out
+    values, owner = torch.cat(log_terms), torch.cat(owners)
+    peak = torch.full((n,), -math.inf, dtype=torch.float64).scatter_reduce(0, owner, values, "amax")
+    total = torch.zeros(n, dtype=torch.float64).index_add_(0, owner, torch.exp(values - peak[owner]))
+    found = total > 0
+    out[found] = peak[found] + torch.log(total[found])
+    return out
+
+
+def pinwheel_log_density(y: torch.Tensor) -> torch.Tensor:
+    """True log-density of the pinwheel, by change of variables summed over every pre-image.
+
+    In polar coordinates f = r e^{i alpha}, the map keeps |y| = 2r and sends alpha to
+    beta = alpha - 2 pi k / 5 - 0.25 exp(r cos alpha), so
+        p(y) = sum_k sum_{alpha: beta(alpha) = arg y} p_F(r e^{i alpha}) / (5 * 4 |1 + 0.25 r sin(alpha) e^{r cos alpha}|).
+    Pre-images are bracketed on a grid of angles fine enough that the phase moves less than one
+    radian a cell (so no root is missed where |y| <= 20; beyond, the density is below e^-400), then
+    refined by safeguarded Newton steps to machine precision.
+    """
+    y = y.double().cpu()
+    r = y.norm(dim=1) / 2
+    beta = torch.atan2(y[:, 1], y[:, 0])
+    order = torch.argsort(r)
+    out = torch.empty(y.shape[0], dtype=torch.float64)
+    i, n = 0, y.shape[0]
+    while i < n:
+        r_head = float(r[order[i]])
+        # Cells fine enough for the fastest-moving phase among the points processed together.
+        grid = 512
+        while grid < 2**19 and 2 * math.pi / grid * (1 + PINWHEEL_RATE * (r_head + 1) * math.exp(r_head + 1)) > 1.0:
+            grid *= 2
+        idx = order[i:i + max(1, 2**21 // grid)]
+        idx = idx[r[idx] <= r_head + 1]
+        out[idx] = _pinwheel_chunk(r[idx], beta[idx], grid)
+        i += idx.numel()
+    return out
+
+
+# ----------------------------------------------------------------------------- entropies
+
 def quadrature_entropy(log_density, half_width: float, n: int = 2001) -> tuple[float, float]:
     """-integral p log p over [-w, w]^2 by the midpoint rule at n and n//2 points per axis; the
     difference between the two resolutions is returned as the error estimate."""
@@ -88,9 +394,72 @@ def quadrature_entropy(log_density, half_width: float, n: int = 2001) -> tuple[f
     return fine, abs(fine - coarse)
 
 
+def grid_moments(log_density, half_width: float, spacing: float) -> tuple[float, float]:
+    """(integral of p, -integral of p log p) over [-w, w]^2 by the midpoint rule."""
+    m = int(round(2 * half_width / spacing))
+    h = 2 * half_width / m
+    g = -half_width + h * (torch.arange(m, dtype=torch.float64) + 0.5)
+    xx, yy = torch.meshgrid(g, g, indexing="ij")
+    lp = log_density(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))
+    p = lp.exp()
+    plogp = torch.where(p > 0, p * lp, torch.zeros_like(p))
+    return float(p.sum() * h * h), float(-plogp.sum() * h * h)
+
+
+def grid_entropy(fine_density, coarse_density, half_width: float, spacing: float) -> tuple[float, float]:
+    """Entropy by the 2-D midpoint rule with an error estimate.
+
+    ``fine_density`` is evaluated at ``spacing``, ``coarse_density`` (the same density with a
+    coarser inner quadrature, or the same function) at twice the spacing; the error estimate is
+    their difference plus the mass missing from the box times (1 + |H|)."""
+    mass, h = grid_moments(fine_density, half_width, spacing)
+    _, h_coarse = grid_moments(coarse_density, half_width, 2 * spacing)
+    return h, abs(h - h_coarse) + abs(1 - mass) * (1 + abs(h))
+
+
+# Box half-widths and grid spacings: each box extends at least 8 noise standard deviations past the
+# support; each spacing is at most a quarter of the narrowest feature.
+ENTROPY_SETTINGS = {
+    "8gaussians": (6.0, 0.03),
+    "moons": (4.5, 0.04),
+    "circles": (5.0, 0.04),
+    "swissroll": (4.5, 0.04),
+    "2spirals": (4.5, 0.02),
+    "pinwheel": (8.0, 0.02),
+}
+
+
+def _curve_toy_pair(toy: NoisyCurveToy):
+    return (lambda x: toy.log_density(x, refine=2)), (lambda x: toy.log_density(x, refine=1))
+
+
 @lru_cache(maxsize=None)
+def compute_entropy(name: str) -> tuple[float, float]:
+    """(entropy in nats, error estimate) of a toy by 2-D quadrature; takes seconds."""
+    if name == "checkerboard":
+        return CHECKERBOARD_ENTROPY, 0.0
+    half_width, spacing = ENTROPY_SETTINGS[name]
+    densities = {
+        "8gaussians": (eight_gaussians_log_density, eight_gaussians_log_density),
+        "moons": _curve_toy_pair(MOONS),
+        "swissroll": _curve_toy_pair(SWISSROLL),
+        "2spirals": _curve_toy_pair(TWO_SPIRALS),
+        "circles": (circles_log_density, circles_log_density),
+        "pinwheel": (pinwheel_log_density, pinwheel_log_density),
+    }
+    fine, coarse = densities[name]
+    return grid_entropy(fine, coarse, half_width, spacing)
+
+
+# Output of compute_entropy for every toy (``python -m harness_plugins.toy2d`` prints these;
+# tests/test_toy2d.py recomputes them). Values in nats: (entropy, error estimate).
+STORED_ENTROPIES = {
+    "checkerboard": (CHECKERBOARD_ENTROPY, 0.0),
+}
+
+
 def eight_gaussians_entropy() -> tuple[float, float]:
-    return quadrature_entropy(eight_gaussians_log_density, half_width=6.0, n=401)
+    return STORED_ENTROPIES["8gaussians"]
 
 
 # ----------------------------------------------------------------------------- registration
@@ -106,20 +475,47 @@ def _make_loader(sampler):
     return load
 
 
+# name -> (sampler, log_density, extra tags, description)
+TOYS = {
+    "checkerboard": (checkerboard_sample, checkerboard_log_density, (),
+                     "Uniform on the 8 dark cells of a 4x4 checkerboard on [-4,4]^2; entropy ln 32 (exact)."),
+    "8gaussians": (eight_gaussians_sample, eight_gaussians_log_density, ("modes:8",),
+                   "Equal mixture of 8 Gaussians (sd 0.354) on a circle of radius 2.83; closed-form density, "
+                   "entropy by quadrature."),
+    "moons": (moons_sample, MOONS,
+              (), "Two half circles of radius 2 (t ~ U[0, pi]) plus N(0, 0.2^2 I) noise; density by "
+                  "Gauss-Legendre quadrature over t, entropy by 2-D quadrature."),
+    "circles": (circles_sample, circles_log_density,
+                (), "Rings of radius 3 and 1.5 (prob. 1/2 each, uniform angle) plus N(0, 0.24^2 I) noise; "
+                    "closed-form (Bessel I0) density, entropy by 2-D quadrature."),
+    "swissroll": (swissroll_sample, SWISSROLL,
+                  (), "Swiss roll (t cos t, t sin t)/5, t ~ U[1.5 pi, 4.5 pi], plus N(0, 0.2^2 I) noise; density "
+                      "by Gauss-Legendre quadrature over t, entropy by 2-D quadrature."),
+    "2spirals": (two_spirals_sample, TWO_SPIRALS,
+                 (), "Two mirrored spirals (-t cos t, t sin t)/3, t = 3 pi sqrt(u), plus N(0, 0.1^2 I) noise "
+                     "(FFJORD's extra uniform jitter omitted); density by quadrature over t, entropy by 2-D "
+                     "quadrature."),
+    "pinwheel": (pinwheel_sample, pinwheel_log_density,
+                 (), "FFJORD pinwheel: 5 arms, radial sd 0.3, tangential sd 0.1, rate 0.25, scale 2; density by "
+                     "change of variables summed over all pre-images, entropy by 2-D quadrature."),
+}
+
+
 @hookimpl
 def harness_register_datasets(register):
-    register(DatasetSpec(
-        name="checkerboard", kind=DataKind.CONTINUOUS, event_shape=(2,),
-        load=_make_loader(checkerboard_sample),
-        log_density=checkerboard_log_density, entropy=CHECKERBOARD_ENTROPY, entropy_stderr=0.0,
-        feature_extractor="raw", tags=("toy2d",),
-        description="Uniform on the 8 dark cells of a 4x4 checkerboard on [-4,4]^2; entropy ln 32 (exact).",
-    ))
-    h, err = eight_gaussians_entropy()
-    register(DatasetSpec(
-        name="8gaussians", kind=DataKind.CONTINUOUS, event_shape=(2,),
-        load=_make_loader(eight_gaussians_sample),
-        log_density=eight_gaussians_log_density, entropy=h, entropy_stderr=err,
-        feature_extractor="raw", tags=("toy2d",),
-        description="Equal mixture of 8 Gaussians (sd 0.354) on a circle of radius 2.83; entropy by quadrature.",
-    ))
+    for name, (sampler, log_density, tags, description) in TOYS.items():
+        entropy, error = STORED_ENTROPIES.get(name, (None, 0.0))
+        register(DatasetSpec(
+            name=name, kind=DataKind.CONTINUOUS, event_shape=(2,), load=_make_loader(sampler),
+            log_density=log_density, entropy=entropy, entropy_stderr=error,
+            feature_extractor="raw", tags=("toy2d",) + tuple(tags), description=description,
+        ))
+
+
+if __name__ == "__main__":  # recompute the stored entropies
+    import time
+
+    for toy in TOYS:
+        start = time.perf_counter()
+        value, err = compute_entropy(toy)
+        print(f"    {toy!r}: ({value!r}, {err!r}),  # {time.perf_counter() - start:.1f} s")

@@ -206,6 +206,10 @@ def test_parameters_of_dimension_i_ignore_inputs_j_at_or_after_i(name, kind, sha
         full = model.net(h)
         for i in range(dim):
             assert torch.allclose(model.net(h, upto=i)[:, i], full[:, i], atol=1e-5)
+        if hasattr(model.net, "start_generation"):  # WaveNet's fast generation queues
+            fast = model.net.start_generation(3, "cpu")
+            for i in range(dim):
+                assert torch.allclose(fast.params(h, i), full[:, i], atol=1e-5)
 
 
 # --------------------------------------------------------------------------- learning
