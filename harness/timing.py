@@ -342,13 +342,16 @@ class BatchChoice:
 
 
 def choose_batch(call_at: Callable[[int], object], target: int, device, max_call_seconds: float,
-                 probe: int = 16, cuda=None) -> BatchChoice:
-    """The largest batch up to ``target`` whose call should take at most ``max_call_seconds``.
+                 probe: int = 4, max_growth: float = 4.0, cuda=None) -> BatchChoice:
+    """The largest batch up to ``target`` whose call should take at most ``max_call_seconds``, or
+    ``max_growth`` times a one-item call if that is longer.
 
-    One untimed call at batch 1 (first calls pay one-time costs), then timed calls at 1 and
-    ``probe``; an affine fit t(b) = overhead + b * per_item predicts the call at ``target``. If that
-    is too long, the batch becomes the largest power of two predicted to fit (at least 1). Every call
-    made here also warms the model up.
+    One untimed call at batch 1 (first calls pay one-time costs), then timed calls at 1 and ``probe``;
+    an affine fit t(b) = overhead + b * per_item predicts the call at ``target``. If that is too long,
+    the batch becomes the largest power of two predicted to fit (at least 1). The second allowance
+    keeps samplers whose cost is a fixed per-call overhead (a long Markov chain, a sequential
+    decoder) at the full batch: a smaller one would not make their calls much cheaper, only their
+    throughput wrong. Every call made here also warms the model up.
     """
     if target <= 1:
         return BatchChoice(max(target, 1), max(target, 1))
@@ -361,22 +364,19 @@ def choose_batch(call_at: Callable[[int], object], target: int, device, max_call
 
     call_at(1)
     t_one = timed(1)
-    probes = [(1, t_one)]
-    if t_one > max_call_seconds / 2:
-        return BatchChoice(1, target, t_one, probes, calls=2)
     mid = min(target, probe)
     t_mid = timed(mid)
-    probes.append((mid, t_mid))
+    probes = [(1, t_one), (mid, t_mid)]
     if mid == target:
         return BatchChoice(target, target, t_mid, probes, calls=3)
+    allowed = max(max_call_seconds, max_growth * t_one)
     per_item = max((t_mid - t_one) / (mid - 1), 0.0)
     overhead = max(t_one - per_item, 0.0)
-    if overhead + per_item * target <= max_call_seconds:
+    if overhead + per_item * target <= allowed:
         return BatchChoice(target, target, None, probes, calls=3)
-    fits = (max_call_seconds - overhead) / per_item if per_item > 0 else target
+    fits = (allowed - overhead) / per_item
     batch = 2 ** int(math.floor(math.log2(max(1.0, min(fits, target)))))
-    known = dict(probes)
-    return BatchChoice(batch, target, known.get(batch), probes, calls=3)
+    return BatchChoice(batch, target, dict(probes).get(batch), probes, calls=3)
 
 
 def time_repeats(fn: Callable[[], object], device, warmup: int = 1, repeats: int = 5) -> Timing:

@@ -59,8 +59,8 @@ GPU_MAX_BATCH = 16384
 
 SAMPLING_SEED_OFFSET = 17  # generator offset for the speed metrics' own sampling calls
 
-FLOP_COUNTER_NOTE = ("torch.utils.flop_counter.FlopCounterMode: matrix multiplications, convolutions and attention; "
-                     "elementwise operations are not counted")
+FLOP_COUNTER_NOTE = ("torch.utils.flop_counter.FlopCounterMode: matrix products, convolutions and attention, plus "
+                     "matrix-vector products and triangular solves; elementwise operations are not counted")
 
 
 def _budget_seconds(profile) -> tuple:
@@ -183,10 +183,20 @@ def evaluation_throughput(ctx: MetricContext) -> Throughput:
     return _throughput(ctx, "evaluate", evaluation_call(ctx, target), target, throughput_budget(ctx.profile))
 
 
+def sampling_batch_choice(ctx: MetricContext) -> BatchChoice:
+    target = int(ctx.profile.sample_batch)
+    return _batch_choice(ctx, "sample", sampling_call(ctx, target), target, throughput_budget(ctx.profile))
+
+
 def sampling_latency(ctx: MetricContext) -> Timing:
+    """One-sample calls timed one at a time. The batch choice for sampling has already made (and
+    timed) a warm one-sample call, so no further warm-up is needed."""
+
     def make():
+        warm = dict(sampling_batch_choice(ctx).probes).get(1)
         with torch.no_grad():
-            return time_within(sampling_call(ctx, 1)(1), ctx.device, latency_budget(ctx.profile))
+            return time_within(sampling_call(ctx, 1)(1), ctx.device, latency_budget(ctx.profile),
+                               warm_call_seconds=warm)
 
     return _cached(ctx, ("latency",), make)
 
@@ -201,11 +211,36 @@ class Instrumented:
     memory: MemoryPeak
 
 
+def _mv_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1]
+
+
+def _addmv_flop(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1]  # like torch's addmm formula, the added vector is not counted
+
+
+def _dot_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0]
+
+
+def _solve_triangular_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """n^2 FLOPs per right-hand side of length n (substitution), for every batch element."""
+    return int(a_shape[-1] * math.prod(out_shape))
+
+
+def _extra_flop_formulas() -> dict:
+    """Matrix-vector products and triangular solves, which torch's counter leaves out."""
+    aten = torch.ops.aten
+    return {aten.mv: _mv_flop, aten.addmv: _addmv_flop, aten.dot: _dot_flop, aten.vdot: _dot_flop,
+            aten.linalg_solve_triangular: _solve_triangular_flop}
+
+
 def count_flops(fn: Callable[[], object]) -> tuple:
-    """(total FLOPs, {op name: FLOPs}) of one call of ``fn``, counted by torch's FLOP counter."""
+    """(total FLOPs, {op name: FLOPs}) of one call of ``fn``: torch's FLOP counter, which counts
+    matrix products, convolutions and attention, plus matrix-vector products and triangular solves."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    mode = FlopCounterMode(display=False)
+    mode = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
     with mode:
         fn()
     by_op = {str(op): int(n) for op, n in mode.get_flop_counts().get("Global", {}).items()}
@@ -249,8 +284,8 @@ def device_details(device) -> dict:
 def batch_details(choice: BatchChoice, budget: Budget) -> dict:
     details = {"batch_size": choice.batch, "requested_batch_size": choice.target}
     if choice.reduced:
-        details["batch_note"] = (f"a call at batch {choice.target} was predicted to exceed "
-                                 f"{budget.max_call_seconds:.3g} s, the longest call the profile's time budget allows")
+        details["batch_note"] = (f"a call at batch {choice.target} was predicted to take longer than the profile's "
+                                 f"time budget allows ({budget.max_call_seconds:.3g} s, or 4 one-sample calls)")
     return details
 
 

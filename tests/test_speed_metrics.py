@@ -1,0 +1,325 @@
+"""Speed metrics: FLOPs against a hand count, exact relations between the metrics, labels for
+conditional models, one set of calls per job, the CUDA branches on CPU (torch.cuda replaced by a
+stand-in), GPU variants skipped with their reason, and finite values through the runner.
+
+Nothing here asserts how fast anything runs."""
+
+import math
+
+import pytest
+import torch
+
+from harness import Capability, DataKind, DatasetSpec, LikelihoodKind, LogLikelihood, Model, ModelSpec
+from harness.contracts import Dataset, FitContext, MetricContext, Split, Splits
+from harness.profiles import get_profile
+from harness_plugins import speed_metrics as sm
+from tests.test_timing import FakeCuda
+
+D_IN, D_OUT, D_EXTRA = 6, 5, 3
+
+
+class LinearToy(Model):
+    """sample(n): z (n, D_IN) -> Linear(D_IN, D_OUT) -> @ M (D_OUT, D_EXTRA); counted by hand as
+    2 D_IN D_OUT + 2 D_OUT D_EXTRA FLOPs per sample (the bias add is elementwise, not counted).
+    log_likelihood(x): x (n, D_EXTRA) @ P (D_EXTRA, D_EXTRA): 2 D_EXTRA^2 per example.
+    Records every call's batch size and labels."""
+
+    def __init__(self, spec=None, hparams=None):
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(D_IN, D_OUT)
+        self.M = torch.randn(D_OUT, D_EXTRA)
+        self.P = torch.randn(D_EXTRA, D_EXTRA)
+        self.sample_calls, self.ll_calls = [], []
+
+    def fit(self, train, val, ctx):
+        ctx.step(len(train))
+
+    def sample(self, n, generator, labels=None):
+        self.sample_calls.append((n, labels))
+        z = torch.randn(n, D_IN, generator=generator)
+        return torch.mm(self.linear(z), self.M)
+
+    def log_likelihood(self, x, labels=None):
+        self.ll_calls.append((x.shape[0], labels))
+        return LogLikelihood(-(torch.mm(x, self.P) ** 2).sum(1), LikelihoodKind.EXACT)
+
+
+SAMPLE_FLOPS = 2 * D_IN * D_OUT + 2 * D_OUT * D_EXTRA
+EVAL_FLOPS = 2 * D_EXTRA * D_EXTRA
+
+
+def _dataset(num_classes=0, n_test=50):
+    g = torch.Generator().manual_seed(1)
+
+    def split(n):
+        y = torch.randint(num_classes, (n,), generator=g) if num_classes else None
+        return Split(torch.randn(n, D_EXTRA, generator=g), y)
+
+    spec = DatasetSpec(name="toy3", kind=DataKind.CONTINUOUS, event_shape=(D_EXTRA,), num_classes=num_classes,
+                       load=lambda root: Splits(split(100), split(20), split(n_test)))
+    return Dataset(spec, spec.load(None), provenance="test")
+
+
+def _context(model=None, conditional=False, device="cpu", fit=None, run_cache=None, n_test=50):
+    caps = [Capability.SAMPLE] + ([Capability.CONDITIONAL] if conditional else [])
+    model = model or LinearToy()
+    spec = ModelSpec(name="linear-toy", family="toy", factory=LinearToy, data_kinds=[DataKind.CONTINUOUS],
+                     capabilities=caps, likelihood=LikelihoodKind.EXACT)
+    return MetricContext(model=model, model_spec=spec, dataset=_dataset(4 if conditional else 0, n_test),
+                         profile=get_profile("smoke"), device=torch.device(device), seed=0, fit=fit,
+                         run_cache={} if run_cache is None else run_cache)
+
+
+def _by_name(rows):
+    return {m.metric: m for m in rows}
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def test_flops_per_sample_equals_the_hand_count():
+    ctx = _context()
+    (m,) = sm.compute_flops_per_sample(ctx)
+    assert m.value == SAMPLE_FLOPS
+    assert m.details["total_flops"] == SAMPLE_FLOPS * m.details["batch_size"]
+
+
+def test_flops_per_evaluation_equals_the_hand_count():
+    (m,) = sm.compute_flops_per_evaluation(_context())
+    assert m.value == EVAL_FLOPS and m.details["batch_size"] == 50  # the whole (50-example) test split
+
+
+def test_count_flops_of_a_single_linear_layer():
+    layer = torch.nn.Linear(7, 11)
+    total, by_op = sm.count_flops(lambda: layer(torch.randn(4, 7)))
+    assert total == 4 * 2 * 7 * 11 and sum(by_op.values()) == total
+
+
+def test_matrix_vector_products_and_triangular_solves_are_counted():
+    """torch's counter skips these; the harness adds 2 m n for (add)mv and n^2 per right-hand side."""
+    a, v = torch.randn(5, 7), torch.randn(7)
+    assert sm.count_flops(lambda: torch.mv(a, v))[0] == 2 * 5 * 7
+    assert sm.count_flops(lambda: torch.addmv(torch.randn(5), a, v))[0] == 2 * 5 * 7
+    lower = torch.eye(4) + torch.randn(4, 4).tril(-1)
+    b = torch.randn(3, 4, 6)  # a batch of 3 systems with 6 right-hand sides each
+    assert sm.count_flops(lambda: torch.linalg.solve_triangular(lower, b, upper=False))[0] == 3 * 6 * 4 * 4
+
+
+def test_achieved_flops_is_flops_per_sample_times_sample_throughput():
+    ctx = _context()
+    rows = _by_name(sm.compute_achieved_flops(ctx))
+    (throughput,) = sm.compute_sample_throughput(ctx)
+    achieved = rows["achieved_flops"]
+    assert achieved.value == pytest.approx(SAMPLE_FLOPS * throughput.value, rel=1e-12)
+    assert achieved.stderr == pytest.approx(SAMPLE_FLOPS * throughput.stderr, rel=1e-12)
+    assert "achieved_flops_fraction" not in rows and "CPU" in achieved.details["peak_unknown"]
+
+
+# --------------------------------------------------------------------------- each metric on a toy
+
+
+def test_sample_latency_reports_p50_and_p95_in_milliseconds():
+    ctx = _context()
+    rows = _by_name(sm.compute_sample_latency(ctx))
+    p50, p95 = rows["sample_latency_p50"], rows["sample_latency_p95"]
+    assert p50.unit == p95.unit == "ms" and p50.n == p95.n >= 5
+    assert 0 < p50.value <= p95.value and p50.details["p95"] == pytest.approx(p95.value)
+    one_sample_calls = [n for n, _ in ctx.model.sample_calls if n == 1]
+    assert len(one_sample_calls) >= p50.n * p50.details["calls_per_repeat"]
+
+
+def test_throughput_rows_carry_their_spread_and_device():
+    ctx = _context()
+    (m,) = sm.compute_sample_throughput(ctx)
+    d = m.details
+    assert m.estimator == "measured" and m.unit == "samples/s" and m.higher_is_better
+    assert d["p05"] <= d["p25"] <= m.value <= d["p75"] <= d["p95"]
+    assert d["device"] == "cpu" and d["timer"] == "perf_counter" and d["batch_size"] == 256
+    assert m.n == d["repeats"] >= ctx.profile.timing_repeats and math.isfinite(m.stderr)
+
+
+def test_conditional_models_get_labels_for_sampling_and_evaluation():
+    ctx = _context(conditional=True)
+    sm.compute_sample_throughput(ctx)
+    sm.compute_eval_throughput(ctx)
+    for n, labels in ctx.model.sample_calls:
+        assert labels is not None and labels.shape == (n,) and 0 <= int(labels.min()) and int(labels.max()) < 4
+    for n, labels in ctx.model.ll_calls:
+        assert torch.equal(labels, ctx.dataset.test.y[:n])
+
+
+def test_unconditional_models_get_no_labels():
+    ctx = _context()
+    sm.compute_sample_throughput(ctx)
+    assert all(labels is None for _, labels in ctx.model.sample_calls)
+
+
+class FixedFit(FitContext):
+    """A fit whose duration is fixed, so the expected throughput is exact."""
+
+    @property
+    def seconds(self):
+        return 2.0
+
+
+def test_train_throughput_is_examples_over_fit_seconds():
+    fit = FixedFit()
+    for _ in range(10):
+        fit.step(32)
+    (m,) = sm.compute_train_throughput(_context(fit=fit))
+    assert m.value == pytest.approx(320 / 2.0) and m.details["steps"] == 10 and m.details["steps_per_second"] == 5.0
+
+
+def test_train_throughput_needs_reported_steps():
+    with pytest.raises(ValueError, match="ctx.step"):
+        sm.compute_train_throughput(_context(fit=FixedFit()))
+
+
+def test_peak_memory_on_cpu_says_it_is_the_process_high_water_mark():
+    (m,) = sm.compute_peak_memory(_context())
+    assert m.unit == "bytes" and m.value > 0
+    assert "RSS" in m.details["source"] and "process-wide" in m.details["scope"]
+
+
+def test_the_metrics_of_a_job_share_their_calls():
+    """A second pass over every speed metric of the same job makes no new model calls, and the FLOP
+    counter runs once."""
+    ctx = _context(fit=FixedFit())
+    ctx.fit.step(10)
+    computes = [spec.compute for spec in sm.metric_specs() if spec.name != "gpu_sample_throughput"]
+    first = [m for compute in computes for m in compute(ctx)]
+    calls = (len(ctx.model.sample_calls), len(ctx.model.ll_calls))
+    second = [m for compute in computes for m in compute(ctx)]
+    assert (len(ctx.model.sample_calls), len(ctx.model.ll_calls)) == calls
+    assert [(m.metric, m.value) for m in first] == [(m.metric, m.value) for m in second]
+    cache = ctx.run_cache["speed_metrics"][ctx.model]
+    assert sum(1 for key in cache if "instrumented" in key) == 2  # one sampling and one evaluation call
+
+
+def test_a_slow_sampler_is_timed_at_a_smaller_batch_and_says_so():
+    class Slow(LinearToy):
+        def sample(self, n, generator, labels=None):
+            self.sample_calls.append((n, labels))
+            x = torch.zeros(n, D_EXTRA)
+            for _ in range(max(n, 1) * 50):  # cost grows with the batch, from a fixed per-item loop
+                x = x + 1.0
+            return x
+
+    ctx = _context(model=Slow())
+    choice = sm._batch_choice(ctx, "sample", sm.sampling_call(ctx, 256), 256, sm.throughput_budget(ctx.profile))
+    (m,) = sm.compute_sample_throughput(ctx)
+    assert m.details["batch_size"] == choice.batch and m.details["requested_batch_size"] == 256
+    if choice.reduced:  # how far it shrinks depends on the machine; what it says does not
+        assert "batch_note" in m.details and choice.batch < 256
+
+
+# --------------------------------------------------------------------------- peak FLOP/s table
+
+
+@pytest.mark.parametrize("name, dtype, flops", [
+    ("NVIDIA H100 80GB HBM3", torch.float32, 67e12),
+    ("NVIDIA H100 PCIe", torch.float32, 51e12),
+    ("NVIDIA H100 NVL", torch.bfloat16, 835.5e12),
+    ("NVIDIA H200", torch.bfloat16, 989.5e12),
+    ("NVIDIA A100-SXM4-80GB", torch.float16, 312e12),
+    ("NVIDIA L4", torch.float64, None),
+    ("Some Future GPU", torch.float32, None),
+])
+def test_peak_flops_table(name, dtype, flops):
+    peak, details = sm.device_peak_flops("cuda", dtype, name=name)
+    assert peak == flops
+    assert ("peak_unknown" in details) == (flops is None)
+
+
+def test_the_peak_of_a_cpu_is_unknown():
+    peak, details = sm.device_peak_flops("cpu", torch.float32)
+    assert peak is None and "fraction of peak is left out" in details["peak_unknown"]
+
+
+def test_model_dtype_reads_parameters_and_tensor_attributes():
+    assert sm.model_dtype(LinearToy()) == torch.float32
+
+    class Doubles(Model):
+        def __init__(self):
+            self.L = torch.zeros(10, 10, dtype=torch.float64)
+
+    assert sm.model_dtype(Doubles()) == torch.float64
+
+
+# --------------------------------------------------------------------------- GPU branches on CPU
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """torch.cuda replaced by a stand-in: device "cuda" works on this CPU-only machine."""
+    fake = FakeCuda()
+    for name in ("synchronize", "current_stream", "Event", "memory_allocated", "reset_peak_memory_stats",
+                 "max_memory_allocated", "get_device_name"):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    return fake
+
+
+def test_cuda_code_paths_of_every_metric_run_on_cpu(fake_cuda):
+    """With the run's device set to cuda (the toy computes on CPU), every metric takes its CUDA branch:
+    events for timing, the allocator's peak for memory, the GPU's peak FLOP/s for the fraction."""
+    ctx = _context(device="cuda", fit=FixedFit())
+    ctx.fit.step(10)
+    rows = {}
+    for spec in sm.metric_specs():
+        assert spec.incompatibility(ctx.model_spec, ctx.dataset.spec) is None
+        rows.update(_by_name(spec.compute(ctx)))
+    assert all(m.finite for m in rows.values())
+    for name in ("sample_throughput", "eval_throughput", "gpu_sample_throughput", "sample_latency_p50"):
+        assert rows[name].details["timer"] == "cuda events" and rows[name].details["device"] == "cuda"
+    assert rows["gpu_sample_throughput"].details["requested_batch_size"] == 16 * 256
+    assert rows["peak_memory"].value == 5000 and rows["peak_memory"].details["allocated_before_bytes"] == 1000
+    assert {"event.record", "event.synchronize", "reset_peak_memory_stats", "max_memory_allocated"} <= set(
+        fake_cuda.calls)
+    fraction = rows["achieved_flops_fraction"]
+    assert fraction.value == pytest.approx(rows["achieved_flops"].value / 67e12, rel=1e-12)
+    assert fraction.details["peak_gpu"] == "H100 SXM" and fraction.details["peak_format"] == "fp32"
+
+
+def test_gpu_metric_on_a_cpu_run_says_why_it_cannot_measure():
+    with pytest.raises(sm.NotOnCuda, match="this run's device is cpu"):
+        sm.compute_gpu_sample_throughput(_context())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on a machine without a GPU")
+def test_gpu_metrics_are_skipped_with_their_reason_without_a_gpu():
+    ctx = _context()
+    spec = next(s for s in sm.metric_specs() if s.name == "gpu_sample_throughput")
+    assert spec.incompatibility(ctx.model_spec, ctx.dataset.spec) == "no CUDA device available"
+
+
+# --------------------------------------------------------------------------- through the runner
+
+SPEED_METRICS = ["sample_throughput", "sample_latency", "eval_throughput", "train_throughput", "peak_memory",
+                 "flops_per_sample", "flops_per_evaluation", "achieved_flops", "gpu_sample_throughput"]
+
+
+def test_every_speed_metric_is_finite_through_the_runner(tmp_path):
+    from harness.plugins import get_harness
+    from harness.runner import Runner
+
+    host = get_harness()
+    runner = Runner(host, get_profile("smoke"), tmp_path, seeds=[0], metrics=SPEED_METRICS)
+    store, summary = runner.run(runner.plan(["gaussian", "gmm"], ["8gaussians"], False))
+    df = store.results()
+    store.close()
+    assert summary["ok"] == 2 and summary["failed"] == 0
+    expected = {"sample_throughput", "sample_latency_p50", "sample_latency_p95", "eval_throughput",
+                "train_throughput", "peak_memory", "flops_per_sample", "flops_per_evaluation", "achieved_flops"}
+    for model, rows in df.groupby("model"):
+        ok = rows[rows.status == "ok"].set_index("metric")
+        assert expected <= set(ok.index), model
+        assert ok.loc[list(expected), "value"].map(math.isfinite).all(), model
+        assert ok.loc["achieved_flops", "value"] == pytest.approx(
+            ok.loc["flops_per_sample", "value"] * ok.loc["sample_throughput", "value"], rel=1e-9)
+        assert ok.loc["sample_latency_p50", "value"] <= ok.loc["sample_latency_p95", "value"]
+        assert ok.loc["flops_per_sample", "value"] > 0  # both sample through a matrix product
+        gpu = rows[rows.metric == "gpu_sample_throughput"]
+        if not torch.cuda.is_available():
+            assert gpu["status"].tolist() == ["skipped"] and gpu["reason"].tolist() == ["no CUDA device available"]

@@ -1,0 +1,277 @@
+"""harness.timing: statistics against numpy, repeat planning, and the CUDA branches (synchronise,
+events, peak-memory reset) driven on CPU through a stand-in for torch.cuda. No assertion depends on
+how fast anything runs."""
+
+import math
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from harness import timing
+from harness.timing import Budget, choose_batch, median, median_stderr, quantile, quantile_stderr, time_within
+
+ARRAYS = [
+    [3.0],
+    [2.0, 1.0],
+    [0.5, 0.1, 0.3, 0.9, 0.2],
+    [1.2, 0.7, 5.0, 0.9, 1.1, 1.0, 0.95, 1.3],
+    list(np.random.default_rng(3).lognormal(size=37)),
+]
+
+
+class FakeCuda:
+    """Stands in for ``torch.cuda``: records every call; events read a clock (perf_counter unless
+    another clock is given); memory figures are fixed numbers."""
+
+    def __init__(self, clock=time.perf_counter, allocated=1000, peak=5000):
+        self.calls = []
+        self.clock = clock
+        self.allocated, self.peak = allocated, peak
+        fake = self
+
+        class Event:
+            def __init__(self, enable_timing=False):
+                assert enable_timing
+                self.t = None
+
+            def record(self, stream=None):
+                fake.calls.append("event.record")
+                self.t = fake.clock()
+
+            def synchronize(self):
+                fake.calls.append("event.synchronize")
+
+            def elapsed_time(self, end):
+                return (end.t - self.t) * 1e3
+
+        self.Event = Event
+
+    def synchronize(self, device=None):
+        self.calls.append("synchronize")
+
+    def current_stream(self, device=None):
+        return "stream"
+
+    def memory_allocated(self, device=None):
+        self.calls.append("memory_allocated")
+        return self.allocated
+
+    def reset_peak_memory_stats(self, device=None):
+        self.calls.append("reset_peak_memory_stats")
+
+    def max_memory_allocated(self, device=None):
+        self.calls.append("max_memory_allocated")
+        return self.peak
+
+    def get_device_name(self, device=None):
+        return "NVIDIA H100 80GB HBM3"
+
+
+class VirtualClock:
+    """A clock that only moves when a fake call says how long it took."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize("values", ARRAYS)
+def test_median_and_quantiles_match_numpy(values):
+    assert median(values) == pytest.approx(float(np.median(values)), rel=1e-12, abs=0)
+    for q in (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0):
+        assert quantile(values, q) == pytest.approx(float(np.quantile(values, q)), rel=1e-12, abs=0)
+
+
+def _maritz_jarrett_numpy(values, q):
+    """Reference: the Beta(m, n-m+1) weights integrated numerically with numpy, no scipy."""
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    m = min(max(math.floor(q * n + 0.5), 1), n)
+    u = np.linspace(0.0, 1.0, 400_001)
+    density = u ** (m - 1) * (1 - u) ** (n - m) / (math.factorial(m - 1) * math.factorial(n - m) / math.factorial(n))
+    cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(u))])
+    w = np.diff(np.interp(np.arange(n + 1) / n, u, cdf))
+    c1, c2 = (w * x).sum(), (w * x * x).sum()
+    return math.sqrt(c2 - c1 * c1)
+
+
+@pytest.mark.parametrize("values", ARRAYS[1:])
+@pytest.mark.parametrize("q", [0.5, 0.95])
+def test_quantile_stderr_matches_a_numpy_reference(values, q):
+    assert quantile_stderr(values, q) == pytest.approx(_maritz_jarrett_numpy(values, q), rel=1e-6)
+
+
+def test_stderr_of_a_single_value_is_none():
+    assert quantile_stderr([1.0], 0.5) is None and median_stderr([2.0]) is None
+
+
+def test_median_stderr_agrees_with_the_spread_of_medians():
+    """Normal samples of 41: the mean Maritz-Jarrett estimate is within 10% of the empirical standard
+    deviation of 400 sample medians (the sd of that sd is about 3.5%, so 10% is about 3 sigma)."""
+    rng = np.random.default_rng(0)
+    samples = rng.standard_normal((400, 41))
+    estimates = [median_stderr(s) for s in samples]
+    empirical = np.std(np.median(samples, axis=1), ddof=1)
+    assert np.mean(estimates) == pytest.approx(empirical, rel=0.10)
+
+
+def test_timing_rates_and_their_stderr():
+    t = timing.Timing(seconds=[0.2, 0.4, 0.5], calls_per_repeat=2)
+    assert t.per_call == [0.1, 0.2, 0.25]
+    assert t.rates(10) == pytest.approx([100.0, 50.0, 40.0])
+    assert t.median == pytest.approx(0.2)
+    assert t.rate_stderr(10) == pytest.approx(median_stderr([100.0, 50.0, 40.0]))
+
+
+# --------------------------------------------------------------------------- repeat planning
+
+
+def test_short_calls_are_timed_in_blocks():
+    budget = Budget(0.1, min_repeats=3, max_repeats=25, min_block_seconds=2e-3)
+    assert timing.plan_repeats(1e-4, budget) == (20, 25)  # 20 calls make a 2 ms block; 50 blocks capped at 25
+    assert timing.plan_repeats(0.01, budget) == (1, 10)  # 0.1 s of 10 ms calls
+
+
+def test_min_repeats_yield_to_the_limit_for_slow_calls():
+    budget = Budget(0.1, min_repeats=3, max_repeats=25)  # limit 0.25 s
+    assert timing.plan_repeats(0.05, budget) == (1, 3)  # min_repeats honoured: 0.15 s <= 0.25 s
+    assert timing.plan_repeats(0.2, budget) == (1, 1)  # three would take 0.6 s
+    assert budget.max_call_seconds == pytest.approx(0.25 / 4)
+
+
+def test_latency_budget_times_every_call_alone():
+    assert timing.plan_repeats(1e-6, Budget(1e-4, min_repeats=5, max_repeats=30, min_block_seconds=0)) == (1, 30)
+
+
+def test_time_within_counts_its_calls():
+    """Every call is accounted for: warm-up and calibration calls, then calls x repeats timed."""
+    calls = []
+    t = time_within(lambda: calls.append(1), "cpu", Budget(0.01, min_repeats=3, max_repeats=5))
+    assert 1 <= t.repeats <= 5 and t.calls_per_repeat >= 1 and t.clock == "perf_counter"
+    assert len(calls) == t.warmup_calls + t.calls_per_repeat * t.repeats
+    assert all(s >= 0 for s in t.seconds)
+
+
+def test_time_within_skips_the_warmup_when_told_the_call_is_warm():
+    calls = []
+    t = time_within(lambda: calls.append(1), "cpu", Budget(0.01, min_repeats=2, max_repeats=2, min_block_seconds=0),
+                    warm_call_seconds=0.001)
+    assert t.warmup_calls == 0 and len(calls) == 2
+
+
+def test_time_repeats_keeps_its_old_contract():
+    calls = []
+    t = timing.time_repeats(lambda: calls.append(1), "cpu", warmup=2, repeats=4)
+    assert len(calls) == 6 and len(t.seconds) == 4 and t.warmup_calls == 2
+
+
+# --------------------------------------------------------------------------- batch choice (virtual clock)
+
+
+def _affine_model(clock, overhead, per_item):
+    made = []
+
+    def call_at(b):
+        made.append(b)
+        clock.advance(overhead + per_item * b)
+
+    return call_at, made
+
+
+def test_choose_batch_keeps_the_target_when_calls_are_short():
+    clock = VirtualClock()
+    call_at, made = _affine_model(clock, 0.001, 1e-5)
+    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    assert choice.batch == 256 and not choice.reduced and made == [1, 1, 4]
+    assert choice.probes == [(1, pytest.approx(0.00101)), (4, pytest.approx(0.00104))]
+
+
+def test_choose_batch_shrinks_to_the_largest_power_of_two_that_fits():
+    """t(b) = 0.01 + 0.001 b: the fit recovers it from t(1), t(4); 90 items fit in 0.1 s -> 64."""
+    clock = VirtualClock()
+    call_at, made = _affine_model(clock, 0.01, 0.001)
+    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    assert choice.batch == 64 and choice.reduced and choice.call_seconds is None
+
+
+def test_choose_batch_allows_four_one_item_calls_when_one_is_already_long():
+    """t(b) = 0.3 + 0.025 b (a slow sequential sampler): 4 t(1) = 1.3 s allows 40 items -> 32."""
+    clock = VirtualClock()
+    call_at, made = _affine_model(clock, 0.3, 0.025)
+    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.075, cuda=FakeCuda(clock))
+    assert choice.batch == 32 and made == [1, 1, 4]
+
+
+def test_choose_batch_keeps_the_target_when_the_cost_is_per_call():
+    """A long chain whose cost does not grow with the batch is timed at the full batch."""
+    clock = VirtualClock()
+    call_at, made = _affine_model(clock, 0.5, 0.0)
+    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.075, cuda=FakeCuda(clock))
+    assert choice.batch == 256 and not choice.reduced
+
+
+def test_choose_batch_of_a_small_target_times_the_target_itself():
+    clock = VirtualClock()
+    call_at, made = _affine_model(clock, 0.01, 0.001)
+    choice = choose_batch(call_at, 3, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    assert choice.batch == 3 and made == [1, 1, 3] and choice.call_seconds == pytest.approx(0.013)
+
+
+# --------------------------------------------------------------------------- CUDA branches on CPU
+
+
+def test_synchronize_is_a_no_op_on_cpu_and_calls_cuda_on_a_cuda_device():
+    fake = FakeCuda()
+    timing.synchronize("cpu", cuda=fake)
+    assert fake.calls == []
+    timing.synchronize("cuda", cuda=fake)
+    assert fake.calls == ["synchronize"]
+
+
+def test_cuda_timing_uses_events_and_waits_for_the_end_event():
+    clock = VirtualClock()
+    fake = FakeCuda(clock)
+    t = time_within(lambda: clock.advance(1e-3), "cuda",
+                    Budget(0.01, min_repeats=3, max_repeats=4, min_block_seconds=0), cuda=fake)
+    assert t.clock == "cuda events"
+    assert t.seconds == [pytest.approx(1e-3)] * t.repeats and t.repeats == 4  # 0.01 s of 1 ms calls, capped at 4
+    assert fake.calls[0] == "synchronize"
+    # each timed region: record start, record end, wait for the end event
+    assert fake.calls[1:4] == ["event.record", "event.record", "event.synchronize"]
+    assert isinstance(timing.stopwatch("cuda", cuda=fake), timing.CudaEventStopwatch)
+    assert isinstance(timing.stopwatch("cpu"), timing.WallStopwatch)
+
+
+def test_cuda_peak_memory_resets_the_peak_around_the_call():
+    fake = FakeCuda(allocated=1000, peak=5000)
+    peak = timing.measure_peak_memory(lambda: fake.calls.append("fn"), "cuda", cuda=fake)
+    assert fake.calls == ["synchronize", "memory_allocated", "reset_peak_memory_stats", "fn", "synchronize",
+                          "max_memory_allocated"]
+    assert peak.bytes == 5000 and peak.baseline_bytes == 1000 and "allocator" in peak.source
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_cpu_peak_memory_is_the_process_high_water_mark():
+    """ru_maxrss (KiB on Linux) against the kernel's VmHWM after a 64 MiB allocation."""
+    keep = []
+    peak = timing.measure_peak_memory(lambda: keep.append(torch.ones(16 * 1024 * 1024)), "cpu")
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    assert abs(peak.bytes - hwm) <= 4 * 1024 * 1024 and peak.bytes >= 64 * 1024 * 1024
+    assert "process" in peak.scope and peak.baseline_bytes is None
+
+
+def test_device_name_on_cuda_comes_from_torch_cuda():
+    assert timing.device_name("cuda", cuda=FakeCuda()) == "NVIDIA H100 80GB HBM3"
+    assert isinstance(timing.device_name("cpu"), str)
