@@ -19,7 +19,7 @@ def test_example_plugin_runs_and_its_nll_matches_scipy(host, tmp_path, monkeypat
 
     if "laplace" not in host.registry.models:  # not pip-installed here: register it by hand
         host.add_plugin(plugin, "example")
-    runner = Runner(host, get_profile("smoke"), tmp_path, seeds=[0], metrics=["nll"])
+    runner = Runner(host, get_profile("quick"), tmp_path, seeds=[0], metrics=["nll"])  # whole test split
     store, summary = runner.run(runner.plan(["laplace"], ["8gaussians"], False))
     assert summary["ok"] == 1
     nll = store.results().query("metric == 'nll'")["value"].iloc[0]
