@@ -1,0 +1,66 @@
+"""`harness compare RESULTS --baseline FILE`: the regression gate.
+
+Exit 0 when nothing regressed, 1 on a regression (worse beyond floor and noise, a failed job, a
+changed or missing row), 2 when the baseline does not match (another profile or dataset hash) or
+on a usage error. See harness/regression.py and docs/regression.md for the rule and its defaults.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.commands.output import add_format_option, emit
+
+NAME = "compare"
+HELP = "compare results with a baseline: exit 1 on a regression beyond tolerance and seed noise"
+
+
+def configure(parser) -> None:
+    from harness.regression import DEFAULT_ALPHA
+
+    parser.add_argument("results", type=Path, help="a directory written by `harness run --out`, or its results.csv")
+    parser.add_argument("--baseline", type=Path, required=True, metavar="FILE",
+                        help="a baseline written by `harness baseline save`, e.g. reports/baseline/smoke.json")
+    parser.add_argument("--summary", type=Path, metavar="OUT.md",
+                        help="also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help=f"significance level of the one-sided tests (default {DEFAULT_ALPHA:g})")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="baseline rows absent from the results do not fail the gate (they are still listed)")
+    parser.add_argument("--all-rows", action="store_true", help="list unchanged rows too")
+    add_format_option(parser)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def execute(args, host) -> int:
+    from harness.regression import BaselineMismatch, compare, load_results, read_baseline
+
+    doc = read_baseline(args.baseline)
+    directions = None
+    if args.results.suffix == ".csv":
+        from harness.commands.baseline import _directions
+
+        directions = _directions(host)
+    results = load_results(args.results, directions=directions)
+    try:
+        comparison = compare(doc, results, alpha=args.alpha, allow_missing=args.allow_missing,
+                             baseline_path=str(args.baseline))
+    except BaselineMismatch as exc:
+        if args.summary:
+            _write(args.summary, "## Regression check: BASELINE DOES NOT MATCH\n\n```\n" + str(exc) + "\n```\n")
+        raise
+    text = comparison.to_markdown(str(args.baseline), all_rows=args.all_rows)
+    if args.summary:
+        _write(args.summary, text)
+    if args.format == "json":
+        emit(comparison.to_dict(), "json")
+    else:
+        print(text, end="")
+    if comparison.failures and args.format != "json":
+        print(f"regression check failed: {len(comparison.failures)} row(s); see the table above", file=sys.stderr)
+    return comparison.exit_code
