@@ -151,7 +151,7 @@ class Runner:
     def __init__(self, host, profile: Profile, out: Path, seeds: list, device: str = "cpu",
                  data_root: Optional[Path] = None, cache_dir: Optional[Path] = None, resume: bool = False,
                  metrics: Optional[list] = None, job_timeout: Optional[float] = None,
-                 progress: Optional[Callable] = None):
+                 progress: Optional[Callable] = None, executor=None):
         self.host = host
         self.profile = profile
         self.out = Path(out)
@@ -163,6 +163,11 @@ class Runner:
         self.metric_names = metrics
         self.job_timeout = job_timeout if job_timeout is not None else profile.job_timeout_s
         self.progress = progress  # factory: progress(total, desc) -> tqdm-like or None
+        if executor is None:
+            from harness.executors import InProcess
+
+            executor = InProcess()
+        self.executor = executor
         self._datasets: dict = {}
         self.run_cache: dict = {}
 
@@ -220,19 +225,19 @@ class Runner:
         self.host.pm.hook.harness_run_started(run=info)
         counts = {OK: 0, FAILED: 0, SKIPPED: 0, "reused": 0}
         bar = self.progress(len(jobs), "jobs") if self.progress else None
+        todo = []
         try:
             for job in jobs:
-                if bar is not None:
-                    bar.set_postfix_str(job.label)
                 if self.resume and store.job_status(job.key) in (OK, SKIPPED):
                     counts["reused"] += 1
+                    if bar is not None:
+                        bar.update(1)
+                elif job.skip_reason is not None:
+                    self._finish(store, info, job, JobResult(SKIPPED, job.skip_reason), counts, bar)
                 else:
-                    result = self.run_job(job) if job.skip_reason is None else JobResult(SKIPPED, job.skip_reason)
-                    store.record_job(job, result, run_id)
-                    counts[result.status] += 1
-                    self.host.pm.hook.harness_job_finished(run=info, job=job, result=result)
-                if bar is not None:
-                    bar.update(1)
+                    todo.append(job)
+            for job, result in self.executor.results(self, todo):
+                self._finish(store, info, job, result, counts, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -240,6 +245,14 @@ class Runner:
         summary = {**counts, "out": str(self.out), "run_id": run_id}
         self.host.pm.hook.harness_run_finished(run=info, summary=summary)
         return store, summary
+
+    def _finish(self, store, info, job, result, counts, bar) -> None:
+        store.record_job(job, result, info.run_id)
+        counts[result.status] += 1
+        self.host.pm.hook.harness_job_finished(run=info, job=job, result=result)
+        if bar is not None:
+            bar.set_postfix_str(f"{job.label} {result.status}")
+            bar.update(1)
 
     def run_job(self, job: Job) -> JobResult:
         started = time.perf_counter()

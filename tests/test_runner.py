@@ -113,3 +113,17 @@ def test_same_seed_gives_the_same_numbers(host, tmp_path):
     a, _ = run(host, tmp_path / "a", ["gmm"], ["8gaussians"], metrics=["nll"])
     b, _ = run(host, tmp_path / "b", ["gmm"], ["8gaussians"], metrics=["nll"])
     assert a.query("metric == 'nll'")["value"].tolist() == b.query("metric == 'nll'")["value"].tolist()
+
+
+def test_process_pool_computes_what_in_process_computes(host, tmp_path):
+    """The executor changes where jobs run, never what they compute."""
+    from harness.executors import ProcessPool
+
+    a, _ = run(host, tmp_path / "a", ["gmm", "gaussian"], ["8gaussians"], seeds=[0, 1], metrics=["nll"])
+    b, summary = run(host, tmp_path / "b", ["gmm", "gaussian"], ["8gaussians"], seeds=[0, 1], metrics=["nll"],
+                     executor=ProcessPool(2))
+    assert summary["ok"] == 4
+    key = ["model", "seed", "metric"]
+    a = a.query("metric == 'nll'").sort_values(key)[key + ["value", "stderr"]].reset_index(drop=True)
+    b = b.query("metric == 'nll'").sort_values(key)[key + ["value", "stderr"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)

@@ -31,6 +31,8 @@ def configure(parser) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to run (default cpu)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N jobs at once in a local process pool (default 1: in this process)")
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                         help="per-job time limit (default: the profile's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -63,6 +65,7 @@ def progress_factory(disabled: bool):
 
 def execute(args, host) -> int:
     from harness.report import comparison_tables, write_reports
+    from harness.executors import get_executor
     from harness.runner import Runner
 
     if not args.all and not args.model:
@@ -77,7 +80,8 @@ def execute(args, host) -> int:
     runner = Runner(host, profile, out, seeds=range(args.seed_offset, args.seed_offset + args.seeds),
                     device=resolve_device(args.device), data_root=data_root(args.data_root), resume=args.resume,
                     metrics=args.metric, job_timeout=args.job_timeout,
-                    progress=progress_factory(args.no_progress or args.format == "json"))
+                    progress=progress_factory(args.no_progress or args.format == "json"),
+                    executor=get_executor(args.jobs))
     jobs = runner.plan(args.model, args.dataset, args.all)
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
