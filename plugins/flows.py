@@ -18,8 +18,8 @@ quantised back to levels.
 
 The five models
 - ``planar`` (Rezende & Mohamed, 2015). Generative layers x = z + u_hat tanh(w.z + b) with
-  u_hat = u + (m(w.u) - w.u) w / |w|^2, m(a) = -1 + softplus(a), so that w.u_hat > -1 and each layer
-  is invertible. There is no closed-form inverse, so the normalising direction solves the layer
+  u_hat = u + (m(w.u) - w.u) w / |w|^2, m(a) = -1 + softplus(a) (plus a 1e-4 margin that survives
+  float32 rounding), so that w.u_hat > -1 and each layer is invertible. There is no closed-form inverse, so the normalising direction solves the layer
   numerically: a = w.z + b is the unique root of a + (w.u_hat) tanh(a) = w.x + b (a monotone 1-D
   equation, bracketed and solved by safeguarded Newton in float64 to |residual| < 1e-10), then
   z = x - u_hat tanh(a). Gradients flow through one Newton correction from the detached root,
@@ -261,10 +261,15 @@ class PlanarFlow(Flow):
         self.u = nn.Parameter(torch.randn(layers, dim) * 0.1)
         self.b = nn.Parameter(torch.zeros(layers))
 
+    # m(a) = -1 + softplus(a) rounds to exactly -1 in float32 once a < -17, which would make a layer
+    # singular; the margin keeps w.u_hat >= -1 + 1e-4 in any precision.
+    MARGIN = 1e-4
+
     def u_hat(self) -> torch.Tensor:
-        """u + (m(w.u) - w.u) w / |w|^2 with m(a) = -1 + softplus(a), so that w.u_hat > -1."""
+        """u + (m(w.u) - w.u) w / |w|^2 with m(a) = -1 + margin + softplus(a), so w.u_hat > -1."""
         wu = (self.w * self.u).sum(1, keepdim=True)
-        return self.u + (F.softplus(wu) - 1 - wu) * self.w / (self.w * self.w).sum(1, keepdim=True)
+        m = -1 + self.MARGIN + F.softplus(wu)
+        return self.u + (m - wu) * self.w / (self.w * self.w).sum(1, keepdim=True)
 
     def inverse(self, z):
         u_hat = self.u_hat()
