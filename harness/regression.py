@@ -280,7 +280,7 @@ def _latest_jobs(df: pd.DataFrame, order_column: str) -> pd.DataFrame:
 
 
 def _read_store(directory: Path) -> ResultsSet:
-    db = sqlite3.connect(f"file:{directory / STORE_NAME}?mode=ro", uri=True)
+    db = sqlite3.connect((directory / STORE_NAME).resolve().as_uri() + "?mode=ro", uri=True)
     try:
         df = pd.read_sql_query("""
             SELECT j.key, j.run_id, j.model, j.family, j.dataset, j.seed, j.profile, j.finished,
@@ -337,6 +337,7 @@ def _read_csv(path: Path, directions: Optional[dict]) -> ResultsSet:
         if col not in df.columns:
             df[col] = None
     df["unit"] = df["unit"].fillna("")
+    df["run_id"] = df["run_id"].fillna("").astype(str)
     df = _latest_jobs(df, "run_id")
     df["id"] = df["metric"]
     directions = directions or {}

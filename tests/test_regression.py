@@ -240,6 +240,19 @@ def test_csv_results_give_the_same_summary(base, tmp_path):
         assert from_csv[key].higher_is_better == e.higher_is_better
     comparison = regression.compare(json.loads(path.read_text()), loaded)
     assert comparison.exit_code == 0
+    # A hand-made CSV without run ids reads the same.
+    pd.read_csv(csv).drop(columns="run_id").to_csv(csv, index=False)
+    bare = regression.summarise(regression.load_results(csv, directions={"fake_score": True, "fake_rate": True}))
+    assert [(e.key, e.mean) for e in bare] == [(e.key, from_csv[e.key].mean) for e in bare] and len(bare) == 4
+
+
+def test_csv_with_a_metric_of_unknown_direction_is_refused(base, tmp_path, capsys):
+    results, _ = base
+    csv = tmp_path / "results.csv"
+    shutil.copy(results / "results.csv", csv)
+    # fake_score is not registered in the CLI's host, and neither its name nor its unit says its direction.
+    code, _, err = cli(capsys, "baseline", "save", csv, "--to", tmp_path / "b.json")
+    assert code == 2 and "direction" in err and "fake_score" in err and not (tmp_path / "b.json").exists()
 
 
 def test_usage_errors_exit_2(base, tmp_path, capsys):

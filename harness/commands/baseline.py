@@ -43,7 +43,7 @@ def execute(args, host) -> int:
         else:
             print(render_baseline(doc), end="")
         return 0
-    results = load_results(args.results, directions=_directions(host) if args.results.suffix == ".csv" else None)
+    results = load_results(args.results, directions=_directions(host))
     doc = make_baseline(results)
     path = write_baseline(doc, args.to)
     models = len(doc["models"])
