@@ -234,6 +234,7 @@ class GANModel(Model):
         opt_g = torch.optim.Adam(self.gen_net.parameters(), lr=lr, betas=(beta1, 0.999))
         opt_d = torch.optim.Adam(self.disc_net.parameters(), lr=lr, betas=(beta1, 0.999))
         batch = min(int(h.get("batch_size", 128)), len(train))
+        r1_gamma = float(h.get("r1_gamma", 0.0))
         self.gen_net.train()
         self.disc_net.train()
         for _ in range(int(h.get("steps", 1000))):
@@ -241,7 +242,13 @@ class GANModel(Model):
             real = self.data_map.to_model(train.x[idx], ctx.generator).to(self.device)
             z = torch.randn(batch, self.latent, generator=ctx.generator).to(self.device)
             fake = self.gen_net(z)
-            d_loss = F.softplus(-self.disc_net(real)).mean() + F.softplus(self.disc_net(fake.detach())).mean()
+            if r1_gamma > 0:
+                real.requires_grad_(True)
+            real_logits = self.disc_net(real)
+            d_loss = F.softplus(-real_logits).mean() + F.softplus(self.disc_net(fake.detach())).mean()
+            if r1_gamma > 0:  # R1: (gamma / 2) E ||grad_x D(x)||^2 on real data (Mescheder et al. 2018)
+                (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+                d_loss = d_loss + 0.5 * r1_gamma * grad.pow(2).reshape(batch, -1).sum(1).mean()
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -293,9 +300,9 @@ def harness_register_models(register):
         data_kinds=_KINDS,
         capabilities=[Capability.SAMPLE],
         defaults={
-            "smoke": {"steps": 150, "batch_size": 256, "hidden": 64, "depth": 3, "latent": 8, "lr": 1e-3},
-            "quick": {"steps": 3000, "batch_size": 256, "hidden": 128, "depth": 3, "latent": 8, "lr": 5e-4},
-            "full": {"steps": 30000, "batch_size": 512, "hidden": 512, "depth": 3, "latent": 32, "lr": 2e-4},
+            "smoke": {"steps": 150, "batch_size": 256, "hidden": 64, "depth": 3, "latent": 8, "lr": 1e-3, "r1_gamma": 0.1},
+            "quick": {"steps": 2500, "batch_size": 256, "hidden": 128, "depth": 3, "latent": 8, "lr": 5e-4, "r1_gamma": 0.1},
+            "full": {"steps": 30000, "batch_size": 512, "hidden": 512, "depth": 3, "latent": 32, "lr": 2e-4, "r1_gamma": 0.1},
         },
         default_datasets={"smoke": ["8gaussians"], "quick": ["8gaussians"], "full": ["8gaussians", "2spirals"]},
         description="MLP GAN (non-saturating loss, Adam beta1 0.5) for low-dimensional data; samples only.",
@@ -308,7 +315,7 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         defaults={
             "smoke": {"steps": 60, "batch_size": 64, "channels": 16, "extra_layers": 1, "latent": 32},
-            "quick": {"steps": 1500, "batch_size": 64, "channels": 32, "extra_layers": 1, "latent": 64},
+            "quick": {"steps": 2000, "batch_size": 64, "channels": 32, "extra_layers": 1, "latent": 64},
             "full": {"steps": 30000, "batch_size": 128, "channels": 64, "extra_layers": 1, "latent": 100},
         },
         default_datasets={"smoke": ["digits"], "quick": ["digits"], "full": ["digits", "mnist5k", "cifar10"]},

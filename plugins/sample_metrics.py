@@ -1,1 +1,318 @@
-"""(being written)"""
+"""Metrics computed from a model's samples: ``parzen_nll``, ``mode_coverage`` and
+``conditional_accuracy``.
+
+``parzen_nll`` — the Gaussian Parzen-window (kernel density) log-likelihood of the test split under
+n model samples (n = the profile's ``fidelity_samples``), the estimate used for GANs since Goodfellow
+et al. (2014): p(x) ~ (1/n) sum_j N(x; s_j, sigma^2 I). The bandwidth sigma is chosen on a
+log-spaced grid (relative to the data's scale) by maximising the mean log-likelihood of the
+validation split; the test NLL is reported with stderr std/sqrt(N) over test examples and details
+{"sigma", "samples"}. This is a weak and biased estimator (Theis, van den Oord & Bethge, "A note on
+the evaluation of generative models", ICLR 2016): in more than a few dimensions it is far from the
+true log-likelihood even with many samples, and it can rank models wrongly. It is therefore reported
+only for models that declare no likelihood of their own (GANs); models with an exact or bounded
+likelihood have ``nll``. Discrete data (binary: K = 2) is handled in the dequantised space
+y = (x + u) / K, u ~ U[0,1)^D, for samples and test points alike, and D ln K is subtracted, exactly
+as for the dequantisation bound of continuous models; details then say {"dequantized": True}.
+Distances are computed in chunks (float64, logsumexp), so memory stays O(chunk x n).
+
+``mode_coverage`` — for datasets with a known number K of well-separated modes: a dataset named
+``8gaussians`` (K = 8) or tagged ``"modes:K"``. The modes are found from the training split (KMeans
+with K clusters, scikit-learn, fixed random_state) and each mode's standard deviation from its
+within-cluster spread, sqrt(mean squared distance to the centre / D). Following the convention of
+Metz et al. (2017, unrolled GANs) and Srivastava et al. (2017, VEEGAN), a sample is *high quality*
+when it lies within 3 standard deviations of its nearest mode. A mode is *covered* when it receives
+at least 1% of the high-quality samples (a share, not "at least one sample", so the count does not
+grow with the sample count through stray samples). Two measurements: ``modes_covered`` (count, of K)
+and ``high_quality_share`` (fraction of all samples, stderr sqrt(p(1-p)/n)). For the true 8gaussians
+the share is 1 - exp(-4.5) = 0.989 (the 3-sigma disc of a 2-D Gaussian).
+
+``conditional_accuracy`` — for models with the ``conditional`` capability on labelled data: draw
+n = fidelity_samples / C samples for each of the C classes, classify them and report the fraction
+assigned the asked class (stderr sqrt(p(1-p)/n)). The classifier is the dataset's feature extractor
+(``DatasetSpec.feature_extractor``) when it is registered, usable, and has ``classify``; otherwise a
+scikit-learn logistic regression trained on the training split. Either is cached for the run and
+named in details with its own test-split accuracy (the ceiling for a perfect conditional sampler).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from harness import Capability, DataKind, Measurement, MetricContext, MetricSpec, hookimpl
+from harness.data import dequantize
+
+# ----------------------------------------------------------------------------- Parzen window
+
+# Bandwidths tried, relative to the data's scale (root mean per-dimension variance of the
+# validation points): 10^-3 .. 10^1 in steps of 10^0.05.
+PARZEN_RELATIVE_GRID = np.logspace(-3, 1, 81)
+PARZEN_MAX_VAL = 2000  # validation points used to choose sigma
+CHUNK_ENTRIES = 2_000_000  # distance-matrix entries per chunk
+
+
+def parzen_log_density(samples: torch.Tensor, x: torch.Tensor, sigmas) -> torch.Tensor:
+    """log (1/n) sum_j N(x_i; s_j, sigma^2 I) for every x_i and every sigma: shape (m, len(sigmas)).
+
+    ``samples`` (n, D) and ``x`` (m, D), any float dtype (computed in float64, in chunks of x).
+    """
+    s = samples.reshape(samples.shape[0], -1).double()
+    x = x.reshape(x.shape[0], -1).double()
+    sig = torch.as_tensor(np.atleast_1d(np.asarray(sigmas, dtype=np.float64)))
+    n, d = s.shape
+    s_sq = (s * s).sum(1)
+    norm = -math.log(n) - 0.5 * d * torch.log(2 * math.pi * sig**2)  # (S,)
+    chunk = max(1, CHUNK_ENTRIES // max(n, 1))
+    out = []
+    for start in range(0, x.shape[0], chunk):
+        xc = x[start:start + chunk]
+        d2 = ((xc * xc).sum(1)[:, None] - 2 * xc @ s.T + s_sq[None]).clamp_min(0)  # (c, n)
+        per_sigma = [torch.logsumexp(-d2 / (2 * float(v) ** 2), 1) for v in sig]
+        out.append(torch.stack(per_sigma, 1) + norm[None])
+    return torch.cat(out) if out else torch.zeros(0, len(sig), dtype=torch.float64)
+
+
+def select_bandwidth(samples: torch.Tensor, val: torch.Tensor, grid) -> tuple[float, np.ndarray]:
+    """The sigma in ``grid`` maximising the mean validation log-density, and the curve."""
+    curve = parzen_log_density(samples, val, grid).mean(0).numpy()
+    return float(np.asarray(grid)[int(np.argmax(curve))]), curve
+
+
+def _eval_rows(split, ctx: MetricContext, cap: Optional[int] = None):
+    n = ctx.profile.eval_examples or len(split)
+    if cap is not None:
+        n = min(n, cap)
+    return split.x[:n]
+
+
+def parzen_nll(ctx: MetricContext) -> list:
+    spec = ctx.dataset.spec
+    n = int(ctx.profile.fidelity_samples)
+    samples = ctx.model.sample(n, ctx.generator(101)).reshape(n, -1).double()
+    val = _eval_rows(ctx.dataset.val, ctx, PARZEN_MAX_VAL).reshape(-1, spec.dim).double()
+    test = _eval_rows(ctx.dataset.test, ctx).reshape(-1, spec.dim).double()
+    dequantized = spec.kind is not DataKind.CONTINUOUS
+    shift = 0.0
+    if dequantized:
+        k = int(spec.levels)
+        samples = dequantize(samples, k, ctx.generator(102)).double()
+        val = dequantize(val, k, ctx.generator(103)).double()
+        test = dequantize(test, k, ctx.generator(104)).double()
+        shift = spec.dim * math.log(k)  # density on [0,1)^D -> probability of the levels
+    if not torch.isfinite(samples).all():
+        raise ValueError("the model produced non-finite samples")
+    scale = float(val.var(0, unbiased=False).mean().sqrt().clamp_min(1e-12))
+    grid = scale * PARZEN_RELATIVE_GRID
+    sigma, curve = select_bandwidth(samples, val, grid)
+    log_p = parzen_log_density(samples, test, [sigma])[:, 0] - shift
+    nll = -log_p
+    stderr = float(nll.std(unbiased=True) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
+    details = {
+        "sigma": sigma,
+        "samples": n,
+        "val_examples": int(val.shape[0]),
+        "sigma_at_grid_edge": bool(sigma in (grid[0], grid[-1])),
+        "dequantized": dequantized,
+    }
+    measurements = [Measurement("parzen_nll", float(nll.mean()), "nats", "estimate", higher_is_better=False,
+                                stderr=stderr, n=len(nll), details=details)]
+    return measurements
+
+
+def _sample_only(model_spec, dataset_spec) -> Optional[str]:
+    if Capability.LOG_LIKELIHOOD in model_spec.capabilities:
+        return f"{model_spec.name} has its own likelihood (see nll); parzen_nll is for sample-only models"
+    return None
+
+
+# ----------------------------------------------------------------------------- mode coverage
+
+HIGH_QUALITY_STDS = 3.0
+COVERED_SHARE = 0.01  # a mode is covered when it gets >= 1% of the high-quality samples
+KMEANS_MAX_TRAIN = 20000
+
+
+def known_modes(dataset_spec) -> Optional[int]:
+    """K for a dataset with K known modes (tag ``modes:K`` or the name ``8gaussians``), else None."""
+    for tag in dataset_spec.tags:
+        if isinstance(tag, str) and tag.startswith("modes:"):
+            try:
+                return int(tag.split(":", 1)[1])
+            except ValueError:
+                return 8
+    return 8 if dataset_spec.name == "8gaussians" else None
+
+
+def fit_modes(x: torch.Tensor, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """KMeans centres (k, D) and per-mode standard deviations (k,) from data ``x`` (N, D)."""
+    from sklearn.cluster import KMeans
+
+    data = x.reshape(x.shape[0], -1).double().numpy()[:KMEANS_MAX_TRAIN]
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(data)
+    centres = km.cluster_centers_
+    sq = ((data - centres[km.labels_]) ** 2).sum(1)
+    stds = np.array([math.sqrt(sq[km.labels_ == j].mean() / data.shape[1]) for j in range(k)])
+    return centres, stds
+
+
+def coverage(samples: torch.Tensor, centres: np.ndarray, stds: np.ndarray) -> dict:
+    """Assign samples to their nearest mode and apply the 3-sigma and 1%-share rules."""
+    s = samples.reshape(samples.shape[0], -1).double().numpy()
+    dist = np.sqrt(((s[:, None, :] - centres[None]) ** 2).sum(-1))  # (n, K)
+    nearest = dist.argmin(1)
+    high_quality = dist[np.arange(len(s)), nearest] <= HIGH_QUALITY_STDS * stds[nearest]
+    counts = np.bincount(nearest[high_quality], minlength=len(centres))
+    n_hq = int(high_quality.sum())
+    covered = counts >= max(1.0, COVERED_SHARE * n_hq) if n_hq else np.zeros(len(centres), bool)
+    return {"modes_covered": int(covered.sum()), "high_quality": n_hq, "counts": counts.tolist(),
+            "high_quality_share": n_hq / max(len(s), 1)}
+
+
+def mode_coverage(ctx: MetricContext) -> list:
+    k = known_modes(ctx.dataset.spec) or 8
+    key = ("mode_coverage.modes", ctx.dataset.provenance, k)
+    if key not in ctx.run_cache:
+        ctx.run_cache[key] = fit_modes(ctx.dataset.train.x, k)
+    centres, stds = ctx.run_cache[key]
+    n = int(ctx.profile.fidelity_samples)
+    samples = ctx.model.sample(n, ctx.generator(201))
+    result = coverage(samples, centres, stds)
+    p = result["high_quality_share"]
+    details = {"modes": k, "rule": f"within {HIGH_QUALITY_STDS:g} sd of nearest mode; covered at >= "
+                                    f"{COVERED_SHARE:.0%} of high-quality samples",
+               "counts": result["counts"], "mode_std": [float(v) for v in stds]}
+    return [
+        Measurement("modes_covered", result["modes_covered"], "modes", "statistic", higher_is_better=True,
+                    n=n, details=details),
+        Measurement("high_quality_share", p, "fraction", "statistic", higher_is_better=True,
+                    stderr=math.sqrt(p * (1 - p) / n), n=n, details={"modes": k}),
+    ]
+
+
+def _has_modes(model_spec, dataset_spec) -> Optional[str]:
+    if known_modes(dataset_spec) is None:
+        return f"{dataset_spec.name} has no known modes (name 8gaussians or tag modes:K)"
+    return None
+
+
+# ----------------------------------------------------------------------------- conditional accuracy
+
+
+class LogisticClassifier:
+    """Multinomial logistic regression (scikit-learn) on flattened, scaled inputs."""
+
+    def __init__(self, dataset, seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+
+        spec = dataset.spec
+        self.divisor = float(spec.levels - 1) if spec.kind is DataKind.DISCRETE else 1.0
+        self.model = LogisticRegression(max_iter=1000, C=1.0, random_state=seed)
+        self.model.fit(self._features(dataset.train.x), dataset.train.y.numpy())
+
+    def _features(self, x: torch.Tensor) -> np.ndarray:
+        return (x.reshape(x.shape[0], -1).double() / self.divisor).numpy()
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        return self.model.predict(self._features(x))
+
+
+class ExtractorClassifier:
+    def __init__(self, extractor):
+        self.extractor = extractor
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return self.extractor.classify(x).argmax(1).cpu().numpy()
+
+
+def _classifier(ctx: MetricContext):
+    """(classifier with predict(x) -> labels, description dict), cached for the run."""
+    dataset = ctx.dataset
+    name = dataset.spec.feature_extractor
+    key = ("conditional_accuracy.classifier", name, dataset.provenance)
+    if key in ctx.run_cache:
+        return ctx.run_cache[key]
+    why_not = None
+    classifier, description = None, None
+    extractor_spec = ctx.feature_extractors.get(name) if name else None
+    if extractor_spec is None:
+        why_not = f"no feature extractor {name!r} registered" if name else "the dataset names no feature extractor"
+    else:
+        why_not = extractor_spec.check(ctx.data_root) if extractor_spec.check is not None else None
+        if why_not is None:
+            extractor = extractor_spec.build(dataset, ctx.device)
+            if hasattr(extractor, "classify"):
+                classifier = ExtractorClassifier(extractor)
+                description = {"classifier": f"feature extractor {name}",
+                               "classifier_fingerprint": getattr(extractor, "fingerprint", None)}
+            else:
+                why_not = f"feature extractor {name!r} has no classify()"
+    if classifier is None:
+        classifier = LogisticClassifier(dataset, seed=0)
+        description = {"classifier": "logistic regression (scikit-learn) on the training split",
+                       "extractor_not_used": why_not}
+    test = dataset.test
+    description["classifier_test_accuracy"] = float((classifier.predict(test.x) == test.y.numpy()).mean())
+    ctx.run_cache[key] = (classifier, description)
+    return classifier, description
+
+
+def conditional_accuracy(ctx: MetricContext) -> list:
+    classes = int(ctx.dataset.spec.num_classes)
+    per_class = max(1, int(ctx.profile.fidelity_samples) // classes)
+    classifier, description = _classifier(ctx)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    samples = ctx.model.sample(len(labels), ctx.generator(301), labels=labels)
+    predicted = classifier.predict(samples)
+    hits = predicted == labels.numpy()
+    n = len(hits)
+    p = float(hits.mean())
+    details = dict(description)
+    details["per_class"] = [float(hits[labels.numpy() == c].mean()) for c in range(classes)]
+    details["samples_per_class"] = per_class
+    return [Measurement("conditional_accuracy", p, "fraction", "statistic", higher_is_better=True,
+                        stderr=math.sqrt(p * (1 - p) / n), n=n, details=details)]
+
+
+def _labelled(model_spec, dataset_spec) -> Optional[str]:
+    if dataset_spec.num_classes < 2:
+        return f"{dataset_spec.name} has no class labels"
+    return None
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+@hookimpl
+def harness_register_metrics(register):
+    register(MetricSpec(
+        name="parzen_nll",
+        unit="nats",
+        higher_is_better=False,
+        compute=parzen_nll,
+        requires=[Capability.SAMPLE],
+        applies=_sample_only,
+        description="Gaussian Parzen-window NLL of the test split from model samples (sigma chosen on "
+                    "validation); weak, biased estimate for sample-only models.",
+    ))
+    register(MetricSpec(
+        name="mode_coverage",
+        unit="modes",
+        higher_is_better=True,
+        compute=mode_coverage,
+        requires=[Capability.SAMPLE],
+        applies=_has_modes,
+        description="Modes covered and share of high-quality samples (within 3 sd of a mode).",
+    ))
+    register(MetricSpec(
+        name="conditional_accuracy",
+        unit="fraction",
+        higher_is_better=True,
+        compute=conditional_accuracy,
+        requires=[Capability.SAMPLE, Capability.CONDITIONAL],
+        applies=_labelled,
+        description="Fraction of class-conditional samples a classifier assigns to the asked class.",
+    ))
