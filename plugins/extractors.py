@@ -11,7 +11,7 @@ Extractors (harness name -> torch-fidelity name, the input it takes, the feature
   levels and their binarisation, so the binary views ``digits-binary`` / ``mnist5k-binary`` are in
   its training domain). Input: images scaled to [0, 1] by dividing by ``levels - 1`` of the dataset
   they come from (``build`` reads ``dataset.spec.levels``), so 0..16, 0..255 and 0/1 data all land on
-  the same scale. Features: the penultimate layer (after its ReLU); ``classify`` gives the logits.
+  the same scale. Features: the penultimate layer's pre-activations; ``classify`` gives the logits.
   Weights are package data in ``weights/<name>.pt``; their sha256 is checked on every load against
   :data:`CLASSIFIER_SHA256` and a mismatch raises :class:`WeightsChecksumError`.
   Reproduce them with ``python -m harness_plugins.extractors train <name>`` (fixed seeds, one thread).
@@ -48,8 +48,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # sha256 of the committed classifier weights (plugins/weights/README.md lists the same values).
 CLASSIFIER_SHA256 = {
-    "digits-classifier": "5c8d5b885c41d1d55f588a3c51f9f014574ed7027882e2acf68282416f3e62b0",
-    "mnist5k-classifier": "d0a2b1cd924c6d58e0f05a75a64aaa78a76f5125aac517ca1431e1e982ed4e5f",
+    "digits-classifier": "70082ad55ed2bde88240a1f5bfca6025d4e3cecb7d97e418b9224611c5a25d91",
+    "mnist5k-classifier": "dfed6553ef1c91858674aa888e8a7e722801c312e466c11691599386122080ed",
 }
 
 INCEPTION_ENV = "HARNESS_INCEPTION_WEIGHTS"
@@ -120,13 +120,15 @@ class SmallCNN(nn.Module):
             blocks += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             c, h, w = out, h // 2, w // 2
         self.conv = nn.Sequential(*blocks, nn.Flatten())
-        self.penultimate = nn.Sequential(nn.Linear(c * h * w, feature_dim), nn.ReLU())
+        self.penultimate = nn.Linear(c * h * w, feature_dim)
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(feature_dim, num_classes)
 
     def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits): the features are the penultimate layer's pre-activations (before its
+        ReLU), which keep full rank where ReLU outputs would have dead, constant-zero units."""
         features = self.penultimate(self.conv(x))
-        return features, self.head(self.dropout(features))
+        return features, self.head(self.dropout(torch.relu(features)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features_and_logits(x)[1]
@@ -426,7 +428,7 @@ def harness_register_feature_extractors(register):
         register(FeatureExtractorSpec(
             name=name, build=_classifier_builder(name), check=_classifier_check(name),
             description=f"Small CNN trained on {recipe.dataset}'s training split (grey and binarised); "
-                        f"features: its {recipe.feature_dim}-d penultimate layer; inputs scaled by 1/(levels-1).",
+                        f"features: its {recipe.feature_dim}-d penultimate pre-activations; inputs scaled by 1/(levels-1).",
         ))
     register(FeatureExtractorSpec(
         name="inception-v3", build=build_inception, check=check_inception,
