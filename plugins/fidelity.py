@@ -145,7 +145,7 @@ def score(metric: str, generated: FeatureSet, reference: FeatureSet) -> tuple[fl
         out = kid_features_to_metric(generated.features, reference.features, **options)
         return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD], {
             "kid_subsets": options["kid_subsets"], "kid_subset_size": options["kid_subset_size"],
-            "stderr": "standard deviation over subsets"}
+            "stderr_kind": "standard deviation over subsets"}
     if metric in ("precision", "recall"):
         from torch_fidelity.metric_prc import prc_features_to_metric
 
