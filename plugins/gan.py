@@ -265,10 +265,10 @@ class GANModel(Model):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         self.gen_net.eval()
+        z_all = torch.randn(n, self.latent, generator=generator)  # all at once: batches change nothing
         out = []
         for start in range(0, n, self.sample_batch):
-            b = min(self.sample_batch, n - start)
-            z = torch.randn(b, self.latent, generator=generator).to(self.device)
+            z = z_all[start:start + self.sample_batch].to(self.device)
             out.append(self.data_map.to_data(self.gen_net(z)).float().cpu())
         if not out:
             return torch.zeros(0, *self.spec.event_shape)
