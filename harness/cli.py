@@ -64,6 +64,11 @@ def main(argv=None) -> int:
     except PluginError as exc:
         print(f"plugin error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; finished jobs are kept (rerun with --resume)", file=sys.stderr)
         return 130

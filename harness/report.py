@@ -80,9 +80,17 @@ def _fmt(value: float, stderr: float, estimator: str) -> str:
     return f"{text} ({mark})" if mark else text
 
 
-def comparison_tables(df: pd.DataFrame) -> dict:
-    """dataset -> DataFrame (index model, columns metric labels, cells formatted strings)."""
+def comparison_tables(df: pd.DataFrame, part: str = "all") -> dict:
+    """dataset -> DataFrame (index model, columns metric labels, cells formatted strings).
+
+    ``part``: ``quality`` (likelihoods and sample statistics), ``speed`` (timings and resource
+    figures, estimator ``measured``) or ``all``.
+    """
     summary = summarise(df)
+    if part == "quality":
+        summary = summary[summary["estimator"] != "measured"]
+    elif part == "speed":
+        summary = summary[summary["estimator"] == "measured"]
     tables = {}
     for dataset, g in summary.groupby("dataset", sort=True):
         g = g.copy()
@@ -116,8 +124,13 @@ def markdown_report(df: pd.DataFrame, title: str = "harness results", meta: dict
         for k, v in meta.items():
             lines.append(f"- {k}: {v}")
         lines.append("")
-    for dataset, table in comparison_tables(df).items():
-        lines += [f"## {dataset}", "", table.to_markdown(), ""]
+    quality, speed = comparison_tables(df, "quality"), comparison_tables(df, "speed")
+    for dataset in sorted(set(quality) | set(speed)):
+        lines += [f"## {dataset}", ""]
+        if dataset in quality:
+            lines += [quality[dataset].to_markdown(), ""]
+        if dataset in speed:
+            lines += [f"Speed on {dataset}:", "", speed[dataset].to_markdown(), ""]
     lines += [LEGEND, ""]
     bad = problems(df)
     if not bad.empty:
@@ -130,8 +143,13 @@ def html_report(df: pd.DataFrame, title: str = "harness results") -> str:
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]
-    for dataset, table in comparison_tables(df).items():
-        parts += [f"<h2>{html.escape(str(dataset))}</h2>", table.to_html(escape=True)]
+    quality, speed = comparison_tables(df, "quality"), comparison_tables(df, "speed")
+    for dataset in sorted(set(quality) | set(speed)):
+        parts.append(f"<h2>{html.escape(str(dataset))}</h2>")
+        if dataset in quality:
+            parts.append(quality[dataset].to_html(escape=True))
+        if dataset in speed:
+            parts += [f"<h3>Speed on {html.escape(str(dataset))}</h3>", speed[dataset].to_html(escape=True)]
     parts.append(f"<p>{html.escape(LEGEND)}</p>")
     bad = problems(df)
     if not bad.empty:

@@ -29,7 +29,8 @@ def execute(args, host) -> int:
     if args.format == "json":
         emit(summarise(df).to_dict(orient="records"), "json")
     else:
-        for dataset, table in comparison_tables(df).items():
+        for dataset, table in comparison_tables(df, "quality").items():
             print(f"## {dataset}\n\n{table.to_markdown()}\n")
+        print(f"(speed figures are in {paths['markdown']})\n")
         print(f"report in {paths['markdown']}")
     return 0

@@ -97,8 +97,9 @@ def execute(args, host) -> int:
               "results": df.reindex(columns=list(df.columns[:14])).astype(object).where(df.notna(), None)
               .to_dict(orient="records")}, "json")
     else:
-        for dataset, table in comparison_tables(df).items():
+        for dataset, table in comparison_tables(df, "quality").items():
             print(f"## {dataset}\n\n{table.to_markdown()}\n")
+        print(f"(speed figures are in {paths['markdown']})\n")
         print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped, "
               f"{summary['reused']} reused; results in {paths['csv']}, report in {paths['markdown']}")
         if failed:
