@@ -5,7 +5,8 @@ log-likelihood is exact and sampling draws one dimension at a time. All three sh
 
 - a *sequence view* of the data: ``(N, *event_shape)`` -> ``(N, D)`` in the model's ordering;
 - a *network* mapping the encoded sequence ``(N, D)`` to per-dimension parameters ``(N, D, P)``,
-  where ``params[:, i]`` depends only on ``x[:, :i]`` (the autoregressive property);
+  where ``params[:, i]`` depends only on ``x[:, :i]`` (the autoregressive property), with
+  ``params_at(h, i)`` computing position i alone as cheaply as it can (for sampling);
 - an *output head* (the conditional distribution of one dimension given its parameters):
   Bernoulli on binary data, a categorical over the K levels on discrete data (an exact discrete
   likelihood, no dequantisation), a mixture of Gaussians on continuous data (MADE only);
@@ -205,7 +206,7 @@ class MADENetwork(nn.Module):
         else:
             self.proj_weight = None
 
-    def forward(self, h: torch.Tensor, upto: Optional[int] = None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
         out = self.out(self.hidden(h))
         if self.direct is not None:
             out = out + self.direct(h)
@@ -213,6 +214,9 @@ class MADENetwork(nn.Module):
         if self.proj_weight is not None:
             out = torch.einsum("ndw,dwp->ndp", out, self.proj_weight) + self.proj_bias
         return out
+
+    def params_at(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        return self(h)[:, i]
 
 
 # ============================================================================ PixelCNN
@@ -269,6 +273,8 @@ class PixelCNNNetwork(nn.Module):
         c = self.event_shape[0]
         self.n_params = n_params
         head_channels = head_channels or channels
+        # How many rows above a pixel its parameters can see: the first layer's and every block's reach.
+        self.rows_above = first_kernel // 2 + blocks * (kernel // 2)
         self.net = nn.Sequential(
             MaskedConv2d(c, channels, first_kernel, "A", c),
             *[PixelCNNResidualBlock(channels, c, kernel) for _ in range(blocks)],
@@ -276,17 +282,25 @@ class PixelCNNNetwork(nn.Module):
             nn.ReLU(), MaskedConv2d(head_channels, c * n_params, 1, "B", c),
         )
 
-    def forward(self, h: torch.Tensor, upto: Optional[int] = None) -> torch.Tensor:
-        """Parameters for sequence positions 0..: all of them, or (with ``upto``) at least 0..upto,
-        computed only on the image rows up to the one holding position ``upto`` (masks make rows
-        below invisible, so the result is the same)."""
+    def _image_params(self, img: torch.Tensor) -> torch.Tensor:
+        n, c, rows, width = img.shape
+        return self.net(img).reshape(n, c, self.n_params, rows, width)  # (N, C, P, rows, W)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Parameters (N, D, P) of every sequence position."""
+        n = h.shape[0]
+        out = self._image_params(from_raster_sequence(h, self.event_shape))
+        return out.permute(0, 3, 4, 1, 2).reshape(n, -1, self.n_params)
+
+    def params_at(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """Parameters (N, P) of position i, computed on the band of rows it can see: rows below are
+        masked out, and rows more than ``rows_above`` above are outside its receptive field, so
+        the band gives the same values as the whole image."""
         c, height, width = self.event_shape
-        img = from_raster_sequence(h, self.event_shape)
-        if upto is not None:
-            img = img[:, :, : upto // (width * c) + 1]
-        n, rows = img.shape[0], img.shape[2]
-        out = self.net(img).reshape(n, c, self.n_params, rows, width)
-        return out.permute(0, 3, 4, 1, 2).reshape(n, rows * width * c, self.n_params)
+        row, col, channel = i // (width * c), (i // c) % width, i % c
+        top = max(0, row - self.rows_above)
+        img = from_raster_sequence(h, self.event_shape)[:, :, top:row + 1]
+        return self._image_params(img)[:, channel, :, row - top, col]
 
 
 # ============================================================================ WaveNet
@@ -343,10 +357,10 @@ class WaveNetNetwork(nn.Module):
     def receptive_field(self) -> int:
         return 2 + sum(layer.conv.left_pad for layer in self.layers)
 
-    def forward(self, h: torch.Tensor, upto: Optional[int] = None) -> torch.Tensor:
-        """Parameters (N, T, P) for positions 0..T-1: T = D, or upto + 1 (a causal stack on a
-        prefix gives the same values as on the whole sequence)."""
-        t = h.shape[1] if upto is None else upto + 1
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Parameters (N, T, P) of positions 0..T-1 of ``h`` (N, T), T <= D: a causal stack gives
+        the same values on a prefix as on the whole sequence."""
+        t = h.shape[1]
         shifted = F.pad(h[:, : t - 1], (1, 0)).unsqueeze(1)  # (N, 1, t): position i holds x_{i-1}
         x = self.input(shifted) + self.position[:, :t]
         skips = 0
@@ -354,6 +368,9 @@ class WaveNetNetwork(nn.Module):
             x, s = layer(x)
             skips = skips + s
         return self.output(skips).transpose(1, 2)
+
+    def params_at(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        return self(h[:, :i + 1])[:, i]
 
     def start_generation(self, n: int, device) -> "WaveNetGeneration":
         return WaveNetGeneration(self, n, device)
@@ -457,7 +474,7 @@ class AutoregressiveModel(Model):
             fast = self.net.start_generation(m, self.device) if hasattr(self.net, "start_generation") else None
             for i in range(self.dim):
                 h = self.head.encode(seq)
-                params = fast.params(h, i) if fast is not None else self.net(h, upto=i)[:, i]
+                params = fast.params(h, i) if fast is not None else self.net.params_at(h, i)
                 seq[:, i] = self.head.sample(params, i, generator)
             parts.append(seq.cpu())
         if not parts:
@@ -599,8 +616,8 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.EXACT,
         defaults={
             "smoke": {**common, "hidden": [64, 64], "steps": 60, "batch_size": 64, "lr": 3e-3},
-            "quick": {**common, "hidden": [512, 512], "steps": 800, "batch_size": 128, "lr": 2e-3,
-                      "eval_every": 50},
+            "quick": {**common, "hidden": [512, 512], "components": 20, "steps": 800, "batch_size": 128,
+                      "lr": 5e-3, "eval_every": 50},
             "full": {**common, "hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3,
                      "eval_every": 500, "features": 64},
         },
@@ -623,8 +640,8 @@ def harness_register_models(register):
         defaults={
             "smoke": {**common, "channels": 16, "blocks": 1, "first_kernel": 5, "steps": 30, "batch_size": 32,
                       "lr": 3e-3},
-            "quick": {**common, "channels": 64, "blocks": 4, "first_kernel": 5, "steps": 600, "batch_size": 64,
-                      "lr": 2e-3, "eval_every": 50},
+            "quick": {**common, "channels": 64, "blocks": 4, "first_kernel": 5, "steps": 500, "batch_size": 64,
+                      "lr": 5e-3, "eval_every": 50},
             "full": {**common, "channels": 128, "blocks": 8, "first_kernel": 7, "steps": 30000, "batch_size": 64,
                      "lr": 1e-3, "eval_every": 500},
         },
@@ -645,8 +662,8 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.EXACT,
         defaults={
             "smoke": {**common, "residual": 16, "gate": 16, "skip": 32, "steps": 30, "batch_size": 32, "lr": 3e-3},
-            "quick": {**common, "residual": 32, "gate": 32, "skip": 64, "stacks": 1, "steps": 500,
-                      "batch_size": 64, "lr": 2e-3, "eval_every": 50},
+            "quick": {**common, "residual": 32, "gate": 32, "skip": 64, "stacks": 1, "steps": 400,
+                      "batch_size": 64, "lr": 5e-3, "eval_every": 50},
             "full": {**common, "residual": 96, "gate": 96, "skip": 192, "stacks": 3, "steps": 30000,
                      "batch_size": 64, "lr": 1e-3, "eval_every": 500},
         },
