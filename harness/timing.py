@@ -342,12 +342,12 @@ class BatchChoice:
 
 
 def choose_batch(call_at: Callable[[int], object], target: int, device, max_call_seconds: float,
-                 probe: int = 4, max_growth: float = 4.0, cuda=None) -> BatchChoice:
+                 probe: int = 4, max_growth: float = 4.0, probe_tries: int = 3, cuda=None) -> BatchChoice:
     """The largest batch up to ``target`` whose call should take at most ``max_call_seconds``, or
     ``max_growth`` times a one-item call if that is longer.
 
-    One untimed call at batch 1 (first calls pay one-time costs), then timed calls at 1 and ``probe``;
-    an affine fit t(b) = overhead + b * per_item predicts the call at ``target``. If that is too long,
+    One untimed call at batch 1 (first calls pay one-time costs), then timed calls at 1 and ``probe``
+    (the fastest of ``probe_tries`` each when they are cheap); an affine fit t(b) = overhead + b * per_item predicts the call at ``target``. If that is too long,
     the batch becomes the largest power of two predicted to fit (at least 1). The second allowance
     keeps samplers whose cost is a fixed per-call overhead (a long Markov chain, a sequential
     decoder) at the full batch: a smaller one would not make their calls much cheaper, only their
@@ -365,18 +365,23 @@ def choose_batch(call_at: Callable[[int], object], target: int, device, max_call
     call_at(1)
     t_one = timed(1)
     mid = min(target, probe)
-    t_mid = timed(mid)
+    # Probes shorter than the longest allowed call are repeated and the fastest kept, so that one
+    # preempted call on a busy machine does not shrink the batch.
+    tries = probe_tries if t_one < max_call_seconds else 1
+    t_one = min([t_one] + [timed(1) for _ in range(tries - 1)])
+    t_mid = min(timed(mid) for _ in range(tries))
     probes = [(1, t_one), (mid, t_mid)]
+    calls = 1 + 2 * tries
     if mid == target:
-        return BatchChoice(target, target, t_mid, probes, calls=3)
+        return BatchChoice(target, target, t_mid, probes, calls=calls)
     allowed = max(max_call_seconds, max_growth * t_one)
     per_item = max((t_mid - t_one) / (mid - 1), 0.0)
     overhead = max(t_one - per_item, 0.0)
     if overhead + per_item * target <= allowed:
-        return BatchChoice(target, target, None, probes, calls=3)
+        return BatchChoice(target, target, None, probes, calls=calls)
     fits = (allowed - overhead) / per_item
     batch = 2 ** int(math.floor(math.log2(max(1.0, min(fits, target)))))
-    return BatchChoice(batch, target, dict(probes).get(batch), probes, calls=3)
+    return BatchChoice(batch, target, dict(probes).get(batch), probes, calls=calls)
 
 
 def time_repeats(fn: Callable[[], object], device, warmup: int = 1, repeats: int = 5) -> Timing:

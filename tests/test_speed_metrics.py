@@ -95,6 +95,36 @@ def test_count_flops_of_a_single_linear_layer():
     assert total == 4 * 2 * 7 * 11 and sum(by_op.values()) == total
 
 
+class SmallNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.linear = torch.nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).flatten(1)
+        q = self.linear(h).reshape(-1, 2, 5)
+        return torch.bmm(q, q.transpose(1, 2)) + torch.nn.functional.scaled_dot_product_attention(q, q, q).sum()
+
+
+def test_count_flops_agrees_with_torch_flop_counter_mode():
+    """The harness's counter applies FlopCounterMode's formulas; on ops both know, the totals agree,
+    forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net, x = SmallNet(), torch.randn(3, 2, 6, 6)
+
+    def forward_backward():
+        net(x).sum().backward()
+
+    mode = FlopCounterMode(display=False)
+    with mode:
+        forward_backward()
+    total, by_op = sm.count_flops(forward_backward)
+    assert total == mode.get_total_flops() > 0
+    assert by_op == {str(op): n for op, n in mode.get_flop_counts()["Global"].items()}
+
+
 def test_matrix_vector_products_and_triangular_solves_are_counted():
     """torch's counter skips these; the harness adds 2 m n for (add)mv and n^2 per right-hand side."""
     a, v = torch.randn(5, 7), torch.randn(7)

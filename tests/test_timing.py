@@ -193,8 +193,22 @@ def test_choose_batch_keeps_the_target_when_calls_are_short():
     clock = VirtualClock()
     call_at, made = _affine_model(clock, 0.001, 1e-5)
     choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
-    assert choice.batch == 256 and not choice.reduced and made == [1, 1, 4]
+    assert choice.batch == 256 and not choice.reduced
+    assert made == [1, 1, 1, 1, 4, 4, 4]  # cheap probes: the fastest of three is kept
     assert choice.probes == [(1, pytest.approx(0.00101)), (4, pytest.approx(0.00104))]
+
+
+def test_choose_batch_keeps_the_fastest_probe():
+    """One preempted probe (10 ms extra) must not shrink the batch."""
+    clock = VirtualClock()
+    made = []
+
+    def call_at(b):
+        made.append(b)
+        clock.advance(0.001 + 1e-5 * b + (0.01 if len(made) == 5 else 0.0))
+
+    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    assert choice.batch == 256 and choice.probes[1] == (4, pytest.approx(0.00104))
 
 
 def test_choose_batch_shrinks_to_the_largest_power_of_two_that_fits():
@@ -210,7 +224,7 @@ def test_choose_batch_allows_four_one_item_calls_when_one_is_already_long():
     clock = VirtualClock()
     call_at, made = _affine_model(clock, 0.3, 0.025)
     choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.075, cuda=FakeCuda(clock))
-    assert choice.batch == 32 and made == [1, 1, 4]
+    assert choice.batch == 32 and made == [1, 1, 4]  # t(1) > 0.075 s: each probe made once
 
 
 def test_choose_batch_keeps_the_target_when_the_cost_is_per_call():
@@ -225,7 +239,14 @@ def test_choose_batch_of_a_small_target_times_the_target_itself():
     clock = VirtualClock()
     call_at, made = _affine_model(clock, 0.01, 0.001)
     choice = choose_batch(call_at, 3, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
-    assert choice.batch == 3 and made == [1, 1, 3] and choice.call_seconds == pytest.approx(0.013)
+    assert choice.batch == 3 and made == [1, 1, 1, 1, 3, 3, 3] and choice.call_seconds == pytest.approx(0.013)
+
+
+def test_choose_batch_probes_once_when_a_single_item_is_slower_than_the_limit():
+    clock = VirtualClock()
+    call_at, made = _affine_model(clock, 0.2, 0.001)
+    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    assert made == [1, 1, 4] and choice.batch == 256  # 0.2 + 0.256 s is within 4 x t(1) = 0.804 s
 
 
 # --------------------------------------------------------------------------- CUDA branches on CPU
