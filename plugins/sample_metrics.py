@@ -30,8 +30,9 @@ the share is 1 - exp(-4.5) = 0.989 (the 3-sigma disc of a 2-D Gaussian).
 n = fidelity_samples / C samples for each of the C classes, classify them and report the fraction
 assigned the asked class (stderr sqrt(p(1-p)/n)). The classifier is the dataset's feature extractor
 (``DatasetSpec.feature_extractor``) when it is registered, usable, and has ``classify``; otherwise a
-scikit-learn logistic regression trained on the training split. Either is cached for the run and
-named in details with its own test-split accuracy (the ceiling for a perfect conditional sampler).
+scikit-learn logistic regression trained on the training split (also when building the extractor
+fails; the reason is then in details). Either is cached for the run and named in details with its
+own test-split accuracy (the ceiling for a perfect conditional sampler).
 """
 
 from __future__ import annotations
@@ -250,12 +251,15 @@ def _classifier(ctx: MetricContext):
     else:
         why_not = extractor_spec.check(ctx.data_root) if extractor_spec.check is not None else None
         if why_not is None:
-            extractor = extractor_spec.build(dataset, ctx.device)
-            if hasattr(extractor, "classify"):
+            try:
+                extractor = extractor_spec.build(dataset, ctx.device)
+            except Exception as exc:  # e.g. corrupt weights: fall back, and say why in details
+                extractor, why_not = None, f"building {name!r} failed: {type(exc).__name__}: {exc}"
+            if extractor is not None and hasattr(extractor, "classify"):
                 classifier = ExtractorClassifier(extractor)
                 description = {"classifier": f"feature extractor {name}",
                                "classifier_fingerprint": getattr(extractor, "fingerprint", None)}
-            else:
+            elif extractor is not None:
                 why_not = f"feature extractor {name!r} has no classify()"
     if classifier is None:
         classifier = LogisticClassifier(dataset, seed=0)

@@ -2,8 +2,11 @@
 
 Model. z ~ N(0, I) in ``latent`` dimensions, x ~ p(x | z) with a decoder network, and an encoder
 q(z | x) = N(mu(x), diag sigma^2(x)) trained jointly by maximising the ELBO with the
-reparametrisation trick (Kingma & Welling 2014). The networks follow the data's shape: MLPs for
-vectors (2-D toys, flattened data), strided convolutions / transposed convolutions for images.
+reparametrisation trick (Kingma & Welling 2014). The networks follow the data's shape
+(``arch="auto"``): MLPs for vectors (2-D toys) and for images under 16 pixels a side (8x8 digits,
+flattened), strided convolutions / transposed convolutions for larger images; ``arch="mlp"`` or
+``"conv"`` forces one. ``kl_warmup`` (a fraction of the steps) anneals the KL weight from 0 to 1
+during training only; every reported bound uses the full KL.
 
 Likelihood p(x | z) by data kind, always an exact distribution over the data as given:
   - binary: independent Bernoulli per dimension;

@@ -266,6 +266,13 @@ def test_conditional_accuracy_uses_the_datasets_classifier_extractor(digits):
     (m,) = _metrics()["conditional_accuracy"].compute(_context(model, digits, 500, extractors={broken.name: broken}))
     assert "logistic" in m.details["classifier"] and m.details["extractor_not_used"] == "weights missing"
 
+    def corrupt(ds, device):
+        raise OSError("checksum mismatch")
+
+    failing = FeatureExtractorSpec(name="digits-classifier", build=corrupt)
+    (m2,) = _metrics()["conditional_accuracy"].compute(_context(model, digits, 500, extractors={failing.name: failing}))
+    assert "checksum mismatch" in m2.details["extractor_not_used"] and m2.value == m.value
+
 
 def test_conditional_accuracy_requires_conditional_models_on_labelled_data():
     metric = _metrics()["conditional_accuracy"]
