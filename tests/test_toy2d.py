@@ -1,0 +1,138 @@
+"""2-D toys: true densities normalise, entropies agree with Monte-Carlo estimates from the generators,
+the stored entropies are what the quadrature gives, splits are fixed."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import harness_plugins.toy2d as toy2d
+from harness.data import provenance_hash
+
+TOYS = ["checkerboard", "8gaussians", "moons", "circles", "swissroll", "2spirals", "pinwheel"]
+
+
+def registered() -> dict:
+    specs = {}
+    toy2d.harness_register_datasets(register=lambda spec: specs.__setitem__(spec.name, spec))
+    return specs
+
+
+SPECS = registered()
+
+
+def test_every_toy_is_registered_fast_with_its_declarations():
+    start = time.perf_counter()
+    for _ in range(10):
+        registered()
+    assert (time.perf_counter() - start) / 10 < 0.5
+    assert sorted(SPECS) == sorted(TOYS)
+    for spec in SPECS.values():
+        assert spec.kind.value == "continuous" and spec.event_shape == (2,)
+        assert "toy2d" in spec.tags and spec.feature_extractor == "raw"
+        assert spec.log_density is not None and spec.entropy is not None
+    assert "modes:8" in SPECS["8gaussians"].tags
+
+
+@pytest.mark.parametrize("name", TOYS)
+def test_entropy_agrees_with_monte_carlo_from_the_generator(name):
+    """-mean log p over 200k fresh generator draws estimates the entropy independently of the
+    quadrature (a wrong but normalised density would give H + KL > H)."""
+    sampler = toy2d.TOYS[name][0]
+    spec = SPECS[name]
+    x = torch.as_tensor(sampler(200_000, np.random.default_rng(12345)))
+    log_p = spec.log_density(x)
+    assert torch.isfinite(log_p).all()
+    mc = float(-log_p.mean())
+    se = float(log_p.std()) / math.sqrt(len(log_p))
+    tolerance = max(0.01, 3 * math.hypot(se, spec.entropy_stderr))
+    assert abs(mc - spec.entropy) <= tolerance, (mc, se, spec.entropy)
+
+
+@pytest.mark.parametrize("name", [t for t in TOYS if t != "checkerboard"])
+def test_density_integrates_to_one_and_stored_entropy_is_the_quadrature(name):
+    """On the coarser of the two grids behind the stored value: the mass is 1 and the entropy differs
+    from the stored one by no more than the stored error estimate (which is that difference)."""
+    half_width, spacing = toy2d.ENTROPY_SETTINGS[name]
+    mass, entropy = toy2d.grid_moments(SPECS[name].log_density, half_width, 2 * spacing)
+    assert abs(mass - 1) < 1e-2
+    assert abs(mass - 1) < 1e-4  # in fact far tighter than the required 1e-2
+    assert abs(entropy - toy2d.STORED_ENTROPIES[name][0]) <= toy2d.STORED_ENTROPIES[name][1] * (1 + 1e-9) + 1e-12
+
+
+def test_checkerboard_density_integrates_to_one_and_is_uniform_on_its_samples():
+    mass, entropy = toy2d.grid_moments(toy2d.checkerboard_log_density, 5.0, 0.05)
+    assert mass == pytest.approx(1.0, abs=1e-9)
+    assert entropy == pytest.approx(math.log(32), abs=1e-9)
+    x = torch.as_tensor(toy2d.checkerboard_sample(10_000, np.random.default_rng(0)))
+    assert torch.all(toy2d.checkerboard_log_density(x) == -math.log(32))
+
+
+def test_circles_bessel_closed_form_matches_quadrature_over_the_angle():
+    """The Bessel-I0 formula against a direct quadrature over the ring angle (independent route)."""
+    rings = tuple(
+        toy2d.Curve(lambda t, R=radius: R * np.stack([np.cos(t), np.sin(t)], 1), 0.0, 2 * math.pi,
+                    lambda t: np.full_like(t, 1 / (2 * math.pi)), 0.5)
+        for radius in toy2d.CIRCLE_RADII
+    )
+    direct = toy2d.NoisyCurveToy(rings, toy2d.CIRCLE_SD)
+    x = torch.as_tensor(np.random.default_rng(1).uniform(-5, 5, (2000, 2)))
+    assert torch.allclose(toy2d.circles_log_density(x), direct(x), atol=1e-7)
+
+
+@pytest.mark.parametrize("toy", [toy2d.MOONS, toy2d.SWISSROLL, toy2d.TWO_SPIRALS])
+def test_curve_quadrature_matches_a_much_finer_rule(toy):
+    x = torch.cat([torch.as_tensor(np.random.default_rng(2).uniform(-4, 4, (1500, 2))),
+                   torch.as_tensor(np.random.default_rng(3).normal(0, 0.5, (500, 2)))])
+    centres, log_weights = toy2d.curve_nodes(toy.curves, toy.sd, refine=6, order=10)
+    reference = toy2d.gaussian_mixture_log_density(x, centres, log_weights, toy.sd)
+    value = toy(x)
+    near = reference > -50
+    assert (value - reference)[near].abs().max() < 1e-7
+    assert ((value - reference).abs() / reference.abs().clamp_min(1)).max() < 1e-5
+
+
+def test_pinwheel_density_matches_brute_force_root_scan():
+    """Points near fold caustics included: every pre-image found by a 2^18-angle scan."""
+    rng = np.random.default_rng(4)
+    n = 30
+    k = rng.integers(0, 5, n)
+    f = rng.standard_normal((n, 2)) * np.array([0.9, 0.4]) + np.array([1.0, 0.0])  # wide: reaches the folds
+    phi = 2 * math.pi * k / 5 + 0.25 * np.exp(f[:, 0])
+    c, s = np.cos(phi), np.sin(phi)
+    y = torch.as_tensor(2 * np.stack([f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], 1))
+    value = toy2d.pinwheel_log_density(y)
+    r, beta = y.norm(dim=1) / 2, torch.atan2(y[:, 1], y[:, 0])
+    alpha = torch.linspace(0, 2 * math.pi, 2**18 + 1, dtype=torch.float64)
+    for i in range(n):
+        h, _ = toy2d._pinwheel_phase(r[i], alpha)
+        terms = []
+        for cls in range(5):
+            d = toy2d._wrap(h - beta[i] - 2 * math.pi * cls / 5)
+            lo, hi = d[:-1], d[1:]
+            for j in (((lo < 0) != (hi < 0)) & ((hi - lo).abs() < math.pi)).nonzero().flatten():
+                a = alpha[j] + (alpha[j + 1] - alpha[j]) * lo[j] / (lo[j] - hi[j])
+                _, slope = toy2d._pinwheel_phase(r[i], a)
+                terms.append(toy2d._pinwheel_feature_log_density(r[i] * torch.cos(a), r[i] * torch.sin(a))
+                             - torch.log(slope.abs()) - math.log(20))
+        brute = torch.logsumexp(torch.stack(terms), 0)
+        assert float(value[i]) == pytest.approx(float(brute), abs=1e-3), i
+
+
+def test_splits_are_fixed_and_the_original_toys_keep_their_provenance():
+    for name in TOYS:
+        a, b = SPECS[name].load(None), SPECS[name].load(None)
+        assert [len(a.train), len(a.val), len(a.test)] == [20000, 5000, 5000]
+        assert a.train.x.dtype == torch.float32 and a.train.y is None
+        assert provenance_hash(a) == provenance_hash(b)
+    # Values from before the catalog was extended: the generators and seeds did not change.
+    assert provenance_hash(SPECS["checkerboard"].load(None), "checkerboard:1") == PINNED["checkerboard"]
+    assert provenance_hash(SPECS["8gaussians"].load(None), "8gaussians:1") == PINNED["8gaussians"]
+
+
+PINNED = {
+    "checkerboard": "55e13f1fba6474e99ec71dac577fe4e78f0655b66924603943da5d3c44299182",
+    "8gaussians": "11e21dbc799e65ccd29512084835a7ac38f9073b0e3f0038552b1dbb180d1940",
+}
