@@ -432,7 +432,7 @@ class AutoregressiveModel(Model):
         self.head = make_head(spec, self.hparams)
         self.dim = spec.dim
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+            torch.default_generator.manual_seed(0)  # CPU only: no CUDA seeding
             self.net = self.build_network()
         self.fitted_steps = 0
         self.best_val_nll = None
@@ -494,7 +494,7 @@ class AutoregressiveModel(Model):
         # Fresh initialisation from the job's seed, so a job is reproducible from its seed alone.
         init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
+            torch.default_generator.manual_seed(init_seed)
             self.net = self.build_network()
         train_seq = self.to_sequence(train.x.float())
         if isinstance(self.head, GaussianMixtureHead):
@@ -615,7 +615,7 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
         defaults={
-            "smoke": {**common, "hidden": [64, 64], "steps": 60, "batch_size": 64, "lr": 3e-3},
+            "smoke": {**common, "hidden": [64, 64], "steps": 150, "batch_size": 64, "lr": 1e-2, "eval_every": 25},
             "quick": {**common, "hidden": [512, 512], "components": 20, "steps": 800, "batch_size": 128,
                       "lr": 5e-3, "eval_every": 50},
             "full": {**common, "hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3,
@@ -638,9 +638,9 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.EXACT,
         accepts=images_only,
         defaults={
-            "smoke": {**common, "channels": 16, "blocks": 1, "first_kernel": 5, "steps": 30, "batch_size": 32,
-                      "lr": 3e-3},
-            "quick": {**common, "channels": 64, "blocks": 4, "first_kernel": 5, "steps": 500, "batch_size": 64,
+            "smoke": {**common, "channels": 16, "blocks": 1, "first_kernel": 5, "steps": 100, "batch_size": 64,
+                      "lr": 1e-2, "eval_every": 25},
+            "quick": {**common, "channels": 48, "blocks": 3, "first_kernel": 5, "steps": 700, "batch_size": 64,
                       "lr": 5e-3, "eval_every": 50},
             "full": {**common, "channels": 128, "blocks": 8, "first_kernel": 7, "steps": 30000, "batch_size": 64,
                      "lr": 1e-3, "eval_every": 500},
@@ -661,7 +661,8 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
         defaults={
-            "smoke": {**common, "residual": 16, "gate": 16, "skip": 32, "steps": 30, "batch_size": 32, "lr": 3e-3},
+            "smoke": {**common, "residual": 16, "gate": 16, "skip": 32, "steps": 60, "batch_size": 32, "lr": 1e-2,
+                      "eval_every": 20},
             "quick": {**common, "residual": 32, "gate": 32, "skip": 64, "stacks": 1, "steps": 400,
                       "batch_size": 64, "lr": 5e-3, "eval_every": 50},
             "full": {**common, "residual": 96, "gate": 96, "skip": 192, "stacks": 3, "steps": 30000,
