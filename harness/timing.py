@@ -342,46 +342,61 @@ class BatchChoice:
 
 
 def choose_batch(call_at: Callable[[int], object], target: int, device, max_call_seconds: float,
-                 probe: int = 4, max_growth: float = 4.0, probe_tries: int = 3, cuda=None) -> BatchChoice:
+                 growth: int = 4, max_growth: float = 4.0, probe_tries: int = 3, cuda=None) -> BatchChoice:
     """The largest batch up to ``target`` whose call should take at most ``max_call_seconds``, or
     ``max_growth`` times a one-item call if that is longer.
 
-    One untimed call at batch 1 (first calls pay one-time costs), then timed calls at 1 and ``probe``
-    (the fastest of ``probe_tries`` each when they are cheap); an affine fit t(b) = overhead + b * per_item predicts the call at ``target``. If that is too long,
-    the batch becomes the largest power of two predicted to fit (at least 1). The second allowance
-    keeps samplers whose cost is a fixed per-call overhead (a long Markov chain, a sequential
-    decoder) at the full batch: a smaller one would not make their calls much cheaper, only their
-    throughput wrong. Every call made here also warms the model up.
+    One untimed call at batch 1 (first calls pay one-time costs), then timed calls at growing batches
+    1, 4, 16, ... (``growth`` times the last). The slope between the last two sizes predicts the next
+    call; the ramp jumps straight to ``target`` once the call there is predicted to take at most half
+    the allowance, and stops when the next size would exceed it, settling on the largest power of two
+    predicted to fit (at least the last size measured). Calls shorter than a quarter of
+    ``max_call_seconds`` are timed ``probe_tries`` times and the fastest kept, so one preempted call
+    on a busy machine does not shrink the batch. Before any slope is known, the cost is taken to grow
+    linearly with the batch (a bound).
+
+    The second allowance keeps samplers whose cost is a fixed per-call overhead (a long Markov chain,
+    a sequential decoder) at the full batch: a smaller one would not make their calls much cheaper,
+    only their throughput wrong. Every call made here also warms the model up.
     """
     if target <= 1:
         return BatchChoice(max(target, 1), max(target, 1))
     watch = stopwatch(device, cuda)
+    made = [0]
 
     def timed(b):
+        made[0] += 1
         watch.start()
         call_at(b)
         return watch.stop()
 
+    def measure(b):
+        t = timed(b)
+        if t < max_call_seconds / 4:
+            t = min([t] + [timed(b) for _ in range(probe_tries - 1)])
+        return t
+
     call_at(1)
-    t_one = timed(1)
-    mid = min(target, probe)
-    # Probes shorter than the longest allowed call are repeated and the fastest kept, so that one
-    # preempted call on a busy machine does not shrink the batch.
-    tries = probe_tries if t_one < max_call_seconds else 1
-    t_one = min([t_one] + [timed(1) for _ in range(tries - 1)])
-    t_mid = min(timed(mid) for _ in range(tries))
-    probes = [(1, t_one), (mid, t_mid)]
-    calls = 1 + 2 * tries
-    if mid == target:
-        return BatchChoice(target, target, t_mid, probes, calls=calls)
-    allowed = max(max_call_seconds, max_growth * t_one)
-    per_item = max((t_mid - t_one) / (mid - 1), 0.0)
-    overhead = max(t_one - per_item, 0.0)
-    if overhead + per_item * target <= allowed:
-        return BatchChoice(target, target, None, probes, calls=calls)
-    fits = (allowed - overhead) / per_item
-    batch = 2 ** int(math.floor(math.log2(max(1.0, min(fits, target)))))
-    return BatchChoice(batch, target, dict(probes).get(batch), probes, calls=calls)
+    made[0] += 1
+    probes = [(1, measure(1))]
+    allowed = max(max_call_seconds, max_growth * probes[0][1])
+    while probes[-1][0] < target:
+        b1, t1 = probes[-1]
+        b0, t0 = probes[-2] if len(probes) > 1 else (0, 0.0)
+        slope = max((t1 - t0) / (b1 - b0), 0.0)
+
+        def predict(n):
+            return t1 + slope * (n - b1)
+
+        step = target if predict(target) <= allowed / 2 else min(target, growth * b1)
+        if predict(step) > allowed:
+            fits = b1 + (allowed - t1) / slope if slope > 0 else target
+            batch = max(b1, 2 ** int(math.floor(math.log2(max(1.0, min(fits, target))))))
+            return BatchChoice(batch, target, dict(probes).get(batch), probes, calls=made[0])
+        probes.append((step, measure(step)))
+        if probes[-1][1] > allowed:  # longer than predicted: fall back to the previous size
+            return BatchChoice(b1, target, t1, probes, calls=made[0])
+    return BatchChoice(target, target, probes[-1][1], probes, calls=made[0])
 
 
 def time_repeats(fn: Callable[[], object], device, warmup: int = 1, repeats: int = 5) -> Timing:

@@ -535,34 +535,43 @@ def compute_gpu_sample_throughput(ctx: MetricContext) -> list:
 
 def metric_specs() -> list:
     """Fresh MetricSpecs of every speed metric."""
+    sample, likelihood = [Capability.SAMPLE], [Capability.LOG_LIKELIHOOD]
     return [
-        MetricSpec("sample_throughput", "samples/s", True, compute_sample_throughput, requires=[Capability.SAMPLE],
-                   description="Samples per second at the profile's sample batch: median of timed repeats after a "
-                               "warm-up, with percentiles and the standard error of the median."),
-        MetricSpec("sample_latency", "ms", False, compute_sample_latency, requires=[Capability.SAMPLE],
-                   description="Milliseconds to draw one sample: the median (sample_latency_p50) and the 95th percentile "
-                               "(sample_latency_p95) over calls timed one at a time after a warm-up."),
-        MetricSpec("eval_throughput", "examples/s", True, compute_eval_throughput, requires=[Capability.LOG_LIKELIHOOD],
-                   description="Log-likelihood evaluations per second on a batch of test examples (median of repeats)."),
-        MetricSpec("train_throughput", "examples/s", True, compute_train_throughput,
-                   description="Training examples per second over the whole fit (examples reported through ctx.step "
-                               "divided by the fit's wall time)."),
-        MetricSpec("peak_memory", "bytes", False, compute_peak_memory, requires=[Capability.SAMPLE],
-                   description="Peak memory of a sampling call: the CUDA allocator's peak on a GPU; on CPU the process's "
-                               "peak RSS, a process-wide high-water mark."),
-        MetricSpec("flops_per_sample", "FLOP/sample", False, compute_flops_per_sample, requires=[Capability.SAMPLE],
-                   description="FLOPs of a sampling call divided by its batch size (torch's FLOP counter: matmuls, "
-                               "convolutions, attention)."),
-        MetricSpec("flops_per_evaluation", "FLOP/example", False, compute_flops_per_evaluation,
-                   requires=[Capability.LOG_LIKELIHOOD],
-                   description="FLOPs of a log-likelihood evaluation per test example (torch's FLOP counter)."),
-        MetricSpec("achieved_flops", "FLOP/s", True, compute_achieved_flops, requires=[Capability.SAMPLE],
-                   description="flops_per_sample x sample_throughput, with its fraction of the GPU's peak "
-                               "(achieved_flops_fraction) where the peak is known."),
-        MetricSpec("gpu_sample_throughput", "samples/s", True, compute_gpu_sample_throughput, requires=[Capability.SAMPLE],
-                   applies=cuda_unavailable,
-                   description=f"Samples per second on a CUDA device at {GPU_BATCH_FACTOR}x the profile's sample batch "
-                               f"(at most {GPU_MAX_BATCH}); skipped when no CUDA device is available."),
+        MetricSpec(
+            "sample_throughput", "samples/s", True, compute_sample_throughput, requires=sample,
+            description="Samples per second at the profile's sample batch: median of timed repeats after a "
+                        "warm-up, with percentiles and the standard error of the median."),
+        MetricSpec(
+            "sample_latency", "ms", False, compute_sample_latency, requires=sample,
+            description="Milliseconds to draw one sample: the median (sample_latency_p50) and the 95th "
+                        "percentile (sample_latency_p95) of calls timed one at a time after a warm-up."),
+        MetricSpec(
+            "eval_throughput", "examples/s", True, compute_eval_throughput, requires=likelihood,
+            description="Log-likelihood evaluations per second on a batch of test examples (median of repeats)."),
+        MetricSpec(
+            "train_throughput", "examples/s", True, compute_train_throughput,
+            description="Training examples per second over the whole fit (examples reported through ctx.step "
+                        "divided by the fit's wall time)."),
+        MetricSpec(
+            "peak_memory", "bytes", False, compute_peak_memory, requires=sample,
+            description="Peak memory of a sampling call: the CUDA allocator's peak on a GPU; on CPU the "
+                        "process's peak RSS, a process-wide high-water mark."),
+        MetricSpec(
+            "flops_per_sample", "FLOP/sample", False, compute_flops_per_sample, requires=sample,
+            description="FLOPs of a sampling call divided by its batch size (torch's FLOP formulas: matrix "
+                        "products, convolutions, attention; plus matrix-vector products and triangular solves)."),
+        MetricSpec(
+            "flops_per_evaluation", "FLOP/example", False, compute_flops_per_evaluation, requires=likelihood,
+            description="FLOPs of a log-likelihood evaluation per test example, counted like flops_per_sample."),
+        MetricSpec(
+            "achieved_flops", "FLOP/s", True, compute_achieved_flops, requires=sample,
+            description="flops_per_sample x sample_throughput, with its fraction of the GPU's peak "
+                        "(achieved_flops_fraction) where the peak is known."),
+        MetricSpec(
+            "gpu_sample_throughput", "samples/s", True, compute_gpu_sample_throughput, requires=sample,
+            applies=cuda_unavailable,
+            description=f"Samples per second on a CUDA device at {GPU_BATCH_FACTOR}x the profile's sample batch "
+                        f"(at most {GPU_MAX_BATCH}); skipped when no CUDA device is available."),
     ]
 
 

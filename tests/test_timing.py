@@ -179,74 +179,60 @@ def test_time_repeats_keeps_its_old_contract():
 # --------------------------------------------------------------------------- batch choice (virtual clock)
 
 
-def _affine_model(clock, overhead, per_item):
+def _choose(overhead, per_item, target=256, max_call_seconds=0.1, extra=None):
+    clock = VirtualClock()
     made = []
 
     def call_at(b):
         made.append(b)
-        clock.advance(overhead + per_item * b)
+        clock.advance(overhead + per_item * b + (extra(len(made), b) if extra else 0.0))
 
-    return call_at, made
+    return choose_batch(call_at, target, "cuda", max_call_seconds=max_call_seconds, cuda=FakeCuda(clock)), made
 
 
 def test_choose_batch_keeps_the_target_when_calls_are_short():
-    clock = VirtualClock()
-    call_at, made = _affine_model(clock, 0.001, 1e-5)
-    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    choice, made = _choose(0.001, 1e-5)
     assert choice.batch == 256 and not choice.reduced
-    assert made == [1, 1, 1, 1, 4, 4, 4]  # cheap probes: the fastest of three is kept
-    assert choice.probes == [(1, pytest.approx(0.00101)), (4, pytest.approx(0.00104))]
+    assert made == [1, 1, 1, 1, 4, 4, 4, 256, 256, 256]  # cheap calls: the fastest of three is kept
+    assert choice.probes == [(1, pytest.approx(0.00101)), (4, pytest.approx(0.00104)), (256, pytest.approx(0.00356))]
+    assert choice.call_seconds == pytest.approx(0.00356) and choice.calls == len(made)
 
 
 def test_choose_batch_keeps_the_fastest_probe():
-    """One preempted probe (10 ms extra) must not shrink the batch."""
-    clock = VirtualClock()
-    made = []
-
-    def call_at(b):
-        made.append(b)
-        clock.advance(0.001 + 1e-5 * b + (0.01 if len(made) == 5 else 0.0))
-
-    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    """One preempted probe (10 ms extra on the fifth call) must not shrink the batch."""
+    choice, made = _choose(0.001, 1e-5, extra=lambda i, b: 0.01 if i == 5 else 0.0)
     assert choice.batch == 256 and choice.probes[1] == (4, pytest.approx(0.00104))
 
 
 def test_choose_batch_shrinks_to_the_largest_power_of_two_that_fits():
-    """t(b) = 0.01 + 0.001 b: the fit recovers it from t(1), t(4); 90 items fit in 0.1 s -> 64."""
-    clock = VirtualClock()
-    call_at, made = _affine_model(clock, 0.01, 0.001)
-    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
-    assert choice.batch == 64 and choice.reduced and choice.call_seconds is None
+    """t(b) = 0.01 + 0.001 b: measured up to 64 (0.074 s); 90 items would fit in 0.1 s -> 64."""
+    choice, made = _choose(0.01, 0.001)
+    assert choice.batch == 64 and choice.reduced and choice.call_seconds == pytest.approx(0.074)
+    assert [b for b, _ in choice.probes] == [1, 4, 16, 64]
 
 
 def test_choose_batch_allows_four_one_item_calls_when_one_is_already_long():
     """t(b) = 0.3 + 0.025 b (a slow sequential sampler): 4 t(1) = 1.3 s allows 40 items -> 32."""
-    clock = VirtualClock()
-    call_at, made = _affine_model(clock, 0.3, 0.025)
-    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.075, cuda=FakeCuda(clock))
-    assert choice.batch == 32 and made == [1, 1, 4]  # t(1) > 0.075 s: each probe made once
+    choice, made = _choose(0.3, 0.025, max_call_seconds=0.075)
+    assert choice.batch == 32 and made == [1, 1, 4, 16] and choice.call_seconds is None
 
 
 def test_choose_batch_keeps_the_target_when_the_cost_is_per_call():
-    """A long chain whose cost does not grow with the batch is timed at the full batch."""
-    clock = VirtualClock()
-    call_at, made = _affine_model(clock, 0.5, 0.0)
-    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.075, cuda=FakeCuda(clock))
-    assert choice.batch == 256 and not choice.reduced
+    """A long chain whose cost does not grow with the batch is timed at the full batch, after one
+    probe shows the slope is flat."""
+    choice, made = _choose(0.5, 0.0, max_call_seconds=0.075)
+    assert choice.batch == 256 and made == [1, 1, 4, 256] and choice.call_seconds == pytest.approx(0.5)
 
 
 def test_choose_batch_of_a_small_target_times_the_target_itself():
-    clock = VirtualClock()
-    call_at, made = _affine_model(clock, 0.01, 0.001)
-    choice = choose_batch(call_at, 3, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
+    choice, made = _choose(0.01, 0.001, target=3)
     assert choice.batch == 3 and made == [1, 1, 1, 1, 3, 3, 3] and choice.call_seconds == pytest.approx(0.013)
 
 
-def test_choose_batch_probes_once_when_a_single_item_is_slower_than_the_limit():
-    clock = VirtualClock()
-    call_at, made = _affine_model(clock, 0.2, 0.001)
-    choice = choose_batch(call_at, 256, "cuda", max_call_seconds=0.1, cuda=FakeCuda(clock))
-    assert made == [1, 1, 4] and choice.batch == 256  # 0.2 + 0.256 s is within 4 x t(1) = 0.804 s
+def test_choose_batch_falls_back_when_a_call_is_longer_than_predicted():
+    """Flat up to 4, then a cliff: the call at 256 takes 5 s, so the batch falls back to 4."""
+    choice, made = _choose(0.05, 0.0, max_call_seconds=0.1, extra=lambda i, b: 5.0 if b == 256 else 0.0)
+    assert made == [1, 1, 4, 256] and choice.batch == 4 and choice.call_seconds == pytest.approx(0.05)
 
 
 # --------------------------------------------------------------------------- CUDA branches on CPU
