@@ -53,6 +53,7 @@ LOG2 = math.log(2.0)
 EVAL = torch.float64  # dtype for log Z, AIS and log-likelihoods
 TRAIN = torch.float32  # dtype for training and sampling
 ENUMERATION_CHUNK_ELEMENTS = 2 ** 22  # bound on the tensor size of one chunk of enumerated states
+MONITOR_EVERY = 10  # training steps between progress scalars (reconstruction error, pseudo-NLL)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -176,15 +177,18 @@ class _MomentumAscent:
             param.add_(vel)
 
 
-def rbm_gradients(W, vbias, hbias, v_data, v_model, k, gen, up=1.0, down=1.0):
+def rbm_gradients(W, vbias, hbias, v_data, v_model, k, gen, up=1.0, down=1.0, monitor=False):
     """CD-k / PCD-k statistics of an RBM: (ascent directions, last model visibles, reconstruction error).
 
     ``v_model`` starts the negative chain (the data for CD, persistent chains for PCD). ``up`` and
     ``down`` scale the bottom-up and top-down inputs (2 for the doubled layers of DBM pre-training).
-    The reconstruction error (squared, per example) is only a progress indicator.
+    With ``monitor`` the mean squared one-step reconstruction error of the data is computed (a
+    progress indicator only; otherwise None).
     """
     ph_data = torch.sigmoid(up * (v_data @ W) + hbias)
-    recon = float(((v_data - torch.sigmoid(down * (ph_data @ W.T) + vbias)) ** 2).sum(1).mean())
+    recon = None
+    if monitor:
+        recon = float(((v_data - torch.sigmoid(down * (ph_data @ W.T) + vbias)) ** 2).sum(1).mean())
     v = v_model
     ph = ph_data if v_model is v_data else torch.sigmoid(up * (v @ W) + hbias)
     for _ in range(max(1, k)):
@@ -204,9 +208,10 @@ def rbm_gradients(W, vbias, hbias, v_data, v_model, k, gen, up=1.0, down=1.0):
 COMMON_DEFAULTS = {
     "steps": 500,
     "batch_size": 100,
-    "lr": 0.05,
-    "momentum": 0.9,
+    "lr": 0.1,
+    "momentum": 0.5,
     "weight_decay": 1e-4,
+    "init_scale": 0.01,  # standard deviation of the initial weights
     "chains": 100,  # persistent chains for the model expectation
     "exact_max_units": 20,
     "ais_betas": 2000,
@@ -246,14 +251,16 @@ class _BoltzmannModel(Model):
         self._train(x, ctx, gen)
 
     def _minibatches(self, x: torch.Tensor, steps: int, ctx: FitContext, gen: torch.Generator, lr=None):
-        """Yield (batch, learning rate) for up to ``steps`` steps; the rate decays linearly to 0."""
+        """Yield (step, batch, learning rate) for up to ``steps`` steps, stopping early when the
+        context says so; the rate decays linearly to 0. Progress scalars are computed on every
+        ``MONITOR_EVERY``-th step only."""
         size = min(int(self.hp["batch_size"]), len(x))
         lr = float(self.hp["lr"] if lr is None else lr)
         for step in range(steps):
             if ctx.should_stop():
                 return
             idx = torch.randint(0, len(x), (size,), generator=gen, device=x.device)
-            yield x[idx], lr * (1 - step / steps)
+            yield step, x[idx], lr * (1 - step / steps)
 
     def _optimizer(self) -> _MomentumAscent:
         return _MomentumAscent(self.params, float(self.hp["momentum"]), float(self.hp["weight_decay"]))
@@ -361,15 +368,17 @@ class FullyVisibleBoltzmann(_BoltzmannModel):
     def _train(self, x, ctx, gen):
         opt = self._optimizer()
         p = self.params
-        for batch, lr in self._minibatches(x, int(self.hp["steps"]), ctx, gen):
+        for step, batch, lr in self._minibatches(x, int(self.hp["steps"]), ctx, gen):
             for _ in range(int(self.hp["sweeps_per_step"])):
                 gibbs_sweep(self.chains, p.W, p.b, gen)
-            fields = batch @ p.W + p.b
-            pseudo_nll = float((F.softplus(fields) - batch * fields).sum(1).mean())
+            scalars = {}
+            if step % MONITOR_EVERY == 0:
+                fields = batch @ p.W + p.b
+                scalars["pseudo_nll"] = float((F.softplus(fields) - batch * fields).sum(1).mean())
             corr = batch.T @ batch / len(batch) - self.chains.T @ self.chains / len(self.chains)
             corr.fill_diagonal_(0)
             opt.step({"W": corr, "b": batch.mean(0) - self.chains.mean(0)}, lr)
-            ctx.step(len(batch), pseudo_nll=pseudo_nll)
+            ctx.step(len(batch), **scalars)
 
     @staticmethod
     def _energy_terms(y, W, b):
@@ -423,7 +432,7 @@ class RestrictedBoltzmann(_BoltzmannModel):
 
     def _init_params(self, x, gen):
         h = int(self.hp["hidden"])
-        W = 0.01 * torch.randn(self.dim, h, generator=gen, device=self.device, dtype=TRAIN)
+        W = float(self.hp["init_scale"]) * torch.randn(self.dim, h, generator=gen, device=self.device, dtype=TRAIN)
         self.params = _Parameters(W=W, a=self.base_logits.clone(), c=torch.zeros(h, dtype=TRAIN, device=self.device))
         self.chains = self._base_rate_samples(int(self.hp["chains"]), gen)
 
@@ -438,9 +447,10 @@ class RestrictedBoltzmann(_BoltzmannModel):
         opt = self._optimizer()
         p = self.params
         persistent = self.hp["training"] == "pcd"
-        for batch, lr in self._minibatches(x, int(self.hp["steps"]), ctx, gen):
+        for step, batch, lr in self._minibatches(x, int(self.hp["steps"]), ctx, gen):
             start = self.chains if persistent else batch
-            grads, v_model, recon = rbm_gradients(p.W, p.a, p.c, batch, start, int(self.hp["k"]), gen)
+            grads, v_model, recon = rbm_gradients(p.W, p.a, p.c, batch, start, int(self.hp["k"]), gen,
+                                                  monitor=step % MONITOR_EVERY == 0)
             if persistent:
                 self.chains = v_model
             opt.step(grads, lr)
@@ -496,15 +506,17 @@ class RestrictedBoltzmann(_BoltzmannModel):
 class DeepBoltzmann(_BoltzmannModel):
     """Two-hidden-layer DBM: greedy pre-training (doubling trick), then PCD with mean-field."""
 
-    defaults = {"hidden1": 100, "hidden2": 50, "pretrain_steps": 300, "k": 1, "mean_field_iters": 10,
-                "eval_mean_field_iters": 100, "pretrain_lr": 0.05}
+    # Joint PCD needs a much smaller step than pre-training: larger ones undo what pre-training found.
+    defaults = {"hidden1": 100, "hidden2": 50, "pretrain_steps": 1500, "pretrain_lr": 0.1, "lr": 0.002,
+                "momentum": 0.9, "k": 1, "mean_field_iters": 10, "eval_mean_field_iters": 100,
+                "chain_burn_in": 100}
 
     def _init_params(self, x, gen):
         h1, h2 = int(self.hp["hidden1"]), int(self.hp["hidden2"])
         kw = dict(dtype=TRAIN, device=self.device)
         self.params = _Parameters(
-            W1=0.01 * torch.randn(self.dim, h1, generator=gen, **kw),
-            W2=0.01 * torch.randn(h1, h2, generator=gen, **kw),
+            W1=float(self.hp["init_scale"]) * torch.randn(self.dim, h1, generator=gen, **kw),
+            W2=float(self.hp["init_scale"]) * torch.randn(h1, h2, generator=gen, **kw),
             a=self.base_logits.clone(), b1=torch.zeros(h1, **kw), b2=torch.zeros(h2, **kw))
 
     def set_parameters(self, W1, W2, a, b1, b2, base_logits=None) -> None:
@@ -527,17 +539,19 @@ class DeepBoltzmann(_BoltzmannModel):
         lr0 = float(self.hp["pretrain_lr"])
         first = _Parameters(W=p.W1.clone(), a=p.a.clone(), c=p.b1.clone())
         opt = _MomentumAscent(first, float(self.hp["momentum"]), float(self.hp["weight_decay"]))
-        for batch, lr in self._minibatches(x, steps, ctx, gen, lr0):
-            grads, _, recon = rbm_gradients(first.W, first.a, first.c, batch, batch, 1, gen, up=2.0)
+        for step, batch, lr in self._minibatches(x, steps, ctx, gen, lr0):
+            grads, _, recon = rbm_gradients(first.W, first.a, first.c, batch, batch, 1, gen, up=2.0,
+                                            monitor=step % MONITOR_EVERY == 0)
             opt.step(grads, lr)
-            ctx.step(len(batch), recon=recon)
+            ctx.step(len(batch), **({"recon": recon} if recon is not None else {}))
         second = _Parameters(W=p.W2.clone(), a=torch.zeros_like(p.b1), c=p.b2.clone())
         opt = _MomentumAscent(second, float(self.hp["momentum"]), float(self.hp["weight_decay"]))
-        for batch, lr in self._minibatches(x, steps, ctx, gen, lr0):
+        for step, batch, lr in self._minibatches(x, steps, ctx, gen, lr0):
             h1 = _bernoulli(torch.sigmoid(2 * (batch @ first.W) + first.c), gen)
-            grads, _, recon = rbm_gradients(second.W, second.a, second.c, h1, h1, 1, gen, down=2.0)
+            grads, _, recon = rbm_gradients(second.W, second.a, second.c, h1, h1, 1, gen, down=2.0,
+                                            monitor=step % MONITOR_EVERY == 0)
             opt.step(grads, lr)
-            ctx.step(len(batch), recon=recon)
+            ctx.step(len(batch), **({"recon_h1": recon} if recon is not None else {}))
         p.W1.copy_(first.W)
         p.a.copy_(first.a)
         p.b1.copy_((first.c + second.a) / 2)
@@ -568,15 +582,14 @@ class DeepBoltzmann(_BoltzmannModel):
         v = self._base_rate_samples(n, gen)
         h1 = _bernoulli(torch.sigmoid(2 * (v @ p.W1) + p.b1), gen)
         h2 = _bernoulli(torch.sigmoid(h1 @ p.W2 + p.b2), gen)
+        for _ in range(int(self.hp["chain_burn_in"])):  # bring the chains near the pre-trained model
+            v, h1, h2 = self._gibbs_step(v, h1, h2, gen)
         opt = self._optimizer()
-        for batch, lr in self._minibatches(x, int(self.hp["steps"]), ctx, gen):
+        for step, batch, lr in self._minibatches(x, int(self.hp["steps"]), ctx, gen):
             params = self.params.as_dict()
             mu1, mu2 = self.mean_field(batch, params, int(self.hp["mean_field_iters"]))
             for _ in range(int(self.hp["k"])):
-                v = _bernoulli(torch.sigmoid(h1 @ p.W1.T + p.a), gen)
-                h2 = _bernoulli(torch.sigmoid(h1 @ p.W2 + p.b2), gen)
-                h1 = _bernoulli(torch.sigmoid(v @ p.W1 + h2 @ p.W2.T + p.b1), gen)
-            recon = float(((batch - torch.sigmoid(mu1 @ p.W1.T + p.a)) ** 2).sum(1).mean())
+                v, h1, h2 = self._gibbs_step(v, h1, h2, gen)
             grads = {
                 "W1": batch.T @ mu1 / len(batch) - v.T @ h1 / n,
                 "W2": mu1.T @ mu2 / len(batch) - h1.T @ h2 / n,
@@ -584,8 +597,19 @@ class DeepBoltzmann(_BoltzmannModel):
                 "b1": mu1.mean(0) - h1.mean(0),
                 "b2": mu2.mean(0) - h2.mean(0),
             }
+            scalars = {}
+            if step % MONITOR_EVERY == 0:
+                scalars["recon"] = float(((batch - torch.sigmoid(mu1 @ p.W1.T + p.a)) ** 2).sum(1).mean())
             opt.step(grads, lr)
-            ctx.step(len(batch), recon=recon)
+            ctx.step(len(batch), **scalars)
+
+    def _gibbs_step(self, v, h1, h2, gen):
+        """One alternating Gibbs step: the odd layers {v, h2} given h1, then h1 given {v, h2}."""
+        p = self.params
+        v = _bernoulli(torch.sigmoid(h1 @ p.W1.T + p.a), gen)
+        h2 = _bernoulli(torch.sigmoid(h1 @ p.W2 + p.b2), gen)
+        h1 = _bernoulli(torch.sigmoid(v @ p.W1 + h2 @ p.W2.T + p.b1), gen)
+        return v, h1, h2
 
     # ---- likelihood
     def _log_unnormalized(self, v, params):
@@ -653,10 +677,9 @@ class DeepBoltzmann(_BoltzmannModel):
         p = self.params
         v = self._base_rate_samples(n, gen)
         h2 = _bernoulli(torch.full((n, p.W2.shape[1]), 0.5, dtype=TRAIN, device=self.device), gen)
+        h1 = _bernoulli(torch.sigmoid(v @ p.W1 + h2 @ p.W2.T + p.b1), gen)
         for _ in range(sweeps):
-            h1 = _bernoulli(torch.sigmoid(v @ p.W1 + h2 @ p.W2.T + p.b1), gen)
-            v = _bernoulli(torch.sigmoid(h1 @ p.W1.T + p.a), gen)
-            h2 = _bernoulli(torch.sigmoid(h1 @ p.W2 + p.b2), gen)
+            v, h1, h2 = self._gibbs_step(v, h1, h2, gen)
         return v
 
 
