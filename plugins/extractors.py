@@ -11,7 +11,8 @@ Extractors (harness name -> torch-fidelity name, the input it takes, the feature
   levels and their binarisation, so the binary views ``digits-binary`` / ``mnist5k-binary`` are in
   its training domain). Input: images scaled to [0, 1] by dividing by ``levels - 1`` of the dataset
   they come from (``build`` reads ``dataset.spec.levels``), so 0..16, 0..255 and 0/1 data all land on
-  the same scale. Features: the penultimate layer's pre-activations; ``classify`` gives the logits.
+  the same scale. Features: the penultimate layer's pre-activations, standardised per feature by
+  fixed training-split statistics stored with the weights; ``classify`` gives the logits.
   Weights are package data in ``weights/<name>.pt``; their sha256 is checked on every load against
   :data:`CLASSIFIER_SHA256` and a mismatch raises :class:`WeightsChecksumError`.
   Reproduce them with ``python -m harness_plugins.extractors train <name>`` (fixed seeds, one thread).
@@ -48,8 +49,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # sha256 of the committed classifier weights (plugins/weights/README.md lists the same values).
 CLASSIFIER_SHA256 = {
-    "digits-classifier": "70082ad55ed2bde88240a1f5bfca6025d4e3cecb7d97e418b9224611c5a25d91",
-    "mnist5k-classifier": "dfed6553ef1c91858674aa888e8a7e722801c312e466c11691599386122080ed",
+    "digits-classifier": "f4b27ccebf97af7bfebe5c5e8f5093acf10636067b8073baf7ded04eaa1b7add",
+    "mnist5k-classifier": "3e8f488dfdbff6b1307816cb5dc47c1228f80eb40e8f08aecdf1e4dcdf5d907f",
 }
 
 INCEPTION_ENV = "HARNESS_INCEPTION_WEIGHTS"
@@ -123,12 +124,20 @@ class SmallCNN(nn.Module):
         self.penultimate = nn.Linear(c * h * w, feature_dim)
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(feature_dim, num_classes)
+        # Fixed per-feature standardisation, set once after training from the training split.
+        self.register_buffer("feature_mean", torch.zeros(feature_dim))
+        self.register_buffer("feature_scale", torch.ones(feature_dim))
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        return self.penultimate(self.conv(x))
 
     def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features, logits): the features are the penultimate layer's pre-activations (before its
-        ReLU), which keep full rank where ReLU outputs would have dead, constant-zero units."""
-        features = self.penultimate(self.conv(x))
-        return features, self.head(self.dropout(torch.relu(features)))
+        """(features, logits). The features are the penultimate layer's pre-activations (before its
+        ReLU: full rank, where ReLU outputs have dead, constant-zero units), standardised by the
+        fixed training-split mean and scale, so that KID's polynomial kernel sees values of order 1."""
+        pre = self.pre_activations(x)
+        features = (pre - self.feature_mean) / self.feature_scale
+        return features, self.head(self.dropout(torch.relu(pre)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features_and_logits(x)[1]
@@ -495,6 +504,10 @@ def _train_classifier(name: str, out_path, data_root) -> dict:
             loss.backward()
             optimiser.step()
     net.eval()
+    with torch.no_grad():
+        pre = torch.cat([net.pre_activations(batch) for batch in x.split(1000)])
+    net.feature_mean.copy_(pre.mean(0))
+    net.feature_scale.copy_(pre.std(0).clamp_min(1e-6))
 
     accuracy = {}
     for split_name in ("val", "test"):

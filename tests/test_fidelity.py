@@ -161,10 +161,17 @@ def test_raw_fid_equals_torch_fidelity_and_scipy_on_2d_data():
     test = torch.from_numpy(rng.standard_normal((400, 2)) * [1.0, 2.0] + [0.5, 0.0])
     samples = torch.from_numpy(rng.standard_normal((400, 2)) @ np.array([[1.0, 0.3], [0.0, 0.7]]))
     dataset = make_dataset("toy", train, test)
-    fid = value("fid", context(PoolModel(samples), dataset, 400)).value
+    ctx = context(PoolModel(samples), dataset, 400)
+    got = {m: value(m, ctx) for m in fidelity.METRICS}
     direct = torch_fidelity.calculate_metrics(
-        input1=extractors.RowsDataset(samples), input2=extractors.RowsDataset(test.float()), fid=True,
-        feature_extractor="harness-raw", cuda=False, cache=False, verbose=False, save_cpu_ram=True)
+        input1=extractors.RowsDataset(samples), input2=extractors.RowsDataset(test.float()), fid=True, kid=True,
+        prc=True, feature_extractor="harness-raw", cuda=False, cache=False, **fidelity.torch_fidelity_options(400, 400))
+    assert got["kid"].details["kid_subset_size"] == 200
+    assert got["kid"].value == pytest.approx(direct[torch_fidelity.KEY_METRIC_KID_MEAN], rel=1e-6)
+    assert got["kid"].stderr == pytest.approx(direct[torch_fidelity.KEY_METRIC_KID_STD], rel=1e-6)
+    assert got["precision"].value == pytest.approx(direct[torch_fidelity.KEY_METRIC_PRECISION], rel=1e-6)
+    assert got["recall"].value == pytest.approx(direct[torch_fidelity.KEY_METRIC_RECALL], rel=1e-6)
+    fid = got["fid"].value
     assert fid == pytest.approx(direct[torch_fidelity.KEY_METRIC_FID], rel=1e-6)
     assert fid == pytest.approx(scipy_fid(samples.numpy(), test.float().double().numpy()), rel=1e-4)
 
