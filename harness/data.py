@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -19,6 +21,14 @@ import torch
 from harness.contracts import Split, Splits
 
 LN2 = math.log(2.0)
+DATA_ROOT_ENV = "HARNESS_DATA_ROOT"
+DEFAULT_DATA_ROOT = "datasets"
+
+
+def resolve_data_root(explicit=None) -> Path:
+    """Where user-supplied data lives: ``explicit`` (``--data-root``) if given, else
+    ``$HARNESS_DATA_ROOT``, else ``./datasets``."""
+    return Path(explicit or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
 
 
 def provenance_hash(splits: Splits, extra: str = "") -> str:
