@@ -119,7 +119,9 @@ def sampling_call(ctx: MetricContext, max_batch: int) -> Callable[[int], Callabl
         labels = torch.randint(ctx.dataset.spec.num_classes, (max_batch,), generator=gen).to(ctx.model.device)
 
     def call_for(b: int):
-        return functools.partial(ctx.model.sample, b, gen, labels=None if labels is None else labels[:b])
+        if labels is None:
+            return functools.partial(ctx.model.sample, b, gen)
+        return functools.partial(ctx.model.sample, b, gen, labels=labels[:b])
 
     return call_for
 
