@@ -257,7 +257,8 @@ class Budget:
     ``seconds``: the target for the timed repeats; ``max_seconds``: the most they may take when
     ``min_repeats`` forces more (default 2.5 x ``seconds``); a single repeat is always made.
     ``min_block_seconds``: a timed repeat spans at least this long, as a block of several calls when
-    calls are shorter (0 times every call on its own, as latency needs).
+    calls are shorter, and blocks grow until ``max_repeats`` of them fill ``seconds`` (0 times every
+    call on its own, as latency needs).
     """
 
     seconds: float
@@ -280,7 +281,10 @@ class Budget:
 def plan_repeats(call_seconds: float, budget: Budget) -> tuple:
     """(calls per repeat, repeats) for calls of ``call_seconds`` under ``budget``."""
     call_seconds = max(call_seconds, 1e-9)
-    calls = max(1, math.ceil(budget.min_block_seconds / call_seconds)) if budget.min_block_seconds > 0 else 1
+    calls = 1
+    if budget.min_block_seconds > 0:  # blocks of at least min_block_seconds, long enough to fill the budget
+        calls = max(1, math.ceil(budget.min_block_seconds / call_seconds),
+                    math.floor(budget.seconds / (budget.max_repeats * call_seconds)))
     block = calls * call_seconds
     repeats = min(max(math.floor(budget.seconds / block), budget.min_repeats), budget.max_repeats)
     if repeats * block > budget.limit:

@@ -139,7 +139,8 @@ def test_timing_rates_and_their_stderr():
 
 def test_short_calls_are_timed_in_blocks():
     budget = Budget(0.1, min_repeats=3, max_repeats=25, min_block_seconds=2e-3)
-    assert timing.plan_repeats(1e-4, budget) == (20, 25)  # 20 calls make a 2 ms block; 50 blocks capped at 25
+    assert timing.plan_repeats(1e-4, budget) == (40, 25)  # 25 blocks of 40 calls fill the 0.1 s
+    assert timing.plan_repeats(1e-3, budget) == (4, 25)  # 2 ms needs 2 calls; filling 0.1 s needs 4
     assert timing.plan_repeats(0.01, budget) == (1, 10)  # 0.1 s of 10 ms calls
 
 
