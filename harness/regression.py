@@ -775,7 +775,7 @@ def render_markdown(cmp: Comparison, baseline_path: str = "", all_rows: bool = F
     lines.append(f"{len(cmp.rows)} rows: {summary}" + (" (missing rows allowed)" if cmp.allow_missing else "") + ".")
     if cmp.notes:
         lines += ["", "Notes:", *[f"- {n}" for n in cmp.notes]]
-    if failures:
+    if any(r.verdict != "failed" for r in failures):  # a failed job needs a fix, not a new baseline
         lines += ["", "If a change is intended, refresh the baseline deliberately: `"
                   + REFRESH_COMMANDS.format(profile=doc["profile"], path=baseline_path or "reports/baseline/NAME.json")
                   + "` and commit it with a message that says why the numbers moved."]
