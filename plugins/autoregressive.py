@@ -216,7 +216,14 @@ class MADENetwork(nn.Module):
         return out
 
     def params_at(self, h: torch.Tensor, i: int) -> torch.Tensor:
-        return self(h)[:, i]
+        """Parameters (N, P) of dimension i: the hidden layers, then only the output rows of i."""
+        rows = torch.arange(self.width, device=h.device) * self.dim + i
+        out = F.linear(self.hidden(h), self.out.weight[rows] * self.out.mask[rows], self.out.bias[rows])
+        if self.direct is not None:
+            out = out + F.linear(h, self.direct.weight[rows] * self.direct.mask[rows])
+        if self.proj_weight is not None:
+            out = out @ self.proj_weight[i] + self.proj_bias[i]
+        return out
 
 
 # ============================================================================ PixelCNN
@@ -426,6 +433,8 @@ class AutoregressiveModel(Model):
     ``eval_batch`` and ``sample_batch``.
     """
 
+    ordering = "raster"  # how the D dimensions are ordered (reported with every likelihood)
+
     def __init__(self, spec, hparams: dict):
         self.spec = spec
         self.hparams = dict(hparams)
@@ -507,8 +516,16 @@ class AutoregressiveModel(Model):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1),
                                                            eta_min=lr * float(hp.get("lr_final", 0.05)))
         best_state, best_val = None, math.inf
+
+        def keep_if_best() -> None:
+            nonlocal best_state, best_val
+            val_nll = -float(self._mean_log_prob(val_seq))
+            if val_nll < best_val:
+                best_val = val_nll
+                best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
         order, cursor = torch.randperm(len(train_seq), generator=ctx.generator), 0
-        self.fitted_steps = 0
+        self.fitted_steps, checked_at = 0, 0
         for step in range(steps):
             if ctx.should_stop():
                 break
@@ -525,11 +542,11 @@ class AutoregressiveModel(Model):
             sched.step()
             self.fitted_steps += 1
             ctx.step(len(xb), loss=float(nll.detach()))
-            if val_seq is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-                val_nll = -float(self._mean_log_prob(val_seq))
-                if val_nll < best_val:
-                    best_val = val_nll
-                    best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            if val_seq is not None and (step + 1) % eval_every == 0:
+                keep_if_best()
+                checked_at = self.fitted_steps
+        if val_seq is not None and checked_at < self.fitted_steps:  # the last steps (or a deadline stop)
+            keep_if_best()
         if best_state is not None:
             self.net.load_state_dict(best_state)
             self.best_val_nll = best_val
@@ -542,8 +559,6 @@ class AutoregressiveModel(Model):
         total = sum(self.sequence_log_prob(seq[i:i + batch].to(self.device)).sum().cpu()
                     for i in range(0, len(seq), batch))
         return total / len(seq)
-
-    ordering = "raster"
 
 
 class MADE(AutoregressiveModel):

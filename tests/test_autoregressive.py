@@ -147,6 +147,16 @@ def test_discrete_probabilities_sum_to_one_and_samples_follow_them(name):
     assert chisquare_pooled(counts, probs) > 1e-3
 
 
+def test_made_with_many_levels_sums_to_one():
+    """With 40 levels MADE routes its output through a few units per dimension and a
+    per-dimension linear map; the categorical must still be normalised over all 40^2 pairs."""
+    spec = dataset_spec(DataKind.DISCRETE, (2,), levels=40)
+    model = fitted_model("made", spec, structured_discrete(500, (2,), 40, seed=4), steps=20)
+    assert model.net.proj_weight is not None
+    probs = model.log_likelihood(all_configurations(40, (2,))).values.double().exp()
+    assert abs(float(probs.sum()) - 1) < 1e-5
+
+
 def test_made_continuous_density_integrates_to_one():
     rng = np.random.default_rng(0)
     centres = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
@@ -176,6 +186,7 @@ MASK_CASES = [
     ("made", DataKind.BINARY, (10,), None),
     ("made", DataKind.DISCRETE, (3, 2, 2), 5),
     ("made", DataKind.CONTINUOUS, (6,), None),
+    ("made", DataKind.DISCRETE, (5,), 40),  # many levels: the factorised per-dimension output
     ("pixelcnn", DataKind.BINARY, (1, 7, 3), None),
     ("pixelcnn", DataKind.DISCRETE, (3, 3, 3), 4),
     ("wavenet", DataKind.BINARY, (12,), None),
