@@ -31,7 +31,6 @@ Semantics
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import re
 import tempfile
@@ -53,7 +52,6 @@ KID_MAX_SUBSET = 1000
 KID_RNG_SEED = 2020  # torch-fidelity's default seed for drawing KID subsets
 PRC_NEIGHBORHOOD = 3
 PRC_BATCH = 2000
-COVARIANCE_EPS = 1e-6  # added to both covariances only if the plain FID comes out non-finite
 METRICS = ("fid", "kid", "precision", "recall")
 
 # Feature passes made by this module, by kind: "samples" (one per model job), "reference:test",
@@ -124,17 +122,13 @@ def torch_fidelity_options(n1: int, n2: int) -> dict:
     }
 
 
-def frechet_distance(stats_1: dict, stats_2: dict) -> tuple[float, float]:
-    """torch-fidelity's FID of two statistics; if that is not finite (a degenerate covariance),
-    again with ``COVARIANCE_EPS * I`` added to both covariances. Returns (fid, eps used)."""
+def frechet_distance(stats_1: dict, stats_2: dict) -> float:
+    """torch-fidelity's FID of two statistics ({"mu", "sigma"}). It takes the trace of the matrix
+    square root from the eigenvalues of ``sigma1 @ sigma2``, so singular covariances (identical
+    samples, constant features) need no added epsilon and still give a finite value."""
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
-    fid = fid_statistics_to_metric(stats_1, stats_2, verbose=False)[KEY_METRIC_FID]
-    if math.isfinite(fid):
-        return fid, 0.0
-    eye = np.eye(stats_1["sigma"].shape[0], dtype=stats_1["sigma"].dtype)
-    padded = [dict(s, sigma=s["sigma"] + COVARIANCE_EPS * eye) for s in (stats_1, stats_2)]
-    return fid_statistics_to_metric(*padded, verbose=False)[KEY_METRIC_FID], COVARIANCE_EPS
+    return fid_statistics_to_metric(stats_1, stats_2, verbose=False)[KEY_METRIC_FID]
 
 
 def kernel_inception_distance(features_1: torch.Tensor, features_2: torch.Tensor, options: dict) -> tuple[float, float]:
@@ -172,8 +166,7 @@ def score(metric: str, generated: FeatureSet, reference: FeatureSet) -> tuple[fl
     """(value, stderr, details) of ``metric`` between generated (input1) and reference (input2) features."""
     options = torch_fidelity_options(generated.n, reference.n)
     if metric == "fid":
-        value, eps = frechet_distance(generated.stats, reference.stats)
-        return value, None, ({"covariance_eps": eps} if eps else {})
+        return frechet_distance(generated.stats, reference.stats), None, {}
     if metric == "kid":
         mean, std = kernel_inception_distance(generated.features, reference.features, options)
         return mean, std, {"kid_subsets": options["kid_subsets"], "kid_subset_size": options["kid_subset_size"],
