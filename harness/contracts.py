@@ -21,6 +21,12 @@ class UserError(Exception):
     """
 
 
+class MetricSkipped(Exception):
+    """Raised by a metric's compute step when it cannot apply to this job for a reason only known at
+    run time (e.g. a feature extractor's weights file is missing). The runner records the metric as
+    skipped with ``str(exc)`` as the reason, not as a failure."""
+
+
 class DataKind(str, Enum):
     CONTINUOUS = "continuous"
     DISCRETE = "discrete"  # integer levels 0..K-1 (``DatasetSpec.levels`` = K)
@@ -393,7 +399,8 @@ class MetricSpec:
 class FeatureExtractorSpec:
     """A feature extractor for fidelity metrics (and classifier-based metrics).
 
-    ``build(dataset: Dataset, device)`` returns an extractor object with
+    ``build(dataset: Dataset, device)`` (builders may also accept a ``data_root`` keyword, passed where
+    they declare it) returns an extractor object with
       - ``features(x: Tensor) -> Tensor`` of shape (N, F), taking data-space input
         (N, *event_shape) exactly as ``Dataset`` splits and ``Model.sample`` give it;
       - ``fingerprint: str``, a hash of its weights and configuration, stamped on cached statistics;

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import torch
 
 import harness
-from harness.contracts import Dataset, FitContext, Measurement, MetricContext, UserError
+from harness.contracts import Dataset, FitContext, Measurement, MetricContext, MetricSkipped, UserError
 from harness.data import provenance_hash
 from harness.profiles import Profile
 from harness.store import Store
@@ -307,6 +307,9 @@ class Runner:
                 out = metric.compute(ctx)
             except JobTimeout:
                 raise
+            except MetricSkipped as exc:
+                result.metric_skips.append((metric.name, str(exc)))
+                continue
             except Exception as exc:
                 result.metric_failures.append((metric.name, f"{type(exc).__name__}: {exc}"))
                 continue

@@ -42,7 +42,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from harness import Capability, Measurement, MetricContext, MetricSpec, hookimpl
+from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, hookimpl
 
 SAMPLE_OFFSET = 4242  # ctx.generator(offset) for the model samples of fidelity metrics
 SUBSET_SEED = 0  # which split examples form the reference when the split holds more than needed
@@ -61,10 +61,10 @@ FEATURE_PASSES: Counter = Counter()
 CACHE_EVENTS: Counter = Counter()
 
 
-class FidelityUnavailable(Exception):
+class FidelityUnavailable(MetricSkipped):
     """The dataset's feature extractor cannot be used here (``reason`` says why and how to fix it).
 
-    The runner should record the metric as skipped with this reason.
+    A :class:`harness.MetricSkipped`: the runner records the metric as skipped with this reason.
     """
 
     def __init__(self, reason: str):

@@ -127,3 +127,22 @@ def test_process_pool_computes_what_in_process_computes(host, tmp_path):
     a = a.query("metric == 'nll'").sort_values(key)[key + ["value", "stderr"]].reset_index(drop=True)
     b = b.query("metric == 'nll'").sort_values(key)[key + ["value", "stderr"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_metric_skipped_at_run_time_is_a_skip_not_a_failure(host, tmp_path):
+    """A metric raising harness.MetricSkipped (e.g. missing weights) is recorded as skipped with its reason."""
+    from harness import MetricSkipped, MetricSpec, hookimpl
+
+    def needs_weights(ctx):
+        raise MetricSkipped("weights file not found; put it in datasets/weights/")
+
+    class Plugin:
+        @hookimpl
+        def harness_register_metrics(self, register):
+            register(MetricSpec(name="needs_weights", unit="", higher_is_better=False, compute=needs_weights))
+
+    host.add_plugin(Plugin(), "needs-weights")
+    df, summary = run(host, tmp_path, ["stdnormal"], ["tiny"], metrics=["nll", "needs_weights"])
+    assert summary["ok"] == 1 and summary["failed"] == 0
+    row = df[df.metric == "needs_weights"].iloc[0]
+    assert row["status"] == "skipped" and "datasets/weights" in row["reason"]
