@@ -26,7 +26,7 @@ import torch
 
 import harness
 from harness.contracts import Dataset, FitContext, Measurement, MetricContext, MetricSkipped, UserError
-from harness.data import provenance_hash
+from harness.data import provenance_hash, resolve_data_root
 from harness.profiles import Profile
 from harness.store import Store
 
@@ -157,7 +157,7 @@ class Runner:
         self.out = Path(out)
         self.seeds = list(seeds)
         self.device = torch.device(device)
-        self.data_root = Path(data_root) if data_root else Path("datasets")
+        self.data_root = resolve_data_root(data_root)
         self.cache_dir = Path(cache_dir) if cache_dir else self.out / "cache"
         self.resume = resume
         self.metric_names = metrics

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 from harness.commands.output import add_format_option, emit
 from harness.contracts import UserError
+from harness.data import resolve_data_root
 from harness.profiles import PROFILES, get_profile
 
 NAME = "run"
@@ -49,10 +49,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def data_root(arg) -> Path:
-    return Path(arg or os.environ.get("HARNESS_DATA_ROOT") or "datasets")
-
-
 def progress_factory(disabled: bool):
     from tqdm.auto import tqdm
 
@@ -78,7 +74,7 @@ def execute(args, host) -> int:
         for name in args.metric:
             host.metric(name)
     runner = Runner(host, profile, out, seeds=range(args.seed_offset, args.seed_offset + args.seeds),
-                    device=resolve_device(args.device), data_root=data_root(args.data_root), resume=args.resume,
+                    device=resolve_device(args.device), data_root=resolve_data_root(args.data_root), resume=args.resume,
                     metrics=args.metric, job_timeout=args.job_timeout,
                     progress=progress_factory(args.no_progress or args.format == "json"),
                     executor=get_executor(args.jobs))
