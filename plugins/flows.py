@@ -19,12 +19,14 @@ quantised back to levels.
 The five models
 - ``planar`` (Rezende & Mohamed, 2015). Generative layers x = z + u_hat tanh(w.z + b) with
   u_hat = u + (m(w.u) - w.u) w / |w|^2, m(a) = -1 + softplus(a) (plus a 1e-4 margin that survives
-  float32 rounding), so that w.u_hat > -1 and each layer is invertible. There is no closed-form inverse, so the normalising direction solves the layer
-  numerically: a = w.z + b is the unique root of a + (w.u_hat) tanh(a) = w.x + b (a monotone 1-D
-  equation, bracketed and solved by safeguarded Newton in float64 to |residual| < 1e-10), then
-  z = x - u_hat tanh(a). Gradients flow through one Newton correction from the detached root,
-  a = a* - F(a*) / F'(a*), whose value is a* and whose derivatives are exactly the implicit-function
-  ones, so dz/dx is the inverse of the layer's Jacobian and training by maximum likelihood works.
+  float32 rounding), so that w.u_hat > -1 and each layer is invertible. There is no closed-form
+  inverse, so the normalising direction solves each layer numerically: a = w.z + b is the unique
+  root of F(a) = a + (w.u_hat) tanh(a) - (w.x + b) (monotone in a; bracketed and solved by
+  safeguarded Newton in float64 to |F| < 1e-10), then z = x - u_hat tanh(a). Gradients flow through
+  one Newton correction from the detached root, a = a* - F(a*) / F'(a*), whose value is a* and whose
+  derivatives are exactly the implicit-function ones, so dz/dx is the inverse of the layer's
+  Jacobian and maximum-likelihood training gets exact gradients. The log-density is the change of
+  variables of the generative direction: log p(x) = log N(z) - sum_k log(1 + w_k.u_hat_k tanh'(a_k)).
   Low-dimensional data only.
 - ``nice`` (Dinh, Krueger & Bengio, 2014). Additive couplings on alternating halves of the (flattened)
   dimensions with MLP shift networks, then a diagonal scaling layer. A standard normal base replaces
@@ -625,12 +627,13 @@ TRAINING_DEFAULTS = {
     "lr": 1e-3,
     "warmup": 50,  # linear learning-rate warm-up, then cosine decay to zero
     "grad_clip": 10.0,  # on the gradient of the NLL in nats per dimension
-    "val_every": 250,  # evaluate the validation NLL this often and keep the best parameters
+    "val_every": 250,  # evaluate the validation NLL this often; the best parameters are kept
     "val_examples": 2000,
     "eval_batch": 2048,
     "dequant_draws": 1,  # dequantisation draws averaged in log_likelihood (discrete data)
     "logit_alpha": 0.05,
     "init_batch": 512,  # examples for actnorm's data-dependent initialisation
+    "temperature": 1.0,  # scale of the base draws when sampling
 }
 
 
@@ -639,6 +642,8 @@ class FlowModel(Model):
 
     ``build(event_shape, hparams)`` returns the layers of the flow body; the model prepends the
     preprocessing layer (Standardize or LogitTransform) and evaluates log N(f(x)) + log|det|.
+    Hyperparameters under the key ``"image"`` (a dict) override the others on image datasets, so one
+    profile can give cheap 2-D jobs large batches and image jobs small ones.
     The parameters are (re)initialised at the start of ``fit`` from a seed drawn from
     ``ctx.generator``, so a job is reproducible from its seed; before ``fit`` the model holds a
     seed-0 initialisation (usable, e.g. for tests).
@@ -647,7 +652,9 @@ class FlowModel(Model):
     def __init__(self, spec, hparams, build):
         self.spec = spec
         self.view = ContinuousView(spec)
-        self.hparams = {**TRAINING_DEFAULTS, **hparams}
+        hparams = {**TRAINING_DEFAULTS, **hparams}
+        image_overrides = hparams.pop("image", None) or {}
+        self.hparams = {**hparams, **image_overrides} if spec.is_image else hparams
         self.build = build
         self.shape = tuple(spec.event_shape)
         self.flow = self._make_flow(seed=0, train_x=None)
@@ -706,34 +713,38 @@ class FlowModel(Model):
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
         val_x = val.x[: int(hp["val_examples"])]
-        best_nll, best_state = math.inf, None
+        best_nll, best_state, val_nll = math.inf, None, None
         for step in range(steps):
             if ctx.should_stop():
                 break
             x = batch(int(hp["batch_size"]))
             loss = -self.log_density(x).mean()
+            val_nll = None  # the parameters are about to change
             if not torch.isfinite(loss):
-                break  # diverged: keep the best validated parameters
+                break  # diverged: fall back to the best validated parameters below
             optimizer.zero_grad(set_to_none=True)
             (loss / dim).backward()
             torch.nn.utils.clip_grad_norm_(params, float(hp["grad_clip"]))
             optimizer.step()
             schedule.step()
             ctx.step(len(x), loss=loss.item())
-            if len(val_x) and ((step + 1) % int(hp["val_every"]) == 0 or step + 1 == steps):
-                val_nll = -float(self.log_likelihood(val_x).values.double().mean())
+            if len(val_x) and (step + 1) % int(hp["val_every"]) == 0:
+                val_nll = self._mean_nll(val_x)
                 if val_nll < best_nll:
                     best_nll, best_state = val_nll, copy.deepcopy(self.flow.state_dict())
                 self.flow.train()
         if best_state is not None:
-            val_nll = -float(self.log_likelihood(val_x).values.double().mean()) if len(val_x) else math.inf
-            if not (val_nll <= best_nll):
+            final_nll = val_nll if val_nll is not None else self._mean_nll(val_x)
+            if not final_nll <= best_nll:  # also true when the final parameters give NaN
                 self.flow.load_state_dict(best_state)
         self.flow.eval()
 
+    def _mean_nll(self, x: torch.Tensor) -> float:
+        return -float(self.log_likelihood(x).values.double().mean())
+
     # ------------------------------------------------------------------ sampling
     def sample(self, n, generator, labels=None):
-        z = torch.randn((n, *self.shape), generator=generator) * float(self.hparams.get("temperature", 1.0))
+        z = torch.randn((n, *self.shape), generator=generator) * float(self.hparams["temperature"])
         self.flow.eval()
         out = []
         with torch.no_grad():
@@ -789,13 +800,16 @@ def _factory(build):
 
 ALL_KINDS = [DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY]
 
+# Hyperparameters per profile. 2-D jobs are dominated by per-operation overhead, so they take large
+# batches and many cheap steps; image jobs (under "image") take small batches. Quick budgets aim at
+# about 10 s of single-thread training per dataset; smoke at about a second.
 MODELS = [
     dict(
         name="planar", build=build_planar, accepts=_planar_accepts,
         defaults={
-            "smoke": {"layers": 16, "steps": 150, "lr": 5e-3, "val_every": 150},
-            "quick": {"layers": 32, "steps": 1500, "lr": 5e-3},
-            "full": {"layers": 64, "steps": 20000, "lr": 2e-3, "batch_size": 512, "val_every": 1000},
+            "smoke": {"layers": 8, "steps": 150, "lr": 1e-2, "val_every": 150},
+            "quick": {"layers": 16, "steps": 1000, "lr": 1e-2},
+            "full": {"layers": 64, "steps": 20000, "lr": 3e-3, "batch_size": 512, "val_every": 1000},
         },
         default_datasets={"smoke": ["8gaussians"], "quick": TOYS, "full": [*TOYS, "moons", "2spirals"]},
         description="Planar flow (Rezende & Mohamed 2015), density by numerical inversion of each layer.",
@@ -803,10 +817,13 @@ MODELS = [
     dict(
         name="nice", build=build_nice, accepts=_at_least_2d(_vector_or_image),
         defaults={
-            "smoke": {"couplings": 4, "hidden": 64, "depth": 2, "steps": 150, "val_every": 150},
-            "quick": {"couplings": 8, "hidden": 128, "depth": 3, "steps": 1500},
-            "full": {"couplings": 8, "hidden": 1000, "depth": 5, "steps": 30000, "batch_size": 256,
-                     "val_every": 1000},
+            "smoke": {"couplings": 4, "hidden": 32, "depth": 2, "steps": 150, "lr": 3e-3, "val_every": 150,
+                      "image": {"hidden": 64, "steps": 60, "batch_size": 32, "lr": 1e-2}},
+            "quick": {"couplings": 8, "hidden": 64, "depth": 2, "steps": 1200, "lr": 3e-3,
+                      "image": {"couplings": 4, "hidden": 256, "depth": 3, "steps": 900, "batch_size": 64,
+                                "lr": 1e-3}},
+            "full": {"couplings": 8, "hidden": 256, "depth": 3, "steps": 20000, "lr": 1e-3, "val_every": 1000,
+                     "image": {"couplings": 4, "hidden": 1000, "depth": 5, "steps": 30000, "batch_size": 128}},
         },
         default_datasets=DEFAULT_DATASETS_IMAGES,
         description="NICE (Dinh et al. 2014): additive couplings and a diagonal scaling; Gaussian base.",
@@ -814,11 +831,14 @@ MODELS = [
     dict(
         name="realnvp", build=build_realnvp, accepts=_at_least_2d(_vector_or_image),
         defaults={
-            "smoke": {"couplings": 4, "hidden": 64, "depth": 2, "channels": 16, "scales": 2, "steps": 150,
-                      "val_every": 150},
-            "quick": {"couplings": 8, "hidden": 128, "depth": 2, "channels": 32, "scales": 2, "steps": 1500},
-            "full": {"couplings": 8, "hidden": 256, "depth": 3, "channels": 128, "scales": 3, "steps": 30000,
-                     "val_every": 1000},
+            "smoke": {"couplings": 4, "hidden": 32, "depth": 2, "steps": 150, "lr": 3e-3, "val_every": 150,
+                      "image": {"couplings": 2, "channels": 8, "scales": 2, "steps": 60, "batch_size": 32,
+                                "lr": 1e-2}},
+            "quick": {"couplings": 6, "hidden": 64, "depth": 2, "steps": 1200, "lr": 3e-3,
+                      "image": {"couplings": 3, "channels": 32, "scales": 2, "steps": 300, "batch_size": 64,
+                                "lr": 2e-3}},
+            "full": {"couplings": 8, "hidden": 256, "depth": 3, "steps": 20000, "lr": 1e-3, "val_every": 1000,
+                     "image": {"couplings": 3, "channels": 128, "scales": 3, "steps": 30000, "batch_size": 64}},
         },
         default_datasets=DEFAULT_DATASETS_IMAGES,
         description="RealNVP (Dinh et al. 2017): affine couplings; multi-scale with squeeze on images.",
@@ -826,11 +846,16 @@ MODELS = [
     dict(
         name="glow", build=build_glow, accepts=_glow_accepts,
         defaults={
-            "smoke": {"steps_per_scale": 4, "hidden": 64, "depth": 2, "channels": 16, "scales": 2, "steps": 150,
-                      "val_every": 150},
-            "quick": {"steps_per_scale": 8, "hidden": 128, "depth": 2, "channels": 32, "scales": 2, "steps": 1500},
-            "full": {"steps_per_scale": 16, "hidden": 256, "depth": 3, "channels": 256, "scales": 3,
-                     "steps": 30000, "val_every": 1000},
+            "smoke": {"steps_per_scale": 3, "hidden": 32, "depth": 2, "steps": 150, "lr": 3e-3, "val_every": 150,
+                      "image": {"steps_per_scale": 2, "channels": 8, "scales": 2, "steps": 60, "batch_size": 32,
+                                "lr": 1e-2}},
+            "quick": {"steps_per_scale": 6, "hidden": 64, "depth": 2, "steps": 1000, "lr": 3e-3,
+                      "image": {"steps_per_scale": 4, "channels": 32, "scales": 2, "steps": 350, "batch_size": 64,
+                                "lr": 2e-3}},
+            "full": {"steps_per_scale": 10, "hidden": 256, "depth": 3, "steps": 20000, "lr": 1e-3,
+                     "val_every": 1000,
+                     "image": {"steps_per_scale": 16, "channels": 256, "scales": 3, "steps": 30000,
+                               "batch_size": 64}},
         },
         default_datasets=DEFAULT_DATASETS_IMAGES,
         description="Glow (Kingma & Dhariwal 2018): actnorm, LU 1x1 convolution, affine coupling; multi-scale.",
@@ -838,9 +863,12 @@ MODELS = [
     dict(
         name="maf", build=build_maf, accepts=_at_least_2d(_vector_or_image),
         defaults={
-            "smoke": {"layers": 4, "hidden": 64, "depth": 2, "steps": 150, "val_every": 150},
-            "quick": {"layers": 5, "hidden": 128, "depth": 2, "steps": 1500},
-            "full": {"layers": 10, "hidden": 1024, "depth": 2, "steps": 30000, "val_every": 1000},
+            "smoke": {"layers": 4, "hidden": 32, "depth": 2, "steps": 150, "lr": 3e-3, "val_every": 150,
+                      "image": {"hidden": 64, "steps": 60, "batch_size": 32, "lr": 1e-2}},
+            "quick": {"layers": 6, "hidden": 64, "depth": 2, "steps": 1200, "lr": 3e-3,
+                      "image": {"layers": 5, "hidden": 256, "steps": 800, "batch_size": 64, "lr": 1e-3}},
+            "full": {"layers": 10, "hidden": 256, "depth": 2, "steps": 20000, "lr": 1e-3, "val_every": 1000,
+                     "image": {"layers": 10, "hidden": 1024, "steps": 30000, "batch_size": 128}},
         },
         default_datasets=DEFAULT_DATASETS_IMAGES,
         description="MAF (Papamakarios et al. 2017): MADE autoregressive layers with order reversal.",

@@ -135,8 +135,8 @@ def test_samples_follow_density(toy_models, name):
         return np.digitize(p[:, 0], edges_x) * (len(edges_y) + 1) + np.digitize(p[:, 1], edges_y)
 
     points, cell = grid()
-    mass = np.bincount(bin_index(points.numpy()), weights=model.log_likelihood(points).values.double().exp().numpy() * cell,
-                       minlength=n_bins)
+    density = model.log_likelihood(points).values.double().exp().numpy()
+    mass = np.bincount(bin_index(points.numpy()), weights=density * cell, minlength=n_bins)
     n = 20000
     samples = model.sample(n, torch.Generator().manual_seed(7))
     assert samples.shape == (n, 2) and samples.dtype == torch.float32
@@ -217,7 +217,8 @@ def test_log_det_matches_autograd_2d(toy_models, name):
 def test_log_det_matches_autograd_image(image_models, name):
     flow = perturbed(image_models[name].flow, dtype=torch.float64, scale=0.1)
     gen = torch.Generator().manual_seed(9)
-    x = (image_data(1, seed=10).double() + torch.rand(1, 1, 4, 4, generator=gen, dtype=torch.float64)) / IMAGE.levels
+    noise = torch.rand(1, 1, 4, 4, generator=gen, dtype=torch.float64)
+    x = (image_data(1, seed=10).double() + noise) / IMAGE.levels
     _check_log_det(flow, x)
 
 
@@ -260,7 +261,8 @@ def test_made_is_autoregressive_in_alternating_orders():
     for reverse in (False, True):
         torch.manual_seed(0)
         layer = perturbed(flows.MAFLayer(5, hidden=12, depth=2, reverse=reverse), dtype=torch.float64, scale=0.5)
-        jac = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], torch.randn(5, dtype=torch.float64))
+        x = torch.randn(5, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], x)
         order = [4, 3, 2, 1, 0] if reverse else [0, 1, 2, 3, 4]
         permuted = jac[order][:, order]  # rows/cols in the order the dimensions are generated
         assert torch.all(permuted.triu(1) == 0)
@@ -283,8 +285,8 @@ def test_planar_root_finder_matches_brentq():
     for c in (-0.999, -0.5, 0.0, 0.3, 5.0):
         y = rng.normal(0, 3, 50)
         roots = flows.solve_planar_preactivation(c, y)
-        reference = np.array([brentq(lambda a, t=t: a + c * np.tanh(a) - t, t - abs(c) - 1, t + abs(c) + 1, xtol=1e-14)
-                              for t in y])
+        reference = np.array([brentq(lambda a, t=t: a + c * np.tanh(a) - t, t - abs(c) - 1, t + abs(c) + 1,
+                                     xtol=1e-14) for t in y])
         np.testing.assert_allclose(roots, reference, atol=1e-8)
 
 
