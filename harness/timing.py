@@ -353,11 +353,14 @@ def choose_batch(call_at: Callable[[int], object], target: int, device, max_call
     One untimed call at batch 1 (first calls pay one-time costs), then timed calls at growing batches
     1, 4, 16, ... (``growth`` times the last). The slope between the last two sizes predicts the next
     call; the ramp jumps straight to ``target`` once the call there is predicted to take at most half
-    the allowance, and stops when the next size would exceed it, settling on the largest power of two
-    predicted to fit (at least the last size measured). Calls shorter than a quarter of
-    ``max_call_seconds`` are timed ``probe_tries`` times and the fastest kept, so one preempted call
-    on a busy machine does not shrink the batch. Before any slope is known, the cost is taken to grow
-    linearly with the batch (a bound).
+    the allowance; when the next size would exceed the allowance it tries the largest power of two
+    the slope says fits instead, and stops when that is no larger than the last size measured (a
+    slope from smaller sizes overstates the cost of a sampler whose cost grows sublinearly, so the
+    ramp re-measures rather than extrapolates far). A call that turns out longer than the allowance
+    becomes an upper reference: the ramp goes on between the last size that fitted and that one, on
+    the slope between the two. Calls shorter than a quarter of ``max_call_seconds`` are timed
+    ``probe_tries`` times and the fastest kept, so one preempted call on a busy machine does not
+    shrink the batch. Before any slope is known, the cost is taken to grow linearly with the batch.
 
     The second allowance keeps samplers whose cost is a fixed per-call overhead (a long Markov chain,
     a sequential decoder) at the full batch: a smaller one would not make their calls much cheaper,
@@ -384,23 +387,37 @@ def choose_batch(call_at: Callable[[int], object], target: int, device, max_call
     made[0] += 1
     probes = [(1, measure(1))]
     allowed = max(max_call_seconds, max_growth * probes[0][1])
-    while probes[-1][0] < target:
-        b1, t1 = probes[-1]
-        b0, t0 = probes[-2] if len(probes) > 1 else (0, 0.0)
-        slope = max((t1 - t0) / (b1 - b0), 0.0)
+    good = list(probes)  # (batch, seconds) within the allowance, ascending
+    too_long = None  # the smallest batch measured over the allowance
+    while good[-1][0] < target:
+        b1, t1 = good[-1]
+        if too_long is not None:
+            b0, t0 = too_long
+            slope = max((t0 - t1) / (b0 - b1), 1e-12)
+        else:
+            b0, t0 = good[-2] if len(good) > 1 else (0, 0.0)
+            slope = max((t1 - t0) / (b1 - b0), 0.0)
 
         def predict(n):
             return t1 + slope * (n - b1)
 
-        step = target if predict(target) <= allowed / 2 else min(target, growth * b1)
-        if predict(step) > allowed:
-            fits = b1 + (allowed - t1) / slope if slope > 0 else target
-            batch = max(b1, 2 ** int(math.floor(math.log2(max(1.0, min(fits, target))))))
-            return BatchChoice(batch, target, dict(probes).get(batch), probes, calls=made[0])
-        probes.append((step, measure(step)))
-        if probes[-1][1] > allowed:  # longer than predicted: fall back to the previous size
-            return BatchChoice(b1, target, t1, probes, calls=made[0])
-    return BatchChoice(target, target, probes[-1][1], probes, calls=made[0])
+        if too_long is None and predict(target) <= allowed / 2:
+            step = target
+        else:
+            below = 2 ** int(math.floor(math.log2(too_long[0] - 1))) if too_long else target  # powers of two
+            step = min(target, growth * b1, below)
+            if predict(step) > allowed:  # the largest power of two the slope says fits
+                step = 2 ** int(math.floor(math.log2(max(1.0, min(b1 + (allowed - t1) / slope, step)))))
+        if step <= b1:
+            break
+        t = measure(step)
+        probes.append((step, t))
+        if t <= allowed:
+            good.append((step, t))
+        elif too_long is None or step < too_long[0]:
+            too_long = (step, t)
+    b, t = good[-1]
+    return BatchChoice(b, target, t, probes, calls=made[0])
 
 
 def time_repeats(fn: Callable[[], object], device, warmup: int = 1, repeats: int = 5) -> Timing:

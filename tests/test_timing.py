@@ -215,7 +215,22 @@ def test_choose_batch_shrinks_to_the_largest_power_of_two_that_fits():
 def test_choose_batch_allows_four_one_item_calls_when_one_is_already_long():
     """t(b) = 0.3 + 0.025 b (a slow sequential sampler): 4 t(1) = 1.3 s allows 40 items -> 32."""
     choice, made = _choose(0.3, 0.025, max_call_seconds=0.075)
-    assert choice.batch == 32 and made == [1, 1, 4, 16] and choice.call_seconds is None
+    assert choice.batch == 32 and made == [1, 1, 4, 16, 32] and choice.call_seconds == pytest.approx(1.1)
+
+
+def test_choose_batch_re_measures_a_sublinear_cost():
+    """t(b) = 0.1 + 0.05 sqrt(b) (a sampler whose cost grows sublinearly): the slope between small
+    sizes overstates larger ones, so the ramp measures 32 and 64 rather than stopping at 16; 128 would
+    take 0.666 s, over the 0.6 s allowance (4 t(1))."""
+    clock = VirtualClock()
+    made = []
+
+    def call_at(b):
+        made.append(b)
+        clock.advance(0.1 + 0.05 * math.sqrt(b))
+
+    choice = choose_batch(call_at, 1024, "cuda", max_call_seconds=0.33, cuda=FakeCuda(clock))
+    assert choice.batch == 64 and made == [1, 1, 4, 16, 32, 64] and choice.call_seconds == pytest.approx(0.5)
 
 
 def test_choose_batch_keeps_the_target_when_the_cost_is_per_call():
@@ -230,10 +245,12 @@ def test_choose_batch_of_a_small_target_times_the_target_itself():
     assert choice.batch == 3 and made == [1, 1, 1, 1, 3, 3, 3] and choice.call_seconds == pytest.approx(0.013)
 
 
-def test_choose_batch_falls_back_when_a_call_is_longer_than_predicted():
-    """Flat up to 4, then a cliff: the call at 256 takes 5 s, so the batch falls back to 4."""
+def test_choose_batch_recovers_when_a_jump_lands_over_the_allowance():
+    """A flat start (t(1) = t(4) = 0.05 s) invites a jump to 256, which takes 5 s: the ramp then
+    interpolates between 4 and 256 (slope 5/252 s per item) and settles on 8, which fits."""
     choice, made = _choose(0.05, 0.0, max_call_seconds=0.1, extra=lambda i, b: 5.0 if b == 256 else 0.0)
-    assert made == [1, 1, 4, 256] and choice.batch == 4 and choice.call_seconds == pytest.approx(0.05)
+    assert made == [1, 1, 4, 256, 8] and choice.batch == 8 and choice.call_seconds == pytest.approx(0.05)
+    assert choice.probes[-2] == (256, pytest.approx(5.05))
 
 
 # --------------------------------------------------------------------------- CUDA branches on CPU
