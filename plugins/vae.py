@@ -522,7 +522,7 @@ class CVAEModel(VAEModel):
 # Per-step CPU cost is ~5-10 ms for the MLPs at batch 128 (single thread), so quick is ~15-20 s a
 # dataset; full is meant for a GPU.
 _DEFAULTS = {
-    "smoke": {"steps": 100, "batch_size": 128, "hidden": 64, "depth": 2, "channels": 16, "iwae_k": 8,
+    "smoke": {"steps": 300, "batch_size": 128, "hidden": 64, "depth": 2, "channels": 16, "iwae_k": 8,
               "lr": 2e-3, "kl_warmup": 0.2},
     "quick": {"steps": 2000, "batch_size": 128, "hidden": 256, "depth": 2, "channels": 32, "iwae_k": 64,
               "lr": 1e-3, "kl_warmup": 0.2},
