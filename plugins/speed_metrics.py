@@ -32,7 +32,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness import Capability, Measurement, MetricContext, MetricSpec, hookimpl
+from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, hookimpl
 from harness.timing import (
     BatchChoice,
     Budget,
@@ -314,7 +314,8 @@ def device_details(device) -> dict:
 
 
 def batch_details(choice: BatchChoice, budget: Budget) -> dict:
-    details = {"batch_size": choice.batch, "requested_batch_size": choice.target}
+    details = {"batch_size": choice.batch, "requested_batch_size": choice.target, "ramp_calls": choice.calls,
+               "ramp": [[b, t] for b, t in choice.probes]}
     if choice.reduced:
         details["batch_note"] = (f"a call at batch {choice.target} was predicted to take longer than the profile's "
                                  f"time budget allows ({budget.max_call_seconds:.3g} s, or 4 one-sample calls)")
@@ -505,14 +506,13 @@ def cuda_unavailable(model_spec=None, dataset_spec=None) -> Optional[str]:
     return None if torch.cuda.is_available() else "no CUDA device available"
 
 
-class NotOnCuda(RuntimeError):
-    """A GPU metric was asked for in a run whose device is not CUDA."""
+class NotOnCuda(MetricSkipped):
+    """A GPU metric in a run whose device is not CUDA (on a machine that has one): recorded as skipped."""
 
 
 def compute_gpu_sample_throughput(ctx: MetricContext) -> list:
     if ctx.device.type != "cuda":
-        raise NotOnCuda(f"gpu_sample_throughput measures a run on a CUDA device; this run's device is {ctx.device} "
-                        "(use --device cuda)")
+        raise NotOnCuda(f"this run's device is {ctx.device}; GPU metrics measure runs with --device cuda")
     target = min(GPU_BATCH_FACTOR * int(ctx.profile.sample_batch), GPU_MAX_BATCH)
     budget = throughput_budget(ctx.profile, scale=2.0)
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)

@@ -312,9 +312,20 @@ def test_cuda_code_paths_of_every_metric_run_on_cpu(fake_cuda):
     assert fraction.details["peak_gpu"] == "H100 SXM" and fraction.details["peak_format"] == "fp32"
 
 
-def test_gpu_metric_on_a_cpu_run_says_why_it_cannot_measure():
-    with pytest.raises(sm.NotOnCuda, match="this run's device is cpu"):
+def test_gpu_metric_on_a_cpu_run_is_skipped_with_its_reason(fake_cuda, tmp_path):
+    """On a machine with a GPU (faked here), a run on the CPU records the GPU metric as skipped."""
+    from harness import MetricSkipped
+    from harness.plugins import get_harness
+    from harness.runner import Runner
+
+    with pytest.raises(MetricSkipped, match="this run's device is cpu"):
         sm.compute_gpu_sample_throughput(_context())
+    runner = Runner(get_harness(), get_profile("smoke"), tmp_path, seeds=[0], metrics=["gpu_sample_throughput"])
+    store, summary = runner.run(runner.plan(["gaussian"], ["8gaussians"], False))
+    df = store.results()
+    store.close()
+    row = df[df.metric == "gpu_sample_throughput"].iloc[0]
+    assert summary["failed"] == 0 and row["status"] == "skipped" and "--device cuda" in row["reason"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on a machine without a GPU")
