@@ -340,7 +340,8 @@ class VAEModel(Model):
         self.standardizer = Standardizer(self.dim)
         self.class_log_prior = torch.full((max(self.num_classes, 1),), -math.log(max(self.num_classes, 1)))
         self.iwae_k = int(hparams.get("iwae_k", 64))
-        self.eval_rows = int(hparams.get("eval_rows", 8192))  # decoder rows per evaluation pass
+        # decoder rows per evaluation pass (examples x importance samples): bounds evaluation memory
+        self.eval_rows = int(hparams.get("eval_rows", 512 if arch == "conv" else 8192))
         self.eval_seed = int(hparams.get("eval_seed", 12345))
         reset_parameters(self.encoder, 0)
         reset_parameters(self.decoder, 1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from harness import Capability, DataKind, DatasetSpec, FitContext, LikelihoodKind, MetricContext, Split
+from harness import Capability, DatasetSpec, FitContext, LikelihoodKind, MetricContext, Split
 from harness.contracts import Dataset, Splits
 from harness.profiles import get_profile
 from harness_plugins import vae as vae_plugin
