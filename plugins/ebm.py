@@ -506,10 +506,11 @@ class RestrictedBoltzmann(_BoltzmannModel):
 class DeepBoltzmann(_BoltzmannModel):
     """Two-hidden-layer DBM: greedy pre-training (doubling trick), then PCD with mean-field."""
 
-    # Joint PCD needs a much smaller step than pre-training: larger ones undo what pre-training found.
-    defaults = {"hidden1": 100, "hidden2": 50, "pretrain_steps": 1500, "pretrain_lr": 0.1, "lr": 0.002,
-                "momentum": 0.9, "k": 1, "mean_field_iters": 10, "eval_mean_field_iters": 100,
-                "chain_burn_in": 100}
+    # Pre-training (CD-1) takes large steps with high momentum; joint PCD needs smaller, less
+    # accelerated steps, or it undoes what pre-training found.
+    defaults = {"hidden1": 100, "hidden2": 50, "pretrain_steps": 1500, "pretrain_lr": 0.1,
+                "pretrain_momentum": 0.9, "lr": 0.05, "momentum": 0.5, "k": 1, "mean_field_iters": 10,
+                "eval_mean_field_iters": 100, "chain_burn_in": 100}
 
     def _init_params(self, x, gen):
         h1, h2 = int(self.hp["hidden1"]), int(self.hp["hidden2"])
@@ -536,16 +537,16 @@ class DeepBoltzmann(_BoltzmannModel):
         steps = int(self.hp["pretrain_steps"])
         if steps <= 0:
             return
-        lr0 = float(self.hp["pretrain_lr"])
+        lr0, momentum = float(self.hp["pretrain_lr"]), float(self.hp["pretrain_momentum"])
         first = _Parameters(W=p.W1.clone(), a=p.a.clone(), c=p.b1.clone())
-        opt = _MomentumAscent(first, float(self.hp["momentum"]), float(self.hp["weight_decay"]))
+        opt = _MomentumAscent(first, momentum, float(self.hp["weight_decay"]))
         for step, batch, lr in self._minibatches(x, steps, ctx, gen, lr0):
             grads, _, recon = rbm_gradients(first.W, first.a, first.c, batch, batch, 1, gen, up=2.0,
                                             monitor=step % MONITOR_EVERY == 0)
             opt.step(grads, lr)
             ctx.step(len(batch), **({"recon": recon} if recon is not None else {}))
         second = _Parameters(W=p.W2.clone(), a=torch.zeros_like(p.b1), c=p.b2.clone())
-        opt = _MomentumAscent(second, float(self.hp["momentum"]), float(self.hp["weight_decay"]))
+        opt = _MomentumAscent(second, momentum, float(self.hp["weight_decay"]))
         for step, batch, lr in self._minibatches(x, steps, ctx, gen, lr0):
             h1 = _bernoulli(torch.sigmoid(2 * (batch @ first.W) + first.c), gen)
             grads, _, recon = rbm_gradients(second.W, second.a, second.c, h1, h1, 1, gen, down=2.0,
@@ -697,7 +698,7 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.ESTIMATE,
         defaults={
             "smoke": {"steps": 300, "ais_betas": 300, "ais_chains": 50, "sample_burn_in": 100},
-            "quick": {"steps": 3000, "ais_betas": 5000, "ais_chains": 100, "sample_burn_in": 300},
+            "quick": {"steps": 3000, "ais_betas": 3000, "ais_chains": 100, "sample_burn_in": 200},
             "full": {"steps": 20000, "ais_betas": 20000, "ais_chains": 200, "sample_burn_in": 1000},
         },
         default_datasets={"smoke": ["digits-binary"], "quick": ["digits-binary"],
@@ -714,15 +715,15 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.ESTIMATE,
         defaults={
             "smoke": {"hidden": 16, "steps": 300, "sample_burn_in": 100, "ais_betas": 300, "ais_chains": 50},
-            "quick": {"hidden": 200, "steps": 1500, "sample_burn_in": 500, "ais_betas": 2000, "ais_chains": 100,
-                      "per_dataset": {"digits-binary": {"hidden": 20, "steps": 3000}}},
-            "full": {"hidden": 500, "steps": 50000, "training": "pcd", "sample_burn_in": 2000,
-                     "ais_betas": 14500, "ais_chains": 100,
+            "quick": {"hidden": 200, "steps": 2500, "sample_burn_in": 100, "ais_betas": 2000, "ais_chains": 100,
+                      "per_dataset": {"digits-binary": {"hidden": 20, "steps": 3000, "sample_burn_in": 200}}},
+            "full": {"hidden": 500, "steps": 50000, "sample_burn_in": 1000, "ais_betas": 14500, "ais_chains": 100,
                      "per_dataset": {"digits-binary": {"hidden": 20, "steps": 20000}}},
         },
         default_datasets={"smoke": ["digits-binary"], "quick": ["digits-binary", "mnist5k-binary"],
                           "full": ["digits-binary", "mnist5k-binary"]},
-        description="Restricted Boltzmann machine, CD-k or PCD; log Z exact for <= 20 hidden units, else AIS.",
+        description="Restricted Boltzmann machine, CD-k or PCD (default); log Z exact for <= 20 hidden units, "
+                    "else AIS.",
     ))
     register(ModelSpec(
         name="dbm",
@@ -734,13 +735,16 @@ def harness_register_models(register):
         defaults={
             "smoke": {"hidden1": 16, "hidden2": 8, "pretrain_steps": 100, "steps": 200, "sample_burn_in": 100,
                       "ais_betas": 300, "ais_chains": 50},
-            "quick": {"hidden1": 20, "hidden2": 10, "pretrain_steps": 500, "steps": 2000, "sample_burn_in": 500,
-                      "ais_betas": 2000, "ais_chains": 100},
+            "quick": {"hidden1": 200, "hidden2": 100, "pretrain_steps": 500, "steps": 2000, "sample_burn_in": 100,
+                      "ais_betas": 2000, "ais_chains": 100,
+                      "per_dataset": {"digits-binary": {"hidden1": 20, "hidden2": 10, "pretrain_steps": 1500,
+                                                        "sample_burn_in": 200}}},
             "full": {"hidden1": 500, "hidden2": 1000, "pretrain_steps": 20000, "steps": 100000,
-                     "sample_burn_in": 2000, "ais_betas": 20000, "ais_chains": 100,
-                     "per_dataset": {"digits-binary": {"hidden1": 20, "hidden2": 20}}},
+                     "sample_burn_in": 1000, "ais_betas": 20000, "ais_chains": 100,
+                     "per_dataset": {"digits-binary": {"hidden1": 20, "hidden2": 20, "pretrain_steps": 5000,
+                                                       "steps": 20000}}},
         },
-        default_datasets={"smoke": ["digits-binary"], "quick": ["digits-binary"],
+        default_datasets={"smoke": ["digits-binary"], "quick": ["digits-binary", "mnist5k-binary"],
                           "full": ["digits-binary", "mnist5k-binary"]},
         description="Two-hidden-layer deep Boltzmann machine: greedy pre-training, then PCD with mean-field; "
                     "log Z exact for <= 20 units in h1, else AIS; mean-field bound on log p*(v) when both "
