@@ -831,7 +831,7 @@ MODELS = [
     dict(
         name="realnvp", build=build_realnvp, accepts=_at_least_2d(_vector_or_image),
         defaults={
-            "smoke": {"couplings": 4, "hidden": 32, "depth": 2, "steps": 150, "lr": 3e-3, "val_every": 150,
+            "smoke": {"couplings": 4, "hidden": 32, "depth": 2, "steps": 150, "lr": 1e-2, "val_every": 150,
                       "image": {"couplings": 2, "channels": 8, "scales": 2, "steps": 60, "batch_size": 32,
                                 "lr": 1e-2}},
             "quick": {"couplings": 6, "hidden": 64, "depth": 2, "steps": 1200, "lr": 3e-3,
@@ -846,7 +846,7 @@ MODELS = [
     dict(
         name="glow", build=build_glow, accepts=_glow_accepts,
         defaults={
-            "smoke": {"steps_per_scale": 3, "hidden": 32, "depth": 2, "steps": 150, "lr": 3e-3, "val_every": 150,
+            "smoke": {"steps_per_scale": 3, "hidden": 32, "depth": 2, "steps": 150, "lr": 1e-2, "val_every": 150,
                       "image": {"steps_per_scale": 2, "channels": 8, "scales": 2, "steps": 60, "batch_size": 32,
                                 "lr": 1e-2}},
             "quick": {"steps_per_scale": 6, "hidden": 64, "depth": 2, "steps": 1000, "lr": 3e-3,
@@ -863,7 +863,7 @@ MODELS = [
     dict(
         name="maf", build=build_maf, accepts=_at_least_2d(_vector_or_image),
         defaults={
-            "smoke": {"layers": 4, "hidden": 32, "depth": 2, "steps": 150, "lr": 3e-3, "val_every": 150,
+            "smoke": {"layers": 4, "hidden": 32, "depth": 2, "steps": 150, "lr": 1e-2, "val_every": 150,
                       "image": {"hidden": 64, "steps": 60, "batch_size": 32, "lr": 1e-2}},
             "quick": {"layers": 6, "hidden": 64, "depth": 2, "steps": 1200, "lr": 3e-3,
                       "image": {"layers": 5, "hidden": 256, "steps": 800, "batch_size": 64, "lr": 1e-3}},

@@ -307,3 +307,12 @@ def test_planar_u_hat_keeps_layers_invertible():
 def test_planar_refuses_images():
     assert SPECS["planar"].incompatibility(IMAGE) is not None
     assert SPECS["planar"].incompatibility(TOY) is None
+
+
+def test_image_overrides_apply_only_to_images():
+    hparams = {**TINY["realnvp"], "steps": 5, "image": {"steps": 7, "channels": 4}}
+    assert SPECS["realnvp"].factory(TOY, hparams).hparams["steps"] == 5
+    image_model = SPECS["realnvp"].factory(IMAGE, hparams)
+    assert image_model.hparams["steps"] == 7
+    first_conv = next(m for m in image_model.flow.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.out_channels == 4
