@@ -204,6 +204,7 @@ class FitContext:
         self.steps = 0
         self.examples = 0
         self.started = time.perf_counter()
+        self.ended: Optional[float] = None
         self.scalars: dict = {}
 
     def step(self, examples: int, **scalars: float) -> None:
@@ -217,9 +218,15 @@ class FitContext:
     def should_stop(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
+    def finish(self) -> None:
+        """Stop the clock (the runner calls this when ``fit`` returns)."""
+        if self.ended is None:
+            self.ended = time.perf_counter()
+
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.started
+        """Seconds spent in ``fit``: up to :meth:`finish` once it was called, else up to now."""
+        return (self.ended if self.ended is not None else time.perf_counter()) - self.started
 
 
 class Model:

@@ -293,6 +293,7 @@ class Runner:
         try:
             model.fit(data.train, data.val, fit)
         finally:
+            fit.finish()
             if bar is not None:
                 bar.close()
         details = {"fit_seconds": fit.seconds, "fit_steps": fit.steps, "fit_examples": fit.examples,

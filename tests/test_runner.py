@@ -146,3 +146,21 @@ def test_metric_skipped_at_run_time_is_a_skip_not_a_failure(host, tmp_path):
     assert summary["ok"] == 1 and summary["failed"] == 0
     row = df[df.metric == "needs_weights"].iloc[0]
     assert row["status"] == "skipped" and "datasets/weights" in row["reason"]
+
+
+def test_fit_clock_stops_when_fit_returns(host, tmp_path):
+    """train_throughput reads FitContext.seconds: it must not include the metrics computed after fit."""
+    import time as _time
+
+    from harness import FitContext
+
+    ctx = FitContext(seed=0)
+    ctx.step(10)
+    ctx.finish()
+    frozen = ctx.seconds
+    _time.sleep(0.05)
+    assert ctx.seconds == frozen
+    df, _ = run(host, tmp_path, ["sleepy"], ["tiny"], metrics=["train_throughput"])
+    row = df[df.metric == "train_throughput"].iloc[0]
+    # Sleepy fits for 0.5 s on 400 examples: 800 examples/s, never much lower.
+    assert 700 < row["value"] <= 800
