@@ -24,18 +24,26 @@ Log-likelihood: log p(v) = log p*(v) - log Z, in nats.
   are conditionally independent given h1, so both are summed out analytically).
 * Otherwise log Z is estimated by annealed importance sampling (Salakhutdinov & Murray 2008) from
   the base-rate model (independent units whose biases match the training marginals) with
-  ``ais_betas`` temperatures and ``ais_chains`` chains. The estimate is log mean exp of the
+  ``ais_betas`` temperatures and ``ais_chains`` chains; the ``dbm`` anneals the marginal over h1
+  (v and h2 summed out analytically, as for its exact log Z). The estimate is log mean exp of the
   importance weights; its standard error (delta method: std(w) / mean(w) / sqrt(chains)) is the
-  LogLikelihood's ``shared_stderr`` and the kind is ``estimate``. (log of an unbiased estimate of
-  Z is biased low, so log p(v) estimates tend to be optimistic by about stderr^2 / 2.)
+  LogLikelihood's ``shared_stderr`` and the kind is ``estimate``. The log of an unbiased estimate
+  of Z is biased low, and with too few temperatures the weights are heavy-tailed and the delta
+  method understates the error, so log p(v) estimates err on the optimistic side.
 * log p*(v) is exact for ``boltzmann`` and ``rbm``. For ``dbm`` it is exact by enumerating the
   smaller hidden layer when that has at most ``exact_max_units`` units; otherwise it is the
   mean-field lower bound, and the reported value is that bound minus the AIS log Z, as in
   Salakhutdinov & Hinton (2009); ``details["log_p_unnormalized"]`` says which.
 
-Hyperparameters may differ per dataset: ``hparams["per_dataset"][dataset_name]`` is a dict that
-overrides the others for that dataset (so one profile can give digits a small exact RBM and MNIST a
-larger one estimated by AIS).
+Hyperparameters (defaults in ``COMMON_DEFAULTS`` and each class's ``defaults``): ``steps``,
+``batch_size``, ``lr`` (decays linearly to 0), ``momentum``, ``weight_decay``, ``init_scale``,
+``chains`` (persistent chains), ``exact_max_units``, ``ais_betas``, ``ais_chains``, ``ais_seed``,
+``sample_burn_in``, ``eval_batch``; ``boltzmann``: ``sweeps_per_step``; ``rbm``: ``hidden``,
+``training`` ("cd" or "pcd"), ``k``; ``dbm``: ``hidden1``, ``hidden2``, ``pretrain_steps`` (per
+layer), ``pretrain_lr``, ``pretrain_momentum``, ``k``, ``mean_field_iters``,
+``eval_mean_field_iters``, ``chain_burn_in``. They may differ per dataset:
+``hparams["per_dataset"][dataset_name]`` is a dict that overrides the others for that dataset (so
+one profile can give digits a small exact RBM and MNIST a larger one estimated by AIS).
 """
 
 from __future__ import annotations
@@ -381,11 +389,11 @@ class FullyVisibleBoltzmann(_BoltzmannModel):
             ctx.step(len(batch), **scalars)
 
     @staticmethod
-    def _energy_terms(y, W, b):
+    def _negative_energy(y, W, b):
         return 0.5 * ((y @ W) * y).sum(-1) + y @ b
 
     def _log_unnormalized(self, v, params):
-        return self._energy_terms(v, params["W"], params["b"]), "exact"
+        return self._negative_energy(v, params["W"], params["b"]), "exact"
 
     def _exact_log_z_tractable(self):
         return self.dim <= int(self.hp["exact_max_units"])
@@ -394,7 +402,7 @@ class FullyVisibleBoltzmann(_BoltzmannModel):
         if not self._exact_log_z_tractable():
             return None
         p = self.params.as_dict(EVAL)
-        return logsumexp_over_states(self.dim, lambda s: self._energy_terms(s, p["W"], p["b"]), 2 * self.dim,
+        return logsumexp_over_states(self.dim, lambda s: self._negative_energy(s, p["W"], p["b"]), 2 * self.dim,
                                      EVAL, self.device)
 
     def _ais_log_weights(self, betas, chains, gen):
@@ -404,7 +412,7 @@ class FullyVisibleBoltzmann(_BoltzmannModel):
         log_w = torch.zeros(chains, dtype=EVAL, device=self.device)
         for k in range(1, len(betas)):
             # log f_k(y) = beta_k (1/2 y'Wy + b'y) + (1 - beta_k) base'y
-            log_w += (betas[k] - betas[k - 1]) * self._energy_terms(y, p["W"], p["b"] - base)
+            log_w += (betas[k] - betas[k - 1]) * self._negative_energy(y, p["W"], p["b"] - base)
             if k < len(betas) - 1:
                 beta = betas[k]
                 gibbs_sweep(y, beta * p["W"], beta * p["b"] + (1 - beta) * base, gen)
@@ -697,7 +705,7 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.ESTIMATE,
         defaults={
-            "smoke": {"steps": 300, "ais_betas": 300, "ais_chains": 50, "sample_burn_in": 100},
+            "smoke": {"steps": 1000, "ais_betas": 500, "ais_chains": 50, "sample_burn_in": 100},
             "quick": {"steps": 3000, "ais_betas": 3000, "ais_chains": 100, "sample_burn_in": 200},
             "full": {"steps": 20000, "ais_betas": 20000, "ais_chains": 200, "sample_burn_in": 1000},
         },
@@ -714,7 +722,7 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.ESTIMATE,
         defaults={
-            "smoke": {"hidden": 16, "steps": 300, "sample_burn_in": 100, "ais_betas": 300, "ais_chains": 50},
+            "smoke": {"hidden": 16, "steps": 1500, "sample_burn_in": 100, "ais_betas": 300, "ais_chains": 50},
             "quick": {"hidden": 200, "steps": 2500, "sample_burn_in": 100, "ais_betas": 2000, "ais_chains": 100,
                       "per_dataset": {"digits-binary": {"hidden": 20, "steps": 3000, "sample_burn_in": 200}}},
             "full": {"hidden": 500, "steps": 50000, "sample_burn_in": 1000, "ais_betas": 14500, "ais_chains": 100,
@@ -733,7 +741,7 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.ESTIMATE,
         defaults={
-            "smoke": {"hidden1": 16, "hidden2": 8, "pretrain_steps": 100, "steps": 200, "sample_burn_in": 100,
+            "smoke": {"hidden1": 16, "hidden2": 8, "pretrain_steps": 500, "steps": 800, "sample_burn_in": 100,
                       "ais_betas": 300, "ais_chains": 50},
             "quick": {"hidden1": 200, "hidden2": 100, "pretrain_steps": 500, "steps": 2000, "sample_burn_in": 100,
                       "ais_betas": 2000, "ais_chains": 100,
