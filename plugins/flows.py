@@ -85,6 +85,9 @@ class Flow(nn.Module):
         raise NotImplementedError
 
 
+SAMPLE_BOUND = 1e4
+
+
 class Chain(Flow):
     """Layers applied in order (normalising direction); the inverse applies them in reverse."""
 
@@ -100,8 +103,11 @@ class Chain(Flow):
         return x, log_det
 
     def inverse(self, z):
+        # Sampling only (densities use the forward direction): far-tail latents can leave float range
+        # in a poorly trained flow, and inf * 0 in the next layer becomes NaN. Values are kept within
+        # +-SAMPLE_BOUND, far beyond anything data-like (data are standardised or in logit space).
         for layer in reversed(self.layers):
-            z = layer.inverse(z)
+            z = layer.inverse(z).clamp(-SAMPLE_BOUND, SAMPLE_BOUND)
         return z
 
 
@@ -466,7 +472,8 @@ class AffineHalfCoupling(Flow):
     def inverse(self, z):
         z_a, z_b = z[:, : self.split], z[:, self.split:]
         shift, log_scale = self._shift_log_scale(z_a)
-        return torch.cat([z_a, z_b * torch.exp(-log_scale) - shift], 1)
+        # exp(-log_scale) overflows to inf for log_scale < -88; the result is clamped by Chain anyway.
+        return torch.cat([z_a, z_b * torch.exp(-log_scale.clamp(min=-30.0)) - shift], 1)
 
 
 def glow_step(channels: int, image: bool, make_net) -> Chain:
