@@ -300,7 +300,9 @@ class Runner:
                    "stopped_at_deadline": fit.should_stop()}
         metrics, skipped = self.metrics_for(mspec, dspec)
         result = JobResult(OK, details=details, metric_skips=skipped)
+        metric_seconds = result.details.setdefault("metric_seconds", {})
         for metric in metrics:
+            metric_started = time.perf_counter()
             ctx = MetricContext(model=model, model_spec=mspec, dataset=data, profile=self.profile, device=self.device,
                                 seed=job.seed, fit=fit, cache_dir=self.cache_dir, data_root=self.data_root,
                                 feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache)
@@ -318,6 +320,7 @@ class Runner:
                 if not isinstance(m, Measurement):
                     raise TypeError(f"metric {metric.name} returned {type(m).__name__}, not Measurement")
                 result.measurements.append(m)
+            metric_seconds[metric.name] = round(time.perf_counter() - metric_started, 4)
         bad = [m.metric for m in result.measurements if not m.finite]
         reasons = [f"{name}: {why}" for name, why in result.metric_failures]
         if bad:

@@ -764,7 +764,7 @@ class FlowModel(Model):
 # ============================================================================ registration
 
 TOYS = ["8gaussians", "checkerboard"]
-DEFAULT_DATASETS_IMAGES = {"smoke": ["8gaussians", "digits"], "quick": [*TOYS, "digits"],
+DEFAULT_DATASETS_IMAGES = {"smoke": ["8gaussians", "digits"], "quick": ["8gaussians", "digits"],
                            "full": [*TOYS, "moons", "2spirals", "digits", "mnist5k"]}
 
 
