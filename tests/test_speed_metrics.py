@@ -287,8 +287,16 @@ def fake_cuda(monkeypatch):
                  "max_memory_allocated", "get_device_name"):
         monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    return fake
+    # allow_tf32 is a computed attribute of torch's cuBLAS module: newer pytest's monkeypatch sees it as
+    # absent and fails to delete it at teardown (leaving the stand-ins above in place for later tests),
+    # so it is saved and restored by hand.
+    matmul = torch.backends.cuda.matmul
+    previous = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        yield fake
+    finally:
+        matmul.allow_tf32 = previous
 
 
 def test_cuda_code_paths_of_every_metric_run_on_cpu(fake_cuda):
