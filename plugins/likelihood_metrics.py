@@ -26,9 +26,7 @@ def _evaluation_split(ctx: MetricContext):
     return test.x, test.y
 
 
-def compute_nll(ctx: MetricContext) -> list:
-    x, y = _evaluation_split(ctx)
-    labels = y if "conditional" in {c.value for c in ctx.model_spec.capabilities} else None
+def _scored(ctx: MetricContext, x, labels):
     with torch.no_grad():
         ll = ctx.model.log_likelihood(x.to(ctx.model.device), labels.to(ctx.model.device) if labels is not None else None)
     values = ll.values.detach().double().cpu()
@@ -38,10 +36,17 @@ def compute_nll(ctx: MetricContext) -> list:
     nll = float(-values.mean())
     across = float(values.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
     stderr = math.sqrt(across**2 + float(ll.shared_stderr) ** 2)
-    kind = LikelihoodKind(ll.kind).value
     details = {"split": "test", **ll.details}
     if ll.shared_stderr:
         details["shared_stderr"] = float(ll.shared_stderr)
+    return nll, stderr, n, LikelihoodKind(ll.kind).value, details
+
+
+def compute_nll(ctx: MetricContext) -> list:
+    """``nll`` is always -log p(x), unconditional, so every model's value means the same thing; a
+    conditional model also reports ``nll_conditional`` = -log p(x | y) with the true labels."""
+    x, y = _evaluation_split(ctx)
+    nll, stderr, n, kind, details = _scored(ctx, x, None)
     spec = ctx.dataset.spec
     rows = [Measurement("nll", nll, "nats", kind, higher_is_better=False, stderr=stderr, n=n, details=details)]
     if spec.is_image:
@@ -51,6 +56,10 @@ def compute_nll(ctx: MetricContext) -> list:
         gap_err = math.sqrt(stderr**2 + spec.entropy_stderr**2)
         rows.append(Measurement("nll_gap", nll - spec.entropy, "nats", kind, higher_is_better=False, stderr=gap_err,
                                 n=n, details={**details, "entropy": spec.entropy}))
+    if Capability.CONDITIONAL in ctx.model_spec.capabilities and y is not None:
+        c_nll, c_err, c_n, c_kind, c_details = _scored(ctx, x, y)
+        rows.append(Measurement("nll_conditional", c_nll, "nats", c_kind, higher_is_better=False, stderr=c_err,
+                                n=c_n, details=c_details))
     return rows
 
 

@@ -164,3 +164,28 @@ def test_fit_clock_stops_when_fit_returns(host, tmp_path):
     row = df[df.metric == "train_throughput"].iloc[0]
     # Sleepy fits for 0.5 s on 400 examples: 800 examples/s, never much lower.
     assert 700 < row["value"] <= 800
+
+
+def test_nll_is_unconditional_and_conditional_models_add_nll_conditional(host, tmp_path):
+    """nll must mean -log p(x) for every model; -log p(x|y) is reported apart as nll_conditional."""
+    from harness import Capability, DataKind, DatasetSpec, LikelihoodKind, LogLikelihood, ModelSpec
+    from harness.contracts import Split, Splits
+    from tests.plugins.fakes import StandardNormal
+
+    class Conditional(StandardNormal):
+        def log_likelihood(self, x, labels=None):
+            base = super().log_likelihood(x).values
+            return LogLikelihood(base if labels is None else base + 1.0, LikelihoodKind.EXACT)
+
+    g = torch.Generator().manual_seed(0)
+    make = lambda n: Split(torch.randn(n, 2, generator=g), torch.randint(0, 2, (n,), generator=g))  # noqa: E731
+    host.registry.datasets["labelled"] = DatasetSpec(name="labelled", kind=DataKind.CONTINUOUS, event_shape=(2,),
+                                                     num_classes=2, load=lambda r: Splits(make(50), make(20), make(30)))
+    host.registry.models["cond"] = ModelSpec(name="cond", family="fake", factory=Conditional,
+                                             data_kinds=[DataKind.CONTINUOUS],
+                                             capabilities=[Capability.SAMPLE, Capability.CONDITIONAL],
+                                             likelihood=LikelihoodKind.EXACT)
+    df, _ = run(host, tmp_path, ["cond"], ["labelled"], metrics=["nll"])
+    nll = df.query("metric == 'nll'")["value"].iloc[0]
+    conditional = df.query("metric == 'nll_conditional'")["value"].iloc[0]
+    assert conditional == pytest.approx(nll - 1.0, abs=1e-6)
