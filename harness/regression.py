@@ -41,6 +41,7 @@ import pandas as pd
 
 from harness.contracts import UserError
 from harness.store import STORE_NAME
+from harness.report import metric_identity
 
 BASELINE_FORMAT = "harness-baseline/1"
 DEFAULT_ALPHA = 0.01
@@ -256,17 +257,6 @@ class ResultsSet:
         return profiles[0]
 
 
-def _identity(details, metric) -> str:
-    if isinstance(details, str) and details:
-        try:
-            ident = json.loads(details).get("id")
-        except (ValueError, AttributeError):
-            ident = None
-        if ident:
-            return str(ident)
-    return metric
-
-
 def _latest_jobs(df: pd.DataFrame, order_column: str) -> pd.DataFrame:
     """Keep, for each (model, dataset, seed, profile), only the rows of the job that finished last.
 
@@ -296,7 +286,7 @@ def _read_store(directory: Path) -> ResultsSet:
     finally:
         db.close()
     df = _latest_jobs(df, "finished")
-    df = df.assign(id=[_identity(d, m) if isinstance(m, str) else None for d, m in zip(df["details"], df["metric"])])
+    df = df.assign(id=[metric_identity(d, m) if isinstance(m, str) else None for d, m in zip(df["details"], df["metric"])])
     df["higher_is_better"] = [None if pd.isna(v) else bool(v) for v in df["higher_is_better"]]
 
     datasets: dict = {}

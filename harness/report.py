@@ -31,15 +31,19 @@ def metric_label(row) -> str:
     return f"{label} [{unit}]" if unit else label
 
 
-def _identity(details) -> str:
+def metric_identity(details, metric: str) -> str:
+    """A measurement's identity: ``details['id']`` when the metric sets one (e.g. ``fid@2000``, where
+    the sample count is part of what the number means), otherwise the metric name."""
     import json
 
-    if not isinstance(details, str) or not details:
-        return ""
-    try:
-        return json.loads(details).get("id", "") or ""
-    except ValueError:
-        return ""
+    if isinstance(details, str) and details:
+        try:
+            ident = json.loads(details).get("id")
+        except (ValueError, AttributeError):
+            ident = None
+        if ident:
+            return str(ident)
+    return metric
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +52,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=["dataset", "model", "family", "label", "unit", "estimator", "mean", "stderr",
                                      "seeds", "higher_is_better"])
-    ok["label"] = [(_identity(d) or m) for d, m in zip(ok.get("details", [""] * len(ok)), ok["metric"])]
+    ok["label"] = [metric_identity(d, m) for d, m in zip(ok.get("details", [""] * len(ok)), ok["metric"])]
     groups = ok.groupby(["dataset", "model", "family", "label", "unit", "estimator"], dropna=False, sort=True)
     rows = []
     for (dataset, model, family, label, unit, estimator), g in groups:
