@@ -65,7 +65,7 @@ class Harness:
     # ------------------------------------------------------------------ loading
     def load_entry_points(self, strict: Optional[bool] = None, blocked: Optional[set] = None) -> None:
         if strict is None:
-            strict = os.environ.get("HARNESS_STRICT_PLUGINS", "") not in ("", "0", "false")
+            strict = strict_from_env()
         if blocked is None:
             blocked = {b.strip() for b in os.environ.get("HARNESS_DISABLE_PLUGINS", "").split(",") if b.strip()}
         eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
@@ -80,14 +80,7 @@ class Harness:
             if ep.name in blocked:
                 info.blocked = True
                 continue
-            try:
-                obj = ep.load()
-            except Exception as exc:  # a broken plugin must not take the others down
-                info.error = f"{type(exc).__name__}: {exc}"
-                if strict:
-                    raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {info.error}") from exc
-                continue
-            self.add_plugin(obj, ep.name, info)
+            self._load_one(info, ep.load, strict)
         self.load_modules(os.environ.get("HARNESS_PLUGINS", ""), strict=strict)
 
     def load_modules(self, spec: str, strict: bool = False) -> None:
@@ -99,14 +92,18 @@ class Harness:
         for path in [s.strip() for s in spec.split(",") if s.strip()]:
             info = PluginInfo(name=path, module=path)
             self.plugins[path] = info
-            try:
-                obj = importlib.import_module(path)
-            except Exception as exc:
-                info.error = f"{type(exc).__name__}: {exc}"
-                if strict:
-                    raise PluginError(f"plugin {path!r} failed to import: {info.error}") from exc
-                continue
-            self.add_plugin(obj, path, info)
+            self._load_one(info, lambda path=path: importlib.import_module(path), strict)
+
+    def _load_one(self, info: PluginInfo, load, strict: bool) -> None:
+        """Import one plugin and register it; an import failure is recorded (fatal when strict)."""
+        try:
+            obj = load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            info.error = f"{type(exc).__name__}: {exc}"
+            if strict:
+                raise PluginError(f"plugin {info.name!r} ({info.module}) failed to import: {info.error}") from exc
+            return
+        self.add_plugin(obj, info.name, info)
 
     def add_plugin(self, obj, name: str, info: Optional[PluginInfo] = None) -> None:
         """Register a plugin object or module under ``name`` (used for tests and entry points)."""
@@ -143,7 +140,7 @@ class Harness:
                     msg = f"{type(exc).__name__} in harness_register_{kind}: {exc}"
                     if info is not None:
                         info.error = msg
-                    if os.environ.get("HARNESS_STRICT_PLUGINS", "") not in ("", "0", "false"):
+                    if strict_from_env():
                         raise PluginError(f"plugin {plugin_name!r}: {msg}") from exc
                     traceback.clear_frames(exc.__traceback__)
         return reg
@@ -174,6 +171,11 @@ class Harness:
 
     def metric(self, name: str) -> MetricSpec:
         return _lookup(self.registry.metrics, name, "metric")
+
+
+def strict_from_env() -> bool:
+    """``HARNESS_STRICT_PLUGINS`` set to anything but empty, 0 or false makes plugin failures fatal."""
+    return os.environ.get("HARNESS_STRICT_PLUGINS", "") not in ("", "0", "false")
 
 
 def _lookup(table: dict, name: str, what: str):
