@@ -18,7 +18,7 @@ from scipy.stats import chisquare
 
 from harness import DataKind, DatasetSpec, FitContext, LikelihoodKind, Split
 from harness.contracts import Splits
-from harness_plugins import autoregressive
+from harness_plugins.models import autoregressive
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import harness_plugins.digits as digits
+import harness_plugins.datasets.digits as digits
 from harness.data import provenance_hash
 
 

@@ -1,4 +1,4 @@
-"""Tests of the energy-based family (plugins/ebm.py) against brute-force enumeration and scipy.
+"""Tests of the energy-based family (plugins/models/ebm.py) against brute-force enumeration and scipy.
 
 Every reference is computed here independently: energies summed term by term over ALL joint states
 (visible and hidden), exact visible distributions for the chi-square tests of Gibbs sampling.
@@ -16,7 +16,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from harness import DataKind, DatasetSpec, FitContext, LikelihoodKind, Split
-from harness_plugins import ebm
+from harness_plugins.models import ebm
 
 torch.set_num_threads(1)
 

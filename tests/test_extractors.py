@@ -14,8 +14,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
-import harness_plugins.digits as digits_plugin
-import harness_plugins.extractors as extractors
+import harness_plugins.datasets.digits as digits_plugin
+import harness_plugins.metrics.extractors as extractors
 from harness import Dataset
 from harness.data import provenance_hash
 

@@ -12,9 +12,9 @@ import pytest
 import scipy.linalg
 import torch
 
-import harness_plugins.digits as digits_plugin
-import harness_plugins.extractors as extractors
-import harness_plugins.fidelity as fidelity
+import harness_plugins.datasets.digits as digits_plugin
+import harness_plugins.metrics.extractors as extractors
+import harness_plugins.metrics.fidelity as fidelity
 from harness import Capability, DataKind, Dataset, DatasetSpec, MetricContext, Model, ModelSpec, Split
 from harness.contracts import Splits
 from harness.data import provenance_hash

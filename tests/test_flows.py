@@ -26,7 +26,7 @@ from scipy.optimize import brentq
 from scipy.stats import chisquare
 
 from harness import DataKind, DatasetSpec, FitContext, LikelihoodKind, Split
-from harness_plugins import flows
+from harness_plugins.models import flows
 
 torch.set_num_threads(1)
 

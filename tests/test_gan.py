@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from harness import Capability, DatasetSpec, FitContext, Split
-from harness_plugins import gan as gan_plugin
-from harness_plugins.gan import DataMap, DCGANModel, GANModel
+from harness_plugins.models import gan as gan_plugin
+from harness_plugins.models.gan import DataMap, DCGANModel, GANModel
 
 torch.set_num_threads(1)
 

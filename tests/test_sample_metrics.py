@@ -12,7 +12,7 @@ from scipy import stats
 from harness import Capability, DatasetSpec, LikelihoodKind, MetricContext, Model, ModelSpec, Split
 from harness.contracts import Dataset, FeatureExtractorSpec, Splits
 from harness.profiles import Profile
-from harness_plugins import sample_metrics as sm
+from harness_plugins.metrics import samples as sm
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ import torch
 from harness import Capability, DataKind, DatasetSpec, LikelihoodKind, LogLikelihood, Model, ModelSpec
 from harness.contracts import Dataset, FitContext, MetricContext, Split, Splits
 from harness.profiles import get_profile
-from harness_plugins import speed_metrics as sm
+from harness_plugins.metrics import speed as sm
 from tests.test_timing import FakeCuda
 
 D_IN, D_OUT, D_EXTRA = 6, 5, 3

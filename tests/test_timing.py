@@ -1,4 +1,4 @@
-"""harness.timing: statistics against numpy, repeat planning, and the CUDA branches (synchronise,
+"""harness_plugins.metrics.timing: statistics against numpy, repeat planning, and the CUDA branches (synchronise,
 events, peak-memory reset) driven on CPU through a stand-in for torch.cuda. No assertion depends on
 how fast anything runs."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness import timing
-from harness.timing import Budget, choose_batch, median, median_stderr, quantile, quantile_stderr, time_within
+from harness_plugins.metrics import timing
+from harness_plugins.metrics.timing import Budget, choose_batch, median, median_stderr, quantile, quantile_stderr, time_within
 
 ARRAYS = [
     [3.0],

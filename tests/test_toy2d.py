@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import harness_plugins.toy2d as toy2d
+import harness_plugins.datasets.toy2d as toy2d
 from harness.data import provenance_hash
 
 TOYS = ["checkerboard", "8gaussians", "moons", "circles", "swissroll", "2spirals", "pinwheel"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-import harness_plugins.user_images as user_images
+import harness_plugins.datasets.user_images as user_images
 from harness import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from scipy import stats
 from harness import Capability, DatasetSpec, FitContext, LikelihoodKind, MetricContext, Split
 from harness.contracts import Dataset, Splits
 from harness.profiles import get_profile
-from harness_plugins import vae as vae_plugin
-from harness_plugins.vae import CVAEModel, DiscretizedLogisticHead, GaussianHead, VAEModel
+from harness_plugins.models import vae as vae_plugin
+from harness_plugins.models.vae import CVAEModel, DiscretizedLogisticHead, GaussianHead, VAEModel
 
 torch.set_num_threads(1)
 

@@ -22,7 +22,7 @@ box that holds all but a negligible mass (:func:`grid_entropy`, settings in
 :data:`ENTROPY_SETTINGS`). The stated error is the difference from the same rule at twice the
 spacing plus the mass missing from the box times (1 + |H|). Computing them takes about a minute,
 too long for ``python -m harness list``, so the results are stored in :data:`STORED_ENTROPIES`;
-``python -m harness_plugins.toy2d`` recomputes and prints them, and ``tests/test_toy2d.py`` checks the
+``python -m harness_plugins.datasets.toy2d`` recomputes and prints them, and ``tests/test_toy2d.py`` checks the
 stored values against the coarse-grid recomputation and against Monte-Carlo estimates from the
 generators.
 """
@@ -489,7 +489,7 @@ def compute_entropy(name: str) -> tuple[float, float]:
     return grid_entropy(LOG_DENSITIES[name], half_width, spacing)
 
 
-# Output of compute_entropy for every toy (``python -m harness_plugins.toy2d`` prints these;
+# Output of compute_entropy for every toy (``python -m harness_plugins.datasets.toy2d`` prints these;
 # tests/test_toy2d.py recomputes them). Values in nats: (entropy, error estimate).
 STORED_ENTROPIES = {
     "checkerboard": (3.4657359027997265, 0.0),  # ln 32, exact

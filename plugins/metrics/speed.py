@@ -1,7 +1,7 @@
 """Speed metrics: how fast a fitted model samples, evaluates and trained, how much memory a sampling
 call takes and how many FLOPs it does.
 
-Every timing follows one recipe (harness.timing): a warm-up, then timed repeats inside a time budget
+Every timing follows one recipe (harness_plugins.metrics.timing): a warm-up, then timed repeats inside a time budget
 set by the profile; a repeat is a block of several calls when calls are shorter than a couple of
 milliseconds, so nothing but the calls and the device synchronisation is timed. The value is the
 median over repeats, with its Maritz-Jarrett standard error and the 5th/25th/75th/95th percentiles
@@ -33,7 +33,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, hookimpl
-from harness.timing import (
+from harness_plugins.metrics.timing import (
     BatchChoice,
     Budget,
     MemoryPeak,

@@ -33,7 +33,7 @@ training set by a permutation from ``numpy.random.default_rng(SPLIT_SEED)`` (MNI
 5,000 of 60,000; CIFAR-10: 1/10, 5,000 of 50,000); train and validation keep the files' order.
 
 Download happens only through :func:`fetch`, run by hand
-(``python -m harness_plugins.user_images fetch mnist|cifar10 [--data-root DIR]``), never implicitly
+(``python -m harness_plugins.datasets.user_images fetch mnist|cifar10 [--data-root DIR]``), never implicitly
 and never in tests.
 """
 
@@ -181,7 +181,7 @@ def check_mnist(root) -> Optional[str]:
     if not missing:
         return None
     return (f"MNIST files missing from {_mnist_dir(root)}: {', '.join(missing)}. Put the four IDX files "
-            f"(gzipped or not) there, or run `python -m harness_plugins.user_images fetch mnist --data-root {root}`.")
+            f"(gzipped or not) there, or run `python -m harness_plugins.datasets.user_images fetch mnist --data-root {root}`.")
 
 
 def _check_published_mnist(path: Path) -> bool:
@@ -254,7 +254,7 @@ def check_cifar10(root) -> Optional[str]:
         return None
     return (f"CIFAR-10 batches missing from {root / 'cifar10' / CIFAR_DIR}: {', '.join(missing)}. Extract "
             f"cifar-10-python.tar.gz (the python version) in {root / 'cifar10'}, or run "
-            f"`python -m harness_plugins.user_images fetch cifar10 --data-root {root}`.")
+            f"`python -m harness_plugins.datasets.user_images fetch cifar10 --data-root {root}`.")
 
 
 def parse_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -400,11 +400,11 @@ def harness_register_datasets(register):
 
 
 def main(argv=None) -> int:
-    """``python -m harness_plugins.user_images fetch NAME [--data-root DIR]``: explicit download."""
+    """``python -m harness_plugins.datasets.user_images fetch NAME [--data-root DIR]``: explicit download."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m harness_plugins.user_images",
+    parser = argparse.ArgumentParser(prog="python -m harness_plugins.datasets.user_images",
                                      description="Download a user-supplied dataset into the data root (explicit only).")
     parser.add_argument("action", choices=["fetch"])
     parser.add_argument("name", choices=["mnist", "cifar10"])

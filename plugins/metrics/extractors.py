@@ -15,7 +15,7 @@ Extractors (harness name -> torch-fidelity name, the input it takes, the feature
   fixed training-split statistics stored with the weights; ``classify`` gives the logits.
   Weights are package data in ``weights/<name>.pt``; their sha256 is checked on every load against
   :data:`CLASSIFIER_SHA256` and a mismatch raises :class:`WeightsChecksumError`.
-  Reproduce them with ``python -m harness_plugins.extractors train <name>`` (fixed seeds, one thread).
+  Reproduce them with ``python -m harness_plugins.metrics.extractors train <name>`` (fixed seeds, one thread).
 - ``inception-v3`` -> torch-fidelity's ``inception-v3-compat`` (feature layer ``2048``), for RGB
   images, only when its weights file is on disk: ``$HARNESS_INCEPTION_WEIGHTS`` or
   ``<data_root>/weights/pt_inception-2015-12-05-6726825d.pth`` (torch-fidelity's name
@@ -47,7 +47,7 @@ from harness.contracts import FeatureExtractorSpec
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
-# sha256 of the committed classifier weights (plugins/weights/README.md lists the same values).
+# sha256 of the committed classifier weights (plugins/metrics/weights/README.md lists the same values).
 CLASSIFIER_SHA256 = {
     "digits-classifier": "f4b27ccebf97af7bfebe5c5e8f5093acf10636067b8073baf7ded04eaa1b7add",
     "mnist5k-classifier": "3e8f488dfdbff6b1307816cb5dc47c1228f80eb40e8f08aecdf1e4dcdf5d907f",
@@ -158,14 +158,14 @@ def load_classifier(name: str, path=None, expected_sha256: Optional[str] = None)
     path = Path(path) if path is not None else classifier_weights_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"{name} weights not found at {path}; reproduce them with "
-                                f"`python -m harness_plugins.extractors train {name}`")
+                                f"`python -m harness_plugins.metrics.extractors train {name}`")
     expected = expected_sha256 if expected_sha256 is not None else CLASSIFIER_SHA256[name]
     actual = sha256_file(path)
     if actual != expected:
         raise WeightsChecksumError(
             f"{name} weights {path} have sha256 {actual}, expected {expected}: the file was changed or corrupted. "
-            f"Restore it from the repository, or retrain with `python -m harness_plugins.extractors train {name}` "
-            f"and record the new checksum in CLASSIFIER_SHA256 and plugins/weights/README.md."
+            f"Restore it from the repository, or retrain with `python -m harness_plugins.metrics.extractors train {name}` "
+            f"and record the new checksum in CLASSIFIER_SHA256 and plugins/metrics/weights/README.md."
         )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     recipe = RECIPES[name]
@@ -359,7 +359,7 @@ def _classifier_check(name: str):
         path = classifier_weights_path(name)
         if not path.is_file():
             return (f"{name} weights are missing ({path}); reproduce them with "
-                    f"`python -m harness_plugins.extractors train {name}`")
+                    f"`python -m harness_plugins.metrics.extractors train {name}`")
         return None
 
     return check
@@ -520,7 +520,7 @@ def _train_classifier(name: str, out_path, data_root) -> dict:
         "dataset": recipe.dataset,
         "train_data_sha256": provenance_hash(splits),
         "recipe": repr(recipe),
-        "command": f"python -m harness_plugins.extractors train {name}",
+        "command": f"python -m harness_plugins.metrics.extractors train {name}",
         "torch": str(torch.__version__),
         **{f"accuracy_{k}": v for k, v in accuracy.items()},
     }
@@ -536,7 +536,7 @@ def _train_classifier(name: str, out_path, data_root) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness_plugins.extractors",
+    parser = argparse.ArgumentParser(prog="python -m harness_plugins.metrics.extractors",
                                      description="Reproduce the classifier weights used as feature extractors.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a classifier deterministically and write its weights file")
@@ -550,7 +550,7 @@ def main(argv=None) -> int:
     recorded = CLASSIFIER_SHA256.get(args.name)
     if info["sha256"] != recorded:
         print(f"note: sha256 differs from the recorded {recorded or '(none)'}; update CLASSIFIER_SHA256 and "
-              f"plugins/weights/README.md if these weights are to be used", file=sys.stderr)
+              f"plugins/metrics/weights/README.md if these weights are to be used", file=sys.stderr)
     return 0
 
 

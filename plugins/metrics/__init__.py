@@ -1,0 +1,1 @@
+"""Built-in metric plugins (likelihood, samples, fidelity, speed) and the feature extractors they use."""

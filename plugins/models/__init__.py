@@ -1,0 +1,1 @@
+"""Built-in model families, one plugin module (or package) each."""
