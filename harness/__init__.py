@@ -7,7 +7,7 @@ Plugin authors import :data:`hookimpl` and the contract types from here::
 
 import pluggy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 PROJECT = "harness"
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -26,9 +26,12 @@ from harness.contracts import (  # noqa: E402  (re-exported public API)
     MetricSpec,
     Model,
     ModelSpec,
+    Output,
     Split,
+    Tolerance,
     UserError,
 )
+from harness.hparams import Hyperparameters, Rule  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -46,6 +49,10 @@ __all__ = [
     "MetricSpec",
     "Model",
     "ModelSpec",
+    "Hyperparameters",
+    "Output",
+    "Rule",
     "Split",
+    "Tolerance",
     "UserError",
 ]

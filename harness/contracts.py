@@ -1,4 +1,4 @@
-"""The contracts of DESIGN.md as Python types: dataset, model, metric, measurement.
+"""The contracts of docs/architecture.md as Python types: dataset, model, metric, measurement.
 
 Everything a plugin hands to the host, and everything the host hands back, is one of these.
 """
@@ -182,9 +182,10 @@ class LogLikelihood:
 class FitContext:
     """What the runner hands to ``Model.fit``: device, seed, deadline and progress reporting.
 
-    Models call :meth:`step` once per optimisation step with the number of examples it used;
-    it drives the progress bar and the training-throughput figures. :meth:`should_stop` is True
-    once the job's time budget is spent; a model should then stop training early.
+    Models call :meth:`set_total_steps` once they know how many steps their training will take
+    (pre-training included), then :meth:`step` once per optimisation step with the number of examples
+    it used; these drive the progress bar and the training-throughput figures. :meth:`should_stop` is
+    True once the job's time budget is spent; a model should then stop training early.
     """
 
     def __init__(
@@ -206,6 +207,10 @@ class FitContext:
         self.started = time.perf_counter()
         self.ended: Optional[float] = None
         self.scalars: dict = {}
+
+    def set_total_steps(self, total: Optional[int]) -> None:
+        """How many :meth:`step` calls the model's training will make (None: unknown)."""
+        self.total_steps = None if total is None else int(total)
 
     def step(self, examples: int, **scalars: float) -> None:
         self.steps += 1
@@ -267,9 +272,10 @@ class Model:
 class ModelSpec:
     """A registered model factory and its declarations.
 
-    ``factory(dataset_spec, hparams)`` builds an unfitted :class:`Model`.
-    ``defaults``: hyperparameters per profile name (``smoke``, ``quick``, ``full``); a profile not
-    listed falls back to ``quick``.
+    ``factory(dataset_spec, hparams)`` builds an unfitted :class:`Model`; ``hparams`` holds every
+    declared hyperparameter, resolved for the job (see :mod:`harness.hparams`).
+    ``hyperparameters``: the :class:`harness.hparams.Hyperparameters` declaration (names, base values,
+    per-profile and per-dataset rules).
     ``default_datasets``: dataset names per profile that ``run --all`` uses (a plain list applies to
     every profile).
     ``likelihood``: how the model gives a likelihood (None if it does not).
@@ -282,23 +288,31 @@ class ModelSpec:
     data_kinds: Sequence[DataKind]
     capabilities: Sequence[Capability] = (Capability.SAMPLE,)
     likelihood: Optional[LikelihoodKind] = None
-    defaults: Mapping[str, dict] = field(default_factory=dict)
+    hyperparameters: Any = None  # harness.hparams.Hyperparameters
     default_datasets: Any = ()
     accepts: Optional[Callable[[DatasetSpec], Optional[str]]] = None
     description: str = ""
     version: str = "1"
 
     def __post_init__(self):
+        from harness.hparams import Hyperparameters
+
         self.data_kinds = frozenset(DataKind(k) for k in self.data_kinds)
         self.capabilities = frozenset(Capability(c) for c in self.capabilities)
         if self.likelihood is not None:
             self.likelihood = LikelihoodKind(self.likelihood)
             self.capabilities = self.capabilities | {Capability.LOG_LIKELIHOOD}
+        if self.hyperparameters is None:
+            self.hyperparameters = Hyperparameters()
+        elif isinstance(self.hyperparameters, Mapping):
+            self.hyperparameters = Hyperparameters(defaults=self.hyperparameters)
+        if not isinstance(self.hyperparameters, Hyperparameters):
+            raise TypeError(f"model {self.name!r}: hyperparameters must be a harness.Hyperparameters, not "
+                            f"{type(self.hyperparameters).__name__}")
 
-    def hparams(self, profile: str) -> dict:
-        if profile in self.defaults:
-            return dict(self.defaults[profile])
-        return dict(self.defaults.get("quick", {}))
+    def resolve_hparams(self, profile: str, dataset: Optional[DatasetSpec] = None, overrides=()) -> dict:
+        """Concrete hyperparameters for one job (``overrides``: (key, value, source) from the user)."""
+        return self.hyperparameters.resolve(profile, dataset, overrides)
 
     def datasets_for(self, profile: str) -> list:
         d = self.default_datasets
@@ -319,24 +333,124 @@ class ModelSpec:
 # --------------------------------------------------------------------------- metrics
 
 
+QUALITY, SPEED = "quality", "speed"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a measurement may move the wrong way before the regression gate calls it worse.
+
+    Difference form: ``|current - baseline| > max(absolute, relative * |baseline|)``.
+    Ratio form (``ratio=True``, for speed): the worse-way ratio exceeds ``1 / (1 - relative)``
+    (``relative=0.5``: half the throughput, or twice the time).
+    """
+
+    relative: float = 0.0
+    absolute: float = 0.0
+    ratio: bool = False
+
+    def floor(self, baseline: float) -> float:
+        """The allowed absolute change for a difference tolerance."""
+        return max(self.absolute, self.relative * abs(baseline))
+
+    @property
+    def factor(self) -> float:
+        """The allowed worse-way ratio for a ratio tolerance (2.0 for relative 0.5)."""
+        return 1.0 / (1.0 - self.relative) if self.relative < 1 else math.inf
+
+    def describe(self) -> str:
+        if self.ratio:
+            return f"x{self.factor:g}"
+        parts = []
+        if self.relative:
+            parts.append(f"{100 * self.relative:g}%")
+        if self.absolute:
+            parts.append(f"{self.absolute:g}")
+        return " or ".join(parts) if parts else "0"
+
+    def as_dict(self) -> dict:
+        return {"relative": self.relative, "absolute": self.absolute, "ratio": self.ratio}
+
+
+# A speed figure from a shared machine is noisy: only half the throughput (twice the time) counts.
+SPEED_TOLERANCE = Tolerance(relative=0.5, ratio=True)
+
+
+@dataclass(frozen=True)
+class Output:
+    """The declaration of one measurement a metric emits.
+
+    ``name``: what the measurement is called (``nll``, ``bpd``, ``sample_latency_p50``).
+    ``unit``, ``higher_is_better``: what the number is and which way is better.
+    ``kind``: ``quality`` (likelihoods, sample statistics) or ``speed`` (timings, memory, FLOPs).
+    ``estimator``: the mark when the metric always emits one (``statistic``, ``measured``); a
+    likelihood leaves it None and each measurement says exact, bound or estimate.
+    ``tolerance``: the regression gate's floor (:class:`Tolerance`); speed outputs default to a ratio.
+    ``order``: where its column goes in tables (smaller first).
+    ``sample_count_in_id``: the sample count is part of what the number means, so the measurement's
+    identity is ``name@n`` (``fid@2000``); FID at 2k is not FID at 10k.
+    ``integer``: printed without decimals (counts). ``headline``: shown in the terminal summary.
+    """
+
+    name: str
+    unit: str = ""
+    higher_is_better: bool = False
+    kind: str = QUALITY
+    estimator: Optional[str] = None
+    tolerance: Optional[Tolerance] = None
+    order: int = 100
+    sample_count_in_id: bool = False
+    integer: bool = False
+    headline: bool = False
+    description: str = ""
+
+    def __post_init__(self):
+        if self.kind not in (QUALITY, SPEED):
+            raise ValueError(f"output {self.name!r}: kind must be {QUALITY!r} or {SPEED!r}, not {self.kind!r}")
+        if self.estimator is not None and self.estimator not in ESTIMATORS:
+            raise ValueError(f"output {self.name!r}: estimator must be one of {ESTIMATORS}")
+        if self.tolerance is None:
+            object.__setattr__(self, "tolerance", SPEED_TOLERANCE if self.kind == SPEED else Tolerance(relative=0.05))
+
+    def identity(self, n: Optional[int]) -> str:
+        return f"{self.name}@{n}" if self.sample_count_in_id and n is not None else self.name
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "unit": self.unit, "higher_is_better": self.higher_is_better, "kind": self.kind,
+                "estimator": self.estimator, "tolerance": self.tolerance.as_dict(), "order": self.order,
+                "sample_count_in_id": self.sample_count_in_id, "integer": self.integer,
+                "headline": self.headline, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Output":
+        d = dict(d)
+        d["tolerance"] = Tolerance(**d.get("tolerance") or {})
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
 @dataclass
 class Measurement:
     """One number. ``estimator`` is exact, bound, estimate (likelihoods), measured (timings) or
-    statistic (a sample statistic such as FID). ``n`` is the sample count behind it."""
+    statistic (a sample statistic such as FID). ``n`` is the sample count behind it.
+
+    ``unit``, ``higher_is_better`` and ``estimator`` may be left out where the metric's
+    :class:`Output` declaration gives them; the runner fills them in, and sets ``id`` (``fid@2000``
+    where the sample count is part of the identity, else the name)."""
 
     metric: str
     value: float
-    unit: str
-    estimator: str
-    higher_is_better: bool
+    unit: Optional[str] = None
+    estimator: Optional[str] = None
+    higher_is_better: Optional[bool] = None
     stderr: Optional[float] = None
     n: Optional[int] = None
     details: dict = field(default_factory=dict)
+    id: Optional[str] = None
 
     def __post_init__(self):
         if isinstance(self.estimator, Enum):
             self.estimator = self.estimator.value
-        if self.estimator not in ESTIMATORS:
+        if self.estimator is not None and self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, not {self.estimator!r}")
         self.value = float(self.value)
         if self.stderr is not None:
@@ -345,6 +459,25 @@ class Measurement:
     @property
     def finite(self) -> bool:
         return math.isfinite(self.value) and (self.stderr is None or math.isfinite(self.stderr))
+
+
+class UndeclaredMeasurement(ValueError):
+    """A metric emitted a measurement its spec does not declare, or one that contradicts it."""
+
+
+# The fixed permutation behind every evaluation subset: independent of the job's seed, so every model
+# in a table is measured on the same test examples.
+EVALUATION_SUBSET_SEED = 0
+
+
+def evaluation_indices(size: int, n: Optional[int]) -> torch.Tensor:
+    """Indices of the evaluation subset of a split of ``size`` examples: all of them when ``n`` is None,
+    0 or not smaller, else the first ``n`` of a fixed permutation, sorted. A smaller subset is always
+    contained in a larger one."""
+    if not n or n >= size:
+        return torch.arange(size)
+    perm = torch.randperm(size, generator=torch.Generator().manual_seed(EVALUATION_SUBSET_SEED))
+    return perm[:n].sort().values
 
 
 @dataclass
@@ -366,6 +499,17 @@ class MetricContext:
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + offset)
 
+    def evaluation_split(self, n: Optional[int] = None, split: str = "test") -> Split:
+        """The examples a metric evaluates on: ``split`` (test by default) limited to ``n`` examples
+        (default: the profile's ``eval_examples``; 0 means all) by :func:`evaluation_indices`. Every
+        metric takes its data from here, so the numbers of one table come from the same examples."""
+        data = getattr(self.dataset, split)
+        limit = self.profile.eval_examples if n is None else n
+        idx = evaluation_indices(len(data), limit)
+        if len(idx) == len(data):
+            return data
+        return Split(data.x[idx], None if data.y is None else data.y[idx])
+
 
 @dataclass
 class MetricSpec:
@@ -373,23 +517,64 @@ class MetricSpec:
 
     ``compute(ctx: MetricContext)`` returns a list of :class:`Measurement` (a metric may report
     several related numbers, e.g. ``nll`` and ``bpd``).
+    ``outputs``: an :class:`Output` for every measurement name it can emit; the runner refuses
+    (as a failed metric) a measurement that is not declared. A metric with one output may give
+    ``unit`` and ``higher_is_better`` instead, which declare ``Output(name, unit, higher_is_better)``.
     ``requires``: capabilities the model must declare. ``data_kinds``: kinds it applies to (empty:
     all). ``applies(model_spec, dataset_spec)``: optional extra check returning None or a reason.
     """
 
     name: str
-    unit: str
-    higher_is_better: bool
     compute: Callable[[MetricContext], list]
+    outputs: Sequence[Output] = ()
     requires: Sequence[Capability] = ()
     data_kinds: Sequence[DataKind] = ()
     applies: Optional[Callable[[ModelSpec, DatasetSpec], Optional[str]]] = None
     description: str = ""
     version: str = "1"
+    unit: Optional[str] = None
+    higher_is_better: Optional[bool] = None
 
     def __post_init__(self):
         self.requires = frozenset(Capability(c) for c in self.requires)
         self.data_kinds = frozenset(DataKind(k) for k in self.data_kinds)
+        outputs = list(self.outputs)
+        if not outputs:
+            if self.unit is None or self.higher_is_better is None:
+                raise ValueError(f"metric {self.name!r} declares no outputs (give outputs=[Output(...)], or unit "
+                                 "and higher_is_better for a single output)")
+            outputs = [Output(self.name, self.unit, bool(self.higher_is_better))]
+        names = [o.name for o in outputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metric {self.name!r} declares an output twice: {names}")
+        self.outputs = tuple(outputs)
+
+    @property
+    def output_names(self) -> tuple:
+        return tuple(o.name for o in self.outputs)
+
+    def output(self, name: str) -> Optional[Output]:
+        return next((o for o in self.outputs if o.name == name), None)
+
+    def bind(self, m: Measurement) -> Measurement:
+        """``m`` checked against its declaration, with unit, direction, estimator and identity filled in;
+        :class:`UndeclaredMeasurement` when it is not declared or contradicts the declaration."""
+        out = self.output(m.metric)
+        if out is None:
+            raise UndeclaredMeasurement(f"metric {self.name!r} emitted {m.metric!r}, which it does not declare "
+                                        f"(declared: {', '.join(self.output_names)})")
+        for attr, declared in (("unit", out.unit), ("higher_is_better", out.higher_is_better)):
+            given = getattr(m, attr)
+            if given is not None and given != declared:
+                raise UndeclaredMeasurement(f"metric {self.name!r}: {m.metric} has {attr} {given!r}, declared "
+                                            f"{declared!r}")
+        if m.estimator is None and out.estimator is None:
+            raise UndeclaredMeasurement(f"metric {self.name!r}: {m.metric} gives no estimator and its declaration "
+                                        "has none")
+        m.unit, m.higher_is_better = out.unit, out.higher_is_better
+        m.estimator = m.estimator or out.estimator
+        m.id = out.identity(m.n)
+        return m
 
     def incompatibility(self, model: ModelSpec, dataset: DatasetSpec) -> Optional[str]:
         missing = self.requires - model.capabilities
