@@ -17,7 +17,6 @@ import torch
 from scipy.stats import chisquare
 
 from harness import DataKind, DatasetSpec, FitContext, LikelihoodKind, Split
-from harness.contracts import Splits
 from harness_plugins.models import autoregressive
 
 torch.set_num_threads(1)
@@ -41,6 +40,12 @@ def registered_specs() -> dict:
 SPECS = registered_specs()
 
 
+def hparams(name: str, **overrides) -> dict:
+    """The model's declared base values with ``overrides`` (each checked against the declaration)."""
+    declared = SPECS[name].hyperparameters
+    return {**declared.defaults, **{k: declared.check(k, v) for k, v in overrides.items()}}
+
+
 def dataset_spec(kind, shape, levels=None) -> DatasetSpec:
     return DatasetSpec(name=f"tiny-{kind}", kind=kind, event_shape=shape, levels=levels, load=lambda root: None)
 
@@ -57,10 +62,12 @@ def structured_discrete(n, shape, levels, seed) -> torch.Tensor:
 
 
 def fitted_model(name, spec, train_x, steps=40, seed=0, **extra):
-    model = SPECS[name].factory(spec, {**TINY[name], "steps": steps, **extra})
+    model = SPECS[name].factory(spec, hparams(name, **{**TINY[name], "steps": steps, **extra}))
     model.to("cpu")
     n_val = len(train_x) // 5
-    model.fit(Split(train_x[n_val:]), Split(train_x[:n_val]), FitContext(seed=seed))
+    ctx = FitContext(seed=seed)
+    model.fit(Split(train_x[n_val:]), Split(train_x[:n_val]), ctx)
+    assert ctx.steps == ctx.total_steps == model.fitted_steps == steps
     return model
 
 
@@ -100,7 +107,7 @@ def test_registration_declares_three_exact_autoregressive_models():
         assert spec.family == "autoregressive"
         assert spec.likelihood is LikelihoodKind.EXACT
         for profile in ("smoke", "quick", "full"):
-            assert spec.hparams(profile)["steps"] > 0 and spec.datasets_for(profile)
+            assert spec.resolve_hparams(profile)["steps"] > 0 and spec.datasets_for(profile)
     flat = dataset_spec(DataKind.BINARY, (8,))
     image = dataset_spec(DataKind.BINARY, (1, 2, 4))
     assert "image" in SPECS["pixelcnn"].incompatibility(flat)
@@ -198,7 +205,7 @@ MASK_CASES = [
 @pytest.mark.parametrize("name,kind,shape,levels,extra", [c if len(c) == 5 else (*c, {}) for c in MASK_CASES])
 def test_parameters_of_dimension_i_ignore_inputs_j_at_or_after_i(name, kind, shape, levels, extra):
     spec = dataset_spec(kind, shape, levels)
-    model = SPECS[name].factory(spec, {**TINY[name], **extra})
+    model = SPECS[name].factory(spec, hparams(name, **{**TINY[name], **extra}))
     dim = spec.dim
     h = torch.randn(3, dim, generator=torch.Generator().manual_seed(0), requires_grad=True)
     params = model.net(h)

@@ -16,7 +16,7 @@ def fitted_gmm(host, k=3, d=2, seed=0):
     a = rng.normal(size=(k, d, d))
     covs = a @ a.transpose(0, 2, 1) + 0.3 * np.eye(d)
     spec = host.model("gmm")
-    model = spec.factory(host.dataset("8gaussians"), spec.hparams("smoke"))
+    model = spec.factory(host.dataset("8gaussians"), spec.resolve_hparams("smoke", host.dataset("8gaussians")))
     model.set_parameters(weights, means, covs)
     return model, weights, means, covs
 
@@ -36,7 +36,8 @@ def test_gmm_em_fit_matches_sklearn_likelihood(host):
     data = host.dataset("8gaussians").load(None)
     spec = host.model("gmm")
     train = Split(data.train.x[:5000])
-    model = spec.factory(host.dataset("8gaussians"), {"components": 8, "max_iter": 300, "tol": 1e-7})
+    hparams = {**spec.hyperparameters.defaults, "components": 8, "max_iter": 300, "tol": 1e-7}
+    model = spec.factory(host.dataset("8gaussians"), hparams)
     model.fit(train, data.val, FitContext(seed=0))
     ours = float(model.log_likelihood(data.test.x).values.double().mean())
     ref = GaussianMixture(8, covariance_type="full", random_state=0, n_init=3, tol=1e-7, max_iter=300)
@@ -55,7 +56,7 @@ def test_gmm_samples_follow_its_density(host):
 def test_gaussian_is_the_closed_form_mle_and_matches_scipy(host):
     data = host.dataset("checkerboard").load(None)
     spec = host.model("gaussian")
-    model = spec.factory(host.dataset("checkerboard"), spec.hparams("smoke"))
+    model = spec.factory(host.dataset("checkerboard"), spec.resolve_hparams("smoke", host.dataset("checkerboard")))
     model.fit(data.train, data.val, FitContext(seed=0))
     xtr = data.train.x.double().numpy()
     ref = multivariate_normal(xtr.mean(0), np.cov(xtr.T, bias=True))
@@ -73,7 +74,7 @@ def test_gaussian_on_discrete_data_reports_the_dequantisation_bound(host):
     spec = DatasetSpec(name="disc", kind=DataKind.DISCRETE, levels=levels, event_shape=(3,),
                        load=lambda r: Splits(make(2000), make(100), make(500)))
     mspec = host.model("gaussian")
-    model = mspec.factory(spec, {})
+    model = mspec.factory(spec, mspec.resolve_hparams("smoke", spec))
     splits = spec.load(None)
     model.fit(splits.train, splits.val, FitContext(seed=0))
     ll = model.log_likelihood(splits.test.x)

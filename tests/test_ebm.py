@@ -35,6 +35,12 @@ def as_tensor(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=torch.float32)
 
 
+def hparams(name: str, **overrides) -> dict:
+    """The model's declared base values with ``overrides`` (each checked against the declaration)."""
+    declared = registered_specs()[name].hyperparameters
+    return {**declared.defaults, **{k: declared.check(k, v) for k, v in overrides.items()}}
+
+
 # --------------------------------------------------------------------------- random machines
 
 
@@ -44,7 +50,7 @@ def random_fvbm(dim, scale, seed, **hp):
     W = np.triu(W, 1)
     W = W + W.T
     b = rng.normal(0, 1, dim)
-    model = ebm.FullyVisibleBoltzmann(binary_spec(dim), hp)
+    model = ebm.FullyVisibleBoltzmann(binary_spec(dim), hparams("boltzmann", **hp))
     model.set_parameters(as_tensor(W), as_tensor(b))
     return model, W.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64)
 
@@ -52,7 +58,7 @@ def random_fvbm(dim, scale, seed, **hp):
 def random_rbm(n_visible, n_hidden, scale, seed, **hp):
     rng = np.random.default_rng(seed)
     W, a, c = rng.normal(0, scale, (n_visible, n_hidden)), rng.normal(0, 1, n_visible), rng.normal(0, 1, n_hidden)
-    model = ebm.RestrictedBoltzmann(binary_spec(n_visible), hp)
+    model = ebm.RestrictedBoltzmann(binary_spec(n_visible), hparams("rbm", **hp))
     model.set_parameters(as_tensor(W), as_tensor(a), as_tensor(c))
     return model, *(t.astype(np.float32).astype(np.float64) for t in (W, a, c))
 
@@ -61,7 +67,7 @@ def random_dbm(n_visible, n1, n2, scale, seed, **hp):
     rng = np.random.default_rng(seed)
     W1, W2 = rng.normal(0, scale, (n_visible, n1)), rng.normal(0, scale, (n1, n2))
     a, b1, b2 = rng.normal(0, 1, n_visible), rng.normal(0, 1, n1), rng.normal(0, 1, n2)
-    model = ebm.DeepBoltzmann(binary_spec(n_visible), hp)
+    model = ebm.DeepBoltzmann(binary_spec(n_visible), hparams("dbm", **hp))
     model.set_parameters(*(as_tensor(t) for t in (W1, W2, a, b1, b2)))
     return model, *(t.astype(np.float32).astype(np.float64) for t in (W1, W2, a, b1, b2))
 
@@ -244,7 +250,21 @@ def test_registration():
         assert spec.family == "ebm" and spec.data_kinds == {DataKind.BINARY}
         assert spec.incompatibility(binary_spec(4)) is None
         for profile in ("smoke", "quick", "full"):
-            assert spec.datasets_for(profile) and "steps" in spec.hparams(profile)
+            assert spec.datasets_for(profile) and spec.resolve_hparams(profile)["steps"] > 0
+
+
+def test_digits_binary_gets_its_own_values_per_profile():
+    """The rules for digits-binary (64 units: a small machine with exact log Z) apply on that dataset
+    only, after the profile's values."""
+    specs = registered_specs()
+    digits, mnist = binary_spec(64, name="digits-binary"), binary_spec(784, name="mnist5k-binary")
+    rbm, dbm = specs["rbm"], specs["dbm"]
+    assert rbm.resolve_hparams("smoke", digits)["hidden"] == 16
+    assert (rbm.resolve_hparams("quick", digits)["hidden"], rbm.resolve_hparams("quick", mnist)["hidden"]) == (20, 200)
+    quick = dbm.resolve_hparams("quick", digits)
+    assert (quick["hidden1"], quick["hidden2"], quick["pretrain_steps"], quick["steps"]) == (20, 10, 1500, 2000)
+    full = dbm.resolve_hparams("full", mnist)
+    assert (full["hidden1"], full["hidden2"], full["pretrain_steps"], full["steps"]) == (500, 1000, 20000, 100000)
 
 
 @pytest.mark.parametrize("name,hp", [
@@ -266,10 +286,10 @@ def test_training_beats_the_independent_bernoulli_model(name, hp):
         return np.abs(np.concatenate([bits, bits], 1) - flips)
     train, test = draw(3000), draw(2000)
     spec = binary_spec(8, name="copies")
-    model = registered_specs()[name].factory(spec, {"batch_size": 100, **hp})
+    model = registered_specs()[name].factory(spec, hparams(name, batch_size=100, **hp))
     ctx = FitContext("cpu", seed=0)
     model.fit(Split(as_tensor(train)), Split(as_tensor(train[:100])), ctx)
-    assert ctx.steps == hp["steps"] + 2 * hp.get("pretrain_steps", 0)
+    assert ctx.steps == ctx.total_steps == hp["steps"] + 2 * hp.get("pretrain_steps", 0)
     ll = model.log_likelihood(as_tensor(test))
     assert ll.kind is LikelihoodKind.EXACT
     nll = -ll.values.double().mean().item()
@@ -293,7 +313,7 @@ def test_training_beats_the_independent_bernoulli_model(name, hp):
 
 
 def test_fit_stops_at_the_deadline():
-    model = registered_specs()["rbm"].factory(binary_spec(6), {"steps": 1000, "hidden": 4})
+    model = registered_specs()["rbm"].factory(binary_spec(6), hparams("rbm", steps=1000, hidden=4))
     ctx = FitContext("cpu", seed=0, deadline=0.0)
     model.fit(Split(torch.zeros(10, 6)), Split(torch.zeros(2, 6)), ctx)
     assert ctx.steps == 0

@@ -27,6 +27,9 @@ from scipy.stats import chisquare
 
 from harness import DataKind, DatasetSpec, FitContext, LikelihoodKind, Split
 from harness_plugins.models import flows
+from harness_plugins.models.flows.glow import ActNorm, data_dependent_init
+from harness_plugins.models.flows.maf import MAFLayer
+from harness_plugins.models.flows.planar import PlanarFlow, solve_planar_preactivation
 
 torch.set_num_threads(1)
 
@@ -50,6 +53,13 @@ def registered_specs() -> dict:
 
 
 SPECS = registered_specs()
+
+
+def hparams(name: str, **overrides) -> dict:
+    """The model's declared base values with ``overrides`` (each checked against the declaration)."""
+    declared = SPECS[name].hyperparameters
+    return {**declared.defaults, **{k: declared.check(k, v) for k, v in overrides.items()}}
+
 TOY = DatasetSpec(name="tiny-2d", kind=DataKind.CONTINUOUS, event_shape=(2,), load=lambda root: None)
 IMAGE = DatasetSpec(name="tiny-image", kind=DataKind.DISCRETE, event_shape=(1, 4, 4), levels=5,
                     load=lambda root: None)
@@ -71,9 +81,11 @@ def image_data(n: int, seed: int) -> torch.Tensor:
 
 
 def fitted(name: str, spec: DatasetSpec, data: torch.Tensor):
-    model = SPECS[name].factory(spec, {**TINY[name], **TRAIN})
+    model = SPECS[name].factory(spec, hparams(name, **TINY[name], **TRAIN))
     model.to("cpu")
-    model.fit(Split(data[200:]), Split(data[:200]), FitContext(seed=0))
+    ctx = FitContext(seed=0)
+    model.fit(Split(data[200:]), Split(data[:200]), ctx)
+    assert ctx.steps == ctx.total_steps == TRAIN["steps"]
     return model
 
 
@@ -260,7 +272,7 @@ def test_discrete_likelihood_is_the_dequantisation_bound(image_models, name):
 def test_made_is_autoregressive_in_alternating_orders():
     for reverse in (False, True):
         torch.manual_seed(0)
-        layer = perturbed(flows.MAFLayer(5, hidden=12, depth=2, reverse=reverse), dtype=torch.float64, scale=0.5)
+        layer = perturbed(MAFLayer(5, hidden=12, depth=2, reverse=reverse), dtype=torch.float64, scale=0.5)
         x = torch.randn(5, dtype=torch.float64)
         jac = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], x)
         order = [4, 3, 2, 1, 0] if reverse else [0, 1, 2, 3, 4]
@@ -271,9 +283,9 @@ def test_made_is_autoregressive_in_alternating_orders():
 
 def test_actnorm_data_dependent_init_standardises_its_input():
     torch.manual_seed(0)
-    layer = flows.ActNorm(3, image=True)
+    layer = ActNorm(3, image=True)
     x = torch.randn(64, 3, 4, 4) * torch.tensor([0.5, 2.0, 3.0]).reshape(1, 3, 1, 1) + 1.5
-    flows.data_dependent_init(layer, x)
+    data_dependent_init(layer, x)
     z, _ = layer(x)
     z = z.detach().double().numpy().transpose(1, 0, 2, 3).reshape(3, -1)
     np.testing.assert_allclose(z.mean(1), 0.0, atol=1e-5)
@@ -284,7 +296,7 @@ def test_planar_root_finder_matches_brentq():
     rng = np.random.default_rng(0)
     for c in (-0.999, -0.5, 0.0, 0.3, 5.0):
         y = rng.normal(0, 3, 50)
-        roots = flows.solve_planar_preactivation(c, y)
+        roots = solve_planar_preactivation(c, y)
         reference = np.array([brentq(lambda a, t=t: a + c * np.tanh(a) - t, t - abs(c) - 1, t + abs(c) + 1,
                                      xtol=1e-14) for t in y])
         np.testing.assert_allclose(roots, reference, atol=1e-8)
@@ -292,7 +304,7 @@ def test_planar_root_finder_matches_brentq():
 
 def test_planar_u_hat_keeps_layers_invertible():
     torch.manual_seed(0)
-    flow = flows.PlanarFlow(2, 64)
+    flow = PlanarFlow(2, 64)
     with torch.no_grad():
         flow.u.copy_(-5 * flow.w)  # w.u << -1: the layers would fold without the reparametrisation
         w_dot_u_hat = (flow.w * flow.u_hat()).sum(1)
@@ -309,10 +321,24 @@ def test_planar_refuses_images():
     assert SPECS["planar"].incompatibility(TOY) is None
 
 
-def test_image_overrides_apply_only_to_images():
-    hparams = {**TINY["realnvp"], "steps": 5, "image": {"steps": 7, "channels": 4}}
-    assert SPECS["realnvp"].factory(TOY, hparams).hparams["steps"] == 5
-    image_model = SPECS["realnvp"].factory(IMAGE, hparams)
-    assert image_model.hparams["steps"] == 7
+def test_image_rules_apply_only_to_images():
+    spec = SPECS["realnvp"]
+    toy, image = spec.resolve_hparams("smoke", TOY), spec.resolve_hparams("smoke", IMAGE)
+    assert (toy["steps"], toy["batch_size"]) == (150, 256)
+    assert (image["steps"], image["batch_size"], image["channels"]) == (60, 32, 8)
+    assert spec.factory(TOY, toy).hparams["steps"] == 150
+    image_model = spec.factory(IMAGE, {**image, "channels": 4})
+    assert image_model.hparams["steps"] == 60
     first_conv = next(m for m in image_model.flow.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.out_channels == 4
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_profile_resolves_to_a_buildable_model(name):
+    spec = SPECS[name]
+    for profile in ("smoke", "quick", "full"):
+        for dataset in (TOY, IMAGE):
+            if spec.incompatibility(dataset) is None:
+                hp = spec.resolve_hparams(profile, dataset)
+                assert set(hp) == set(spec.hyperparameters.defaults)
+                spec.factory(dataset, hp)

@@ -25,6 +25,12 @@ def _specs():
     return {s.name: s for s in found}
 
 
+def _hp(model="gan", **overrides):
+    """The model's declared base values with ``overrides`` (each checked against the declaration)."""
+    declared = _specs()[model].hyperparameters
+    return {**declared.defaults, **{k: declared.check(k, v) for k, v in overrides.items()}}
+
+
 def test_registration_declares_sampling_only():
     specs = _specs()
     for name in ("gan", "dcgan"):
@@ -41,10 +47,11 @@ def test_dcgan_trains_and_samples_quantised_levels(shape, kind, levels):
     gen = torch.Generator().manual_seed(0)
     k = 2 if kind == "binary" else levels
     x = torch.randint(0, k, (32, *shape), generator=gen).float()
-    model = DCGANModel(_spec(kind, shape, levels), {"steps": 3, "batch_size": 8, "channels": 8, "latent": 16})
+    model = DCGANModel(_spec(kind, shape, levels), _hp("dcgan", steps=3, batch_size=8, channels=8, latent=16))
     ctx = FitContext(seed=0)
     model.fit(Split(x), Split(x), ctx)
-    assert ctx.steps == 3 and math.isfinite(ctx.scalars["d_loss"]) and math.isfinite(ctx.scalars["g_loss"])
+    assert ctx.steps == ctx.total_steps == 3
+    assert math.isfinite(ctx.scalars["d_loss"]) and math.isfinite(ctx.scalars["g_loss"])
     z = torch.randn(4, model.latent)
     assert model.gen_net(z).shape == (4, *shape)
     assert model.disc_net(model.gen_net(z)).shape == (4,)
@@ -54,7 +61,7 @@ def test_dcgan_trains_and_samples_quantised_levels(shape, kind, levels):
 
 
 def test_dcgan_layout_follows_radford_et_al():
-    model = DCGANModel(_spec("discrete", (3, 32, 32), 256), {"channels": 8, "extra_layers": 0})
+    model = DCGANModel(_spec("discrete", (3, 32, 32), 256), _hp("dcgan", channels=8, extra_layers=0))
     g = list(model.gen_net.net)
     d = list(model.disc_net.net)
     # generator: no batch norm on the output, tanh last; ReLU inside
@@ -112,8 +119,7 @@ def test_gan_samples_on_2d():
     gen = torch.Generator().manual_seed(0)
     mean, cholesky = torch.tensor([3.0, -1.0]), torch.tensor([[2.0, 0.0], [0.4, 0.5]])
     x = mean + torch.randn(4000, 2, generator=gen) @ cholesky.T
-    model = GANModel(_spec(), {"steps": 400, "batch_size": 128, "hidden": 64, "depth": 2, "lr": 1e-3,
-                               "r1_gamma": 0.1})
+    model = GANModel(_spec(), _hp(steps=400, batch_size=128, hidden=64, depth=2, lr=1e-3, r1_gamma=0.1))
     model.fit(Split(x), Split(x), FitContext(seed=0))
     s = model.sample(4000, torch.Generator().manual_seed(1))
     assert s.shape == (4000, 2) and bool(torch.isfinite(s).all())
@@ -125,7 +131,7 @@ def test_gan_samples_on_2d():
     assert bool(((ratio > 0.5) & (ratio < 2.0)).all())
     # gan on discrete data (flattened MLP, tanh output) samples levels
     levels = torch.randint(0, 5, (64, 6), generator=torch.Generator().manual_seed(0)).float()
-    discrete = GANModel(_spec("discrete", (6,), 5), {"steps": 2, "batch_size": 16, "hidden": 16})
+    discrete = GANModel(_spec("discrete", (6,), 5), _hp(steps=2, batch_size=16, hidden=16))
     discrete.fit(Split(levels), Split(levels), FitContext(seed=0))
     d = discrete.sample(7, torch.Generator().manual_seed(0))
     assert d.shape == (7, 6) and bool((d == d.round()).all()) and float(d.max()) <= 4 and float(d.min()) >= 0
@@ -135,13 +141,13 @@ def test_fit_is_reproducible_from_the_seed_and_sampling_independent_of_batch():
     x = _eight_gaussians(500, 1)
     samples = []
     for _ in range(2):
-        model = GANModel(_spec(), {"steps": 5, "batch_size": 64, "hidden": 16})
+        model = GANModel(_spec(), _hp(steps=5, batch_size=64, hidden=16))
         model.fit(Split(x), Split(x), FitContext(seed=3))
         samples.append(model.sample(50, torch.Generator().manual_seed(0)))
     torch.testing.assert_close(samples[0], samples[1], atol=0, rtol=0)
     img = torch.randint(0, 17, (32, 1, 8, 8)).float()
-    dc = DCGANModel(_spec("discrete", (1, 8, 8), 17), {"steps": 2, "batch_size": 8, "channels": 8, "latent": 8,
-                                                      "sample_batch": 7})
+    dc = DCGANModel(_spec("discrete", (1, 8, 8), 17), _hp("dcgan", steps=2, batch_size=8, channels=8, latent=8,
+                                                          sample_batch=7))
     dc.fit(Split(img), Split(img), FitContext(seed=0))
     a = dc.sample(20, torch.Generator().manual_seed(0))
     dc.sample_batch = 1024

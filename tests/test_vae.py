@@ -24,6 +24,12 @@ def _specs():
     return {s.name: s for s in found}
 
 
+def _hp(model="vae", **overrides):
+    """The model's declared base values with ``overrides`` (each checked against the declaration)."""
+    declared = _specs()[model].hyperparameters
+    return {**declared.defaults, **{k: declared.check(k, v) for k, v in overrides.items()}}
+
+
 def _spec(name="toy", kind="continuous", shape=(2,), levels=None, classes=0, splits=None):
     return DatasetSpec(name=name, kind=kind, event_shape=shape, levels=levels, num_classes=classes,
                        load=lambda root: splits)
@@ -96,7 +102,7 @@ def _linear_gaussian_vae(dim=4, latent=2, seed=0):
     b = torch.randn(dim, generator=gen, dtype=torch.float64)
     s2 = 0.3
     spec = _spec(shape=(dim,))
-    model = VAEModel(spec, {"depth": 0, "latent": latent, "iwae_k": 16, "eval_rows": 4096})
+    model = VAEModel(spec, _hp(depth=0, latent=latent, iwae_k=16, eval_rows=4096))
     post_cov = torch.linalg.inv(torch.eye(latent, dtype=torch.float64) + W.T @ W / s2)
     gain = post_cov @ W.T / s2  # posterior mean = gain (x - b)
     enc, dec = model.encoder.net[0], model.decoder.net[0]
@@ -179,7 +185,7 @@ def _log_px_by_quadrature(model, x, half_width=6.0, points=241):
 def test_trained_vae_bounds_against_numerical_integration():
     train, test = _binary_digits()
     spec = _spec(name="digits-binary", kind="binary", shape=(1, 8, 8), classes=10)
-    model = VAEModel(spec, {"latent": 2, "hidden": 64, "depth": 2, "steps": 300, "lr": 3e-3, "batch_size": 128})
+    model = VAEModel(spec, _hp(latent=2, hidden=64, depth=2, steps=300, lr=3e-3, batch_size=128))
     model.fit(train, test, FitContext(seed=0))
     x = test.x[:100]
     fine = _log_px_by_quadrature(model, x, points=241)
@@ -208,13 +214,35 @@ def test_elbo_nll_metric_is_not_below_the_iwae_nll():
     metric = found[0]
     vae_spec = _specs()["vae"]
     assert metric.incompatibility(vae_spec, spec) is None
+    (output,) = metric.outputs
+    assert output.name == "elbo_nll" and output.unit == "nats" and output.higher_is_better is False
     ctx = MetricContext(model=model, model_spec=vae_spec, dataset=Dataset(spec, splits, "x"),
                         profile=get_profile("quick"), device=torch.device("cpu"), seed=0)
     (m,) = metric.compute(ctx)
+    m = metric.bind(m)  # refuses a measurement the spec does not declare
     iwae_nll = -model.log_likelihood(x).values.double()
-    assert m.metric == "elbo_nll" and m.estimator == "bound" and not m.higher_is_better
+    assert m.metric == "elbo_nll" and m.estimator == "bound" and m.higher_is_better is False and m.unit == "nats"
+    assert m.n == len(x)
     assert m.value > float(iwae_nll.mean()) - 4 * m.stderr
     assert abs(m.stderr - float((-model.elbo(x)).std() / math.sqrt(len(x)))) < 1e-9
+
+
+def test_elbo_nll_metric_takes_the_evaluation_split():
+    """Under the smoke profile (eval_examples 1000) a 1200-example test split is cut to the fixed
+    evaluation subset that every other metric uses, not to its first rows."""
+    model, x, _, _ = _linear_gaussian_vae()
+    test = torch.cat([x, x.flip(0), x, x.flip(0)])[:1200]
+    splits = Splits(Split(x), Split(x), Split(test))
+    spec = _spec(shape=(x.shape[1],), splits=splits)
+    found = []
+    vae_plugin.harness_register_metrics(found.append)
+    ctx = MetricContext(model=model, model_spec=_specs()["vae"], dataset=Dataset(spec, splits, "x"),
+                        profile=get_profile("smoke"), device=torch.device("cpu"), seed=0)
+    subset = ctx.evaluation_split()
+    assert len(subset) == 1000 and not torch.equal(subset.x, test[:1000])
+    (m,) = found[0].compute(ctx)
+    assert m.n == 1000
+    assert m.value == pytest.approx(float(-model.elbo(subset.x).mean()), abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- cVAE
@@ -231,7 +259,7 @@ def _separable_set(n_per_class=600, seed=0):
 def test_cvae_samples_honour_labels():
     train, centres = _separable_set()
     spec = _spec(name="three-blobs", classes=3)
-    model = CVAEModel(spec, {"steps": 400, "hidden": 64, "depth": 2, "lr": 3e-3, "batch_size": 128})
+    model = CVAEModel(spec, _hp("cvae", steps=400, hidden=64, depth=2, lr=3e-3, batch_size=128))
     model.fit(train, train, FitContext(seed=0))
     labels = torch.arange(3).repeat_interleave(200)
     s = model.sample(len(labels), torch.Generator().manual_seed(5), labels=labels)
@@ -271,7 +299,9 @@ def test_conv_paths_shapes(shape, kind, levels, cls):
         x = torch.rand(16, *shape, generator=gen)
     y = torch.arange(16) % 4
     spec = _spec(kind=kind, shape=shape, levels=levels, classes=4)
-    model = cls(spec, {"arch": "conv", "steps": 2, "channels": 4, "hidden": 16, "batch_size": 8, "iwae_k": 3})
+    hp = _hp("cvae" if cls is CVAEModel else "vae", arch="conv", steps=2, channels=4, hidden=16, batch_size=8,
+             iwae_k=3)
+    model = cls(spec, hp)
     assert model.arch == "conv"
     model.fit(Split(x, y), Split(x, y), FitContext(seed=0))
     labels = torch.tensor([0, 1, 2]) if model.conditional else None
@@ -286,13 +316,13 @@ def test_conv_paths_shapes(shape, kind, levels, cls):
 
 
 def test_auto_architecture_and_reproducible_fit():
-    assert VAEModel(_spec(kind="binary", shape=(1, 8, 8)), {}).arch == "mlp"
-    assert VAEModel(_spec(kind="binary", shape=(1, 28, 28)), {}).arch == "conv"
+    assert VAEModel(_spec(kind="binary", shape=(1, 8, 8)), _hp()).arch == "mlp"
+    assert VAEModel(_spec(kind="binary", shape=(1, 28, 28)), _hp()).arch == "conv"
     train, _ = _binary_digits(200)
     spec = _spec(kind="binary", shape=(1, 8, 8))
     samples = []
     for _ in range(2):
-        model = VAEModel(spec, {"steps": 5, "hidden": 16})
+        model = VAEModel(spec, _hp(steps=5, hidden=16))
         model.fit(train, train, FitContext(seed=7))
         samples.append(model.sample(10, torch.Generator().manual_seed(0)))
     torch.testing.assert_close(samples[0], samples[1], atol=0, rtol=0)

@@ -10,8 +10,8 @@ log-likelihood is exact and sampling draws one dimension at a time. All three sh
 - an *output head* (the conditional distribution of one dimension given its parameters):
   Bernoulli on binary data, a categorical over the K levels on discrete data (an exact discrete
   likelihood, no dequantisation), a mixture of Gaussians on continuous data (MADE only);
-- the training loop (Adam, cosine learning rate, best-on-validation checkpoint) and the evaluation
-  and sequential sampling code.
+- the training loop (Adam, cosine learning rate, best-on-validation checkpoint; the loop itself is
+  ``_blocks.train_keeping_best``) and the evaluation and sequential sampling code.
 
 Models are unconditional: labels are accepted and ignored.
 
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import Capability, DataKind, FitContext, LikelihoodKind, LogLikelihood, Model, ModelSpec, Split, hookimpl
-
-LOG_2PI = math.log(2 * math.pi)
+from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, LogLikelihood, Model,
+                     ModelSpec, Split, hookimpl)
+from harness_plugins.models._blocks import LOG_2PI, MADE as MADENetwork, seeded, train_keeping_best
 
 
 # ============================================================================ output heads
@@ -128,12 +128,15 @@ def _inverse_cdf(probs: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return (cdf <= u).sum(-1).clamp_max(probs.shape[-1] - 1)
 
 
-def make_head(spec, hparams) -> nn.Module:
+def make_head(spec, components: Optional[int] = None) -> nn.Module:
+    """The output head for the data kind; ``components``: the mixture size on continuous data."""
     if spec.kind is DataKind.BINARY:
         return BernoulliHead()
     if spec.kind is DataKind.DISCRETE:
         return CategoricalHead(spec.levels)
-    return GaussianMixtureHead(spec.dim, int(hparams.get("components", 10)))
+    if components is None:
+        raise ValueError(f"continuous data needs a mixture head; give components ({spec.name})")
+    return GaussianMixtureHead(spec.dim, int(components))
 
 
 # ============================================================================ orderings
@@ -152,78 +155,6 @@ def from_raster_sequence(seq: torch.Tensor, event_shape: tuple) -> torch.Tensor:
         c, h, w = event_shape
         return seq.reshape(seq.shape[0], h, w, c).permute(0, 3, 1, 2).contiguous()
     return seq.reshape(seq.shape[0], *event_shape)
-
-
-# ============================================================================ MADE
-
-
-class MaskedLinear(nn.Linear):
-    """A linear layer whose weight is multiplied by a fixed 0/1 connectivity mask (out, in)."""
-
-    def __init__(self, mask: torch.Tensor, bias: bool = True):
-        super().__init__(mask.shape[1], mask.shape[0], bias=bias)
-        self.register_buffer("mask", mask.float())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
-
-
-def hidden_degrees(size: int, dim: int) -> torch.Tensor:
-    """Degrees 1..D-1 spread evenly over ``size`` hidden units (a unit of degree m may see
-    inputs 1..m). Deterministic, so every dimension is reachable whatever the width."""
-    if dim <= 1:
-        return torch.ones(size, dtype=torch.long)
-    return 1 + torch.div(torch.arange(size) * (dim - 1), size, rounding_mode="floor")
-
-
-class MADENetwork(nn.Module):
-    """Masked MLP (Germain et al. 2015) with an optional direct input-to-output connection.
-
-    Input degrees are 1..D (natural order); output i gets degree i and sees hidden units of degree
-    < i, so params[:, i] depends on x[:, :i] only. With many parameters per dimension (K-way
-    categoricals on 256-level images) the output goes through ``features`` masked units per
-    dimension and a per-dimension linear map, to keep the last layer at D x features x P.
-    """
-
-    def __init__(self, dim: int, n_params: int, hidden: tuple = (256, 256), direct: bool = True,
-                 features: Optional[int] = None):
-        super().__init__()
-        self.dim, self.n_params = dim, n_params
-        self.width = n_params if features is None else int(features)
-        in_deg = torch.arange(1, dim + 1)
-        layers, prev = [], in_deg
-        for size in hidden:
-            deg = hidden_degrees(size, dim)
-            layers += [MaskedLinear(deg[:, None] >= prev[None, :]), nn.ReLU()]
-            prev = deg
-        self.hidden = nn.Sequential(*layers)
-        out_deg = in_deg.repeat(self.width)  # output unit (w, d) has degree d + 1
-        self.out = MaskedLinear(out_deg[:, None] > prev[None, :])
-        self.direct = MaskedLinear(out_deg[:, None] > in_deg[None, :], bias=False) if direct else None
-        if features is not None:  # per-dimension map from `features` units to the P parameters
-            self.proj_weight = nn.Parameter(torch.randn(dim, self.width, n_params) / math.sqrt(self.width))
-            self.proj_bias = nn.Parameter(torch.zeros(dim, n_params))
-        else:
-            self.proj_weight = None
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        out = self.out(self.hidden(h))
-        if self.direct is not None:
-            out = out + self.direct(h)
-        out = out.reshape(h.shape[0], self.width, self.dim).transpose(1, 2)  # (N, D, width)
-        if self.proj_weight is not None:
-            out = torch.einsum("ndw,dwp->ndp", out, self.proj_weight) + self.proj_bias
-        return out
-
-    def params_at(self, h: torch.Tensor, i: int) -> torch.Tensor:
-        """Parameters (N, P) of dimension i: the hidden layers, then only the output rows of i."""
-        rows = torch.arange(self.width, device=h.device) * self.dim + i
-        out = F.linear(self.hidden(h), self.out.weight[rows] * self.out.mask[rows], self.out.bias[rows])
-        if self.direct is not None:
-            out = out + F.linear(h, self.direct.weight[rows] * self.direct.mask[rows])
-        if self.proj_weight is not None:
-            out = out @ self.proj_weight[i] + self.proj_bias[i]
-        return out
 
 
 # ============================================================================ PixelCNN
@@ -427,10 +358,7 @@ class WaveNetGeneration:
 class AutoregressiveModel(Model):
     """Training, exact log-likelihood and sequential sampling for any network + head pair.
 
-    Hyperparameters common to all three models: ``steps``, ``batch_size``, ``lr``, ``lr_final``
-    (fraction of ``lr`` reached by the cosine schedule), ``grad_clip``, ``eval_every`` (steps
-    between validation checks; the best validation checkpoint is kept), ``val_examples``,
-    ``eval_batch`` and ``sample_batch``.
+    The hyperparameters common to all three models are declared in :data:`TRAINING`.
     """
 
     ordering = "raster"  # how the D dimensions are ordered (reported with every likelihood)
@@ -438,10 +366,9 @@ class AutoregressiveModel(Model):
     def __init__(self, spec, hparams: dict):
         self.spec = spec
         self.hparams = dict(hparams)
-        self.head = make_head(spec, self.hparams)
+        self.head = make_head(spec, self.head_components())
         self.dim = spec.dim
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(0)  # CPU only: no CUDA seeding
+        with seeded(0):
             self.net = self.build_network()
         self.fitted_steps = 0
         self.best_val_nll = None
@@ -449,6 +376,10 @@ class AutoregressiveModel(Model):
     # -- subclass interface ---------------------------------------------------------------
     def build_network(self) -> nn.Module:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def head_components(self) -> Optional[int]:
+        """Mixture components of the head on continuous data (None: the model takes no continuous data)."""
+        return None
 
     def to_sequence(self, x: torch.Tensor) -> torch.Tensor:
         return to_raster_sequence(x, self.spec.event_shape)
@@ -465,7 +396,7 @@ class AutoregressiveModel(Model):
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> LogLikelihood:
         self.net.eval()
-        batch = int(self.hparams.get("eval_batch", 500))
+        batch = int(self.hparams["eval_batch"])
         seq = self.to_sequence(x.float())
         values = [self.sequence_log_prob(seq[i:i + batch].to(self.device)).cpu() for i in range(0, len(seq), batch)]
         return LogLikelihood(torch.cat(values).float(), LikelihoodKind.EXACT,
@@ -475,7 +406,7 @@ class AutoregressiveModel(Model):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         self.net.eval()
-        batch = int(self.hparams.get("sample_batch", 1000))
+        batch = int(self.hparams["sample_batch"])
         parts = []
         for start in range(0, n, batch):
             m = min(batch, n - start)
@@ -493,69 +424,49 @@ class AutoregressiveModel(Model):
     # -- training -------------------------------------------------------------------------
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
         hp = self.hparams
-        steps = int(hp.get("steps", 1000))
-        batch_size = int(hp.get("batch_size", 64))
-        lr = float(hp.get("lr", 1e-3))
-        eval_every = int(hp.get("eval_every", max(1, steps // 10)))
-        val_examples = int(hp.get("val_examples", 1000))
-        grad_clip = float(hp.get("grad_clip", 10.0))
+        steps = int(hp["steps"])
+        batch_size = int(hp["batch_size"])
+        lr = float(hp["lr"])
+        ctx.set_total_steps(steps)
 
         # Fresh initialisation from the job's seed, so a job is reproducible from its seed alone.
         init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(init_seed)
+        with seeded(init_seed):
             self.net = self.build_network()
         train_seq = self.to_sequence(train.x.float())
         if isinstance(self.head, GaussianMixtureHead):
             self.head.set_standardisation(train_seq)
         self.head.to(self.device)
         self.net.to(self.device)
+        val_examples = int(hp["val_examples"])
         val_seq = self.to_sequence(val.x[:val_examples].float()) if val is not None and len(val) else None
 
         opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1),
-                                                           eta_min=lr * float(hp.get("lr_final", 0.05)))
-        best_state, best_val = None, math.inf
-
-        def keep_if_best() -> None:
-            nonlocal best_state, best_val
-            val_nll = -float(self._mean_log_prob(val_seq))
-            if val_nll < best_val:
-                best_val = val_nll
-                best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
+                                                           eta_min=lr * float(hp["lr_final"]))
+        # Batches walk through a fresh random permutation of the training set each epoch.
         order, cursor = torch.randperm(len(train_seq), generator=ctx.generator), 0
-        self.fitted_steps, checked_at = 0, 0
-        for step in range(steps):
-            if ctx.should_stop():
-                break
+
+        def batch() -> torch.Tensor:
+            nonlocal order, cursor
             if cursor + batch_size > len(order):
                 order, cursor = torch.randperm(len(train_seq), generator=ctx.generator), 0
             xb = train_seq[order[cursor:cursor + batch_size]].to(self.device)
             cursor += batch_size
-            self.net.train()
-            nll = -self.sequence_log_prob(xb).mean()
-            opt.zero_grad(set_to_none=True)
-            (nll / self.dim).backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), grad_clip)
-            opt.step()
-            sched.step()
-            self.fitted_steps += 1
-            ctx.step(len(xb), loss=float(nll.detach()))
-            if val_seq is not None and (step + 1) % eval_every == 0:
-                keep_if_best()
-                checked_at = self.fitted_steps
-        if val_seq is not None and checked_at < self.fitted_steps:  # the last steps (or a deadline stop)
-            keep_if_best()
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-            self.best_val_nll = best_val
-        self.net.eval()
+            return xb
+
+        result = train_keeping_best(
+            self.net, ctx, steps=steps, batch=batch, loss=lambda xb: -self.sequence_log_prob(xb).mean(),
+            params=self.net.parameters(), optimizer=opt, scheduler=sched, grad_clip=float(hp["grad_clip"]),
+            loss_scale=self.dim, val_every=int(hp["eval_every"]),
+            validate=(lambda: -float(self._mean_log_prob(val_seq))) if val_seq is not None else None)
+        self.fitted_steps = result.steps
+        self.best_val_nll = result.best_val
 
     @torch.no_grad()
     def _mean_log_prob(self, seq: torch.Tensor) -> torch.Tensor:
         self.net.eval()
-        batch = int(self.hparams.get("eval_batch", 500))
+        batch = int(self.hparams["eval_batch"])
         total = sum(self.sequence_log_prob(seq[i:i + batch].to(self.device)).sum().cpu()
                     for i in range(0, len(seq), batch))
         return total / len(seq)
@@ -563,19 +474,26 @@ class AutoregressiveModel(Model):
 
 class MADE(AutoregressiveModel):
     """MADE: ``hidden`` (layer widths), ``direct`` (input-to-output connection), ``features``
-    (per-dimension output units when the head has many parameters; None = direct output),
-    ``components`` (mixture size on continuous data)."""
+    (per-dimension output units when the head has many parameters; None = automatic),
+    ``components`` (mixture size on continuous data).
+
+    The network is ``_blocks.MADE`` (shared with the MAF flow): inputs in natural order, hidden
+    degrees spread evenly over each layer, so output i depends on x[:, :i] only."""
 
     ordering = "natural (flattened as stored)"
+
+    def head_components(self) -> Optional[int]:
+        return int(self.hparams["components"])
 
     def build_network(self) -> nn.Module:
         hp = self.hparams
         p = self.head.n_params
-        features = hp.get("features")
+        features = hp["features"]
         if features is None and p > 32:
             features = 32
-        return MADENetwork(self.dim, p, tuple(hp.get("hidden", (256, 256))), bool(hp.get("direct", True)),
-                           None if features is None or int(features) >= p else int(features))
+        return MADENetwork(torch.arange(1, self.dim + 1), [int(h) for h in hp["hidden"]], p,
+                           hidden_degrees="spread", direct=bool(hp["direct"]),
+                           features=None if features is None or int(features) >= p else int(features))
 
     def to_sequence(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)
@@ -585,29 +503,99 @@ class MADE(AutoregressiveModel):
 
 
 class PixelCNN(AutoregressiveModel):
-    """PixelCNN: ``channels``, ``blocks`` (residual), ``first_kernel`` (type-A layer), ``kernel``."""
+    """PixelCNN: ``channels``, ``blocks`` (residual), ``first_kernel`` (type-A layer), ``kernel``,
+    ``head_channels``."""
 
     ordering = "raster (rows, columns, channels)"
 
     def build_network(self) -> nn.Module:
         hp = self.hparams
-        return PixelCNNNetwork(self.spec.event_shape, self.head.n_params, int(hp.get("channels", 64)),
-                               int(hp.get("blocks", 4)), int(hp.get("first_kernel", 7)), int(hp.get("kernel", 3)),
-                               hp.get("head_channels"))
+        return PixelCNNNetwork(self.spec.event_shape, self.head.n_params, int(hp["channels"]), int(hp["blocks"]),
+                               int(hp["first_kernel"]), int(hp["kernel"]),
+                               None if hp["head_channels"] is None else int(hp["head_channels"]))
 
 
 class WaveNet(AutoregressiveModel):
     """WaveNet over the raster sequence: ``residual``, ``gate``, ``skip`` channels, ``layers``
-    per stack (default: enough dilations to cover the whole sequence), ``stacks``."""
+    per stack (None: enough dilations to cover the whole sequence), ``stacks``."""
 
     ordering = "raster (rows, columns, channels) as one sequence"
 
     def build_network(self) -> nn.Module:
         hp = self.hparams
-        layers = hp.get("layers")
-        return WaveNetNetwork(self.dim, self.head.n_params, int(hp.get("residual", 32)), int(hp.get("gate", 32)),
-                              int(hp.get("skip", 64)), None if layers is None else int(layers),
-                              int(hp.get("stacks", 1)))
+        layers = hp["layers"]
+        return WaveNetNetwork(self.dim, self.head.n_params, int(hp["residual"]), int(hp["gate"]), int(hp["skip"]),
+                              None if layers is None else int(layers), int(hp["stacks"]))
+
+
+# ============================================================================ hyperparameters
+
+TRAINING = {
+    "steps": 1000, "batch_size": 64, "lr": 1e-3, "lr_final": 0.05, "grad_clip": 10.0, "eval_every": 100,
+    "val_examples": 1000, "eval_batch": 500, "sample_batch": 1000,
+}
+TRAINING_DOCS = {
+    "steps": "optimisation steps (fewer if the job's deadline comes first)",
+    "batch_size": "training examples per step (drawn epoch by epoch without replacement)",
+    "lr": "Adam learning rate at the start of the cosine schedule",
+    "lr_final": "fraction of lr the cosine schedule ends at",
+    "grad_clip": "gradient-norm clip, on the gradient of the NLL in nats per dimension",
+    "eval_every": "steps between validation NLL checks; the best checkpoint is kept",
+    "val_examples": "validation examples used for those checks",
+    "eval_batch": "examples per pass when evaluating likelihoods",
+    "sample_batch": "samples generated together",
+}
+
+MADE_HYPERPARAMETERS = Hyperparameters(
+    defaults={**TRAINING, "hidden": [256, 256], "direct": True, "features": None, "components": 10},
+    docs={**TRAINING_DOCS,
+          "hidden": "widths of the masked hidden layers",
+          "direct": "add a masked direct input-to-output connection",
+          "features": "masked output units per dimension, mapped per dimension to the head's parameters "
+                      "(None: 32 when the head has more than 32 parameters, else the parameters directly)",
+          "components": "Gaussian mixture components per dimension (continuous data)"},
+    profiles={
+        "smoke": {"hidden": [64, 64], "steps": 150, "batch_size": 64, "lr": 1e-2, "eval_every": 25},
+        "quick": {"hidden": [512, 512], "components": 20, "steps": 800, "batch_size": 128, "lr": 5e-3,
+                  "eval_every": 50},
+        "full": {"hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
+                 "features": 64},
+    },
+)
+PIXELCNN_HYPERPARAMETERS = Hyperparameters(
+    defaults={**TRAINING, "channels": 64, "blocks": 4, "first_kernel": 7, "kernel": 3, "head_channels": None},
+    docs={**TRAINING_DOCS,
+          "channels": "feature channels of the masked convolutions",
+          "blocks": "residual blocks of type-B convolutions",
+          "first_kernel": "kernel size of the first (type-A) convolution",
+          "kernel": "kernel size of the residual blocks' masked convolutions",
+          "head_channels": "channels of the 1x1 output layers (None: channels)"},
+    profiles={
+        "smoke": {"channels": 16, "blocks": 1, "first_kernel": 5, "steps": 100, "batch_size": 64, "lr": 1e-2,
+                  "eval_every": 25},
+        "quick": {"channels": 48, "blocks": 3, "first_kernel": 5, "steps": 700, "batch_size": 64, "lr": 5e-3,
+                  "eval_every": 50},
+        "full": {"channels": 128, "blocks": 8, "first_kernel": 7, "steps": 30000, "batch_size": 64, "lr": 1e-3,
+                 "eval_every": 500},
+    },
+)
+WAVENET_HYPERPARAMETERS = Hyperparameters(
+    defaults={**TRAINING, "residual": 32, "gate": 32, "skip": 64, "layers": None, "stacks": 1},
+    docs={**TRAINING_DOCS,
+          "residual": "residual channels",
+          "gate": "channels of the gated (tanh x sigmoid) units",
+          "skip": "skip-connection channels",
+          "layers": "dilated layers per stack, dilations 1, 2, 4, ... (None: enough to cover the sequence)",
+          "stacks": "repetitions of the dilation stack"},
+    profiles={
+        "smoke": {"residual": 16, "gate": 16, "skip": 32, "steps": 60, "batch_size": 32, "lr": 1e-2,
+                  "eval_every": 20},
+        "quick": {"residual": 32, "gate": 32, "skip": 64, "stacks": 1, "steps": 400, "batch_size": 64, "lr": 5e-3,
+                  "eval_every": 50},
+        "full": {"residual": 96, "gate": 96, "skip": 192, "stacks": 3, "steps": 30000, "batch_size": 64,
+                 "lr": 1e-3, "eval_every": 500},
+    },
+)
 
 
 # ============================================================================ registration
@@ -621,7 +609,6 @@ def images_only(spec) -> Optional[str]:
 
 @hookimpl
 def harness_register_models(register):
-    common = {"eval_batch": 500, "sample_batch": 1000}
     register(ModelSpec(
         name="made",
         family="autoregressive",
@@ -629,13 +616,7 @@ def harness_register_models(register):
         data_kinds=[DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY],
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
-        defaults={
-            "smoke": {**common, "hidden": [64, 64], "steps": 150, "batch_size": 64, "lr": 1e-2, "eval_every": 25},
-            "quick": {**common, "hidden": [512, 512], "components": 20, "steps": 800, "batch_size": 128,
-                      "lr": 5e-3, "eval_every": 50},
-            "full": {**common, "hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3,
-                     "eval_every": 500, "features": 64},
-        },
+        hyperparameters=MADE_HYPERPARAMETERS,
         default_datasets={
             "smoke": ["digits-binary", "8gaussians"],
             "quick": ["digits-binary", "digits", "8gaussians"],
@@ -652,14 +633,7 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
         accepts=images_only,
-        defaults={
-            "smoke": {**common, "channels": 16, "blocks": 1, "first_kernel": 5, "steps": 100, "batch_size": 64,
-                      "lr": 1e-2, "eval_every": 25},
-            "quick": {**common, "channels": 48, "blocks": 3, "first_kernel": 5, "steps": 700, "batch_size": 64,
-                      "lr": 5e-3, "eval_every": 50},
-            "full": {**common, "channels": 128, "blocks": 8, "first_kernel": 7, "steps": 30000, "batch_size": 64,
-                     "lr": 1e-3, "eval_every": 500},
-        },
+        hyperparameters=PIXELCNN_HYPERPARAMETERS,
         default_datasets={
             "smoke": ["digits-binary"],
             "quick": ["digits-binary", "digits"],
@@ -675,14 +649,7 @@ def harness_register_models(register):
         data_kinds=[DataKind.DISCRETE, DataKind.BINARY],
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
-        defaults={
-            "smoke": {**common, "residual": 16, "gate": 16, "skip": 32, "steps": 60, "batch_size": 32, "lr": 1e-2,
-                      "eval_every": 20},
-            "quick": {**common, "residual": 32, "gate": 32, "skip": 64, "stacks": 1, "steps": 400,
-                      "batch_size": 64, "lr": 5e-3, "eval_every": 50},
-            "full": {**common, "residual": 96, "gate": 96, "skip": 192, "stacks": 3, "steps": 30000,
-                     "batch_size": 64, "lr": 1e-3, "eval_every": 500},
-        },
+        hyperparameters=WAVENET_HYPERPARAMETERS,
         default_datasets={
             "smoke": ["digits-binary"],
             "quick": ["digits-binary", "digits"],

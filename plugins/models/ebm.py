@@ -35,15 +35,15 @@ Log-likelihood: log p(v) = log p*(v) - log Z, in nats.
   mean-field lower bound, and the reported value is that bound minus the AIS log Z, as in
   Salakhutdinov & Hinton (2009); ``details["log_p_unnormalized"]`` says which.
 
-Hyperparameters (defaults in ``COMMON_DEFAULTS`` and each class's ``defaults``): ``steps``,
-``batch_size``, ``lr`` (decays linearly to 0), ``momentum``, ``weight_decay``, ``init_scale``,
-``chains`` (persistent chains), ``exact_max_units``, ``ais_betas``, ``ais_chains``, ``ais_seed``,
-``sample_burn_in``, ``eval_batch``; ``boltzmann``: ``sweeps_per_step``; ``rbm``: ``hidden``,
-``training`` ("cd" or "pcd"), ``k``; ``dbm``: ``hidden1``, ``hidden2``, ``pretrain_steps`` (per
-layer), ``pretrain_lr``, ``pretrain_momentum``, ``k``, ``mean_field_iters``,
-``eval_mean_field_iters``, ``chain_burn_in``. They may differ per dataset:
-``hparams["per_dataset"][dataset_name]`` is a dict that overrides the others for that dataset (so
-one profile can give digits a small exact RBM and MNIST a larger one estimated by AIS).
+Hyperparameters (declared with their documentation at the end of this module): the shared
+:data:`COMMON` ones (``steps``, ``batch_size``, ``lr`` (decays linearly to 0), ``momentum``,
+``weight_decay``, ``init_scale``, ``chains``, ``exact_max_units``, ``ais_betas``, ``ais_chains``,
+``ais_seed``, ``sample_burn_in``, ``eval_batch``) and each machine's own: ``boltzmann``:
+``sweeps_per_step``; ``rbm``: ``hidden``, ``training`` ("cd" or "pcd"), ``k``; ``dbm``: ``hidden1``,
+``hidden2``, ``pretrain_steps`` (per layer), ``pretrain_lr``, ``pretrain_momentum``, ``k``,
+``mean_field_iters``, ``eval_mean_field_iters``, ``chain_burn_in``. Rules for ``digits-binary`` give
+its 64 visible units a small machine whose log Z is exact, while MNIST gets a larger one estimated
+by AIS.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from harness import Capability, DataKind, FitContext, LikelihoodKind, Model, ModelSpec, Split, hookimpl
+from harness import Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, Model, ModelSpec, Split, hookimpl
 from harness.contracts import LogLikelihood
 
 LOG2 = math.log(2.0)
@@ -213,43 +213,26 @@ def rbm_gradients(W, vbias, hbias, v_data, v_model, k, gen, up=1.0, down=1.0, mo
 # --------------------------------------------------------------------------- the shared model
 
 
-COMMON_DEFAULTS = {
-    "steps": 500,
-    "batch_size": 100,
-    "lr": 0.1,
-    "momentum": 0.5,
-    "weight_decay": 1e-4,
-    "init_scale": 0.01,  # standard deviation of the initial weights
-    "chains": 100,  # persistent chains for the model expectation
-    "exact_max_units": 20,
-    "ais_betas": 2000,
-    "ais_chains": 100,
-    "ais_seed": 0,
-    "sample_burn_in": 500,
-    "eval_batch": 500,
-}
-
-
 class _BoltzmannModel(Model):
     """What the three machines share: hyperparameters, data handling, the log Z cache,
     ``log_likelihood`` and ``sample``. Subclasses supply the energy-specific parts."""
 
-    defaults: dict = {}
-
     def __init__(self, spec, hparams: dict):
         self.spec = spec
         self.dim = spec.dim
-        hp = {**COMMON_DEFAULTS, **self.defaults}
-        hp.update({k: v for k, v in hparams.items() if k != "per_dataset"})
-        hp.update((hparams.get("per_dataset") or {}).get(spec.name, {}))
-        self.hp = hp
+        self.hp = dict(hparams)
         self.params: Optional[_Parameters] = None
         self.base_logits: Optional[torch.Tensor] = None
         self.seed = 0
         self._log_z = None
 
     # ---- training
+    def training_steps(self) -> int:
+        """How many ``ctx.step`` calls training makes (pre-training included)."""
+        return int(self.hp["steps"])
+
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        ctx.set_total_steps(self.training_steps())
         x = _flatten(train.x).to(self.device, TRAIN)
         gen = _device_generator(ctx.generator, self.device)
         self.seed = ctx.seed
@@ -357,8 +340,6 @@ class _BoltzmannModel(Model):
 class FullyVisibleBoltzmann(_BoltzmannModel):
     """Fully visible Boltzmann machine, PCD with systematic-scan Gibbs sweeps."""
 
-    defaults = {"sweeps_per_step": 1}
-
     def _init_params(self, x, gen):
         d = self.dim
         self.params = _Parameters(W=torch.zeros(d, d, dtype=TRAIN, device=self.device),
@@ -430,8 +411,6 @@ class FullyVisibleBoltzmann(_BoltzmannModel):
 
 class RestrictedBoltzmann(_BoltzmannModel):
     """RBM trained by CD-k or PCD-k; block Gibbs sampling."""
-
-    defaults = {"hidden": 100, "training": "pcd", "k": 1}
 
     def __init__(self, spec, hparams):
         super().__init__(spec, hparams)
@@ -514,11 +493,9 @@ class RestrictedBoltzmann(_BoltzmannModel):
 class DeepBoltzmann(_BoltzmannModel):
     """Two-hidden-layer DBM: greedy pre-training (doubling trick), then PCD with mean-field."""
 
-    # Pre-training (CD-1) takes large steps with high momentum; joint PCD needs smaller, less
-    # accelerated steps, or it undoes what pre-training found.
-    defaults = {"hidden1": 100, "hidden2": 50, "pretrain_steps": 1500, "pretrain_lr": 0.1,
-                "pretrain_momentum": 0.9, "lr": 0.05, "momentum": 0.5, "k": 1, "mean_field_iters": 10,
-                "eval_mean_field_iters": 100, "chain_burn_in": 100}
+    def training_steps(self) -> int:
+        """Two pre-training phases of ``pretrain_steps`` (none when it is 0), then ``steps`` joint steps."""
+        return 2 * max(int(self.hp["pretrain_steps"]), 0) + int(self.hp["steps"])
 
     def _init_params(self, x, gen):
         h1, h2 = int(self.hp["hidden1"]), int(self.hp["hidden2"])
@@ -692,6 +669,99 @@ class DeepBoltzmann(_BoltzmannModel):
         return v
 
 
+# --------------------------------------------------------------------------- hyperparameters
+
+
+COMMON = {
+    "steps": 500, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "weight_decay": 1e-4, "init_scale": 0.01,
+    "chains": 100, "exact_max_units": 20, "ais_betas": 2000, "ais_chains": 100, "ais_seed": 0,
+    "sample_burn_in": 500, "eval_batch": 500,
+}
+DOCS = {
+    "steps": "training steps (joint steps for the dbm; fewer if the job's deadline comes first)",
+    "batch_size": "training examples per step",
+    "lr": "learning rate, decaying linearly to 0",
+    "momentum": "momentum of the gradient ascent",
+    "weight_decay": "L2 weight decay on the couplings",
+    "init_scale": "standard deviation of the initial weights",
+    "chains": "persistent Gibbs chains for the model expectation",
+    "exact_max_units": "log Z and log p*(v) are enumerated exactly over at most 2^this states, else AIS",
+    "ais_betas": "AIS inverse temperatures",
+    "ais_chains": "AIS chains",
+    "ais_seed": "seed of the AIS chains (combined with the job's seed)",
+    "sample_burn_in": "Gibbs sweeps from the base-rate model before a sample is taken",
+    "eval_batch": "examples per pass when evaluating log-likelihoods",
+    "sweeps_per_step": "Gibbs sweeps of the persistent chains per training step",
+    "hidden": "hidden units",
+    "training": "cd (chains restart at the data) or pcd (persistent chains)",
+    "k": "Gibbs steps of the negative phase per training step",
+    "hidden1": "units of the first hidden layer",
+    "hidden2": "units of the second hidden layer",
+    "pretrain_steps": "greedy pre-training steps per layer (0: none)",
+    "pretrain_lr": "learning rate of pre-training, decaying linearly to 0",
+    "pretrain_momentum": "momentum of pre-training",
+    "mean_field_iters": "mean-field iterations for the data term of a training step",
+    "eval_mean_field_iters": "mean-field iterations at most for the bound on log p*(v) in evaluation",
+    "chain_burn_in": "Gibbs steps that bring the persistent chains near the pre-trained model",
+}
+
+
+def _declare(own: dict, profiles: dict, digits_binary: dict, choices=None) -> Hyperparameters:
+    """:data:`COMMON` plus the machine's ``own`` keys (which win); ``digits_binary``: per profile, the
+    values for the 64-unit digits-binary set (after the profile's)."""
+    defaults = {**COMMON, **own}
+    return Hyperparameters(
+        defaults=defaults,
+        docs={k: DOCS[k] for k in defaults},
+        profiles=profiles,
+        rules=[({"profile": p, "dataset": "digits-binary"}, values) for p, values in digits_binary.items()],
+        choices=choices or {},
+    )
+
+
+BOLTZMANN = _declare(
+    {"sweeps_per_step": 1},
+    profiles={
+        "smoke": {"steps": 1000, "ais_betas": 500, "ais_chains": 50, "sample_burn_in": 100},
+        "quick": {"steps": 3000, "ais_betas": 3000, "ais_chains": 100, "sample_burn_in": 200},
+        "full": {"steps": 20000, "ais_betas": 20000, "ais_chains": 200, "sample_burn_in": 1000},
+    },
+    digits_binary={},
+)
+RBM = _declare(
+    {"hidden": 100, "training": "pcd", "k": 1},
+    profiles={
+        "smoke": {"hidden": 16, "steps": 1500, "sample_burn_in": 100, "ais_betas": 300, "ais_chains": 50},
+        "quick": {"hidden": 200, "steps": 2500, "sample_burn_in": 100, "ais_betas": 2000, "ais_chains": 100},
+        "full": {"hidden": 500, "steps": 50000, "sample_burn_in": 1000, "ais_betas": 14500, "ais_chains": 100},
+    },
+    digits_binary={
+        "quick": {"hidden": 20, "steps": 3000, "sample_burn_in": 200},
+        "full": {"hidden": 20, "steps": 20000},
+    },
+    choices={"training": ["cd", "pcd"]},
+)
+# Pre-training (CD-1) takes large steps with high momentum; joint PCD needs smaller, less accelerated
+# steps, or it undoes what pre-training found.
+DBM = _declare(
+    {"hidden1": 100, "hidden2": 50, "pretrain_steps": 1500, "pretrain_lr": 0.1, "pretrain_momentum": 0.9,
+     "lr": 0.05, "momentum": 0.5, "k": 1, "mean_field_iters": 10, "eval_mean_field_iters": 100,
+     "chain_burn_in": 100},
+    profiles={
+        "smoke": {"hidden1": 16, "hidden2": 8, "pretrain_steps": 500, "steps": 800, "sample_burn_in": 100,
+                  "ais_betas": 300, "ais_chains": 50},
+        "quick": {"hidden1": 200, "hidden2": 100, "pretrain_steps": 500, "steps": 2000, "sample_burn_in": 100,
+                  "ais_betas": 2000, "ais_chains": 100},
+        "full": {"hidden1": 500, "hidden2": 1000, "pretrain_steps": 20000, "steps": 100000,
+                 "sample_burn_in": 1000, "ais_betas": 20000, "ais_chains": 100},
+    },
+    digits_binary={
+        "quick": {"hidden1": 20, "hidden2": 10, "pretrain_steps": 1500, "sample_burn_in": 200},
+        "full": {"hidden1": 20, "hidden2": 20, "pretrain_steps": 5000, "steps": 20000},
+    },
+)
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -704,11 +774,7 @@ def harness_register_models(register):
         data_kinds=[DataKind.BINARY],
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.ESTIMATE,
-        defaults={
-            "smoke": {"steps": 1000, "ais_betas": 500, "ais_chains": 50, "sample_burn_in": 100},
-            "quick": {"steps": 3000, "ais_betas": 3000, "ais_chains": 100, "sample_burn_in": 200},
-            "full": {"steps": 20000, "ais_betas": 20000, "ais_chains": 200, "sample_burn_in": 1000},
-        },
+        hyperparameters=BOLTZMANN,
         default_datasets={"smoke": ["digits-binary"], "quick": ["digits-binary"],
                           "full": ["digits-binary", "mnist5k-binary"]},
         description="Fully visible Boltzmann machine (pairwise couplings), PCD with Gibbs sweeps; "
@@ -721,13 +787,7 @@ def harness_register_models(register):
         data_kinds=[DataKind.BINARY],
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.ESTIMATE,
-        defaults={
-            "smoke": {"hidden": 16, "steps": 1500, "sample_burn_in": 100, "ais_betas": 300, "ais_chains": 50},
-            "quick": {"hidden": 200, "steps": 2500, "sample_burn_in": 100, "ais_betas": 2000, "ais_chains": 100,
-                      "per_dataset": {"digits-binary": {"hidden": 20, "steps": 3000, "sample_burn_in": 200}}},
-            "full": {"hidden": 500, "steps": 50000, "sample_burn_in": 1000, "ais_betas": 14500, "ais_chains": 100,
-                     "per_dataset": {"digits-binary": {"hidden": 20, "steps": 20000}}},
-        },
+        hyperparameters=RBM,
         default_datasets={"smoke": ["digits-binary"], "quick": ["digits-binary", "mnist5k-binary"],
                           "full": ["digits-binary", "mnist5k-binary"]},
         description="Restricted Boltzmann machine, CD-k or PCD (default); log Z exact for <= 20 hidden units, "
@@ -740,18 +800,7 @@ def harness_register_models(register):
         data_kinds=[DataKind.BINARY],
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.ESTIMATE,
-        defaults={
-            "smoke": {"hidden1": 16, "hidden2": 8, "pretrain_steps": 500, "steps": 800, "sample_burn_in": 100,
-                      "ais_betas": 300, "ais_chains": 50},
-            "quick": {"hidden1": 200, "hidden2": 100, "pretrain_steps": 500, "steps": 2000, "sample_burn_in": 100,
-                      "ais_betas": 2000, "ais_chains": 100,
-                      "per_dataset": {"digits-binary": {"hidden1": 20, "hidden2": 10, "pretrain_steps": 1500,
-                                                        "sample_burn_in": 200}}},
-            "full": {"hidden1": 500, "hidden2": 1000, "pretrain_steps": 20000, "steps": 100000,
-                     "sample_burn_in": 1000, "ais_betas": 20000, "ais_chains": 100,
-                     "per_dataset": {"digits-binary": {"hidden1": 20, "hidden2": 20, "pretrain_steps": 5000,
-                                                       "steps": 20000}}},
-        },
+        hyperparameters=DBM,
         default_datasets={"smoke": ["digits-binary"], "quick": ["digits-binary", "mnist5k-binary"],
                           "full": ["digits-binary", "mnist5k-binary"]},
         description="Two-hidden-layer deep Boltzmann machine: greedy pre-training, then PCD with mean-field; "

@@ -6,9 +6,10 @@ softplus(-D(G(z))), one D step and one G step per iteration, Adam. They declare 
 capability only: a GAN has no likelihood (the ``parzen_nll`` metric gives the usual, weak, estimate).
 
 ``gan`` — MLP generator (ReLU) and discriminator (LeakyReLU(0.2)), for 2-D toys and other
-low-dimensional data (flattened). Its defaults add an R1 penalty (gamma/2) E||grad_x D(x)||^2 on
+low-dimensional data (flattened). Its profiles add an R1 penalty (gamma/2) E||grad_x D(x)||^2 on
 real data (Mescheder, Geiger & Nowozin 2018), ``r1_gamma=0.1``: without it the plain GAN collapsed
-to one or two of the 8gaussians modes in our quick runs; ``r1_gamma=0`` gives the plain GAN. ``dcgan`` — Radford, Metz & Chintala (2016) for images: strided 4x4 convolutions
+to one or two of the 8gaussians modes in our quick runs; ``r1_gamma=0`` (the base value) gives the
+plain GAN. ``dcgan`` — Radford, Metz & Chintala (2016) for images: strided 4x4 convolutions
 in the discriminator and transposed 4x4 convolutions in the generator, batch norm in both except on
 the generator output and the discriminator input, ReLU and a tanh output in the generator,
 LeakyReLU(0.2) in the discriminator, Adam lr 2e-4 with beta1 0.5, N(0, 0.02) weight init. The
@@ -38,8 +39,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import Capability, DataKind, FitContext, Model, ModelSpec, Split, hookimpl
+from harness import Capability, DataKind, FitContext, Hyperparameters, Model, ModelSpec, Split, hookimpl
 from harness.data import dequantize, quantize
+from harness_plugins.models._blocks import halvings, mlp, reset_parameters
 
 
 # ----------------------------------------------------------------------------- data mapping
@@ -93,15 +95,8 @@ class MLPGenerator(nn.Module):
     def __init__(self, latent: int, hidden: int, depth: int, shape: tuple, tanh: bool):
         super().__init__()
         self.shape = shape
-        layers: list[nn.Module] = []
-        width = latent
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        layers.append(nn.Linear(width, math.prod(shape)))
-        if tanh:
-            layers.append(nn.Tanh())
-        self.net = nn.Sequential(*layers)
+        net = mlp([latent] + [hidden] * depth + [math.prod(shape)], nn.ReLU)
+        self.net = nn.Sequential(*net, nn.Tanh()) if tanh else net
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).reshape(z.shape[0], *self.shape)
@@ -110,24 +105,10 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     def __init__(self, dim: int, hidden: int, depth: int):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
-            width = hidden
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp([dim] + [hidden] * depth + [1], lambda: nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(x.shape[0], -1)).squeeze(1)
-
-
-def pyramid(height: int, width: int) -> tuple[int, int, int]:
-    """Stride-2 halvings while both sides are even and above 4: (halvings, smallest h, smallest w)."""
-    n = 0
-    while height % 2 == 0 and width % 2 == 0 and min(height, width) > 4:
-        height, width, n = height // 2, width // 2, n + 1
-    return n, height, width
 
 
 class DCGANGenerator(nn.Module):
@@ -137,7 +118,7 @@ class DCGANGenerator(nn.Module):
     def __init__(self, latent: int, shape: tuple, channels: int, extra_layers: int):
         super().__init__()
         c, h, w = shape
-        n, h0, w0 = pyramid(h, w)
+        n, h0, w0 = halvings(h, w)
         width = channels * 2 ** max(n - 1, 0)
         layers: list[nn.Module] = [nn.ConvTranspose2d(latent, width, (h0, w0), bias=False),
                                    nn.BatchNorm2d(width), nn.ReLU(True)]
@@ -166,7 +147,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, shape: tuple, channels: int, extra_layers: int):
         super().__init__()
         c, h, w = shape
-        n, h0, w0 = pyramid(h, w)
+        n, h0, w0 = halvings(h, w)
         width = channels
         if n == 0:
             layers: list[nn.Module] = [nn.Conv2d(c, width, 3, 1, 1, bias=False), nn.LeakyReLU(0.2, True)]
@@ -185,19 +166,18 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x).reshape(x.shape[0])
 
 
+def _dcgan_init(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
 def initialise(module: nn.Module, seed: int, dcgan: bool) -> None:
     """Re-draw the parameters from ``seed`` (global RNG saved and restored): PyTorch's defaults,
     then for DCGAN weights N(0, 0.02), batch-norm scales N(1, 0.02) and shifts 0."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for m in module.modules():
-            if m is not module and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-            if dcgan and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-            elif dcgan and isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+    reset_parameters(module, seed, after=_dcgan_init if dcgan else None)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -211,35 +191,37 @@ class GANModel(Model):
     def __init__(self, spec, hparams: dict):
         self.spec = spec
         self.hparams = dict(hparams)
-        self.latent = int(hparams.get("latent", 8 if not self.convolutional else 64))
+        self.latent = int(hparams["latent"])
         bounded = self.convolutional or spec.kind is not DataKind.CONTINUOUS
         self.data_map = DataMap(spec, bounded=self.convolutional)
         if self.convolutional:
-            channels, extra = int(hparams.get("channels", 32)), int(hparams.get("extra_layers", 1))
+            channels, extra = int(hparams["channels"]), int(hparams["extra_layers"])
             self.gen_net = DCGANGenerator(self.latent, spec.event_shape, channels, extra)
             self.disc_net = DCGANDiscriminator(spec.event_shape, channels, extra)
         else:
-            hidden, depth = int(hparams.get("hidden", 128)), int(hparams.get("depth", 3))
+            hidden, depth = int(hparams["hidden"]), int(hparams["depth"])
             self.gen_net = MLPGenerator(self.latent, hidden, depth, spec.event_shape, tanh=bounded)
             self.disc_net = MLPDiscriminator(spec.dim, hidden, depth)
-        self.sample_batch = int(hparams.get("sample_batch", 1024))
+        self.sample_batch = int(hparams["sample_batch"])
         initialise(self.gen_net, 0, self.convolutional)
         initialise(self.disc_net, 1, self.convolutional)
 
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
         h = self.hparams
+        steps = int(h["steps"])
+        ctx.set_total_steps(steps)
         self.data_map.fit(train.x)
         seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
         initialise(self.gen_net, seed, self.convolutional)
         initialise(self.disc_net, seed + 1, self.convolutional)
-        lr, beta1 = float(h.get("lr", 2e-4)), float(h.get("beta1", 0.5))
+        lr, beta1 = float(h["lr"]), float(h["beta1"])
         opt_g = torch.optim.Adam(self.gen_net.parameters(), lr=lr, betas=(beta1, 0.999))
         opt_d = torch.optim.Adam(self.disc_net.parameters(), lr=lr, betas=(beta1, 0.999))
-        batch = min(int(h.get("batch_size", 128)), len(train))
-        r1_gamma = float(h.get("r1_gamma", 0.0))
+        batch = min(int(h["batch_size"]), len(train))
+        r1_gamma = float(h["r1_gamma"])
         self.gen_net.train()
         self.disc_net.train()
-        for _ in range(int(h.get("steps", 1000))):
+        for _ in range(steps):
             idx = torch.randint(0, len(train), (batch,), generator=ctx.generator)
             real = self.data_map.to_model(train.x[idx], ctx.generator).to(self.device)
             z = torch.randn(batch, self.latent, generator=ctx.generator).to(self.device)
@@ -281,6 +263,43 @@ class DCGANModel(GANModel):
     convolutional = True
 
 
+# ----------------------------------------------------------------------------- hyperparameters
+
+TRAINING = {"steps": 1000, "batch_size": 128, "lr": 2e-4, "beta1": 0.5, "r1_gamma": 0.0, "sample_batch": 1024}
+TRAINING_DOCS = {
+    "steps": "training iterations, one discriminator and one generator step each (fewer if the deadline comes)",
+    "batch_size": "real and generated examples per step (at most the training split)",
+    "lr": "Adam learning rate of both networks",
+    "beta1": "Adam beta1 of both networks",
+    "r1_gamma": "weight gamma of the R1 penalty (gamma/2) E||grad_x D(x)||^2 on real data (0: none)",
+    "sample_batch": "samples generated together",
+    "latent": "dimensions of the generator's input z ~ N(0, I)",
+}
+GAN_HYPERPARAMETERS = Hyperparameters(
+    defaults={**TRAINING, "latent": 8, "hidden": 128, "depth": 3},
+    docs={**TRAINING_DOCS, "hidden": "hidden units of the generator and discriminator MLPs",
+          "depth": "hidden layers of the generator and discriminator MLPs"},
+    profiles={
+        "smoke": {"steps": 150, "batch_size": 256, "hidden": 64, "depth": 3,
+                  "latent": 8, "lr": 1e-3, "r1_gamma": 0.1},
+        "quick": {"steps": 2000, "batch_size": 256, "hidden": 128, "depth": 3,
+                  "latent": 8, "lr": 5e-4, "r1_gamma": 0.1},
+        "full": {"steps": 30000, "batch_size": 512, "hidden": 512, "depth": 3,
+                 "latent": 32, "lr": 2e-4, "r1_gamma": 0.1},
+    },
+)
+DCGAN_HYPERPARAMETERS = Hyperparameters(
+    defaults={**TRAINING, "latent": 64, "channels": 32, "extra_layers": 1},
+    docs={**TRAINING_DOCS, "channels": "channels of the discriminator's first convolution (the generator's last)",
+          "extra_layers": "stride-1 3x3 blocks at the smallest feature map, in both networks"},
+    profiles={
+        "smoke": {"steps": 60, "batch_size": 64, "channels": 16, "extra_layers": 1, "latent": 32},
+        "quick": {"steps": 2000, "batch_size": 64, "channels": 32, "extra_layers": 1, "latent": 64},
+        "full": {"steps": 30000, "batch_size": 128, "channels": 64, "extra_layers": 1, "latent": 100},
+    },
+)
+
+
 # ----------------------------------------------------------------------------- registration
 
 
@@ -301,11 +320,7 @@ def harness_register_models(register):
         factory=GANModel,
         data_kinds=_KINDS,
         capabilities=[Capability.SAMPLE],
-        defaults={
-            "smoke": {"steps": 150, "batch_size": 256, "hidden": 64, "depth": 3, "latent": 8, "lr": 1e-3, "r1_gamma": 0.1},
-            "quick": {"steps": 2000, "batch_size": 256, "hidden": 128, "depth": 3, "latent": 8, "lr": 5e-4, "r1_gamma": 0.1},
-            "full": {"steps": 30000, "batch_size": 512, "hidden": 512, "depth": 3, "latent": 32, "lr": 2e-4, "r1_gamma": 0.1},
-        },
+        hyperparameters=GAN_HYPERPARAMETERS,
         default_datasets={"smoke": ["8gaussians"], "quick": ["8gaussians"], "full": ["8gaussians", "2spirals"]},
         description="MLP GAN (non-saturating loss, Adam beta1 0.5) for low-dimensional data; samples only.",
     ))
@@ -315,11 +330,7 @@ def harness_register_models(register):
         factory=DCGANModel,
         data_kinds=_KINDS,
         capabilities=[Capability.SAMPLE],
-        defaults={
-            "smoke": {"steps": 60, "batch_size": 64, "channels": 16, "extra_layers": 1, "latent": 32},
-            "quick": {"steps": 2000, "batch_size": 64, "channels": 32, "extra_layers": 1, "latent": 64},
-            "full": {"steps": 30000, "batch_size": 128, "channels": 64, "extra_layers": 1, "latent": 100},
-        },
+        hyperparameters=DCGAN_HYPERPARAMETERS,
         default_datasets={"smoke": ["digits"], "quick": ["digits"], "full": ["digits", "mnist5k", "cifar10"]},
         accepts=_images_only,
         description="DCGAN (Radford et al. 2016): strided convs, batch norm, Adam 2e-4 / 0.5; samples only.",

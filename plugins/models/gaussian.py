@@ -7,26 +7,33 @@ and reports the dequantisation bound.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from harness import Capability, DataKind, FitContext, LikelihoodKind, Model, ModelSpec, Split, hookimpl
+from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, Model, ModelSpec, Split,
+                     hookimpl)
 from harness.data import ContinuousView
+from harness_plugins.models._blocks import LOG_2PI
 
-LOG_2PI = math.log(2 * math.pi)
+HYPERPARAMETERS = Hyperparameters(
+    defaults={"jitter": 1e-6, "dequant_draws": 1},
+    docs={
+        "jitter": "added to the diagonal of the sample covariance before its Cholesky factorisation",
+        "dequant_draws": "dequantisation draws averaged in log_likelihood (discrete data)",
+    },
+)
 
 
 class GaussianModel(Model):
     def __init__(self, spec, hparams):
         self.spec = spec
         self.view = ContinuousView(spec)
-        self.jitter = float(hparams.get("jitter", 1e-6))
-        self.dequant_draws = int(hparams.get("dequant_draws", 1))
+        self.jitter = float(hparams["jitter"])
+        self.dequant_draws = int(hparams["dequant_draws"])
         self.mu = None
         self.L = None
 
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        ctx.set_total_steps(1)  # the closed-form fit is one step
         y = self.view.model_input(train.x, ctx.generator).reshape(len(train), -1).double()
         self.mu = y.mean(0)
         cov = torch.cov(y.T, correction=0).reshape(y.shape[1], y.shape[1])
@@ -60,7 +67,7 @@ def harness_register_models(register):
         data_kinds=[DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY],
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
-        defaults={"smoke": {}, "quick": {}, "full": {}},
+        hyperparameters=HYPERPARAMETERS,
         default_datasets={
             "smoke": ["checkerboard", "8gaussians"],
             "quick": ["checkerboard", "8gaussians"],

@@ -10,10 +10,29 @@ import math
 
 import torch
 
-from harness import Capability, DataKind, FitContext, LikelihoodKind, Model, ModelSpec, Split, hookimpl
+from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, Model, ModelSpec, Split,
+                     hookimpl)
 from harness.data import ContinuousView
+from harness_plugins.models._blocks import LOG_2PI
 
-LOG_2PI = math.log(2 * math.pi)
+HYPERPARAMETERS = Hyperparameters(
+    defaults={"components": 8, "max_iter": 100, "tol": 1e-5, "reg_covar": 1e-6, "max_train": 0, "n_init": 3,
+              "kmeans_iter": 20},
+    docs={
+        "components": "mixture components (k)",
+        "max_iter": "EM iterations per initialisation at most (fewer once the log-likelihood moves by < tol)",
+        "tol": "EM stops when the mean training log-likelihood changes by less than this (nats)",
+        "reg_covar": "added to the diagonal of every component covariance",
+        "max_train": "fit on a random subset of this many training examples (0: all of them)",
+        "n_init": "k-means++ initialisations; the EM run with the best training log-likelihood is kept",
+        "kmeans_iter": "Lloyd iterations after k-means++ seeding, before EM",
+    },
+    profiles={
+        "smoke": {"components": 8, "max_iter": 30, "max_train": 5000, "n_init": 1},
+        "quick": {"components": 16, "max_iter": 200, "n_init": 3},
+        "full": {"components": 32, "max_iter": 500, "n_init": 5},
+    },
+)
 
 
 def mixture_log_prob(y: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
@@ -44,13 +63,13 @@ class GaussianMixtureModel(Model):
     def __init__(self, spec, hparams):
         self.spec = spec
         self.view = ContinuousView(spec)
-        self.k = int(hparams.get("components", 8))
-        self.max_iter = int(hparams.get("max_iter", 100))
-        self.tol = float(hparams.get("tol", 1e-5))
-        self.reg = float(hparams.get("reg_covar", 1e-6))
-        self.max_train = int(hparams.get("max_train", 0)) or None
-        self.n_init = int(hparams.get("n_init", 3))
-        self.kmeans_iter = int(hparams.get("kmeans_iter", 20))
+        self.k = int(hparams["components"])
+        self.max_iter = int(hparams["max_iter"])
+        self.tol = float(hparams["tol"])
+        self.reg = float(hparams["reg_covar"])
+        self.max_train = int(hparams["max_train"]) or None
+        self.n_init = int(hparams["n_init"])
+        self.kmeans_iter = int(hparams["kmeans_iter"])
         self.weights = self.means = self.chol = None
 
     def set_parameters(self, weights, means, covariances) -> None:
@@ -62,7 +81,9 @@ class GaussianMixtureModel(Model):
 
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
         """EM from ``n_init`` k-means initialisations (k-means++ seeding, then Lloyd iterations);
-        the run with the best training log-likelihood is kept."""
+        the run with the best training log-likelihood is kept. One step per EM iteration; the total
+        given to the progress bar, n_init * max_iter, is an upper bound (EM stops once it converges)."""
+        ctx.set_total_steps(self.n_init * self.max_iter)
         y = self.view.model_input(train.x, ctx.generator).reshape(len(train), -1).double()
         if self.max_train and y.shape[0] > self.max_train:
             y = y[torch.randperm(y.shape[0], generator=ctx.generator)[: self.max_train]]
@@ -137,11 +158,7 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
         accepts=_low_dimensional,
-        defaults={
-            "smoke": {"components": 8, "max_iter": 30, "max_train": 5000, "n_init": 1},
-            "quick": {"components": 16, "max_iter": 200, "n_init": 3},
-            "full": {"components": 32, "max_iter": 500, "n_init": 5},
-        },
+        hyperparameters=HYPERPARAMETERS,
         default_datasets={
             "smoke": ["checkerboard", "8gaussians"],
             "quick": ["checkerboard", "8gaussians"],

@@ -51,6 +51,7 @@ from harness import (
     Capability,
     DataKind,
     FitContext,
+    Hyperparameters,
     LikelihoodKind,
     LogLikelihood,
     Measurement,
@@ -58,11 +59,13 @@ from harness import (
     MetricSpec,
     Model,
     ModelSpec,
+    Output,
     Split,
+    Tolerance,
     hookimpl,
 )
+from harness_plugins.models._blocks import LOG_2PI, halvings, mlp, reset_parameters
 
-LOG_2PI = math.log(2 * math.pi)
 LN2 = math.log(2.0)
 # arch="auto" uses convolutions for images at least this many pixels on a side; smaller images
 # (8x8 digits: 64 values) are flattened for an MLP, which fits them as well and trains far faster.
@@ -174,32 +177,13 @@ def make_head(spec):
 # ----------------------------------------------------------------------------- networks
 
 
-def downsampling_plan(height: int, width: int) -> tuple[int, int, int]:
-    """How many stride-2 halvings a conv stack applies: while both sides are even and above 4.
-    Returns (halvings, final height, final width): 8 -> 4 (1), 28 -> 7 (2), 32 -> 4 (3)."""
-    n = 0
-    while height % 2 == 0 and width % 2 == 0 and min(height, width) > 4:
-        height, width, n = height // 2, width // 2, n + 1
-    return n, height, width
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with SiLU between them (none after the last); one Linear if len(sizes) == 2."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
-
-
 class MLPEncoder(nn.Module):
     """x (flattened) [+ one-hot label] -> (mu, logvar) of q(z | x)."""
 
     def __init__(self, dim: int, cond: int, hidden: int, depth: int, latent: int):
         super().__init__()
         self.latent = latent
-        self.net = mlp([dim + cond] + [hidden] * depth + [2 * latent])
+        self.net = mlp([dim + cond] + [hidden] * depth + [2 * latent], nn.SiLU)
 
     def forward(self, x: torch.Tensor, cond: Optional[torch.Tensor]):
         h = x.reshape(x.shape[0], -1)
@@ -215,7 +199,7 @@ class MLPDecoder(nn.Module):
     def __init__(self, dim: int, cond: int, hidden: int, depth: int, latent: int, params: int):
         super().__init__()
         self.dim, self.params = dim, params
-        self.net = mlp([latent + cond] + [hidden] * depth + [params * dim])
+        self.net = mlp([latent + cond] + [hidden] * depth + [params * dim], nn.SiLU)
 
     def forward(self, z: torch.Tensor, cond: Optional[torch.Tensor]):
         h = z if cond is None else torch.cat([z, cond], 1)
@@ -233,13 +217,13 @@ class ConvEncoder(nn.Module):
     def __init__(self, shape: tuple, cond: int, channels: int, hidden: int, latent: int):
         super().__init__()
         c, h, w = shape
-        n, h0, w0 = downsampling_plan(h, w)
+        n, h0, w0 = halvings(h, w)
         self.latent = latent
         layers: list[nn.Module] = [nn.Conv2d(c, channels, 3, padding=1), nn.SiLU()]
         for i in range(n):
             layers += [nn.Conv2d(_channels(channels, i), _channels(channels, i + 1), 4, 2, 1), nn.SiLU()]
         self.conv = nn.Sequential(*layers)
-        self.dense = mlp([_channels(channels, n) * h0 * w0 + cond, hidden, 2 * latent])
+        self.dense = mlp([_channels(channels, n) * h0 * w0 + cond, hidden, 2 * latent], nn.SiLU)
 
     def forward(self, x: torch.Tensor, cond: Optional[torch.Tensor]):
         h = self.conv(x).flatten(1)
@@ -256,10 +240,10 @@ class ConvDecoder(nn.Module):
     def __init__(self, shape: tuple, cond: int, channels: int, hidden: int, latent: int, params: int):
         super().__init__()
         c, h, w = shape
-        n, h0, w0 = downsampling_plan(h, w)
+        n, h0, w0 = halvings(h, w)
         self.shape, self.params = shape, params
         self.top = (_channels(channels, n), h0, w0)
-        self.dense = nn.Sequential(mlp([latent + cond, hidden, math.prod(self.top)]), nn.SiLU())
+        self.dense = nn.Sequential(mlp([latent + cond, hidden, math.prod(self.top)], nn.SiLU), nn.SiLU())
         layers: list[nn.Module] = []
         for i in reversed(range(n)):
             layers += [nn.ConvTranspose2d(_channels(channels, i + 1), _channels(channels, i), 4, 2, 1), nn.SiLU()]
@@ -296,16 +280,6 @@ class Standardizer(nn.Module):
         return -torch.log(self.scale).sum()
 
 
-def reset_parameters(module: nn.Module, seed: int) -> None:
-    """Re-draw every parameter with PyTorch's default initialisers from ``seed`` (global RNG state
-    is saved and restored, so this is reproducible and has no side effects)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for m in module.modules():
-            if m is not module and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-
-
 # ----------------------------------------------------------------------------- the model
 
 
@@ -320,15 +294,15 @@ class VAEModel(Model):
         self.dim = spec.dim
         self.num_classes = int(spec.num_classes) if self.conditional else 0
         self.head = make_head(spec)
-        latent = hparams.get("latent") or (2 if self.dim <= 4 else 16)
-        arch = hparams.get("arch", "auto")
+        latent = int(hparams["latent"] or (2 if self.dim <= 4 else 16))
+        arch = hparams["arch"]
         if arch == "auto":
             arch = "conv" if spec.is_image and min(spec.event_shape[1:]) >= CONV_MIN_SIDE else "mlp"
         self.arch = arch
-        hidden, depth = int(hparams.get("hidden", 128)), int(hparams.get("depth", 2))
+        hidden, depth = int(hparams["hidden"]), int(hparams["depth"])
         cond = self.num_classes
         if arch == "conv":
-            channels = int(hparams.get("channels", 32))
+            channels = int(hparams["channels"])
             self.encoder = ConvEncoder(spec.event_shape, cond, channels, hidden, latent)
             self.decoder = ConvDecoder(spec.event_shape, cond, channels, hidden, latent, self.head.params)
         elif arch == "mlp":
@@ -339,10 +313,10 @@ class VAEModel(Model):
         self.latent = latent
         self.standardizer = Standardizer(self.dim)
         self.class_log_prior = torch.full((max(self.num_classes, 1),), -math.log(max(self.num_classes, 1)))
-        self.iwae_k = int(hparams.get("iwae_k", 64))
+        self.iwae_k = int(hparams["iwae_k"])
         # decoder rows per evaluation pass (examples x importance samples): bounds evaluation memory
-        self.eval_rows = int(hparams.get("eval_rows", 512 if arch == "conv" else 8192))
-        self.eval_seed = int(hparams.get("eval_seed", 12345))
+        self.eval_rows = int(hparams["eval_rows"] or (512 if arch == "conv" else 8192))
+        self.eval_seed = int(hparams["eval_seed"])
         reset_parameters(self.encoder, 0)
         reset_parameters(self.decoder, 1)
 
@@ -460,6 +434,7 @@ class VAEModel(Model):
     # -------------------------------------------------------------- training and sampling
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
         h = self.hparams
+        ctx.set_total_steps(int(h["steps"]))
         if self.conditional and train.y is None:
             raise ValueError("cvae needs a labelled training split")
         if self.spec.kind is DataKind.CONTINUOUS:
@@ -471,10 +446,10 @@ class VAEModel(Model):
         reset_parameters(self.encoder, seed)
         reset_parameters(self.decoder, seed + 1)
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
-        opt = torch.optim.Adam(params, lr=float(h.get("lr", 1e-3)))
-        steps = int(h.get("steps", 1000))
-        warmup = int(float(h.get("kl_warmup", 0.0)) * steps)
-        batch = min(int(h.get("batch_size", 128)), len(train))
+        opt = torch.optim.Adam(params, lr=float(h["lr"]))
+        steps = int(h["steps"])
+        warmup = int(float(h["kl_warmup"]) * steps)
+        batch = min(int(h["batch_size"]), len(train))
         for m in self.modules():
             m.train()
         for step in range(steps):
@@ -499,7 +474,7 @@ class VAEModel(Model):
             m.eval()
         if self.conditional and labels is None:
             labels = torch.randint(0, self.num_classes, (n,), generator=generator)
-        mode = self.hparams.get("sample_mode", "sample")
+        mode = self.hparams["sample_mode"]
         batch = max(1, self.eval_rows)
         out = []
         for start in range(0, n, batch):
@@ -518,11 +493,33 @@ class CVAEModel(VAEModel):
     conditional = True
 
 
-# ----------------------------------------------------------------------------- registration
+# ----------------------------------------------------------------------------- hyperparameters
+
+DEFAULTS = {
+    "steps": 1000, "batch_size": 128, "lr": 1e-3, "kl_warmup": 0.0, "hidden": 128, "depth": 2, "channels": 32,
+    "latent": None, "arch": "auto", "iwae_k": 64, "eval_rows": None, "eval_seed": 12345, "sample_mode": "sample",
+}
+DOCS = {
+    "steps": "optimisation steps (fewer if the job's deadline comes first)",
+    "batch_size": "training examples per step (at most the training split)",
+    "lr": "Adam learning rate",
+    "kl_warmup": "fraction of the steps over which the KL weight rises from 0 to 1 (training only)",
+    "hidden": "hidden units of the MLP layers (and of the conv nets' dense layer)",
+    "depth": "hidden layers of the MLP encoder and decoder",
+    "channels": "channels of the first conv layer (doubling per halving, at most 4x); arch conv",
+    "latent": "latent dimensions (None: 2 for data of at most 4 dimensions, else 16)",
+    "arch": "network type: auto (conv for images at least 16 pixels a side, else mlp), mlp or conv",
+    "iwae_k": "importance samples of the IWAE bound that log_likelihood reports",
+    "eval_rows": "decoder rows (examples x importance samples) per evaluation pass, bounds memory "
+                 "(None: 512 for conv, 8192 for mlp)",
+    "eval_seed": "seed of the Monte Carlo draws in elbo and iwae when no generator is given",
+    "sample_mode": "sample: draws from p(x|z); mean: the decoder's mode",
+}
+CHOICES = {"arch": ["auto", "mlp", "conv"], "sample_mode": ["sample", "mean"]}
 
 # Per-step CPU cost is ~5-10 ms for the MLPs at batch 128 (single thread), so quick is ~15-20 s a
 # dataset; full is meant for a GPU.
-_DEFAULTS = {
+PROFILES = {
     "smoke": {"steps": 300, "batch_size": 128, "hidden": 64, "depth": 2, "channels": 16, "iwae_k": 8,
               "lr": 2e-3, "kl_warmup": 0.2},
     "quick": {"steps": 2000, "batch_size": 128, "hidden": 256, "depth": 2, "channels": 32, "iwae_k": 64,
@@ -530,7 +527,12 @@ _DEFAULTS = {
     "full": {"steps": 50000, "batch_size": 128, "hidden": 512, "depth": 3, "channels": 64, "iwae_k": 1000,
              "lr": 5e-4, "kl_warmup": 0.1},
 }
-_CVAE_DEFAULTS = {**_DEFAULTS, "quick": {**_DEFAULTS["quick"], "steps": 3000}}
+VAE_HYPERPARAMETERS = Hyperparameters(defaults=DEFAULTS, docs=DOCS, profiles=PROFILES, choices=CHOICES)
+CVAE_HYPERPARAMETERS = Hyperparameters(defaults=DEFAULTS, docs=DOCS, choices=CHOICES,
+                                       profiles={**PROFILES, "quick": {**PROFILES["quick"], "steps": 3000}})
+
+
+# ----------------------------------------------------------------------------- registration
 
 
 def _needs_labels(spec) -> Optional[str]:
@@ -540,13 +542,13 @@ def _needs_labels(spec) -> Optional[str]:
 
 
 def elbo_nll(ctx: MetricContext) -> list:
-    """-ELBO on the test split (the eval_examples first examples), an upper bound on the NLL."""
+    """-ELBO on the evaluation split (the profile's eval_examples of the test split), an upper bound on
+    the NLL."""
     model = ctx.model
     if not hasattr(model, "elbo"):
         raise TypeError(f"{type(model).__name__} has no elbo(x) method")
-    test = ctx.dataset.test
-    n = ctx.profile.eval_examples or len(test)
-    x, y = test.x[:n], None if test.y is None else test.y[:n]
+    test = ctx.evaluation_split()
+    x, y = test.x, test.y
     conditional = bool(getattr(model, "conditional", False)) and y is not None
     values = model.elbo(x, y if conditional else None).double()
     nll = -values
@@ -554,8 +556,8 @@ def elbo_nll(ctx: MetricContext) -> list:
     details = {"conditional": conditional, "samples": 1}
     if ctx.dataset.spec.is_image:
         details["bpd"] = float(nll.mean()) / (ctx.dataset.spec.dim * LN2)
-    return [Measurement("elbo_nll", float(nll.mean()), "nats", "bound", higher_is_better=False,
-                        stderr=stderr, n=len(nll), details=details)]
+    return [Measurement("elbo_nll", float(nll.mean()), estimator="bound", stderr=stderr, n=len(nll),
+                        details=details)]
 
 
 def _vae_only(model_spec, dataset_spec) -> Optional[str]:
@@ -574,7 +576,7 @@ def harness_register_models(register):
         data_kinds=kinds,
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.BOUND,
-        defaults=_DEFAULTS,
+        hyperparameters=VAE_HYPERPARAMETERS,
         default_datasets={"smoke": ["8gaussians", "digits-binary"], "quick": ["8gaussians", "digits"],
                           "full": ["8gaussians", "digits", "mnist5k-binary", "mnist5k"]},
         description="VAE (MLP or conv by data shape; Bernoulli / discretised logistic / Gaussian p(x|z)); "
@@ -587,7 +589,7 @@ def harness_register_models(register):
         data_kinds=kinds,
         capabilities=[Capability.SAMPLE, Capability.CONDITIONAL],
         likelihood=LikelihoodKind.BOUND,
-        defaults=_CVAE_DEFAULTS,
+        hyperparameters=CVAE_HYPERPARAMETERS,
         default_datasets={"smoke": ["digits-binary"], "quick": ["digits"],
                           "full": ["digits", "mnist5k-binary", "mnist5k"]},
         accepts=_needs_labels,
@@ -599,9 +601,11 @@ def harness_register_models(register):
 def harness_register_metrics(register):
     register(MetricSpec(
         name="elbo_nll",
-        unit="nats",
-        higher_is_better=False,
         compute=elbo_nll,
+        outputs=[Output("elbo_nll", unit="nats", higher_is_better=False,
+                        tolerance=Tolerance(relative=0.02, absolute=0.05), order=40,
+                        description="-ELBO per example (nats), an upper bound on the NLL; looser than the IWAE "
+                                    "bound that nll reports")],
         requires=[Capability.LOG_LIKELIHOOD],
         applies=_vae_only,
         description="-ELBO on the test split (nats): the looser of the two VAE bounds; nll shows the IWAE bound.",

@@ -83,7 +83,7 @@ class Fitted:
         splits = dspec.load(Path("datasets"))
         self.dataset = Dataset(dspec, splits, provenance_hash(splits, dspec.name))
         torch.manual_seed(0)
-        self.model = self.spec.factory(dspec, self.spec.hparams("smoke"))
+        self.model = self.spec.factory(dspec, self.spec.resolve_hparams("smoke", dspec))
         self.model.to("cpu")
         self.fit = FitContext("cpu", seed=0, deadline=time.monotonic() + FIT_SECONDS)
         self.model.fit(splits.train, splits.val, self.fit)

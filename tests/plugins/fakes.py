@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from harness import Capability, DataKind, DatasetSpec, LikelihoodKind, LogLikelihood, Model, ModelSpec, Split, hookimpl
+from harness import (Capability, DataKind, DatasetSpec, Hyperparameters, LikelihoodKind, LogLikelihood, Model,
+                     ModelSpec, Split, hookimpl)
 from harness.contracts import Splits
 
 
@@ -55,7 +56,7 @@ class Sleepy(StandardNormal):
         if log:
             with open(log, "a") as f:
                 f.write(f"start {ctx.seed}\n")
-        deadline = time.monotonic() + float(self.hparams.get("sleep", 0.5))
+        deadline = time.monotonic() + float(self.hparams["sleep"])
         while time.monotonic() < deadline:  # a busy model that does not check should_stop()
             time.sleep(0.01)
         ctx.step(len(train))
@@ -81,7 +82,8 @@ def harness_register_models(register):
     register(_spec("stdnormal", StandardNormal))
     register(_spec("boom", FailingFit))
     register(_spec("nanny", NaNLikelihood))
-    register(_spec("sleepy", Sleepy, defaults={"smoke": {"sleep": 0.5}, "quick": {"sleep": 0.5}}))
+    register(_spec("sleepy", Sleepy, hyperparameters=Hyperparameters(
+        defaults={"sleep": 0.5}, docs={"sleep": "seconds fit busy-waits (without checking should_stop)"})))
 
 
 class Recorder:

@@ -2,24 +2,25 @@
 
 Fitted in closed form (per-dimension median and mean absolute deviation), exact likelihood on
 continuous data. Installed with `pip install examples/harness-example-plugin`, it appears in
-`python -m harness list` and runs with `python -m harness run --model laplace`.
+`python -m harness list` and runs with `python -m harness run --model laplace`. Its one
+hyperparameter is declared with the model (``--set laplace.min_scale=1e-3`` changes it).
 """
-
-import math
 
 import torch
 
-from harness import Capability, DataKind, LikelihoodKind, LogLikelihood, Model, ModelSpec, hookimpl
+from harness import Capability, DataKind, Hyperparameters, LikelihoodKind, LogLikelihood, Model, ModelSpec, hookimpl
 
 
 class IndependentLaplace(Model):
     def __init__(self, spec, hparams):
         self.spec = spec
+        self.min_scale = float(hparams["min_scale"])  # the core passes every declared key, resolved
 
     def fit(self, train, val, ctx):
+        ctx.set_total_steps(1)  # one closed-form step
         x = train.x.reshape(len(train), -1).double()
         self.loc = x.quantile(0.5, dim=0)
-        self.scale = (x - self.loc).abs().mean(0).clamp(min=1e-6)
+        self.scale = (x - self.loc).abs().mean(0).clamp(min=self.min_scale)
         ctx.step(len(train))
 
     def log_likelihood(self, x, labels=None):
@@ -42,6 +43,10 @@ def harness_register_models(register):
         data_kinds=[DataKind.CONTINUOUS],
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
+        hyperparameters=Hyperparameters(
+            defaults={"min_scale": 1e-6},
+            docs={"min_scale": "lower bound on each fitted scale (keeps constant dimensions finite)"},
+        ),
         default_datasets=["8gaussians", "checkerboard"],
         description="Independent Laplace marginals (third-party example plugin).",
     ))
