@@ -67,9 +67,14 @@ def context(model, dataset, n, cache_dir=None, run_cache=None, seed=0, name="poo
                          feature_extractors=EXTRACTORS, run_cache={} if run_cache is None else run_cache)
 
 
+SPECS = {}
+fidelity.harness_register_metrics(lambda spec: SPECS.__setitem__(spec.name, spec))
+
+
 def value(metric, ctx):
+    """The metric's measurement, bound to its declaration as the runner binds it."""
     (m,) = fidelity.compute_metric(metric, ctx)
-    return m
+    return SPECS[metric].bind(m)
 
 
 def scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -148,7 +153,8 @@ def test_digits_metrics_equal_torch_fidelity_directly_and_fid_equals_scipy(digit
     assert got["fid"].value == pytest.approx(scipy_fid(f_gen, f_ref), rel=1e-4)
 
     fid = got["fid"]
-    assert fid.n == n and fid.details["id"] == f"fid@{n}" and fid.details["n_reference"] == n
+    assert fid.n == n and fid.id == f"fid@{n}" and fid.details["n_reference"] == n and "id" not in fid.details
+    assert {m.id for m in got.values()} == {f"{metric}@{n}" for metric in fidelity.METRICS}
     assert fid.details["extractor"] == "digits-classifier" and fid.details["reference"] == "test"
     assert fid.details["feature_dim"] == extractors.RECIPES["digits-classifier"].feature_dim
 
@@ -211,7 +217,51 @@ def test_noise_floor_row_is_train_against_test_fid():
     s_tr, s_te = np.cov(tr, rowvar=False), np.cov(te, rowvar=False)
     assert rows["fid"].value == pytest.approx(gaussian_fid_2d(mu_tr, s_tr, mu_te, s_te), rel=1e-8)
     assert rows["fid"].details["reference"] == "train_vs_test" and rows["fid"].n == n
+    assert rows["fid"].id == f"fid@{n}" and rows["precision"].unit == "fraction"
+    assert rows["kid"].estimator == "statistic"
     assert set(rows) == set(fidelity.METRICS) and all(r.finite for r in rows.values())
+
+
+# ----------------------------------------------------------------------------- evaluation split
+
+
+def test_the_reference_is_the_evaluation_split_of_the_test_split():
+    """The reference examples are ctx.evaluation_split(n) (the examples every metric takes), not the
+    first n rows; FID recomputed from exactly those examples agrees."""
+    rng = np.random.default_rng(2)
+    test = torch.from_numpy(np.sort(rng.standard_normal((500, 2)), axis=0))  # rows ordered: a prefix is biased
+    dataset = make_dataset("sorted", torch.from_numpy(rng.standard_normal((500, 2))), test)
+    samples = model_samples(4, n=150)
+    ctx = context(PoolModel(samples), dataset, 150)
+    reference = ctx.evaluation_split(150).x
+    assert torch.equal(fidelity.split_subset(dataset.test.x, 150), reference)
+    assert not torch.equal(reference, dataset.test.x[:150])
+    fid = value("fid", ctx)
+    assert fid.details["n_reference"] == 150
+    assert fid.value == pytest.approx(scipy_fid(samples.numpy(), reference.double().numpy()), rel=1e-4)
+
+
+def test_cached_reference_is_recomputed_when_the_evaluation_subset_changes(tmp_path, monkeypatch):
+    """The stamp carries a hash of the selected indices: a different subset never reuses statistics."""
+    import harness.contracts as contracts
+
+    dataset = toy_dataset()  # 200 test examples, 100 used
+    first = value("fid", context(PoolModel(model_samples(1, n=100)), dataset, 100, cache_dir=tmp_path)).value
+    assert fidelity.CACHE_EVENTS["computed"] == 2
+    value("fid", context(PoolModel(model_samples(1, n=100)), dataset, 100, cache_dir=tmp_path))
+    assert fidelity.CACHE_EVENTS["disk"] == 2 and fidelity.CACHE_EVENTS["stale"] == 0
+
+    old_subset = fidelity.split_subset(dataset.test.x, 100)
+    monkeypatch.setattr(contracts, "EVALUATION_SUBSET_SEED", 1)
+    ctx = context(PoolModel(model_samples(1, n=100)), dataset, 100, cache_dir=tmp_path)
+    assert torch.equal(ctx.evaluation_split(100).x, fidelity.split_subset(dataset.test.x, 100))
+    assert not torch.equal(ctx.evaluation_split(100).x, old_subset)
+    changed = value("fid", ctx).value
+    assert fidelity.CACHE_EVENTS["stale"] == 2 and fidelity.CACHE_EVENTS["computed"] == 4
+    uncached = value("fid", context(PoolModel(model_samples(1, n=100)), dataset, 100)).value
+    assert changed == uncached and changed != first
+    expected = scipy_fid(model_samples(1, n=100).numpy(), ctx.evaluation_split(100).x.double().numpy())
+    assert changed == pytest.approx(expected, rel=1e-4)
 
 
 # ----------------------------------------------------------------------------- caching and cost
@@ -344,6 +394,12 @@ def test_missing_inception_weights_skip_with_reason_and_never_download(tmp_path,
 def test_metrics_registered_for_sampling_models_only():
     specs = registered(fidelity.harness_register_metrics)
     assert set(specs) == set(fidelity.METRICS)
+    for name, spec in specs.items():
+        (out,) = spec.outputs
+        assert out.name == name and out.sample_count_in_id and out.estimator == "statistic" and out.kind == "quality"
+        assert out.identity(2000) == f"{name}@2000"
+    assert [specs[m].outputs[0].order for m in ("fid", "kid", "precision", "recall")] == [60, 70, 80, 90]
+    assert not specs["fid"].outputs[0].higher_is_better and specs["recall"].outputs[0].higher_is_better
     sampler = model_spec()
     no_sampler = ModelSpec(name="ll-only", family="test", factory=lambda s, h: None,
                            data_kinds=[DataKind.CONTINUOUS], capabilities=[], likelihood="exact")

@@ -28,6 +28,12 @@ def _metrics():
     return {m.name: m for m in found}
 
 
+def _measure(metric, ctx):
+    """The metric's measurements bound to its declarations, as the runner binds them (unit, direction,
+    estimator and identity filled in; an undeclared or contradicting one raises)."""
+    return [metric.bind(m) for m in metric.compute(ctx)]
+
+
 SAMPLER_SPEC = ModelSpec(name="sampler", family="test", factory=None, data_kinds=["continuous", "discrete", "binary"],
                          capabilities=[Capability.SAMPLE, Capability.CONDITIONAL])
 LIKELIHOOD_SPEC = ModelSpec(name="exact", family="test", factory=None, data_kinds=["continuous"],
@@ -84,7 +90,7 @@ def test_parzen_approaches_the_true_log_likelihood_of_a_gaussian():
     metric = _metrics()["parzen_nll"]
     errors = {}
     for n in (30, 300, 3000):
-        (m,) = metric.compute(_context(model, ds, n))
+        (m,) = _measure(metric, _context(model, ds, n))
         assert m.metric == "parzen_nll" and m.estimator == "estimate" and m.details["samples"] == n
         assert not m.details["sigma_at_grid_edge"] and not m.details["dequantized"]
         errors[n] = abs(m.value - true_nll)
@@ -100,9 +106,43 @@ def test_parzen_on_discrete_data_subtracts_d_log_k():
     bits = lambda n: torch.randint(0, 2, (n, dim), generator=gen).float()  # noqa: E731
     ds = _dataset(Split(bits(500)), Split(bits(1000)), Split(bits(1000)), kind="binary")
     model = FunctionSampler(lambda n, g, labels: torch.randint(0, 2, (n, dim), generator=g).float())
-    (m,) = _metrics()["parzen_nll"].compute(_context(model, ds, 5000))
+    (m,) = _measure(_metrics()["parzen_nll"], _context(model, ds, 5000))
     assert m.details["dequantized"]
     assert dim * math.log(2) - 4 * m.stderr < m.value < dim * math.log(2) + 0.25
+
+
+def test_parzen_scores_the_evaluation_split_and_chooses_sigma_on_the_validation_subset():
+    """With eval_examples smaller than the splits, the test examples are ctx.evaluation_split() (a fixed
+    permutation's first n, not the first n rows) and the bandwidth is chosen on the evaluation subset
+    of the validation split: recomputed here from those examples, the numbers agree exactly."""
+    gen = torch.Generator().manual_seed(3)
+    # rows sorted by their first coordinate: the first n rows differ clearly from a random subset
+    data = lambda n: torch.randn(n, 2, generator=gen).sort(0).values  # noqa: E731
+    ds = _dataset(Split(data(500)), Split(data(400)), Split(data(600)), name="sorted")
+    model = FunctionSampler(lambda n, g, labels: torch.randn(n, 2, generator=g))
+    ctx = _context(model, ds, 300, eval_examples=100)
+    (m,) = _measure(_metrics()["parzen_nll"], ctx)
+    test, val = ctx.evaluation_split().x.double(), ctx.evaluation_split(100, split="val").x.double()
+    assert m.n == 100 and m.details["val_examples"] == 100
+    assert not torch.equal(test, ds.test.x[:100].double())
+    _, samples = model.calls[0]
+    scale = float(val.var(0, unbiased=False).mean().sqrt())
+    sigma, _ = sm.select_bandwidth(samples.double(), val, scale * sm.PARZEN_RELATIVE_GRID)
+    expected = -sm.parzen_log_density(samples.double(), test, [sigma])[:, 0]
+    assert m.details["sigma"] == sigma and m.value == pytest.approx(float(expected.mean()), rel=1e-12)
+
+
+def test_sample_metric_declarations():
+    specs = _metrics()
+    outputs = {o.name: o for spec in specs.values() for o in spec.outputs}
+    assert set(outputs) == {"parzen_nll", "modes_covered", "high_quality_share", "conditional_accuracy"}
+    assert specs["mode_coverage"].output_names == ("modes_covered", "high_quality_share")
+    assert outputs["modes_covered"].integer and outputs["modes_covered"].unit == "modes"
+    assert all(o.kind == "quality" and not o.sample_count_in_id for o in outputs.values())
+    assert outputs["parzen_nll"].estimator == "estimate" and not outputs["parzen_nll"].higher_is_better
+    assert outputs["parzen_nll"].order == 50 and outputs["parzen_nll"].tolerance.absolute == 0.05
+    for name in ("modes_covered", "high_quality_share", "conditional_accuracy"):
+        assert outputs[name].estimator == "statistic" and outputs[name].higher_is_better and outputs[name].order > 90
 
 
 def test_parzen_applies_only_to_sample_only_models():
@@ -135,8 +175,10 @@ def test_mode_coverage_of_the_true_distribution(eight_gaussians):
     model = FunctionSampler(lambda n, g, labels: _eight_gaussians(n, np.random.default_rng(int(g.initial_seed()))))
     n = 2000
     cache = {}
-    covered, share = metric.compute(_context(model, eight_gaussians, n, run_cache=cache))
+    covered, share = _measure(metric, _context(model, eight_gaussians, n, run_cache=cache))
     assert covered.metric == "modes_covered" and covered.value == 8
+    assert covered.unit == "modes" and covered.estimator == "statistic" and covered.higher_is_better
+    assert covered.id == "modes_covered" and share.unit == "fraction" and share.n == n
     # KMeans found the true centres and spreads
     centres, stds = next(iter(cache.values()))
     dist = np.sqrt(((centres[:, None] - EIGHT_CENTRES[None]) ** 2).sum(-1)).min(1)
@@ -150,15 +192,15 @@ def test_mode_coverage_of_the_true_distribution(eight_gaussians):
 def test_mode_coverage_of_one_mode_and_of_noise(eight_gaussians):
     metric = _metrics()["mode_coverage"]
     one = FunctionSampler(lambda n, g, labels: _eight_gaussians(n, np.random.default_rng(1), modes=[3]))
-    covered, share = metric.compute(_context(one, eight_gaussians, 2000))
+    covered, share = _measure(metric, _context(one, eight_gaussians, 2000))
     assert covered.value == 1 and share.value > 0.97
     three = FunctionSampler(lambda n, g, labels: _eight_gaussians(n, np.random.default_rng(2), modes=[0, 2, 5]))
-    covered, _ = metric.compute(_context(three, eight_gaussians, 2000))
+    covered, _ = _measure(metric, _context(three, eight_gaussians, 2000))
     assert covered.value == 3
     # broad noise: few samples are high quality (reference: the area of 8 discs of radius 3 sd
     # over the sampled square, about 8 pi 1.06^2 / 100 = 0.28)
     noise = FunctionSampler(lambda n, g, labels: torch.rand(n, 2, generator=g) * 10 - 5)
-    _, share = metric.compute(_context(noise, eight_gaussians, 4000))
+    _, share = _measure(metric, _context(noise, eight_gaussians, 4000))
     ref = 8 * math.pi * (3 * EIGHT_STD) ** 2 / 100
     assert abs(share.value - ref) < 4 * math.sqrt(ref * (1 - ref) / 4000) + 0.01
 
@@ -207,7 +249,7 @@ def test_conditional_accuracy_of_a_perfect_sampler(digits):
     from sklearn.linear_model import LogisticRegression
 
     model = FunctionSampler(_from_test_split(digits, honour_labels=True))
-    (m,) = _metrics()["conditional_accuracy"].compute(_context(model, digits, 1000))
+    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits, 1000))
     labels, samples = model.calls[0]
     assert m.n == 1000 and torch.equal(labels, torch.arange(10).repeat_interleave(100))
     # independent reference: a logistic regression fitted here, scored on the same samples
@@ -217,12 +259,14 @@ def test_conditional_accuracy_of_a_perfect_sampler(digits):
     assert "logistic regression" in m.details["classifier"]
     assert abs(m.details["classifier_test_accuracy"] - float((ref_clf.predict(
         digits.test.x.reshape(len(digits.test), -1).numpy() / 16) == digits.test.y.numpy()).mean())) <= 0.01
+    assert m.details["classifier_test_examples"] == len(digits.test)  # eval_examples=0: the whole test split
+    assert m.unit == "fraction" and m.estimator == "statistic" and m.higher_is_better
     assert abs(m.stderr - math.sqrt(m.value * (1 - m.value) / 1000)) < 1e-12
 
 
 def test_conditional_accuracy_of_a_label_ignoring_sampler_is_chance(digits):
     model = FunctionSampler(_from_test_split(digits, honour_labels=False))
-    (m,) = _metrics()["conditional_accuracy"].compute(_context(model, digits, 2000))
+    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits, 2000))
     # samples independent of the asked label with equal counts per label: E[accuracy] = 1/C exactly
     assert abs(m.value - 0.1) < 4 * math.sqrt(0.1 * 0.9 / 2000)
 
@@ -254,23 +298,25 @@ def test_conditional_accuracy_uses_the_datasets_classifier_extractor(digits):
                                 build=lambda ds, device: builds.append(1) or OracleExtractor(ds))
     model = FunctionSampler(_from_test_split(digits, honour_labels=True))
     cache = {}
-    (m,) = _metrics()["conditional_accuracy"].compute(_context(model, digits, 500, extractors={spec.name: spec},
+    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits, 500, extractors={spec.name: spec},
                                                                run_cache=cache))
     assert m.value == 1.0 and "digits-classifier" in m.details["classifier"]
     assert m.details["classifier_test_accuracy"] == 1.0
-    _metrics()["conditional_accuracy"].compute(_context(model, digits, 500, extractors={spec.name: spec},
+    _measure(_metrics()["conditional_accuracy"], _context(model, digits, 500, extractors={spec.name: spec},
                                                         run_cache=cache))
     assert len(builds) == 1  # built once per run
     # an extractor that reports itself unusable is not used; the reason is recorded
     broken = FeatureExtractorSpec(name="digits-classifier", build=None, check=lambda root: "weights missing")
-    (m,) = _metrics()["conditional_accuracy"].compute(_context(model, digits, 500, extractors={broken.name: broken}))
+    (m,) = _measure(_metrics()["conditional_accuracy"],
+                    _context(model, digits, 500, extractors={broken.name: broken}))
     assert "logistic" in m.details["classifier"] and m.details["extractor_not_used"] == "weights missing"
 
     def corrupt(ds, device):
         raise OSError("checksum mismatch")
 
     failing = FeatureExtractorSpec(name="digits-classifier", build=corrupt)
-    (m2,) = _metrics()["conditional_accuracy"].compute(_context(model, digits, 500, extractors={failing.name: failing}))
+    (m2,) = _measure(_metrics()["conditional_accuracy"],
+                     _context(model, digits, 500, extractors={failing.name: failing}))
     assert "checksum mismatch" in m2.details["extractor_not_used"] and m2.value == m.value
 
 

@@ -5,6 +5,7 @@ stand-in), GPU variants skipped with their reason, and finite values through the
 Nothing here asserts how fast anything runs."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -22,14 +23,14 @@ class LinearToy(Model):
     """sample(n): z (n, D_IN) -> Linear(D_IN, D_OUT) -> @ M (D_OUT, D_EXTRA); counted by hand as
     2 D_IN D_OUT + 2 D_OUT D_EXTRA FLOPs per sample (the bias add is elementwise, not counted).
     log_likelihood(x): x (n, D_EXTRA) @ P (D_EXTRA, D_EXTRA): 2 D_EXTRA^2 per example.
-    Records every call's batch size and labels."""
+    Records every call's batch size and labels, and the inputs of log_likelihood."""
 
     def __init__(self, spec=None, hparams=None):
         torch.manual_seed(0)
         self.linear = torch.nn.Linear(D_IN, D_OUT)
         self.M = torch.randn(D_OUT, D_EXTRA)
         self.P = torch.randn(D_EXTRA, D_EXTRA)
-        self.sample_calls, self.ll_calls = [], []
+        self.sample_calls, self.ll_calls, self.ll_inputs = [], [], []
 
     def fit(self, train, val, ctx):
         ctx.step(len(train))
@@ -41,6 +42,7 @@ class LinearToy(Model):
 
     def log_likelihood(self, x, labels=None):
         self.ll_calls.append((x.shape[0], labels))
+        self.ll_inputs.append(x)
         return LogLikelihood(-(torch.mm(x, self.P) ** 2).sum(1), LikelihoodKind.EXACT)
 
 
@@ -70,8 +72,17 @@ def _context(model=None, conditional=False, device="cpu", fit=None, run_cache=No
                          run_cache={} if run_cache is None else run_cache)
 
 
+SPEC_OF = {name: spec for spec in sm.metric_specs() for name in spec.output_names}
+
+
+def _bind(rows):
+    """Measurements bound to their declarations, as the runner binds them (an undeclared name or a
+    contradicting unit or direction raises)."""
+    return [SPEC_OF[m.metric].bind(m) for m in rows]
+
+
 def _by_name(rows):
-    return {m.metric: m for m in rows}
+    return {m.metric: m for m in _bind(rows)}
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -79,13 +90,13 @@ def _by_name(rows):
 
 def test_flops_per_sample_equals_the_hand_count():
     ctx = _context()
-    (m,) = sm.compute_flops_per_sample(ctx)
+    (m,) = _bind(sm.compute_flops_per_sample(ctx))
     assert m.value == SAMPLE_FLOPS
     assert m.details["total_flops"] == SAMPLE_FLOPS * m.details["batch_size"]
 
 
 def test_flops_per_evaluation_equals_the_hand_count():
-    (m,) = sm.compute_flops_per_evaluation(_context())
+    (m,) = _bind(sm.compute_flops_per_evaluation(_context()))
     assert m.value == EVAL_FLOPS and m.details["batch_size"] == 50  # the whole (50-example) test split
 
 
@@ -138,7 +149,7 @@ def test_matrix_vector_products_and_triangular_solves_are_counted():
 def test_achieved_flops_is_flops_per_sample_times_sample_throughput():
     ctx = _context()
     rows = _by_name(sm.compute_achieved_flops(ctx))
-    (throughput,) = sm.compute_sample_throughput(ctx)
+    (throughput,) = _bind(sm.compute_sample_throughput(ctx))
     achieved = rows["achieved_flops"]
     assert achieved.value == pytest.approx(SAMPLE_FLOPS * throughput.value, rel=1e-12)
     assert achieved.stderr == pytest.approx(SAMPLE_FLOPS * throughput.stderr, rel=1e-12)
@@ -160,7 +171,7 @@ def test_sample_latency_reports_p50_and_p95_in_milliseconds():
 
 def test_throughput_rows_carry_their_spread_and_device():
     ctx = _context()
-    (m,) = sm.compute_sample_throughput(ctx)
+    (m,) = _bind(sm.compute_sample_throughput(ctx))
     d = m.details
     assert m.estimator == "measured" and m.unit == "samples/s" and m.higher_is_better
     assert d["p05"] <= d["p25"] <= m.value <= d["p75"] <= d["p95"]
@@ -175,7 +186,20 @@ def test_conditional_models_get_labels_for_sampling_and_evaluation():
     for n, labels in ctx.model.sample_calls:
         assert labels is not None and labels.shape == (n,) and 0 <= int(labels.min()) and int(labels.max()) < 4
     for n, labels in ctx.model.ll_calls:
-        assert torch.equal(labels, ctx.dataset.test.y[:n])
+        assert torch.equal(labels, ctx.evaluation_split(n).y)
+
+
+def test_evaluation_calls_score_the_evaluation_split():
+    """Every evaluation call at batch b scores ctx.evaluation_split(b), the examples the likelihood
+    metrics score (a fixed permutation's first b, not the first b rows), whole at the full batch."""
+    ctx = _context(n_test=300)
+    (m,) = _bind(sm.compute_eval_throughput(ctx))
+    assert m.details["batch_size"] == 256 and m.details["split"] == "test"
+    sizes = {x.shape[0] for x in ctx.model.ll_inputs}
+    assert {1, 256} <= sizes
+    for x in ctx.model.ll_inputs:
+        assert torch.equal(x, ctx.evaluation_split(x.shape[0]).x)
+    assert not torch.equal(ctx.evaluation_split(256).x, ctx.dataset.test.x[:256])
 
 
 def test_unconditional_models_get_no_labels():
@@ -196,7 +220,7 @@ def test_train_throughput_is_examples_over_fit_seconds():
     fit = FixedFit()
     for _ in range(10):
         fit.step(32)
-    (m,) = sm.compute_train_throughput(_context(fit=fit))
+    (m,) = _bind(sm.compute_train_throughput(_context(fit=fit)))
     assert m.value == pytest.approx(320 / 2.0) and m.details["steps"] == 10 and m.details["steps_per_second"] == 5.0
 
 
@@ -205,10 +229,53 @@ def test_train_throughput_needs_reported_steps():
         sm.compute_train_throughput(_context(fit=FixedFit()))
 
 
-def test_peak_memory_on_cpu_says_it_is_the_process_high_water_mark():
-    (m,) = sm.compute_peak_memory(_context())
-    assert m.unit == "bytes" and m.value > 0
-    assert "RSS" in m.details["source"] and "process-wide" in m.details["scope"]
+class Allocating(LinearToy):
+    """LinearToy whose sample(n) also fills a scratch tensor of ``scratch_bytes`` and frees it again."""
+
+    def __init__(self, scratch_bytes):
+        super().__init__()
+        self.scratch_bytes = scratch_bytes
+
+    def sample(self, n, generator, labels=None):
+        scratch = torch.ones(self.scratch_bytes // 4)
+        return super().sample(n, generator, labels) + scratch[0]
+
+
+MIB = 1024 * 1024
+# What LinearToy's sampling itself holds at batch 256 (z, the linear layer's output and the product:
+# (6 + 5 + 3) floats a sample, 14 KiB) plus torch's small temporaries: well under 64 KiB.
+TOY_SLACK = 64 * 1024
+
+
+def test_peak_memory_is_what_the_sampling_call_allocates():
+    """Two models whose sampling allocates 8 MiB and 40 MiB of scratch: peak_memory matches each
+    known allocation within the toy's own few KiB, and they differ by the difference of the two."""
+    before = torch.ones(64 * MIB // 4)  # held by the process before the jobs run: in neither figure
+    run_cache = {}
+    figures = {}
+    for scratch in (8 * MIB, 40 * MIB):
+        ctx = _context(model=Allocating(scratch), run_cache=run_cache)
+        (m,) = _bind(sm.compute_peak_memory(ctx))
+        assert m.unit == "bytes" and m.estimator == "measured" and not m.higher_is_better
+        assert m.details["batch_size"] == 256 and "profiler" in m.details["source"]
+        assert "process" not in m.details["scope"] and "above what was allocated before" in m.details["scope"]
+        assert scratch <= m.value <= scratch + TOY_SLACK
+        assert m.details["allocated_bytes"] >= scratch and m.details["per_sample_bytes"] == m.value / 256
+        figures[scratch] = m.value
+    assert figures[40 * MIB] - figures[8 * MIB] == pytest.approx(32 * MIB, abs=TOY_SLACK)
+    plain = _bind(sm.compute_peak_memory(_context(run_cache=run_cache)))[0].value
+    assert 256 * D_EXTRA * 4 <= plain <= TOY_SLACK  # at least the samples it returns
+    del before
+
+
+def test_peak_memory_is_skipped_where_it_cannot_be_measured_and_flops_are_still_counted():
+    from harness import MetricSkipped
+
+    ctx = _context(device="meta")  # a device with no allocator statistics (the toy computes on CPU)
+    with pytest.raises(MetricSkipped, match="no allocator statistic for meta"):
+        sm.compute_peak_memory(ctx)
+    (m,) = _bind(sm.compute_flops_per_sample(ctx))
+    assert m.value == SAMPLE_FLOPS
 
 
 def test_the_metrics_of_a_job_share_their_calls():
@@ -226,21 +293,34 @@ def test_the_metrics_of_a_job_share_their_calls():
     assert sum(1 for key in cache if "instrumented" in key) == 2  # one sampling and one evaluation call
 
 
-def test_a_slow_sampler_is_timed_at_a_smaller_batch_and_says_so():
-    class Slow(LinearToy):
-        def sample(self, n, generator, labels=None):
-            self.sample_calls.append((n, labels))
-            x = torch.zeros(n, D_EXTRA)
-            for _ in range(max(n, 1) * 50):  # cost grows with the batch, from a fixed per-item loop
-                x = x + 1.0
-            return x
+class Slow(LinearToy):
+    """Sampling and evaluation that take at least 1 ms per item (a sleep: never shorter, on any
+    machine), so a call at the smoke profile's batch of 256 takes at least 0.256 s, over its longest
+    allowed call (0.075 s, or four one-item calls of about 1 ms)."""
 
-    ctx = _context(model=Slow())
-    choice = sm._batch_choice(ctx, "sample", sm.sampling_call(ctx, 256), 256, sm.throughput_budget(ctx.profile))
-    (m,) = sm.compute_sample_throughput(ctx)
-    assert m.details["batch_size"] == choice.batch and m.details["requested_batch_size"] == 256
-    if choice.reduced:  # how far it shrinks depends on the machine; what it says does not
-        assert "batch_note" in m.details and choice.batch < 256
+    def sample(self, n, generator, labels=None):
+        time.sleep(1e-3 * n)
+        return super().sample(n, generator, labels)
+
+    def log_likelihood(self, x, labels=None):
+        time.sleep(1e-3 * x.shape[0])
+        return super().log_likelihood(x, labels)
+
+
+def test_a_slow_model_is_timed_at_a_smaller_batch_and_says_so():
+    ctx = _context(model=Slow(), n_test=300)
+    budget = sm.throughput_budget(ctx.profile)
+    assert 0.256 > budget.max_call_seconds
+    rows = {"sample_throughput": _bind(sm.compute_sample_throughput(ctx))[0],
+            "eval_throughput": _bind(sm.compute_eval_throughput(ctx))[0]}
+    for what, m in zip(("sample", "evaluate"), rows.values()):
+        choice = sm._batch_choice(ctx, what, None, 256, budget)  # the job's cached choice
+        assert choice.reduced and choice.batch < 256
+        assert m.details["batch_size"] == choice.batch and m.details["requested_batch_size"] == 256
+        assert m.details["batch_note"].startswith("a call at batch 256 was predicted to take longer")
+    # calls that fit keep the requested batch, and no note
+    (fast,) = _bind(sm.compute_sample_throughput(_context()))
+    assert fast.details["batch_size"] == 256 and "batch_note" not in fast.details
 
 
 # --------------------------------------------------------------------------- peak FLOP/s table
@@ -312,7 +392,8 @@ def test_cuda_code_paths_of_every_metric_run_on_cpu(fake_cuda):
     for name in ("sample_throughput", "eval_throughput", "gpu_sample_throughput", "sample_latency_p50"):
         assert rows[name].details["timer"] == "cuda events" and rows[name].details["device"] == "cuda"
     assert rows["gpu_sample_throughput"].details["requested_batch_size"] == 16 * 256
-    assert rows["peak_memory"].value == 5000 and rows["peak_memory"].details["allocated_before_bytes"] == 1000
+    # the allocator's peak (5000) minus what was allocated before the call (1000)
+    assert rows["peak_memory"].value == 4000 and rows["peak_memory"].details["allocated_before_bytes"] == 1000
     assert {"event.record", "event.synchronize", "reset_peak_memory_stats", "max_memory_allocated"} <= set(
         fake_cuda.calls)
     fraction = rows["achieved_flops_fraction"]

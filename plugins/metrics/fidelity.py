@@ -4,9 +4,11 @@ model's samples and the dataset's test split, in the features of the dataset's f
 
 Semantics
 - Sample count: ``n = profile.fidelity_samples`` model samples (drawn with ``ctx.generator(SAMPLE_OFFSET)``)
-  against ``min(n, len(test))`` test examples (a fixed seeded subset when the split is larger). The
-  count is part of the metric's identity: every measurement carries ``n`` and ``details["id"]``
-  (``"fid@2000"``), plus ``n_reference``.
+  against ``min(n, len(test))`` test examples: ``ctx.evaluation_split(n)``, the examples every metric
+  takes (:func:`harness.contracts.evaluation_indices`: the first n of a fixed permutation, so they
+  lie within the likelihood metrics' examples whenever ``n <= eval_examples``). The count is part of
+  the metric's identity: the outputs declare ``sample_count_in_id``, so a measurement's id is
+  ``fid@2000``; details carry ``n_reference``.
 - Estimators (all torch-fidelity's functions): FID from the features' means and covariances
   (``fid_features_to_statistics`` / ``fid_statistics_to_metric``); KID, the unbiased MMD^2 with the
   cubic polynomial kernel (``kernel_poly`` / ``mmd2``), averaged over ``KID_SUBSETS`` random subsets
@@ -20,8 +22,10 @@ Semantics
 - Cost: reference features (test, and train for the noise floor) are computed once per (dataset
   provenance, split, extractor fingerprint, sample count), cached on disk under
   ``ctx.cache_dir/fidelity`` (or only in ``ctx.run_cache`` when there is no cache dir) and stamped
-  with their provenance (dataset hash, extractor name, fingerprint and weights hash, sample count and
-  selection, torch and torch-fidelity versions); any stamp difference means recompute and overwrite.
+  with their provenance (dataset hash, extractor name, fingerprint and weights hash, sample count,
+  the selection rule and a hash of the selected indices, torch and torch-fidelity versions); any stamp
+  difference means recompute and overwrite, so a change of which examples form the reference can
+  never reuse statistics of the old ones.
   A job's sample features are computed once and shared by its four metrics through ``ctx.run_cache``,
   so M models cost M sample passes plus one test pass (and one train pass for the noise floor) --
   :data:`FEATURE_PASSES` counts them.
@@ -30,6 +34,7 @@ Semantics
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import re
@@ -42,11 +47,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, hookimpl
+from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, Output, Tolerance, hookimpl
+from harness.contracts import EVALUATION_SUBSET_SEED, evaluation_indices
 
 SAMPLE_OFFSET = 4242  # ctx.generator(offset) for the model samples of fidelity metrics
-SUBSET_SEED = 0  # which split examples form the reference when the split holds more than needed
-CACHE_FORMAT = 1
+SUBSET_SEED = EVALUATION_SUBSET_SEED  # the permutation behind every evaluation subset (harness.contracts)
+CACHE_FORMAT = 2  # 2: the reference is the evaluation subset, stamped with a hash of its indices
 KID_SUBSETS = 50  # torch-fidelity defaults to 100; 50 halves the cost on a CPU, the spread is still reported
 KID_MAX_SUBSET = 1000
 KID_RNG_SEED = 2020  # torch-fidelity's default seed for drawing KID subsets
@@ -212,17 +218,27 @@ def extractor_for(dataset, feature_extractors, device="cpu", data_root=None, run
 # ----------------------------------------------------------------------------- reference features
 
 
+SELECTION = ("harness.contracts.evaluation_indices: all of the split if it holds no more than n, else the "
+             f"first n of randperm(size, seed={EVALUATION_SUBSET_SEED}), sorted")
+
+
 def split_subset(x: torch.Tensor, n: int) -> torch.Tensor:
     """The ``n`` examples of a split used as reference: all of it if it holds no more than ``n``,
-    else a fixed seeded subset (in split order)."""
+    else the evaluation subset (:func:`harness.contracts.evaluation_indices`, in split order), the
+    examples ``MetricContext.evaluation_split(n, split)`` gives every metric."""
     if len(x) <= n:
         return x
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED))[:n]
-    return x[idx.sort().values]
+    return x[evaluation_indices(len(x), n)]
+
+
+def _indices_digest(size: int, n: int) -> str:
+    idx = evaluation_indices(size, n)
+    return hashlib.sha256(idx.to(torch.int64).numpy().tobytes()).hexdigest()
 
 
 def reference_stamp(dataset, split: str, extractor_name: str, extractor, n: int) -> dict:
     """Everything that determines cached reference features; a cache entry is used only if equal."""
+    size = len(getattr(dataset, split))
     return {
         "format": CACHE_FORMAT,
         "dataset": dataset.name,
@@ -232,8 +248,9 @@ def reference_stamp(dataset, split: str, extractor_name: str, extractor, n: int)
         "extractor_fingerprint": extractor.fingerprint,
         "weights_sha256": getattr(extractor, "weights_sha256", None) or "",
         "n_requested": int(n),
-        "n": min(int(n), len(getattr(dataset, split))),
-        "selection": f"all if the split is not larger, else randperm(seed={SUBSET_SEED})[:n] sorted",
+        "n": min(int(n), size),
+        "selection": SELECTION,
+        "indices_sha256": _indices_digest(size, int(n)),
         "torch": str(torch.__version__),
         "torch_fidelity": torch_fidelity_version(),
     }
@@ -354,18 +371,34 @@ def train_vs_test(dataset, metric: str, extractor_name: str, extractor, n: int, 
 
 # ----------------------------------------------------------------------------- measurements
 
-UNITS = {"fid": "", "kid": "", "precision": "fraction", "recall": "fraction"}
-HIGHER_IS_BETTER = {"fid": False, "kid": False, "precision": True, "recall": True}
+# The declarations. Each is a sample statistic whose value depends on the sample count (FID is biased
+# upwards at small n), so the count is part of its identity (fid@500 is not fid@2000).
+# Tolerances (the regression gate's floor): statistics of 500 samples (smoke) are noisy, so FID may
+# move by 10% (or 0.01, for values near zero), KID by 25% (or 0.001), precision and recall by 0.05.
+OUTPUTS = {
+    "fid": Output("fid", "", higher_is_better=False, estimator="statistic", order=60, sample_count_in_id=True,
+                  headline=True, tolerance=Tolerance(relative=0.10, absolute=0.01),
+                  description="Frechet distance to the test split in the extractor's features"),
+    "kid": Output("kid", "", higher_is_better=False, estimator="statistic", order=70, sample_count_in_id=True,
+                  tolerance=Tolerance(relative=0.25, absolute=0.001),
+                  description="kernel (cubic polynomial) MMD^2 to the test split, mean over subsets"),
+    "precision": Output("precision", "fraction", higher_is_better=True, estimator="statistic", order=80,
+                        sample_count_in_id=True, headline=True, tolerance=Tolerance(absolute=0.05),
+                        description="share of samples inside the k-NN manifold of the test split"),
+    "recall": Output("recall", "fraction", higher_is_better=True, estimator="statistic", order=90,
+                     sample_count_in_id=True, headline=True, tolerance=Tolerance(absolute=0.05),
+                     description="share of test examples inside the k-NN manifold of the samples"),
+}
+UNITS = {metric: out.unit for metric, out in OUTPUTS.items()}
+HIGHER_IS_BETTER = {metric: out.higher_is_better for metric, out in OUTPUTS.items()}
 
 
 def _measurement(metric, value, stderr, n, details) -> Measurement:
-    return Measurement(metric, value, UNITS[metric], "statistic", HIGHER_IS_BETTER[metric], stderr=stderr, n=n,
-                       details=details)
+    return Measurement(metric, value, stderr=stderr, n=n, details=details)
 
 
 def _base_details(metric, n, extractor_name, extractor, reference: FeatureSet) -> dict:
     return {
-        "id": f"{metric}@{n}",
         "n": int(n),
         "extractor": extractor_name,
         "extractor_fingerprint": extractor.fingerprint[:16],
@@ -380,6 +413,7 @@ def compute_metric(metric: str, ctx: MetricContext) -> list:
     """One fidelity metric for the job in ``ctx`` (with its train-vs-test noise floor in details)."""
     n = int(ctx.profile.fidelity_samples)
     name, extractor = extractor_for(ctx.dataset, ctx.feature_extractors, ctx.device, ctx.data_root, ctx.run_cache)
+    # the reference is ctx.evaluation_split(n) (split_subset selects it), cached across jobs and runs
     reference = reference_features(ctx.dataset, "test", name, extractor, n, ctx.cache_dir, ctx.run_cache)
     generated = sample_features(ctx, name, extractor, n)
     value, stderr, extra = score(metric, generated, reference)
@@ -396,7 +430,8 @@ def reference_rows(dataset, n: int, feature_extractors, device="cpu", cache_dir=
                    data_root=None, metrics=METRICS) -> list:
     """The noise-floor rows of a dataset at sample count ``n``: each metric between the training split
     (``min(n, len(train))`` examples) and the test reference, as measurements with
-    ``details["reference"] = "train_vs_test"``. Shares caches with the per-job metrics."""
+    ``details["reference"] = "train_vs_test"``, bound to their declarations (``id`` = ``fid@n``).
+    Shares caches with the per-job metrics."""
     run_cache = {} if run_cache is None else run_cache
     name, extractor = extractor_for(dataset, feature_extractors, device, data_root, run_cache)
     reference = reference_features(dataset, "test", name, extractor, n, cache_dir, run_cache)
@@ -406,7 +441,7 @@ def reference_rows(dataset, n: int, feature_extractors, device="cpu", cache_dir=
         details = _base_details(metric, n, name, extractor, reference)
         details.update({k: v for k, v in floor.items() if k not in ("value", "stderr", "n", "n_reference")})
         details.update({"reference": "train_vs_test", "n_train": floor["n"]})
-        rows.append(_measurement(metric, floor["value"], floor["stderr"], n, details))
+        rows.append(metric_spec(metric).bind(_measurement(metric, floor["value"], floor["stderr"], n, details)))
     return rows
 
 
@@ -434,10 +469,13 @@ DESCRIPTIONS = {
 }
 
 
+def metric_spec(metric: str) -> MetricSpec:
+    """The MetricSpec of one fidelity metric (one output of the same name)."""
+    return MetricSpec(name=metric, compute=_compute(metric), outputs=[OUTPUTS[metric]], requires=[Capability.SAMPLE],
+                      applies=_not_applicable, description=DESCRIPTIONS[metric])
+
+
 @hookimpl
 def harness_register_metrics(register):
     for metric in METRICS:
-        register(MetricSpec(
-            name=metric, unit=UNITS[metric], higher_is_better=HIGHER_IS_BETTER[metric], compute=_compute(metric),
-            requires=[Capability.SAMPLE], applies=_not_applicable, description=DESCRIPTIONS[metric],
-        ))
+        register(metric_spec(metric))

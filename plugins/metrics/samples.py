@@ -5,7 +5,9 @@
 n model samples (n = the profile's ``fidelity_samples``), the estimate used for GANs since Goodfellow
 et al. (2014): p(x) ~ (1/n) sum_j N(x; s_j, sigma^2 I). The bandwidth sigma is chosen on a
 log-spaced grid (relative to the data's scale) by maximising the mean log-likelihood of the
-validation split; the test NLL is reported with stderr std/sqrt(N) over test examples and details
+validation split (its evaluation subset, ``ctx.evaluation_split(n, "val")`` with n = the profile's
+``eval_examples``, at most 2,000); the NLL of the test examples every metric uses
+(``ctx.evaluation_split()``) is reported with stderr std/sqrt(N) over them and details
 {"sigma", "samples"}. This is a weak and biased estimator (Theis, van den Oord & Bethge, "A note on
 the evaluation of generative models", ICLR 2016): in more than a few dimensions it is far from the
 true log-likelihood even with many samples, and it can rank models wrongly. It is therefore reported
@@ -32,7 +34,8 @@ assigned the asked class (stderr sqrt(p(1-p)/n)). The classifier is the dataset'
 (``DatasetSpec.feature_extractor``) when it is registered, usable, and has ``classify``; otherwise a
 scikit-learn logistic regression trained on the training split (also when building the extractor
 fails; the reason is then in details). Either is cached for the run and named in details with its
-own test-split accuracy (the ceiling for a perfect conditional sampler).
+own accuracy on the evaluation examples of the test split (the ceiling for a perfect conditional
+sampler).
 """
 
 from __future__ import annotations
@@ -43,8 +46,31 @@ from typing import Optional
 import numpy as np
 import torch
 
-from harness import Capability, DataKind, Measurement, MetricContext, MetricSpec, hookimpl
+from harness import Capability, DataKind, Measurement, MetricContext, MetricSpec, Output, Tolerance, hookimpl
 from harness.data import dequantize
+
+# ----------------------------------------------------------------------------- declarations
+#
+# Tolerances (the regression gate's floor). parzen_nll is a likelihood in nats: like nll, 2% or
+# 0.05 nats (seed noise of the smoke models is a few hundredths of a nat). The counts and fractions
+# below keep the gate's general default, 5% relative: for modes_covered that makes the loss of a
+# single mode (1 of 8 is 12.5%) a regression; for high_quality_share and conditional_accuracy (near
+# 1 for a good model) it is about 0.05 absolute.
+FRACTION_TOLERANCE = Tolerance(relative=0.05)
+PARZEN_OUTPUT = Output(
+    "parzen_nll", "nats", higher_is_better=False, estimator="estimate", order=50,
+    tolerance=Tolerance(relative=0.02, absolute=0.05),
+    description="Gaussian Parzen-window NLL of the test split from model samples; weak, biased estimate")
+MODE_OUTPUTS = (
+    Output("modes_covered", "modes", higher_is_better=True, estimator="statistic", order=110, integer=True,
+           tolerance=FRACTION_TOLERANCE, description="modes receiving at least 1% of the high-quality samples"),
+    Output("high_quality_share", "fraction", higher_is_better=True, estimator="statistic", order=120,
+           tolerance=FRACTION_TOLERANCE, description="share of samples within 3 sd of their nearest mode"),
+)
+CONDITIONAL_OUTPUT = Output(
+    "conditional_accuracy", "fraction", higher_is_better=True, estimator="statistic", order=130,
+    tolerance=FRACTION_TOLERANCE,
+    description="share of class-conditional samples a classifier assigns to the asked class")
 
 # ----------------------------------------------------------------------------- Parzen window
 
@@ -89,19 +115,13 @@ def select_bandwidth(samples: torch.Tensor, val: torch.Tensor, grid, refine=PARZ
     return sigma, best in (0, len(grid) - 1)
 
 
-def _eval_rows(split, ctx: MetricContext, cap: Optional[int] = None):
-    n = ctx.profile.eval_examples or len(split)
-    if cap is not None:
-        n = min(n, cap)
-    return split.x[:n]
-
-
 def parzen_nll(ctx: MetricContext) -> list:
     spec = ctx.dataset.spec
     n = int(ctx.profile.fidelity_samples)
     samples = ctx.model.sample(n, ctx.generator(101)).reshape(n, -1).double()
-    val = _eval_rows(ctx.dataset.val, ctx, PARZEN_MAX_VAL).reshape(-1, spec.dim).double()
-    test = _eval_rows(ctx.dataset.test, ctx).reshape(-1, spec.dim).double()
+    val_limit = min(ctx.profile.eval_examples or PARZEN_MAX_VAL, PARZEN_MAX_VAL)
+    val = ctx.evaluation_split(val_limit, split="val").x.reshape(-1, spec.dim).double()
+    test = ctx.evaluation_split().x.reshape(-1, spec.dim).double()
     dequantized = spec.kind is not DataKind.CONTINUOUS
     shift = 0.0
     if dequantized:
@@ -125,9 +145,7 @@ def parzen_nll(ctx: MetricContext) -> list:
         "sigma_at_grid_edge": at_edge,
         "dequantized": dequantized,
     }
-    measurements = [Measurement("parzen_nll", float(nll.mean()), "nats", "estimate", higher_is_better=False,
-                                stderr=stderr, n=len(nll), details=details)]
-    return measurements
+    return [Measurement("parzen_nll", float(nll.mean()), stderr=stderr, n=len(nll), details=details)]
 
 
 def _sample_only(model_spec, dataset_spec) -> Optional[str]:
@@ -193,10 +211,8 @@ def mode_coverage(ctx: MetricContext) -> list:
                                     f"{COVERED_SHARE:.0%} of high-quality samples",
                "counts": result["counts"], "mode_std": [float(v) for v in stds]}
     return [
-        Measurement("modes_covered", result["modes_covered"], "modes", "statistic", higher_is_better=True,
-                    n=n, details=details),
-        Measurement("high_quality_share", p, "fraction", "statistic", higher_is_better=True,
-                    stderr=math.sqrt(p * (1 - p) / n), n=n, details={"modes": k}),
+        Measurement("modes_covered", result["modes_covered"], n=n, details=details),
+        Measurement("high_quality_share", p, stderr=math.sqrt(p * (1 - p) / n), n=n, details={"modes": k}),
     ]
 
 
@@ -240,7 +256,8 @@ def _classifier(ctx: MetricContext):
     """(classifier with predict(x) -> labels, description dict), cached for the run."""
     dataset = ctx.dataset
     name = dataset.spec.feature_extractor
-    key = ("conditional_accuracy.classifier", name, dataset.provenance)
+    test = ctx.evaluation_split()
+    key = ("conditional_accuracy.classifier", name, dataset.provenance, len(test))
     if key in ctx.run_cache:
         return ctx.run_cache[key]
     why_not = None
@@ -265,8 +282,8 @@ def _classifier(ctx: MetricContext):
         classifier = LogisticClassifier(dataset, seed=0)
         description = {"classifier": "logistic regression (scikit-learn) on the training split",
                        "extractor_not_used": why_not}
-    test = dataset.test
     description["classifier_test_accuracy"] = float((classifier.predict(test.x) == test.y.numpy()).mean())
+    description["classifier_test_examples"] = len(test)
     ctx.run_cache[key] = (classifier, description)
     return classifier, description
 
@@ -284,8 +301,7 @@ def conditional_accuracy(ctx: MetricContext) -> list:
     details = dict(description)
     details["per_class"] = [float(hits[labels.numpy() == c].mean()) for c in range(classes)]
     details["samples_per_class"] = per_class
-    return [Measurement("conditional_accuracy", p, "fraction", "statistic", higher_is_better=True,
-                        stderr=math.sqrt(p * (1 - p) / n), n=n, details=details)]
+    return [Measurement("conditional_accuracy", p, stderr=math.sqrt(p * (1 - p) / n), n=n, details=details)]
 
 
 def _labelled(model_spec, dataset_spec) -> Optional[str]:
@@ -301,9 +317,8 @@ def _labelled(model_spec, dataset_spec) -> Optional[str]:
 def harness_register_metrics(register):
     register(MetricSpec(
         name="parzen_nll",
-        unit="nats",
-        higher_is_better=False,
         compute=parzen_nll,
+        outputs=[PARZEN_OUTPUT],
         requires=[Capability.SAMPLE],
         applies=_sample_only,
         description="Gaussian Parzen-window NLL of the test split from model samples (sigma chosen on "
@@ -311,18 +326,16 @@ def harness_register_metrics(register):
     ))
     register(MetricSpec(
         name="mode_coverage",
-        unit="modes",
-        higher_is_better=True,
         compute=mode_coverage,
+        outputs=MODE_OUTPUTS,
         requires=[Capability.SAMPLE],
         applies=_has_modes,
         description="Modes covered and share of high-quality samples (within 3 sd of a mode).",
     ))
     register(MetricSpec(
         name="conditional_accuracy",
-        unit="fraction",
-        higher_is_better=True,
         compute=conditional_accuracy,
+        outputs=[CONDITIONAL_OUTPUT],
         requires=[Capability.SAMPLE, Capability.CONDITIONAL],
         applies=_labelled,
         description="Fraction of class-conditional samples a classifier assigns to the asked class.",

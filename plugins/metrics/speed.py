@@ -1,5 +1,5 @@
 """Speed metrics: how fast a fitted model samples, evaluates and trained, how much memory a sampling
-call takes and how many FLOPs it does.
+call allocates and how many FLOPs it does.
 
 Every timing follows one recipe (harness_plugins.metrics.timing): a warm-up, then timed repeats inside a time budget
 set by the profile; a repeat is a block of several calls when calls are shorter than a couple of
@@ -13,6 +13,15 @@ the largest power of two that does, and details say so (``batch_size``, ``reques
 
 The metrics of one job share their calls: the batch choice, the timings and the one instrumented call
 (FLOP counter and peak memory) are made once per job and reused, whichever metric asks first.
+
+Evaluation calls score test examples from ``ctx.evaluation_split(b)`` (a call at batch b scores the
+first b examples of the fixed evaluation permutation), the examples the likelihood metrics use.
+
+``peak_memory`` is the peak, during one sampling call at the throughput batch, of the memory the call
+allocated and had not yet freed (above what was allocated before it): the CUDA allocator's statistics
+on a GPU, torch's profiler memory events on a CPU, never a process-wide high-water mark. Why the
+profiler and what it does not see: :mod:`harness_plugins.metrics.timing`. Where it cannot be
+measured the metric is skipped with the reason.
 
 Metrics: sample_throughput, sample_latency (sample_latency_p50 and sample_latency_p95),
 eval_throughput, train_throughput, peak_memory, flops_per_sample, flops_per_evaluation,
@@ -32,11 +41,13 @@ from typing import Callable, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, hookimpl
+from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, Output, hookimpl
+from harness.contracts import SPEED, SPEED_TOLERANCE
 from harness_plugins.metrics.timing import (
     BatchChoice,
     Budget,
     MemoryPeak,
+    MemoryUnmeasurable,
     Timing,
     choose_batch,
     device_name,
@@ -127,14 +138,21 @@ def sampling_call(ctx: MetricContext, max_batch: int) -> Callable[[int], Callabl
 
 
 def evaluation_call(ctx: MetricContext, max_batch: int) -> Callable[[int], Callable[[], object]]:
-    """``call_for(b)``: a no-argument callable scoring the first b test examples (with their labels
-    for conditional models); the data sits on the model's device before timing starts."""
-    test = ctx.dataset.test
-    x = test.x[:max_batch].to(ctx.model.device)
-    y = test.y[:max_batch].to(ctx.model.device) if _is_conditional(ctx) and test.y is not None else None
+    """``call_for(b)``: a no-argument callable scoring ``ctx.evaluation_split(b)`` (with its labels for
+    conditional models), so every batch scores examples the likelihood metrics score too. Each batch's
+    data is moved to the model's device once, when ``call_for(b)`` is first asked for it, outside any
+    timed region of :func:`time_within` (the batch ramp times its first call at a size with it)."""
+    device = ctx.model.device
+    labelled = _is_conditional(ctx) and ctx.dataset.test.y is not None
+    batches: dict = {}
 
     def call_for(b: int):
-        return functools.partial(ctx.model.log_likelihood, x[:b], None if y is None else y[:b])
+        b = min(int(b), max_batch)
+        if b not in batches:
+            data = ctx.evaluation_split(b)
+            batches[b] = (data.x.to(device), data.y.to(device) if labelled else None)
+        x, y = batches[b]
+        return functools.partial(ctx.model.log_likelihood, x, y)
 
     return call_for
 
@@ -206,12 +224,14 @@ def sampling_latency(ctx: MetricContext) -> Timing:
 
 @dataclass
 class Instrumented:
-    """One call under the FLOP counter, with the peak memory around it."""
+    """One call under the FLOP counter, with the peak memory during it where that was asked for and
+    could be measured (else ``memory`` is None and ``memory_missing`` says why)."""
 
     batch: int
     flops: int
     flops_by_op: dict
-    memory: MemoryPeak
+    memory: Optional[MemoryPeak] = None
+    memory_missing: Optional[str] = None
 
 
 def _mv_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
@@ -279,26 +299,36 @@ def count_flops(fn: Callable[[], object]) -> tuple:
     return counter.total, dict(counter.by_op)
 
 
-def _instrumented(ctx: MetricContext, what: str, call_for, target: int) -> Instrumented:
-    """FLOPs and peak memory of one call at the batch the throughput measurement uses (one call per job)."""
+def _instrumented(ctx: MetricContext, what: str, call_for, target: int, with_memory: bool = False) -> Instrumented:
+    """FLOPs (and, ``with_memory``, the peak memory) of one call at the batch the throughput
+    measurement uses (one call per job). The call is prepared (``call_for(batch)``) before the memory
+    measurement starts, so only what the model's method allocates is counted."""
 
     def make():
         batch = _batch_choice(ctx, what, call_for, target, throughput_budget(ctx.profile)).batch
+        call = call_for(batch)
         counted = {}
 
         def run():
-            counted["flops"], counted["by_op"] = count_flops(call_for(batch))
+            counted["flops"], counted["by_op"] = count_flops(call)
 
+        memory, missing = None, None
         with torch.no_grad():
-            memory = measure_peak_memory(run, ctx.device)
-        return Instrumented(batch, counted["flops"], counted["by_op"], memory)
+            if with_memory:
+                try:
+                    memory = measure_peak_memory(run, ctx.device)
+                except MemoryUnmeasurable as exc:
+                    missing = str(exc)
+            if "flops" not in counted:  # memory was not measured, or the measurement never made the call
+                run()
+        return Instrumented(batch, counted["flops"], counted["by_op"], memory, missing)
 
     return _cached(ctx, ("instrumented", what, target), make)
 
 
 def sampling_instrumented(ctx: MetricContext) -> Instrumented:
     target = int(ctx.profile.sample_batch)
-    return _instrumented(ctx, "sample", sampling_call(ctx, target), target)
+    return _instrumented(ctx, "sample", sampling_call(ctx, target), target, with_memory=True)
 
 
 def evaluation_instrumented(ctx: MetricContext) -> Instrumented:
@@ -337,7 +367,7 @@ def rate_measurement(metric: str, unit: str, result: Throughput, ctx: MetricCont
                      **extra) -> Measurement:
     rates = result.rates
     return Measurement(
-        metric, median(rates), unit, "measured", higher_is_better=True, stderr=median_stderr(rates), n=len(rates),
+        metric, median(rates), unit, stderr=median_stderr(rates), n=len(rates),
         details={**batch_details(result.choice, budget), **spread_details(rates, unit), **timing_details(result.timing),
                  **device_details(ctx.device), **extra},
     )
@@ -429,17 +459,17 @@ def compute_sample_latency(ctx: MetricContext) -> list:
     ms = [s * 1e3 for s in timing.per_call]
     details = {"batch_size": 1, **spread_details(ms, "ms"), **timing_details(timing), **device_details(ctx.device)}
     return [
-        Measurement("sample_latency_p50", median(ms), "ms", "measured", higher_is_better=False,
-                    stderr=quantile_stderr(ms, 0.5), n=len(ms), details=details),
-        Measurement("sample_latency_p95", quantile(ms, 0.95), "ms", "measured", higher_is_better=False,
-                    stderr=quantile_stderr(ms, 0.95), n=len(ms), details=details),
+        Measurement("sample_latency_p50", median(ms), stderr=quantile_stderr(ms, 0.5), n=len(ms), details=details),
+        Measurement("sample_latency_p95", quantile(ms, 0.95), stderr=quantile_stderr(ms, 0.95), n=len(ms),
+                    details=details),
     ]
 
 
 def compute_eval_throughput(ctx: MetricContext) -> list:
     result = evaluation_throughput(ctx)
     return [rate_measurement("eval_throughput", "examples/s", result, ctx, throughput_budget(ctx.profile),
-                             split="test", conditional=_is_conditional(ctx))]
+                             split="test", evaluation_examples="ctx.evaluation_split(batch_size)",
+                             conditional=_is_conditional(ctx))]
 
 
 def compute_train_throughput(ctx: MetricContext) -> list:
@@ -448,7 +478,7 @@ def compute_train_throughput(ctx: MetricContext) -> list:
         raise ValueError("the fit reported no training examples (the model never called ctx.step)")
     seconds = float(fit.seconds)
     return [Measurement(
-        "train_throughput", fit.examples / seconds, "examples/s", "measured", higher_is_better=True, n=1,
+        "train_throughput", fit.examples / seconds, n=1,
         details={"examples": fit.examples, "steps": fit.steps, "fit_seconds": seconds,
                  "steps_per_second": fit.steps / seconds,
                  "note": "one measurement: the whole fit (everything the model did in fit) divided into the examples "
@@ -460,23 +490,27 @@ def compute_train_throughput(ctx: MetricContext) -> list:
 def compute_peak_memory(ctx: MetricContext) -> list:
     inst = sampling_instrumented(ctx)
     mem = inst.memory
-    details = {"source": mem.source, "scope": mem.scope, "batch_size": inst.batch, **device_details(ctx.device)}
+    if mem is None:
+        raise MemoryUnmeasurable(inst.memory_missing or "peak memory was not measured")
+    details = {"source": mem.source, "scope": mem.scope, "batch_size": inst.batch,
+               "per_sample_bytes": mem.bytes / inst.batch, **device_details(ctx.device)}
     if mem.baseline_bytes is not None:
         details["allocated_before_bytes"] = mem.baseline_bytes
-    return [Measurement("peak_memory", mem.bytes, "bytes", "measured", higher_is_better=False, n=1, details=details)]
+    if mem.allocated_bytes is not None:
+        details.update({"allocated_bytes": mem.allocated_bytes, "allocations": mem.allocations})
+    return [Measurement("peak_memory", mem.bytes, n=1, details=details)]
 
 
 def compute_flops_per_sample(ctx: MetricContext) -> list:
     inst = sampling_instrumented(ctx)
-    return [Measurement("flops_per_sample", inst.flops / inst.batch, "FLOP/sample", "measured", higher_is_better=False,
-                        n=inst.batch, details={"batch_size": inst.batch, "total_flops": inst.flops,
-                                               "flops_by_op": inst.flops_by_op, "counter": FLOP_COUNTER_NOTE})]
+    return [Measurement("flops_per_sample", inst.flops / inst.batch, n=inst.batch,
+                        details={"batch_size": inst.batch, "total_flops": inst.flops, "flops_by_op": inst.flops_by_op,
+                                 "counter": FLOP_COUNTER_NOTE})]
 
 
 def compute_flops_per_evaluation(ctx: MetricContext) -> list:
     inst = evaluation_instrumented(ctx)
-    return [Measurement("flops_per_evaluation", inst.flops / inst.batch, "FLOP/example", "measured",
-                        higher_is_better=False, n=inst.batch,
+    return [Measurement("flops_per_evaluation", inst.flops / inst.batch, n=inst.batch,
                         details={"batch_size": inst.batch, "total_flops": inst.flops, "flops_by_op": inst.flops_by_op,
                                  "counter": FLOP_COUNTER_NOTE, "split": "test"})]
 
@@ -491,13 +525,12 @@ def compute_achieved_flops(ctx: MetricContext) -> list:
     peak, peak_details = device_peak_flops(ctx.device, model_dtype(ctx.model))
     details = {"flops_per_sample": per_sample, "sample_throughput": median(rates), "batch_size": result.choice.batch,
                "counter": FLOP_COUNTER_NOTE, **peak_details, **device_details(ctx.device)}
-    rows = [Measurement("achieved_flops", achieved, "FLOP/s", "measured", higher_is_better=True,
-                        stderr=None if se is None else per_sample * se, n=len(rates), details=details)]
+    rows = [Measurement("achieved_flops", achieved, stderr=None if se is None else per_sample * se, n=len(rates),
+                        details=details)]
     if peak is not None:
         details["peak_fraction"] = achieved / peak
-        rows.append(Measurement("achieved_flops_fraction", achieved / peak, "fraction of peak", "measured",
-                                higher_is_better=True, stderr=None if se is None else per_sample * se / peak,
-                                n=len(rates), details=details))
+        rows.append(Measurement("achieved_flops_fraction", achieved / peak,
+                                stderr=None if se is None else per_sample * se / peak, n=len(rates), details=details))
     return rows
 
 
@@ -535,43 +568,77 @@ def compute_gpu_sample_throughput(ctx: MetricContext) -> list:
 # --------------------------------------------------------------------------- registration
 
 
+# The declarations. Every speed output is measured, and judged by the regression gate as a ratio
+# (SPEED_TOLERANCE): CI machines are shared and noisy, so only half the throughput, or twice the
+# time, memory or FLOPs, counts as worse. Speed columns come after the quality ones (order >= 200).
+
+
+def _speed(name: str, unit: str, higher_is_better: bool, order: int, description: str, **kw) -> Output:
+    return Output(name, unit, higher_is_better=higher_is_better, kind=SPEED, estimator="measured",
+                  tolerance=SPEED_TOLERANCE, order=order, description=description, **kw)
+
+
+OUTPUTS = {o.name: o for o in (
+    _speed("sample_throughput", "samples/s", True, 200, "samples per second at the profile's sample batch",
+           headline=True),
+    _speed("sample_latency_p50", "ms", False, 210, "median time to draw one sample"),
+    _speed("sample_latency_p95", "ms", False, 220, "95th percentile of the time to draw one sample"),
+    _speed("eval_throughput", "examples/s", True, 230, "log-likelihood evaluations per second"),
+    _speed("train_throughput", "examples/s", True, 240, "training examples per second over the whole fit"),
+    _speed("peak_memory", "bytes", False, 250, "peak memory allocated during one sampling call"),
+    _speed("flops_per_sample", "FLOP/sample", False, 260, "FLOPs of a sampling call per sample"),
+    _speed("flops_per_evaluation", "FLOP/example", False, 270, "FLOPs of a log-likelihood call per example"),
+    _speed("achieved_flops", "FLOP/s", True, 280, "flops_per_sample x sample_throughput"),
+    _speed("achieved_flops_fraction", "fraction of peak", True, 290, "achieved_flops / the GPU's datasheet peak"),
+    _speed("gpu_sample_throughput", "samples/s", True, 300, "samples per second on a CUDA device at 16x the batch"),
+)}
+
+
+def _outputs(*names: str) -> list:
+    return [OUTPUTS[name] for name in names]
+
+
 def metric_specs() -> list:
     """Fresh MetricSpecs of every speed metric."""
     sample, likelihood = [Capability.SAMPLE], [Capability.LOG_LIKELIHOOD]
     return [
         MetricSpec(
-            "sample_throughput", "samples/s", True, compute_sample_throughput, requires=sample,
+            "sample_throughput", compute_sample_throughput, _outputs("sample_throughput"), requires=sample,
             description="Samples per second at the profile's sample batch: median of timed repeats after a "
                         "warm-up, with percentiles and the standard error of the median."),
         MetricSpec(
-            "sample_latency", "ms", False, compute_sample_latency, requires=sample,
+            "sample_latency", compute_sample_latency, _outputs("sample_latency_p50", "sample_latency_p95"),
+            requires=sample,
             description="Milliseconds to draw one sample: the median (sample_latency_p50) and the 95th "
                         "percentile (sample_latency_p95) of calls timed one at a time after a warm-up."),
         MetricSpec(
-            "eval_throughput", "examples/s", True, compute_eval_throughput, requires=likelihood,
-            description="Log-likelihood evaluations per second on a batch of test examples (median of repeats)."),
+            "eval_throughput", compute_eval_throughput, _outputs("eval_throughput"), requires=likelihood,
+            description="Log-likelihood evaluations per second on a batch of the evaluation examples of the test "
+                        "split (median of repeats)."),
         MetricSpec(
-            "train_throughput", "examples/s", True, compute_train_throughput,
+            "train_throughput", compute_train_throughput, _outputs("train_throughput"),
             description="Training examples per second over the whole fit (examples reported through ctx.step "
                         "divided by the fit's wall time)."),
         MetricSpec(
-            "peak_memory", "bytes", False, compute_peak_memory, requires=sample,
-            description="Peak memory of a sampling call: the CUDA allocator's peak on a GPU; on CPU the "
-                        "process's peak RSS, a process-wide high-water mark."),
+            "peak_memory", compute_peak_memory, _outputs("peak_memory"), requires=sample,
+            description="Peak of the memory a sampling call allocates (above what was allocated before it): the "
+                        "CUDA allocator's statistics on a GPU, torch's profiler memory events on a CPU."),
         MetricSpec(
-            "flops_per_sample", "FLOP/sample", False, compute_flops_per_sample, requires=sample,
+            "flops_per_sample", compute_flops_per_sample, _outputs("flops_per_sample"), requires=sample,
             description="FLOPs of a sampling call divided by its batch size (torch's FLOP formulas: matrix "
                         "products, convolutions, attention; plus matrix-vector products and triangular solves)."),
         MetricSpec(
-            "flops_per_evaluation", "FLOP/example", False, compute_flops_per_evaluation, requires=likelihood,
+            "flops_per_evaluation", compute_flops_per_evaluation, _outputs("flops_per_evaluation"),
+            requires=likelihood,
             description="FLOPs of a log-likelihood evaluation per test example, counted like flops_per_sample."),
         MetricSpec(
-            "achieved_flops", "FLOP/s", True, compute_achieved_flops, requires=sample,
+            "achieved_flops", compute_achieved_flops, _outputs("achieved_flops", "achieved_flops_fraction"),
+            requires=sample,
             description="flops_per_sample x sample_throughput, with its fraction of the GPU's peak "
                         "(achieved_flops_fraction) where the peak is known."),
         MetricSpec(
-            "gpu_sample_throughput", "samples/s", True, compute_gpu_sample_throughput, requires=sample,
-            applies=cuda_unavailable,
+            "gpu_sample_throughput", compute_gpu_sample_throughput, _outputs("gpu_sample_throughput"),
+            requires=sample, applies=cuda_unavailable,
             description=f"Samples per second on a CUDA device at {GPU_BATCH_FACTOR}x the profile's sample batch "
                         f"(at most {GPU_MAX_BATCH}); skipped when no CUDA device is available."),
     ]
