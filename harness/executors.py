@@ -1,10 +1,13 @@
 """Executors: where jobs run. They change where a job runs, never what it computes: every executor
-calls the same ``Runner.run_job`` on the same job description.
+calls :meth:`harness.worker.JobRunner.run` on the same job description, and the coordinator alone
+writes the store.
 
-- ``InProcess`` (default): jobs one after another in this process.
-- ``ProcessPool``: a local pool of worker processes (``run --jobs N``). Each worker rebuilds the
-  plugin host from the installed entry points (and ``HARNESS_PLUGINS``) and runs whole jobs; the parent
-  alone writes the store, as each result arrives.
+- ``InProcess`` (``--executor local``, the default): jobs one after another in this process.
+- ``ProcessPool`` (``--executor process --jobs N``): a local pool of worker processes. Each worker
+  builds its :class:`~harness.worker.JobRunner` from the parent's :class:`~harness.worker.WorkerSetup`,
+  so it sees exactly the parent's plugins (those added at run time included) and runs whole jobs.
+
+Executors know jobs, results and the job runner, never the runner that plans and stores.
 """
 
 from __future__ import annotations
@@ -14,61 +17,49 @@ import multiprocessing
 import os
 from typing import Iterator
 
+from harness.jobs import FAILED, JobResult
+
 
 class InProcess:
-    name = "in-process"
+    name = "local"
 
-    def results(self, runner, jobs) -> Iterator:
+    def results(self, job_runner, jobs) -> Iterator:
         for job in jobs:
-            yield job, runner.run_job(job)
+            yield job, job_runner.run(job)
 
 
-def _worker_init(threads: int) -> None:
+_WORKER = None  # this worker process's JobRunner
+
+
+def _worker_init(threads: int, setup) -> None:
     import torch
 
+    global _WORKER
     torch.set_num_threads(threads)
+    _WORKER = setup.build()
 
 
-def _run_in_worker(config: dict, job):
-    from harness.plugins import get_harness
-    from harness.profiles import get_profile
-    from harness.runner import Runner
-
-    global _RUNNER
-    if _RUNNER is None or _RUNNER[0] != config:
-        runner = Runner(get_harness(), get_profile(config["profile"]), config["out"], config["seeds"],
-                        device=config["device"], data_root=config["data_root"], cache_dir=config["cache_dir"],
-                        metrics=config["metrics"], job_timeout=config["job_timeout"])
-        _RUNNER = (config, runner)
-    return _RUNNER[1].run_job(job)
-
-
-_RUNNER = None
+def _run_in_worker(job):
+    return _WORKER.run(job)
 
 
 class ProcessPool:
-    name = "process-pool"
+    name = "process"
 
     def __init__(self, workers: int):
         self.workers = max(1, int(workers))
 
-    def results(self, runner, jobs) -> Iterator:
-        config = {"profile": runner.profile.name, "out": str(runner.out), "seeds": runner.seeds,
-                  "device": str(runner.device), "data_root": str(runner.data_root),
-                  "cache_dir": str(runner.cache_dir), "metrics": runner.metric_names,
-                  "job_timeout": runner.job_timeout}
+    def results(self, job_runner, jobs) -> Iterator:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                                    initargs=(threads,)) as pool:
-            futures = {pool.submit(_run_in_worker, config, job): job for job in jobs}
+                                                    initargs=(threads, job_runner.setup)) as pool:
+            futures = {pool.submit(_run_in_worker, job): job for job in jobs}
             for future in concurrent.futures.as_completed(futures):
                 job = futures[future]
                 try:
                     result = future.result()
                 except Exception as exc:  # a worker that died takes only its own job down
-                    from harness.runner import FAILED, JobResult
-
                     result = JobResult(FAILED, f"worker process failed: {type(exc).__name__}: {exc}")
                 yield job, result
 

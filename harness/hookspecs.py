@@ -69,8 +69,8 @@ def harness_job_finished(run, job, result):
     """A job ended (ok, failed or skipped) and its result is already stored.
 
     :param run: ``harness.runner.RunInfo``.
-    :param job: ``harness.runner.Job`` (model, dataset, seed, profile, key).
-    :param result: ``harness.runner.JobResult`` (status, reason, measurements, seconds).
+    :param job: ``harness.jobs.Job`` (model, dataset, seed, profile, resolved hyperparameters, key).
+    :param result: ``harness.jobs.JobResult`` (status, reason, measurements, seconds).
 
     Since 0.1.0.
     """

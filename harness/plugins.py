@@ -8,11 +8,15 @@ name already taken is an error naming both plugins.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import importlib
 import importlib.metadata
 import os
 import traceback
+import types
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 import pluggy
 
@@ -36,13 +40,26 @@ class PluginInfo:
     blocked: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class Registry:
-    models: dict = field(default_factory=dict)
-    datasets: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    feature_extractors: dict = field(default_factory=dict)
-    owners: dict = field(default_factory=dict)  # (kind, name) -> plugin name
+    """What the plugins registered, read-only: name -> spec per kind, and (kind, name) -> plugin."""
+
+    models: Mapping = field(default_factory=dict)
+    datasets: Mapping = field(default_factory=dict)
+    metrics: Mapping = field(default_factory=dict)
+    feature_extractors: Mapping = field(default_factory=dict)
+    owners: Mapping = field(default_factory=dict)
+
+    def families(self) -> dict:
+        """family -> model names."""
+        out: dict = {}
+        for spec in self.models.values():
+            out.setdefault(spec.family, []).append(spec.name)
+        return out
+
+    def output_declarations(self) -> dict:
+        """Measurement name -> (metric name, :class:`harness.contracts.Output`) over every metric."""
+        return {o.name: (m.name, o) for m in self.metrics.values() for o in m.outputs}
 
 
 _KINDS = {
@@ -51,6 +68,10 @@ _KINDS = {
     "metrics": MetricSpec,
     "feature_extractors": FeatureExtractorSpec,
 }
+
+# The plugin whose hook implementation is running while the registration hooks are called (pluggy calls
+# them in its own order, so the host learns who registered what from here).
+_CURRENT_PLUGIN: contextvars.ContextVar = contextvars.ContextVar("harness_current_plugin", default=None)
 
 
 class Harness:
@@ -61,6 +82,7 @@ class Harness:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self._registry: Optional[Registry] = None
+        self._sources: list = []  # how a worker process rebuilds the same plugins (see worker_sources)
 
     # ------------------------------------------------------------------ loading
     def load_entry_points(self, strict: Optional[bool] = None, blocked: Optional[set] = None) -> None:
@@ -87,8 +109,6 @@ class Harness:
         """Load plugin modules named by import path (``HARNESS_PLUGINS=pkg.mod,other.mod``), like
         pytest's ``-p``: for plugins that are not installed as a distribution (local experiments,
         tests). Failures are recorded exactly as for entry points."""
-        import importlib
-
         for path in [s.strip() for s in spec.split(",") if s.strip()]:
             info = PluginInfo(name=path, module=path)
             self.plugins[path] = info
@@ -106,13 +126,36 @@ class Harness:
         self.add_plugin(obj, info.name, info)
 
     def add_plugin(self, obj, name: str, info: Optional[PluginInfo] = None) -> None:
-        """Register a plugin object or module under ``name`` (used for tests and entry points)."""
+        """Register a plugin object or module under ``name`` (used for tests and entry points).
+
+        Registering after the registry was read rebuilds it on the next read."""
         if info is None:
             info = PluginInfo(name=name, module=getattr(obj, "__name__", type(obj).__name__))
             self.plugins[name] = info
         self.pm.register(obj, name=name)
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(obj) or [])
+        self._sources.append((name, obj))
         self._registry = None
+
+    def worker_sources(self) -> list:
+        """How another process rebuilds exactly these plugins: ``(name, module path or picklable
+        object)`` in registration order (a module travels by its import path, an object by pickle)."""
+        sources = []
+        for name, obj in self._sources:
+            hooks = self.plugins[name].hooks if name in self.plugins else []
+            if not any(h.startswith("harness_register_") for h in hooks):
+                continue  # observers (loggers, dashboards) run in the coordinator only
+            sources.append((name, obj.__name__ if isinstance(obj, types.ModuleType) else obj))
+        return sources
+
+    @classmethod
+    def from_sources(cls, sources: list) -> "Harness":
+        """The host of a worker process: the parent's plugins, from :meth:`worker_sources`."""
+        host = cls()
+        for name, source in sources:
+            obj = importlib.import_module(source) if isinstance(source, str) else source
+            host.add_plugin(obj, name)
+        return host
 
     # ------------------------------------------------------------------ registries
     @property
@@ -122,45 +165,77 @@ class Harness:
         return self._registry
 
     def _collect(self) -> Registry:
-        reg = Registry()
+        tables = {kind: {} for kind in _KINDS}
+        owners: dict = {}
         for kind, cls in _KINDS.items():
             hook = getattr(self.pm.hook, f"harness_register_{kind}")
-            for impl in hook.get_hookimpls():
-                plugin_name = self.pm.get_name(impl.plugin)
 
-                def register(spec, _kind=kind, _cls=cls, _plugin=plugin_name):
-                    self._register(reg, _kind, _cls, spec, _plugin)
+            def register(spec, _kind=kind, _cls=cls):
+                plugin = _CURRENT_PLUGIN.get() or "<hook wrapper>"
+                self._register(tables, owners, _kind, _cls, spec, plugin)
 
-                try:
-                    impl.function(register=register)
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    info = self.plugins.get(plugin_name)
-                    msg = f"{type(exc).__name__} in harness_register_{kind}: {exc}"
-                    if info is not None:
-                        info.error = msg
-                    if strict_from_env():
-                        raise PluginError(f"plugin {plugin_name!r}: {msg}") from exc
-                    traceback.clear_frames(exc.__traceback__)
-        return reg
+            # Through pluggy's own hook calling, so tryfirst/trylast and hook wrappers apply; each
+            # implementation runs inside a guard that knows its plugin and contains its failures.
+            with self._guarded(hook, kind):
+                hook(register=register)
+        return Registry(**{k: types.MappingProxyType(v) for k, v in tables.items()},
+                        owners=types.MappingProxyType(owners))
+
+    @contextlib.contextmanager
+    def _guarded(self, hook, kind: str):
+        originals = []
+        for impl in hook.get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            originals.append((impl, impl.function))
+            impl.function = self._guard(impl.function, impl.plugin_name, kind)
+        try:
+            yield
+        finally:
+            for impl, function in originals:
+                impl.function = function
+
+    def _guard(self, function, plugin_name: str, kind: str):
+        def call(*args, **kwargs):
+            token = _CURRENT_PLUGIN.set(plugin_name)
+            try:
+                return function(*args, **kwargs)
+            except PluginError:
+                raise
+            except Exception as exc:  # a broken registration must not take the other plugins down
+                msg = f"{type(exc).__name__} in harness_register_{kind}: {exc}"
+                info = self.plugins.get(plugin_name)
+                if info is not None:
+                    info.error = msg
+                if strict_from_env():
+                    raise PluginError(f"plugin {plugin_name!r}: {msg}") from exc
+                traceback.clear_frames(exc.__traceback__)
+                return None
+            finally:
+                _CURRENT_PLUGIN.reset(token)
+
+        return call
 
     @staticmethod
-    def _register(reg: Registry, kind: str, cls, spec, plugin: str) -> None:
+    def _register(tables: dict, owners: dict, kind: str, cls, spec, plugin: str) -> None:
         if not isinstance(spec, cls):
             raise PluginError(f"plugin {plugin!r} registered {type(spec).__name__} in {kind}; expected {cls.__name__}")
-        table = getattr(reg, kind)
+        table = tables[kind]
         if spec.name in table:
-            other = reg.owners[(kind, spec.name)]
+            other = owners[(kind, spec.name)]
             raise PluginError(
                 f"{kind[:-1].replace('_', ' ')} name {spec.name!r} is registered by both plugin {other!r} "
                 f"and plugin {plugin!r}; disable one with HARNESS_DISABLE_PLUGINS"
             )
         table[spec.name] = spec
-        reg.owners[(kind, spec.name)] = plugin
+        owners[(kind, spec.name)] = plugin
 
     def owner(self, kind: str, name: str) -> str:
         return self.registry.owners.get((kind, name), "")
+
+    def plugin_version(self, kind: str, name: str) -> str:
+        info = self.plugins.get(self.owner(kind, name))
+        return info.version if info is not None else ""
 
     # ------------------------------------------------------------------ lookups
     def model(self, name: str) -> ModelSpec:
@@ -170,7 +245,15 @@ class Harness:
         return _lookup(self.registry.datasets, name, "dataset")
 
     def metric(self, name: str) -> MetricSpec:
-        return _lookup(self.registry.metrics, name, "metric")
+        """A metric by its name, or by the name of a measurement it declares (``bpd`` -> ``nll``)."""
+        reg = self.registry
+        if name not in reg.metrics:
+            for spec in reg.metrics.values():
+                if name in spec.output_names:
+                    return spec
+            names = sorted(set(reg.metrics) | {o for m in reg.metrics.values() for o in m.output_names})
+            return _lookup({n: None for n in names}, name, "metric")
+        return reg.metrics[name]
 
 
 def strict_from_env() -> bool:

@@ -11,6 +11,7 @@ from harness.profiles import get_profile
 from harness.report import write_reports
 from harness.runner import Runner
 from harness.store import RESULT_COLUMNS
+from tests.plugins.extra import Registrations
 
 
 def run(host, tmp_path, models, datasets=None, **kw):
@@ -58,9 +59,9 @@ def test_incompatible_pairs_are_skipped_with_their_reason(host, tmp_path):
     from harness import DataKind, DatasetSpec
     from harness.contracts import Split, Splits
 
-    host.registry.datasets["wide"] = DatasetSpec(
+    host.add_plugin(Registrations(datasets=[DatasetSpec(
         name="wide", kind=DataKind.CONTINUOUS, event_shape=(100,),
-        load=lambda root: Splits(*(Split(torch.zeros(4, 100)) for _ in range(3))))
+        load=lambda root: Splits(*(Split(torch.zeros(4, 100)) for _ in range(3))))]), "extra")
     df, summary = run(host, tmp_path, ["gmm"], ["wide"])
     assert summary["skipped"] == 1 and summary["ok"] == 0
     assert df["status"].tolist() == ["skipped"] and "100 dimensions" in df["reason"].iloc[0]
@@ -71,8 +72,9 @@ def test_metric_requirements_are_recorded_as_skips(host, tmp_path):
     from harness import Capability, DataKind, ModelSpec
     from tests.plugins.fakes import StandardNormal
 
-    host.registry.models["nolik"] = ModelSpec(name="nolik", family="fake", factory=StandardNormal,
-                                              data_kinds=[DataKind.CONTINUOUS], capabilities=[Capability.SAMPLE])
+    host.add_plugin(Registrations(models=[ModelSpec(name="nolik", family="fake", factory=StandardNormal,
+                                                    data_kinds=[DataKind.CONTINUOUS],
+                                                    capabilities=[Capability.SAMPLE])]), "extra")
     df, _ = run(host, tmp_path, ["nolik"], ["tiny"], metrics=["nll", "sample_throughput"])
     nll = df[df.metric == "nll"].iloc[0]
     assert nll["status"] == "skipped" and "lacks log_likelihood" in nll["reason"]
@@ -179,13 +181,74 @@ def test_nll_is_unconditional_and_conditional_models_add_nll_conditional(host, t
 
     g = torch.Generator().manual_seed(0)
     make = lambda n: Split(torch.randn(n, 2, generator=g), torch.randint(0, 2, (n,), generator=g))  # noqa: E731
-    host.registry.datasets["labelled"] = DatasetSpec(name="labelled", kind=DataKind.CONTINUOUS, event_shape=(2,),
-                                                     num_classes=2, load=lambda r: Splits(make(50), make(20), make(30)))
-    host.registry.models["cond"] = ModelSpec(name="cond", family="fake", factory=Conditional,
-                                             data_kinds=[DataKind.CONTINUOUS],
-                                             capabilities=[Capability.SAMPLE, Capability.CONDITIONAL],
-                                             likelihood=LikelihoodKind.EXACT)
+    labelled = DatasetSpec(name="labelled", kind=DataKind.CONTINUOUS, event_shape=(2,), num_classes=2,
+                           load=lambda r: Splits(make(50), make(20), make(30)))
+    cond = ModelSpec(name="cond", family="fake", factory=Conditional, data_kinds=[DataKind.CONTINUOUS],
+                     capabilities=[Capability.SAMPLE, Capability.CONDITIONAL], likelihood=LikelihoodKind.EXACT)
+    host.add_plugin(Registrations(models=[cond], datasets=[labelled]), "extra")
     df, _ = run(host, tmp_path, ["cond"], ["labelled"], metrics=["nll"])
     nll = df.query("metric == 'nll'")["value"].iloc[0]
     conditional = df.query("metric == 'nll_conditional'")["value"].iloc[0]
     assert conditional == pytest.approx(nll - 1.0, abs=1e-6)
+
+
+def test_different_seeds_give_different_numbers(host, tmp_path):
+    """Equal numbers for one seed prove nothing if training ignores the seed: a second seed must move them."""
+    df, _ = run(host, tmp_path, ["gmm"], ["8gaussians"], seeds=[0, 1], metrics=["nll"])
+    values = df.query("metric == 'nll'").set_index("seed")["value"]
+    assert values[0] != values[1]
+
+
+def test_a_model_that_ignores_its_seed_is_caught(host, tmp_path):
+    """The check above fails for a model whose fit and sampling ignore the job's seed."""
+    from harness import DataKind, ModelSpec
+    from tests.plugins.fakes import StandardNormal
+
+    class SeedBlind(StandardNormal):
+        def sample(self, n, generator, labels=None):
+            return torch.randn(n, *self.spec.event_shape, generator=torch.Generator().manual_seed(0))
+
+    host.add_plugin(Registrations(models=[ModelSpec(name="seedblind", family="fake", factory=SeedBlind,
+                                                    data_kinds=[DataKind.CONTINUOUS])]), "extra")
+    df, _ = run(host, tmp_path, ["seedblind"], ["tiny"], seeds=[0, 1], metrics=["parzen_nll"])
+    values = df.query("metric == 'parzen_nll'").set_index("seed")["value"]
+    assert values[0] == values[1]  # what test_different_seeds_give_different_numbers would reject
+
+
+def _keyed_model(tiny_width: int):
+    from harness import DataKind, Hyperparameters, ModelSpec
+    from tests.plugins.fakes import StandardNormal
+
+    return ModelSpec(name="keyed", family="fake", factory=StandardNormal, data_kinds=[DataKind.CONTINUOUS],
+                     hyperparameters=Hyperparameters(defaults={"width": 1, "steps": 3},
+                                                     rules=[({"dataset": "tiny"}, {"width": tiny_width})]))
+
+
+def test_changing_one_datasets_override_leaves_the_other_job_keys_unchanged(tmp_path):
+    from harness.plugins import get_harness
+    from tests.plugins import fakes
+
+    def keys(tiny_width):
+        h = get_harness()
+        h.add_plugin(fakes, "fakes")
+        h.add_plugin(Registrations(models=[_keyed_model(tiny_width)]), "extra")
+        jobs = Runner(h, get_profile("smoke"), tmp_path, seeds=[0]).plan(["keyed"], ["tiny", "8gaussians"], False)
+        return {j.dataset: (j.key, j.hparams) for j in jobs}
+
+    before, after = keys(2), keys(3)
+    assert before["8gaussians"] == after["8gaussians"]
+    assert before["tiny"][0] != after["tiny"][0]
+    assert before["tiny"][1] == {"steps": 3, "width": 2} and after["tiny"][1] == {"steps": 3, "width": 3}
+    assert before["8gaussians"][1] == {"steps": 3, "width": 1}
+
+
+def test_process_pool_workers_see_plugins_added_at_run_time(host, tmp_path):
+    """A plugin the parent added in code (not installed) must reach the pool's workers."""
+    from harness import DataKind, ModelSpec
+    from harness.executors import ProcessPool
+    from tests.plugins.fakes import StandardNormal
+
+    late = ModelSpec(name="late", family="fake", factory=StandardNormal, data_kinds=[DataKind.CONTINUOUS])
+    host.add_plugin(Registrations(models=[late]), "late-plugin")
+    df, summary = run(host, tmp_path, ["late", "stdnormal"], ["tiny"], metrics=["nll"], executor=ProcessPool(2))
+    assert summary["ok"] == 2, df[["model", "reason"]]

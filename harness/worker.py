@@ -1,0 +1,212 @@
+"""Running one job: build the model with the job's hyperparameters, fit it, measure it.
+
+:class:`JobRunner` is what every executor calls, in this process or in a worker: it knows the
+plugin host, the profile, the device and where data and caches live, and turns a
+:class:`~harness.jobs.Job` into a :class:`~harness.jobs.JobResult`. A job that raises, produces
+NaN/inf or passes its time limit gives a failed result with its reason; nothing escapes.
+
+:class:`WorkerSetup` is the picklable description from which another process builds the same
+:class:`JobRunner` (the parent's plugins included, see :meth:`harness.plugins.Harness.worker_sources`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from harness.contracts import (Dataset, FitContext, Measurement, MetricContext, MetricSkipped, UndeclaredMeasurement,
+                               UserError)
+from harness.data import provenance_hash
+from harness.jobs import FAILED, OK, Job, JobResult
+
+log = logging.getLogger(__name__)
+
+# Training gets this share of the job's time limit; the rest is kept for evaluation.
+FIT_SHARE_OF_TIMEOUT = 0.6
+
+
+class JobTimeout(Exception):
+    pass
+
+
+class DatasetCache:
+    """Materialised datasets by name, each loaded once with its provenance hash."""
+
+    def __init__(self, data_root: Path):
+        self.data_root = data_root
+        self._datasets: dict = {}
+
+    def get(self, spec) -> Dataset:
+        if spec.name not in self._datasets:
+            if spec.check is not None:
+                missing = spec.check(self.data_root)
+                if missing:
+                    raise UserError(f"dataset {spec.name!r} is not available: {missing}")
+            splits = spec.load(self.data_root)
+            self._datasets[spec.name] = Dataset(spec, splits, provenance_hash(splits, f"{spec.name}:{spec.version}"))
+        return self._datasets[spec.name]
+
+
+def metrics_for(host, model_spec, dataset_spec, names: Optional[list] = None):
+    """(metrics that apply, [(metric name, reason) for those that do not]) for one pair."""
+    chosen, skipped = [], []
+    for name in names or sorted(host.registry.metrics):
+        metric = host.metric(name)
+        if any(m.name == metric.name for m in chosen) or any(n == metric.name for n, _ in skipped):
+            continue  # named twice (by itself and by one of its outputs)
+        reason = metric.incompatibility(model_spec, dataset_spec)
+        if reason:
+            skipped.append((metric.name, reason))
+        else:
+            chosen.append(metric)
+    return chosen, skipped
+
+
+@dataclass
+class WorkerSetup:
+    """Everything a worker process needs to build a :class:`JobRunner` (picklable)."""
+
+    plugin_sources: list
+    profile: str
+    device: str
+    data_root: str
+    cache_dir: str
+    metrics: Optional[list]
+    job_timeout: Optional[float]
+
+    def build(self) -> "JobRunner":
+        from harness.plugins import Harness
+        from harness.profiles import get_profile
+
+        return JobRunner(Harness.from_sources(self.plugin_sources), get_profile(self.profile), self.device,
+                         Path(self.data_root), Path(self.cache_dir), self.metrics, self.job_timeout)
+
+
+class JobRunner:
+    """Fits and measures jobs (see the module doc)."""
+
+    def __init__(self, host, profile, device="cpu", data_root: Path = Path("datasets"),
+                 cache_dir: Path = Path("cache"), metrics: Optional[list] = None,
+                 job_timeout: Optional[float] = None, progress: Optional[Callable] = None):
+        self.host = host
+        self.profile = profile
+        self.device = torch.device(device)
+        self.data_root = Path(data_root)
+        self.cache_dir = Path(cache_dir)
+        self.metric_names = metrics
+        self.job_timeout = job_timeout if job_timeout is not None else profile.job_timeout_s
+        self.progress = progress  # factory: progress(total, desc, leave=...) -> tqdm-like, or None
+        self.datasets = DatasetCache(self.data_root)
+        self.run_cache: dict = {}
+
+    @property
+    def setup(self) -> WorkerSetup:
+        return WorkerSetup(self.host.worker_sources(), self.profile.name, str(self.device), str(self.data_root),
+                           str(self.cache_dir), self.metric_names, self.job_timeout)
+
+    def run(self, job: Job) -> JobResult:
+        started = time.perf_counter()
+        try:
+            with _time_limit(self.job_timeout):
+                result = self._execute(job)
+        except JobTimeout:
+            result = JobResult(FAILED, f"timed out after {self.job_timeout:g} s")
+        except Exception as exc:  # a failing plugin never takes the run down
+            log.debug("job %s failed", job.label, exc_info=True)
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            result = JobResult(FAILED, f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})")
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _execute(self, job: Job) -> JobResult:
+        mspec = self.host.model(job.model)
+        dspec = self.host.dataset(job.dataset)
+        data = self.datasets.get(dspec)
+        torch.manual_seed(job.seed)
+        model = mspec.factory(dspec, dict(job.hparams))
+        model.to(self.device)
+        bar = self.progress(None, f"fit {job.model}/{job.dataset}", leave=False) if self.progress else None
+
+        def on_step(step, scalars):
+            if bar is not None:
+                if bar.total != fit.total_steps:  # the model says how many steps it will take
+                    bar.total = fit.total_steps
+                bar.update(1)
+                if scalars and step % 10 == 0:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()}, refresh=False)
+
+        deadline = time.monotonic() + FIT_SHARE_OF_TIMEOUT * self.job_timeout if self.job_timeout else None
+        fit = FitContext(self.device, job.seed, deadline=deadline, progress=on_step)
+        try:
+            model.fit(data.train, data.val, fit)
+        finally:
+            fit.finish()
+            if bar is not None:
+                bar.close()
+        details = {"fit_seconds": fit.seconds, "fit_steps": fit.steps, "fit_examples": fit.examples,
+                   "stopped_at_deadline": fit.should_stop()}
+        metrics, skipped = metrics_for(self.host, mspec, dspec, self.metric_names)
+        result = JobResult(OK, details=details, metric_skips=skipped)
+        metric_seconds = result.details.setdefault("metric_seconds", {})
+        for metric in metrics:
+            metric_started = time.perf_counter()
+            ctx = MetricContext(model=model, model_spec=mspec, dataset=data, profile=self.profile, device=self.device,
+                                seed=job.seed, fit=fit, cache_dir=self.cache_dir, data_root=self.data_root,
+                                feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache)
+            try:
+                out = metric.compute(ctx)
+                bound = []
+                for m in out or []:
+                    if not isinstance(m, Measurement):
+                        raise UndeclaredMeasurement(f"metric {metric.name} returned {type(m).__name__}, "
+                                                    "not Measurement")
+                    bound.append(metric.bind(m))
+            except JobTimeout:
+                raise
+            except MetricSkipped as exc:
+                result.metric_skips.append((metric.name, str(exc)))
+                continue
+            except Exception as exc:
+                result.metric_failures.append((metric.name, f"{type(exc).__name__}: {exc}"))
+                continue
+            result.measurements.extend(bound)
+            metric_seconds[metric.name] = round(time.perf_counter() - metric_started, 4)
+        bad = [m.metric for m in result.measurements if not m.finite]
+        reasons = [f"{name}: {why}" for name, why in result.metric_failures]
+        if bad:
+            reasons.insert(0, "non-finite " + ", ".join(bad))
+        if reasons:
+            result.status, result.reason = FAILED, "; ".join(reasons)
+        return result
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: Optional[float]):
+    """Raise JobTimeout in the main thread after ``seconds`` (SIGALRM); no limit elsewhere."""
+    usable = seconds and seconds > 0 and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise JobTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
