@@ -12,107 +12,105 @@ import html
 import math
 import os
 from pathlib import Path
+from typing import Mapping, Optional
 
 import pandas as pd
 
+from harness.contracts import QUALITY, SPEED
+from harness.formatting import value_with_error
 from harness.store import RESULT_COLUMNS
 
 MARKS = {"exact": "x", "bound": "b", "estimate": "e"}
 LEGEND = ("Marks: (x) exact, (b) bound - a lower bound on log-likelihood, so the NLL shown is an upper bound, "
-          "(e) stochastic estimate. Values are means over seeds +- standard error; lower is better for "
-          "nll/bpd/nll_gap/fid/kid, higher for throughput, precision, recall.")
+          "(e) stochastic estimate. Values are means over seeds +- standard error (across seeds when there are "
+          "several, else the measurement's own); each column's direction is the metric's declaration.")
+
+SUMMARY_COLUMNS = ["dataset", "model", "family", "metric", "label", "unit", "estimator", "mean", "stderr", "seeds",
+                   "higher_is_better", "seed_list"]
 
 
 def metric_label(row) -> str:
-    """The column a measurement goes in: metric name, plus its sample count when that is part of the
-    metric's identity (``details['id']``, e.g. ``fid@2000``), plus its unit."""
+    """The column a measurement goes in: its identity (``fid@2000`` where the sample count is part of
+    what the number means, else the name), plus its unit."""
     label = row.get("label") or row["metric"]
     unit = row.get("unit") or ""
     return f"{label} [{unit}]" if unit else label
 
 
-def metric_identity(details, metric: str) -> str:
-    """A measurement's identity: ``details['id']`` when the metric sets one (e.g. ``fid@2000``, where
-    the sample count is part of what the number means), otherwise the metric name."""
-    import json
-
-    if isinstance(details, str) and details:
-        try:
-            ident = json.loads(details).get("id")
-        except (ValueError, AttributeError):
-            ident = None
-        if ident:
-            return str(ident)
-    return metric
-
-
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate ok measurements over seeds: one row per (dataset, model, metric identity)."""
+    """Aggregate ok measurements over seeds: one row per (dataset, model, metric identity).
+
+    The mean over seeds, with the standard error across seeds when there are several seeds and the
+    measurement's own standard error when there is one. Units or estimators that differ between seeds
+    (results of different code in one directory) are joined with `` | `` so they show. The report
+    tables and the regression gate both read this summary."""
     ok = df[(df["status"] == "ok") & df["metric"].notna()].copy()
     if ok.empty:
-        return pd.DataFrame(columns=["dataset", "model", "family", "label", "unit", "estimator", "mean", "stderr",
-                                     "seeds", "higher_is_better"])
-    ok["label"] = [metric_identity(d, m) for d, m in zip(ok.get("details", [""] * len(ok)), ok["metric"])]
-    groups = ok.groupby(["dataset", "model", "family", "label", "unit", "estimator"], dropna=False, sort=True)
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    ok["label"] = ok["id"].fillna(ok["metric"]) if "id" in ok else ok["metric"]
+    ok["unit"] = ok["unit"].fillna("")
+    ok["estimator"] = ok["estimator"].fillna("")
+    ok["family"] = ok["family"].fillna("") if "family" in ok else ""
     rows = []
-    for (dataset, model, family, label, unit, estimator), g in groups:
+    for (dataset, model, label), g in ok.groupby(["dataset", "model", "label"], sort=True):
         values = g["value"].astype(float)
         k = len(values)
         if k > 1:
             stderr = float(values.std(ddof=1) / math.sqrt(k))
         else:
             stderr = float(g["stderr"].iloc[0]) if pd.notna(g["stderr"].iloc[0]) else math.nan
-        rows.append(dict(dataset=dataset, model=model, family=family, label=label, unit=unit, estimator=estimator,
+        hib = g["higher_is_better"].dropna() if "higher_is_better" in g else pd.Series(dtype=float)
+        rows.append(dict(dataset=dataset, model=model, family=_joined(g["family"]), metric=str(g["metric"].iloc[0]),
+                         label=label, unit=_joined(g["unit"]), estimator=_joined(g["estimator"]),
                          mean=float(values.mean()), stderr=stderr, seeds=k,
-                         higher_is_better=bool(g["higher_is_better"].iloc[0]) if "higher_is_better" in g else None))
-    return pd.DataFrame(rows)
+                         higher_is_better=bool(hib.iloc[0]) if len(hib) else None,
+                         seed_list=sorted(int(s) for s in g["seed"])))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def _fmt(value: float, stderr: float, estimator: str) -> str:
-    def num(v):
-        if v == 0 or not math.isfinite(v):
-            return f"{v:g}"
-        a = abs(v)
-        if a >= 1e5 or a < 1e-3:
-            return f"{v:.3e}"
-        return f"{v:.4g}" if a >= 100 else f"{v:.4f}" if a < 1 else f"{v:.3f}"
+def _joined(values) -> str:
+    return " | ".join(sorted({str(v) for v in values if isinstance(v, str)}))
 
-    text = num(value)
-    if stderr is not None and math.isfinite(stderr) and stderr > 0:
-        text += f" ± {num(stderr)}"
+
+def _kind(metric: str, estimator: str, outputs: Mapping) -> str:
+    """quality or speed: the declaration's kind; an undeclared measurement is speed when measured."""
+    out = outputs.get(metric)
+    if out is not None:
+        return out.kind
+    return SPEED if estimator == "measured" else QUALITY
+
+
+def _cell(mean: float, stderr: float, estimator: str, integer: bool) -> str:
+    text = value_with_error(mean, stderr, integer)
     mark = MARKS.get(estimator)
     return f"{text} ({mark})" if mark else text
 
 
-def comparison_tables(df: pd.DataFrame, part: str = "all") -> dict:
+def comparison_tables(df: pd.DataFrame, part: str = "all", outputs: Optional[Mapping] = None) -> dict:
     """dataset -> DataFrame (index model, columns metric labels, cells formatted strings).
 
     ``part``: ``quality`` (likelihoods and sample statistics), ``speed`` (timings and resource
-    figures, estimator ``measured``) or ``all``.
+    figures) or ``all``, by each output's declared kind. ``outputs``: measurement name ->
+    :class:`harness.contracts.Output` (from the store or the registry): kind, column order, integers.
     """
+    outputs = outputs or {}
     summary = summarise(df)
-    if part == "quality":
-        summary = summary[summary["estimator"] != "measured"]
-    elif part == "speed":
-        summary = summary[summary["estimator"] == "measured"]
+    if part in (QUALITY, SPEED):
+        keep = pd.Series([_kind(m, e, outputs) == part for m, e in zip(summary["metric"], summary["estimator"])],
+                         index=summary.index, dtype=bool)
+        summary = summary[keep]
     tables = {}
     for dataset, g in summary.groupby("dataset", sort=True):
         g = g.copy()
         g["column"] = [metric_label(r) for _, r in g.iterrows()]
-        g["cell"] = [_fmt(r["mean"], r["stderr"], r["estimator"]) for _, r in g.iterrows()]
+        g["cell"] = [_cell(r["mean"], r["stderr"], r["estimator"], getattr(outputs.get(r["metric"]), "integer", False))
+                     for _, r in g.iterrows()]
+        order = {c: (getattr(outputs.get(m), "order", 1000), c) for c, m in zip(g["column"], g["metric"])}
         table = g.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
-        table = table.reindex(columns=sorted(table.columns, key=_column_order)).fillna("")
+        table = table.reindex(columns=sorted(table.columns, key=order.get)).fillna("")
         table.columns.name = None
         tables[dataset] = table
     return tables
-
-
-_ORDER = ["nll", "bpd", "nll_gap", "elbo_nll", "parzen_nll", "fid", "kid", "precision", "recall"]
-
-
-def _column_order(label: str):
-    base = label.split(" ")[0].split("@")[0]
-    return (_ORDER.index(base) if base in _ORDER else len(_ORDER), label)
 
 
 def problems(df: pd.DataFrame) -> pd.DataFrame:
@@ -122,13 +120,14 @@ def problems(df: pd.DataFrame) -> pd.DataFrame:
     return bad[cols].drop_duplicates().sort_values(["status", "model", "dataset", "seed"]).reset_index(drop=True)
 
 
-def markdown_report(df: pd.DataFrame, title: str = "harness results", meta: dict | None = None) -> str:
+def markdown_report(df: pd.DataFrame, title: str = "harness results", meta: dict | None = None,
+                    outputs: Optional[Mapping] = None) -> str:
     lines = [f"# {title}", ""]
     if meta:
         for k, v in meta.items():
             lines.append(f"- {k}: {v}")
         lines.append("")
-    quality, speed = comparison_tables(df, "quality"), comparison_tables(df, "speed")
+    quality, speed = comparison_tables(df, QUALITY, outputs), comparison_tables(df, SPEED, outputs)
     for dataset in sorted(set(quality) | set(speed)):
         lines += [f"## {dataset}", ""]
         if dataset in quality:
@@ -142,12 +141,12 @@ def markdown_report(df: pd.DataFrame, title: str = "harness results", meta: dict
     return "\n".join(lines)
 
 
-def html_report(df: pd.DataFrame, title: str = "harness results") -> str:
+def html_report(df: pd.DataFrame, title: str = "harness results", outputs: Optional[Mapping] = None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]
-    quality, speed = comparison_tables(df, "quality"), comparison_tables(df, "speed")
+    quality, speed = comparison_tables(df, QUALITY, outputs), comparison_tables(df, SPEED, outputs)
     for dataset in sorted(set(quality) | set(speed)):
         parts.append(f"<h2>{html.escape(str(dataset))}</h2>")
         if dataset in quality:
@@ -168,7 +167,7 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_reports(df: pd.DataFrame, out: Path, meta: dict | None = None) -> dict:
+def write_reports(df: pd.DataFrame, out: Path, meta: dict | None = None, outputs: Optional[Mapping] = None) -> dict:
     """Write results.csv, results.json, report.md and report.html into ``out`` (atomically)."""
     out = Path(out)
     paths = {"csv": out / "results.csv", "json": out / "results.json", "markdown": out / "report.md",
@@ -176,6 +175,6 @@ def write_reports(df: pd.DataFrame, out: Path, meta: dict | None = None) -> dict
     tidy = df.reindex(columns=RESULT_COLUMNS)
     _atomic_write(paths["csv"], tidy.to_csv(index=False))
     _atomic_write(paths["json"], tidy.to_json(orient="records", indent=1))
-    _atomic_write(paths["markdown"], markdown_report(df, meta=meta))
-    _atomic_write(paths["html"], html_report(df))
+    _atomic_write(paths["markdown"], markdown_report(df, meta=meta, outputs=outputs))
+    _atomic_write(paths["html"], html_report(df, outputs=outputs))
     return paths

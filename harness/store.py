@@ -16,8 +16,9 @@ import pandas as pd
 
 STORE_NAME = "results.sqlite"
 
-# Columns of results.csv, one measurement a row (the contract of issue 2).
-RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "value", "stderr", "unit",
+# Columns of results.csv, one measurement a row. ``id`` is the measurement's identity: its name, or
+# ``name@n`` where the sample count is part of what the number means (``fid@2000``).
+RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "id", "value", "stderr", "unit",
                   "estimator", "n", "status", "reason"]
 
 _SCHEMA = """
@@ -29,18 +30,35 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT, reason TEXT, seconds REAL, finished REAL, hparams TEXT, dataset_provenance TEXT, details TEXT
 );
 CREATE TABLE IF NOT EXISTS measurements (
-    key TEXT, metric TEXT, value REAL, stderr REAL, unit TEXT, estimator TEXT, n INTEGER,
+    key TEXT, metric TEXT, id TEXT, value REAL, stderr REAL, unit TEXT, estimator TEXT, n INTEGER,
     higher_is_better INTEGER, status TEXT, reason TEXT, details TEXT
 );
 CREATE INDEX IF NOT EXISTS measurements_key ON measurements(key);
+CREATE TABLE IF NOT EXISTS outputs (
+    name TEXT PRIMARY KEY, metric TEXT, declaration TEXT
+);
 """
 
 
 class Store:
-    def __init__(self, directory: Path):
+    """The results store of one output directory. ``read_only`` opens an existing store without
+    creating or changing anything (reports, the regression gate)."""
+
+    def __init__(self, directory: Path, read_only: bool = False):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / STORE_NAME
+        if read_only:
+            find_store(self.directory)
+            self.db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+            try:
+                self.db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+            except sqlite3.DatabaseError as exc:
+                self.db.close()
+                from harness.contracts import UserError
+
+                raise UserError(f"{self.path} is not a harness results store: {exc}") from None
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -54,13 +72,35 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, NULL, ?, ?)",
                         (run_id, time.time(), profile, json.dumps(info, default=str)))
 
+    def record_outputs(self, metric_specs) -> None:
+        """Store every metric's output declarations, so reports and the regression gate read a results
+        directory with the directions, kinds, tolerances and order it was made with."""
+        rows = [(o.name, spec.name, json.dumps(o.as_dict())) for spec in metric_specs for o in spec.outputs]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?)", rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def outputs(self) -> dict:
+        """Measurement name -> :class:`harness.contracts.Output`, as declared when the results were made."""
+        from harness.contracts import Output
+
+        try:
+            rows = self.db.execute("SELECT name, declaration FROM outputs").fetchall()
+        except sqlite3.OperationalError:  # a store written before declarations were stored
+            return {}
+        return {name: Output.from_dict(json.loads(decl)) for name, decl in rows}
+
     def finish_run(self, run_id: str) -> None:
         self.db.execute("UPDATE runs SET finished = ? WHERE run_id = ?", (time.time(), run_id))
 
     def record_job(self, job, result, run_id: str) -> None:
         """Replace everything stored under ``job.key`` with this result, atomically."""
         rows = [
-            (job.key, m.metric, m.value, m.stderr, m.unit, m.estimator, m.n, int(m.higher_is_better), status, reason,
+            (job.key, m.metric, m.id or m.metric, m.value, m.stderr, m.unit, m.estimator, m.n, int(m.higher_is_better), status, reason,
              json.dumps(m.details, default=str))
             for m, status, reason in result.rows()
         ]
@@ -73,7 +113,7 @@ class Store:
                  result.reason, result.seconds, time.time(), json.dumps(job.hparams, default=str),
                  job.provenance, json.dumps(result.details, default=str)),
             )
-            self.db.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -93,10 +133,11 @@ class Store:
         """Tidy results, one measurement a row; a job with no measurement gives one row with its status."""
         query = """
             SELECT j.run_id, j.model, j.family, j.dataset, j.seed, j.profile,
-                   m.metric, m.value, m.stderr, m.unit, m.estimator, m.n,
+                   m.metric, m.id, m.value, m.stderr, m.unit, m.estimator, m.n,
                    COALESCE(m.status, j.status) AS status,
                    COALESCE(m.reason, j.reason) AS reason,
-                   m.higher_is_better, m.details, j.key, j.seconds
+                   m.higher_is_better, m.details, j.key, j.seconds, j.finished, j.hparams,
+                   j.dataset_provenance, j.details AS job_details
             FROM jobs j LEFT JOIN measurements m ON m.key = j.key
             ORDER BY j.dataset, j.model, j.seed, m.rowid
         """

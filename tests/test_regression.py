@@ -20,8 +20,9 @@ import pytest
 import torch
 from scipy import stats
 
-from harness import regression
+from harness import Tolerance, regression
 from harness.cli import main
+from harness.contracts import SPEED_TOLERANCE
 from harness.data import provenance_hash
 from harness.plugins import Harness
 from harness.profiles import get_profile
@@ -31,7 +32,7 @@ from tests.plugins.regression_fakes import RegressionFakes, blobs
 
 torch.set_num_threads(1)
 
-METRICS = ["nll", "fake_score", "fake_rate"]
+METRICS = ["nll", "fake_score", "fake_rate", "fake_loss"]
 BASE_SEEDS = (0, 1, 2)
 
 
@@ -47,7 +48,7 @@ def make_host(**planted) -> Harness:
 def run_suite(out, seeds=BASE_SEEDS, profile="smoke", metrics=METRICS, **planted):
     runner = Runner(make_host(**planted), get_profile(profile), out, seeds=list(seeds), metrics=metrics)
     store, summary = runner.run(runner.plan(["fake-gaussian"], None, False))
-    write_reports(store.results(), out)
+    write_reports(store.results(), out, outputs=store.outputs())
     store.close()
     return out
 
@@ -86,7 +87,7 @@ def test_baseline_summarises_seeds_as_pandas_does(base):
     df = pd.read_csv(results / "results.csv")
     ok = df[df["status"] == "ok"]
     expected = ok.groupby(["dataset", "model", "metric"])["value"].agg(["mean", "std", "count"])
-    assert len(doc["entries"]) == len(expected) == 4  # nll, nll_gap, fake_score, fake_rate
+    assert len(doc["entries"]) == len(expected) == 5  # nll, nll_gap, fake_score, fake_rate, fake_loss
     for e in doc["entries"]:
         ref = expected.loc[(e["dataset"], e["model"], e["metric"])]
         assert e["n_seeds"] == ref["count"] == 3 and e["seeds"] == [0, 1, 2]
@@ -94,7 +95,7 @@ def test_baseline_summarises_seeds_as_pandas_does(base):
         assert e["stderr"] == pytest.approx(ref["std"] / math.sqrt(3), rel=1e-9)
         assert e["stderr"] > 0  # the fake model has real seed noise
     directions = {e["id"]: e["higher_is_better"] for e in doc["entries"]}
-    assert directions == {"nll": False, "nll_gap": False, "fake_score": True, "fake_rate": True}
+    assert directions == {"nll": False, "nll_gap": False, "fake_score": True, "fake_rate": True, "fake_loss": False}
     # Provenance: the dataset hash the runner uses, the profile, versions, a hash of the hyperparameters.
     assert doc["datasets"] == {"reg-blobs": provenance_hash(blobs(0.0), "reg-blobs:1")}
     assert doc["profile"] == "smoke" and doc["versions"]["torch"] == torch.__version__
@@ -112,7 +113,7 @@ def test_baseline_show_lists_every_entry(base, capsys):
     _, path = base
     code, out, _ = cli(capsys, "baseline", "show", path)
     assert code == 0
-    for metric in ("nll", "nll_gap", "fake_score", "fake_rate"):
+    for metric in ("nll", "nll_gap", "fake_score", "fake_rate", "fake_loss"):
         assert f"| {metric} " in out
     code, out, _ = cli(capsys, "baseline", "show", path, "--format", "json")
     assert code == 0 and json.loads(out) == json.loads(path.read_text())
@@ -188,6 +189,24 @@ def test_higher_is_better_going_up_is_better_and_down_is_worse(base, tmp_path, c
     assert code == 1 and rows_by_metric(report)["fake_score"]["verdict"] == "worse"
 
 
+def test_an_outside_metrics_direction_and_tolerance_reach_compare_and_the_report(base, tmp_path, capsys):
+    """fake_loss is lower-is-better with an absolute floor of 0.25 (its plugin's declaration, which
+    no table in the core knows): +0.15 is within the floor, +0.4 worse, -0.4 better."""
+    _, path = base
+    code, report = compare_json(capsys, run_suite(tmp_path / "l1", loss_offset=0.15), path)
+    row = rows_by_metric(report)["fake_loss"]
+    assert code == 0 and row["verdict"] == "unchanged" and row["p_worse"] < 0.01
+    assert row["tolerance"] == {"relative": 0.0, "absolute": 0.25, "ratio": False}
+    code, report = compare_json(capsys, run_suite(tmp_path / "l2", loss_offset=0.4), path)
+    assert code == 1 and rows_by_metric(report)["fake_loss"]["verdict"] == "worse"
+    code, report = compare_json(capsys, run_suite(tmp_path / "l3", loss_offset=-0.4), path)
+    assert code == 0 and rows_by_metric(report)["fake_loss"]["verdict"] == "better"
+    # The report puts the declared order first: fake_loss (order 1) before nll.
+    header = next(line for line in (tmp_path / "l3" / "report.md").read_text().splitlines()
+                  if line.startswith("|") and "nll" in line)
+    assert header.index("fake_loss") < header.index("nll [nats]")
+
+
 def test_speed_needs_a_large_relative_slowdown(base, tmp_path, capsys):
     _, path = base
     code, report = compare_json(capsys, run_suite(tmp_path / "slower", rate=600.0), path)
@@ -205,7 +224,7 @@ def test_failed_job_with_a_baseline_row_is_a_regression(base, tmp_path, capsys):
     code, report = compare_json(capsys, run_suite(tmp_path / "broken", fail_fit=True), path)
     assert code == 1
     rows = rows_by_metric(report)
-    assert {r["verdict"] for r in rows.values()} == {"failed"} and len(rows) == 4
+    assert {r["verdict"] for r in rows.values()} == {"failed"} and len(rows) == 5
     assert rows["nll"]["note"].startswith("failed: RuntimeError: planted failure in fit")
 
 
@@ -213,16 +232,17 @@ def test_missing_rows_fail_unless_allowed_and_new_rows_do_not(base, tmp_path, ca
     results, path = base
     nll_only = run_suite(tmp_path / "nll-only", metrics=["nll"])
     code, report = compare_json(capsys, nll_only, path)
-    assert code == 1 and report["counts"]["missing"] == 2
-    assert {r["metric"] for r in report["rows"] if r["verdict"] == "missing"} == {"fake_score", "fake_rate"}
+    assert code == 1 and report["counts"]["missing"] == 3
+    assert {r["metric"] for r in report["rows"] if r["verdict"] == "missing"} == {"fake_score", "fake_rate",
+                                                                                   "fake_loss"}
     code, report = compare_json(capsys, nll_only, path, "--allow-missing")
-    assert code == 0 and report["counts"]["missing"] == 2
-    # The other way round, fake_score and fake_rate are new rows, which never fail the gate.
+    assert code == 0 and report["counts"]["missing"] == 3
+    # The other way round, the fake metrics are new rows, which never fail the gate.
     small = tmp_path / "nll-only.json"
     assert main(["baseline", "save", str(nll_only), "--to", str(small)]) == 0
     capsys.readouterr()
     code, report = compare_json(capsys, results, small)
-    assert code == 0 and report["counts"]["new"] == 2
+    assert code == 0 and report["counts"]["new"] == 3
 
 
 def test_csv_results_give_the_same_summary(base, tmp_path):
@@ -230,7 +250,8 @@ def test_csv_results_give_the_same_summary(base, tmp_path):
     csv = tmp_path / "copy" / "results.csv"
     csv.parent.mkdir()
     shutil.copy(results / "results.csv", csv)
-    loaded = regression.load_results(csv, directions={"fake_score": True, "fake_rate": True})
+    outputs = {name: out for name, (_, out) in make_host().registry.output_declarations().items()}
+    loaded = regression.load_results(csv, outputs=outputs)
     assert loaded.datasets == {} and loaded.notes  # a CSV carries no provenance; that is said
     from_csv = {e.key: e for e in regression.summarise(loaded)}
     from_store = {e.key: e for e in regression.summarise(regression.load_results(results))}
@@ -242,8 +263,8 @@ def test_csv_results_give_the_same_summary(base, tmp_path):
     assert comparison.exit_code == 0
     # A hand-made CSV without run ids reads the same.
     pd.read_csv(csv).drop(columns="run_id").to_csv(csv, index=False)
-    bare = regression.summarise(regression.load_results(csv, directions={"fake_score": True, "fake_rate": True}))
-    assert [(e.key, e.mean) for e in bare] == [(e.key, from_csv[e.key].mean) for e in bare] and len(bare) == 4
+    bare = regression.summarise(regression.load_results(csv, outputs=outputs))
+    assert [(e.key, e.mean) for e in bare] == [(e.key, from_csv[e.key].mean) for e in bare] and len(bare) == 5
 
 
 def test_csv_with_a_metric_of_unknown_direction_is_refused(base, tmp_path, capsys):
@@ -271,7 +292,13 @@ def test_usage_errors_exit_2(base, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- the decision against scipy
 
-NATS = regression.tolerance_for("nll", "nats", "exact")
+NATS = Tolerance(relative=0.02, absolute=0.05)
+
+
+def test_the_nll_floor_is_what_the_likelihood_metric_declares():
+    """The decision tests below use the nll metric's declared floor: max(0.05 nats, 2%)."""
+    nll = make_host().metric("nll").output("nll")
+    assert nll.tolerance == NATS
 
 
 def welch_p(cur, base, alternative):
@@ -325,9 +352,8 @@ def test_no_spread_and_unknown_spread_leave_the_floor_to_decide():
 
 
 def test_speed_floor_is_a_ratio_in_either_direction_of_goodness():
-    speed = regression.tolerance_for("sample_throughput", "samples/s", "measured")
-    latency = regression.tolerance_for("latency", "ms", "measured")
-    assert speed.ratio and speed.factor == 2.0 and latency == speed
+    speed = latency = SPEED_TOLERANCE
+    assert speed.ratio and speed.factor == 2.0
     tight = lambda m: regression.Stats(m, m * 0.001, 3)  # noqa: E731  negligible noise: the floor decides
     assert regression.decide(tight(1000), tight(510), True, speed).verdict == "unchanged"
     assert regression.decide(tight(1000), tight(490), True, speed).verdict == "worse"

@@ -25,10 +25,11 @@ def configure(parser) -> None:
     add_format_option(show)
 
 
-def _directions(host) -> dict:
-    """Registered metric names -> higher_is_better (used for CSV input only)."""
+def installed_outputs(host) -> dict:
+    """Measurement name -> Output over the installed metrics (for CSV input, and for measurements a
+    results store does not declare)."""
     try:
-        return {name: spec.higher_is_better for name, spec in host.registry.metrics.items()}
+        return {name: out for name, (_, out) in host.registry.output_declarations().items()}
     except Exception:  # a broken plugin must not stop a baseline being read
         return {}
 
@@ -43,7 +44,7 @@ def execute(args, host) -> int:
         else:
             print(render_baseline(doc), end="")
         return 0
-    results = load_results(args.results, directions=_directions(host))
+    results = load_results(args.results, outputs=installed_outputs(host))
     doc = make_baseline(results)
     path = write_baseline(doc, args.to)
     models = len(doc["models"])

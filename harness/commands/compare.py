@@ -41,9 +41,9 @@ def execute(args, host) -> int:
     from harness.regression import BaselineMismatch, compare, load_results, read_baseline
 
     doc = read_baseline(args.baseline)
-    from harness.commands.baseline import _directions
+    from harness.commands.baseline import installed_outputs
 
-    results = load_results(args.results, directions=_directions(host))
+    results = load_results(args.results, outputs=installed_outputs(host))
     try:
         comparison = compare(doc, results, alpha=args.alpha, allow_missing=args.allow_missing,
                              baseline_path=str(args.baseline))

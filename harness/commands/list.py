@@ -19,6 +19,7 @@ def _models(host):
         "capabilities": sorted(c.value for c in s.capabilities),
         "likelihood": s.likelihood.value if s.likelihood else "",
         "default_datasets": {p: s.datasets_for(p) for p in ("smoke", "quick", "full")},
+        "hyperparameters": s.hyperparameters.describe(),
         "description": s.description,
     } for s in sorted(host.registry.models.values(), key=lambda s: (s.family, s.name))]
 
@@ -34,10 +35,16 @@ def _datasets(host):
 
 def _metrics(host):
     return [{
-        "name": s.name, "unit": s.unit, "higher_is_better": s.higher_is_better,
+        "name": s.name, "outputs": [o.as_dict() for o in s.outputs],
         "requires": sorted(c.value for c in s.requires), "data_kinds": sorted(k.value for k in s.data_kinds),
         "plugin": host.owner("metrics", s.name), "description": s.description,
     } for s in sorted(host.registry.metrics.values(), key=lambda s: s.name)]
+
+
+def _outputs_text(outputs) -> str:
+    """``nll [nats, lower]``-style summary of a metric's outputs for the table."""
+    return "; ".join(f"{o['name']} [{o['unit'] + ', ' if o['unit'] else ''}{'higher' if o['higher_is_better'] else 'lower'}]"
+                     for o in outputs)
 
 
 def _flat(rows):
@@ -61,10 +68,15 @@ def execute(args, host) -> int:
         emit(result if len(chosen) > 1 else result[chosen[0]], "json")
         return 0
     for name in chosen:
-        rows = _flat(tables[name](host))
+        rows = tables[name](host)
         for r in rows:
             r.pop("description", None)
             r.pop("default_datasets", None)
+            if "hyperparameters" in r:
+                r["hyperparameters"] = len(r["hyperparameters"]["defaults"])
+            if "outputs" in r:
+                r["outputs"] = _outputs_text(r["outputs"])
+        rows = _flat(rows)
         print(f"## {name}\n")
         emit(rows, "table")
         print()

@@ -23,13 +23,14 @@ def execute(args, host) -> int:
     store = Store(args.directory)
     df = store.results()
     runs = store.runs()
+    outputs = store.outputs()
     meta = {"runs": ", ".join(r["run_id"] for r in runs)}
-    paths = write_reports(df, args.directory, meta=meta)
+    paths = write_reports(df, args.directory, meta=meta, outputs=outputs)
     store.close()
     if args.format == "json":
         emit(summarise(df).to_dict(orient="records"), "json")
     else:
-        for dataset, table in comparison_tables(df, "quality").items():
+        for dataset, table in comparison_tables(df, "quality", outputs).items():
             print(f"## {dataset}\n\n{table.to_markdown()}\n")
         print(f"(speed figures are in {paths['markdown']})\n")
         print(f"report in {paths['markdown']}")

@@ -12,7 +12,9 @@
 - metric ``fake_score`` (higher is better, unit "score"): ``0.8 + score_offset`` plus seed noise
   (sd 0.02) drawn at fit time;
 - metric ``fake_rate`` (unit samples/s, estimator measured): a deterministic stand-in for a
-  throughput, ``rate`` times seed noise (sd 5%), so speed verdicts do not depend on machine load.
+  throughput, ``rate`` times seed noise (sd 5%), so speed verdicts do not depend on machine load;
+- metric ``fake_loss``: an outside metric with its own declaration (lower is better, an absolute
+  tolerance of 0.25, shown first in tables): ``1.0 + loss_offset`` plus seed noise (sd 0.02).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import math
 
 import torch
 
-from harness import (Capability, DataKind, DatasetSpec, LikelihoodKind, LogLikelihood, Measurement, MetricSpec,
-                     Model, ModelSpec, Split, hookimpl)
+from harness import (Capability, DataKind, DatasetSpec, Hyperparameters, LikelihoodKind, LogLikelihood, Measurement,
+                     MetricSpec, Model, ModelSpec, Output, Split, Tolerance, hookimpl)
 from harness.contracts import Splits
 
 FAMILY = "fake-regression"
@@ -43,9 +45,11 @@ def blobs(shift: float = 0.0) -> Splits:
 
 
 class SubsampledGaussian(Model):
-    def __init__(self, spec, hparams, variance_scale=1.0, score_offset=0.0, rate=1000.0, fail_fit=False):
+    def __init__(self, spec, hparams, variance_scale=1.0, score_offset=0.0, rate=1000.0, fail_fit=False,
+                 loss_offset=0.0):
         self.spec = spec
-        self.fit_examples = int(hparams.get("fit_examples", 100))
+        self.fit_examples = int(hparams["fit_examples"])
+        self.loss_offset, self.loss = loss_offset, None
         self.variance_scale, self.score_offset, self.nominal_rate = variance_scale, score_offset, rate
         self.fail_fit = fail_fit
         self.mu = self.chol = None
@@ -62,6 +66,7 @@ class SubsampledGaussian(Model):
         noise = torch.randn(2, generator=ctx.generator, dtype=torch.float64)
         self.score = 0.8 + self.score_offset + 0.02 * float(noise[0])
         self.rate = self.nominal_rate * math.exp(0.05 * float(noise[1]))
+        self.loss = 1.0 + self.loss_offset + 0.02 * float(torch.randn(1, generator=ctx.generator, dtype=torch.float64))
         ctx.step(len(y))
 
     def log_likelihood(self, x, labels=None):
@@ -87,11 +92,21 @@ def _rate(ctx):
     return [Measurement("fake_rate", m.rate, "samples/s", "measured", higher_is_better=True, stderr=0.02 * m.rate, n=3)]
 
 
+def _loss(ctx):
+    return [Measurement("fake_loss", ctx.model.loss, stderr=0.01, n=1)]
+
+
+LOSS_OUTPUT = Output("fake_loss", unit="loss", higher_is_better=False, estimator="statistic",
+                     tolerance=Tolerance(absolute=0.25), order=1, description="an outside metric's own declaration")
+
+
 class RegressionFakes:
     """A plugin object; see the module docstring for what each argument plants."""
 
-    def __init__(self, variance_scale=1.0, score_offset=0.0, rate=1000.0, dataset_shift=0.0, fail_fit=False):
-        self.model_args = dict(variance_scale=variance_scale, score_offset=score_offset, rate=rate, fail_fit=fail_fit)
+    def __init__(self, variance_scale=1.0, score_offset=0.0, rate=1000.0, dataset_shift=0.0, fail_fit=False,
+                 loss_offset=0.0):
+        self.model_args = dict(variance_scale=variance_scale, score_offset=score_offset, rate=rate, fail_fit=fail_fit,
+                               loss_offset=loss_offset)
         self.dataset_shift = dataset_shift
 
     @hookimpl
@@ -108,7 +123,7 @@ class RegressionFakes:
             name="fake-gaussian", family=FAMILY,
             factory=lambda spec, hparams: SubsampledGaussian(spec, hparams, **args),
             data_kinds=[DataKind.CONTINUOUS], capabilities=[Capability.SAMPLE], likelihood=LikelihoodKind.EXACT,
-            defaults={"smoke": {"fit_examples": 100}, "quick": {"fit_examples": 100}},
+            hyperparameters=Hyperparameters(defaults={"fit_examples": 100}),
             default_datasets=["reg-blobs"],
             description="Gaussian fitted on a seeded random subset; planted variance inflation"))
 
@@ -116,5 +131,8 @@ class RegressionFakes:
     def harness_register_metrics(self, register):
         register(MetricSpec(name="fake_score", unit="score", higher_is_better=True, compute=_score,
                             applies=_only_fakes, description="a higher-is-better statistic (test fake)"))
-        register(MetricSpec(name="fake_rate", unit="samples/s", higher_is_better=True, compute=_rate,
-                            applies=_only_fakes, description="a deterministic stand-in for a throughput (test fake)"))
+        register(MetricSpec(name="fake_rate", compute=_rate, applies=_only_fakes,
+                            outputs=[Output("fake_rate", "samples/s", True, kind="speed")],
+                            description="a deterministic stand-in for a throughput (test fake)"))
+        register(MetricSpec(name="fake_loss", compute=_loss, outputs=[LOSS_OUTPUT], applies=_only_fakes,
+                            description="a lower-is-better metric with its own tolerance (test fake)"))

@@ -1,0 +1,95 @@
+"""The decision rule of the regression gate: is a row worse, better or unchanged?
+
+A row is *worse* only when both hold:
+
+1. it moved in the worse direction by more than its **tolerance floor**
+   (:class:`harness.contracts.Tolerance`, declared by the metric's output): ``max(absolute,
+   relative * |baseline|)`` for quality measurements; for speed a ratio: worse by more than a factor
+   ``1 / (1 - relative)`` (2x by default: half the throughput, or twice the latency);
+2. the seeds' spread does not explain it: a one-sided **Welch t-test** from the summary statistics
+   (``scipy.stats.ttest_ind_from_stats``, ``equal_var=False``) gives p < alpha. When either side has
+   a single seed a one-sided **z-test** uses the standard errors; when a standard error is unknown
+   the floor alone decides; when both sides have zero spread (a deterministic model) any change
+   beyond the floor counts.
+
+*better* is the mirror image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from harness.contracts import Tolerance
+
+DEFAULT_ALPHA = 0.01
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One side of a comparison: mean over seeds, its standard error (NaN if unknown), seed count."""
+
+    mean: float
+    stderr: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str  # worse, better, unchanged
+    delta: float  # current - baseline
+    worse_by: float  # positive when current is worse (in the metric's direction)
+    ratio: float  # current / baseline (NaN when the baseline is 0)
+    beyond_floor: bool  # moved past the floor (either way)
+    p_worse: Optional[float]  # one-sided p-value of "current is worse"; None: floor only
+    p_better: Optional[float]
+    test: str  # welch, z, no-spread, floor-only
+
+
+def _tests(base: Stats, cur: Stats, higher_is_better: bool) -> tuple:
+    """(p_worse, p_better, test name) for the hypothesis that the current mean is worse/better."""
+    from scipy import stats
+
+    worse_by = (base.mean - cur.mean) if higher_is_better else (cur.mean - base.mean)
+    if not (math.isfinite(base.stderr) and math.isfinite(cur.stderr)):
+        return None, None, "floor-only"
+    if base.stderr == 0 and cur.stderr == 0:
+        # No spread on either side (a deterministic model): nothing but the floor can excuse a change.
+        return (0.0 if worse_by > 0 else 1.0), (0.0 if worse_by < 0 else 1.0), "no-spread"
+    if base.n >= 2 and cur.n >= 2:
+        sd_cur, sd_base = cur.stderr * math.sqrt(cur.n), base.stderr * math.sqrt(base.n)
+        worse_alt, better_alt = ("less", "greater") if higher_is_better else ("greater", "less")
+        p_worse = stats.ttest_ind_from_stats(cur.mean, sd_cur, cur.n, base.mean, sd_base, base.n,
+                                             equal_var=False, alternative=worse_alt).pvalue
+        p_better = stats.ttest_ind_from_stats(cur.mean, sd_cur, cur.n, base.mean, sd_base, base.n,
+                                              equal_var=False, alternative=better_alt).pvalue
+        return float(p_worse), float(p_better), "welch"
+    z = worse_by / math.hypot(base.stderr, cur.stderr)
+    return float(stats.norm.sf(z)), float(stats.norm.cdf(z)), "z"
+
+
+def decide(base: Stats, cur: Stats, higher_is_better: bool, tolerance: Tolerance,
+           alpha: float = DEFAULT_ALPHA) -> Decision:
+    """Is ``cur`` worse than ``base``, better, or unchanged within floor and noise? (See module doc.)"""
+    delta = cur.mean - base.mean
+    worse_by = -delta if higher_is_better else delta
+    ratio = cur.mean / base.mean if base.mean != 0 else math.nan
+    if tolerance.ratio and base.mean > 0 and cur.mean >= 0:
+        # Worse-way ratio: base/cur for higher-is-better (throughput), cur/base otherwise (time, memory).
+        worse_ratio = (base.mean / cur.mean if cur.mean > 0 else math.inf) if higher_is_better else ratio
+        past_worse = worse_ratio > tolerance.factor
+        past_better = worse_ratio < 1 / tolerance.factor
+    else:
+        allowed = tolerance.floor(base.mean)
+        past_worse, past_better = worse_by > allowed, -worse_by > allowed
+    p_worse, p_better, test = _tests(base, cur, higher_is_better)
+    if past_worse and (p_worse is None or p_worse < alpha):
+        verdict = "worse"
+    elif past_better and (p_better is None or p_better < alpha):
+        verdict = "better"
+    else:
+        verdict = "unchanged"
+    return Decision(verdict, delta, worse_by, ratio, past_worse or past_better, p_worse, p_better, test)
+
+
