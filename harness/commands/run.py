@@ -1,4 +1,9 @@
-"""`harness run`: train and measure models on datasets, stream results into DIR, write reports."""
+"""`harness run`: train and measure models on datasets, stream results into DIR, write reports.
+
+The selection comes from the flags, from ``--config FILE.toml`` (flags win), or both; hyperparameters
+from each model's declaration, the file's ``[set]`` and ``[hparams]`` tables and ``--set``. Every run
+writes what it resolved to ``DIR/config.toml``.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +18,33 @@ from harness.profiles import PROFILES, get_profile
 
 NAME = "run"
 HELP = "train every selected model on its datasets and measure it"
+DEFAULT_PROFILE = "quick"
 
 
 def configure(parser) -> None:
     sel = parser.add_argument_group("selection")
-    sel.add_argument("--all", action="store_true", help="every installed model on the datasets it declares as "
-                                                          "defaults for the profile (--dataset overrides them)")
+    sel.add_argument("--all", action="store_true", default=None,
+                     help="every installed model on the datasets it declares as defaults for the profile "
+                          "(--dataset overrides them)")
     sel.add_argument("--model", nargs="+", metavar="M", help="models to run")
     sel.add_argument("--dataset", nargs="+", metavar="D", help="datasets to run on (default: each model's own)")
-    sel.add_argument("--metric", nargs="+", metavar="NAME", help="only these metrics (default: every compatible one)")
-    parser.add_argument("--profile", default="quick", choices=list(PROFILES),
+    sel.add_argument("--metric", nargs="+", metavar="NAME",
+                     help="only these metrics, by metric name or by the name of a measurement it emits "
+                          "(default: every compatible one)")
+    sel.add_argument("--config", type=Path, metavar="FILE.toml",
+                     help="selection and overrides from a TOML file (e.g. an earlier run's config.toml); "
+                          "flags given here win over it")
+    sel.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE", dest="sets",
+                     help="override a hyperparameter (repeatable); FAMILY.KEY=VALUE sets it for every model of "
+                          "the family that has it; VALUE is a TOML scalar or array (3, 1e-3, true, \"conv\", "
+                          "[64, 64]); `list models --format json` shows every model's hyperparameters")
+    parser.add_argument("--profile", default=None, choices=list(PROFILES),
                         help="budget: smoke (CI, seconds a job), quick (default, laptop CPU), full (GPU)")
-    parser.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 for every job (default 1)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 for every job (default 1)")
     parser.add_argument("--seed-offset", type=int, default=0, metavar="S", help="first seed (default 0)")
     parser.add_argument("--out", type=Path, help="output directory (default reports/run-<timestamp>)")
     parser.add_argument("--resume", action="store_true", help="skip jobs already finished in --out")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to run (default cpu)")
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="where to run (default cpu)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -59,41 +75,81 @@ def progress_factory(disabled: bool):
     return make
 
 
+def settings(args):
+    """(RunConfig as given, the effective selection dict, overrides): the file's, with the flags on top."""
+    from harness.config import RunConfig, read_config
+    from harness.hparams import parse_set
+
+    config = read_config(args.config) if args.config else RunConfig()
+    run = dict(config.run)
+    if args.model:
+        run["models"], run["all"] = list(args.model), False
+    if args.all:
+        run["all"] = True
+        if not args.model:
+            run.pop("models", None)
+    for flag, key in ((args.dataset, "datasets"), (args.metric, "metrics"), (args.profile, "profile"),
+                      (args.device, "device"), (args.job_timeout, "job_timeout")):
+        if flag is not None:
+            run[key] = list(flag) if isinstance(flag, list) else flag
+    if args.seeds is not None:
+        run["seeds"] = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    elif args.seed_offset:
+        count = run.get("seeds", 1)
+        run["seeds"] = [s + args.seed_offset for s in (count if isinstance(count, list) else range(count))]
+    overrides = list(config.overrides) + [parse_set(text) for text in args.sets]
+    return config, run, overrides
+
+
 def execute(args, host) -> int:
-    from harness.report import comparison_tables, write_reports
+    from harness.config import RunConfig, seeds_from, write_config
     from harness.executors import get_executor
+    from harness.report import comparison_tables, write_reports
     from harness.runner import Runner
 
-    if not args.all and not args.model:
-        raise UserError("say what to run: --all, or --model M [M ...] (see `python -m harness list models`)")
-    if args.seeds < 1:
+    config, run, overrides = settings(args)
+    if not run.get("all") and not run.get("models"):
+        raise UserError("say what to run: --all, --model M [M ...] or --config FILE.toml "
+                        "(see `python -m harness list models`)")
+    seeds = seeds_from(run.get("seeds", 1))
+    if not seeds:
         raise UserError("--seeds must be at least 1")
-    profile = get_profile(args.profile)
+    profile = get_profile(run.get("profile", DEFAULT_PROFILE))
     out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
-    if args.metric:
-        for name in args.metric:
-            host.metric(name)
-    runner = Runner(host, profile, out, seeds=range(args.seed_offset, args.seed_offset + args.seeds),
-                    device=resolve_device(args.device), data_root=resolve_data_root(args.data_root), resume=args.resume,
-                    metrics=args.metric, job_timeout=args.job_timeout,
+    for name in run.get("metrics") or []:
+        host.metric(name)
+    runner = Runner(host, profile, out, seeds=seeds, device=resolve_device(run.get("device", "cpu")),
+                    data_root=resolve_data_root(args.data_root), resume=args.resume,
+                    metrics=run.get("metrics") or None, job_timeout=run.get("job_timeout"),
                     progress=progress_factory(args.no_progress or args.format == "json"),
-                    executor=get_executor(args.jobs))
-    jobs = runner.plan(args.model, args.dataset, args.all)
+                    executor=get_executor(args.jobs), overrides=overrides)
+    jobs = runner.plan(run.get("models"), run.get("datasets"), bool(run.get("all")))
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
+    out.mkdir(parents=True, exist_ok=True)
+    resolved: dict = {}
+    for job in jobs:
+        if job.dataset != "-":
+            resolved.setdefault(job.model, {})[job.dataset] = job.hparams
+    written = RunConfig({**run, "profile": profile.name, "seeds": seeds}, [o for o in overrides if o.dataset is None])
+    write_config(out / "config.toml", written, resolved,
+                 header="Written by `python -m harness run`: this run's resolved configuration.\n"
+                        f"`python -m harness run --config {out / 'config.toml'} --out DIR` runs the same jobs.")
+    meta = {"profile": profile.name, "seeds": ", ".join(map(str, seeds)), "device": str(runner.device)}
     store, summary = runner.run(jobs)
     df = store.results()
-    meta = {"profile": profile.name, "seeds": f"{args.seed_offset}..{args.seed_offset + args.seeds - 1}",
-            "device": str(runner.device), "run": summary["run_id"]}
-    paths = write_reports(df, out, meta=meta)
+    outputs = store.outputs()
+    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs)
     store.close()
     failed = summary["failed"] > 0 or (df["status"] == "failed").any()
     if args.format == "json":
+        from harness.store import RESULT_COLUMNS
+
         emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
-              "results": df.reindex(columns=list(df.columns[:14])).astype(object).where(df.notna(), None)
+              "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
               .to_dict(orient="records")}, "json")
     else:
-        for dataset, table in comparison_tables(df, "quality").items():
+        for dataset, table in comparison_tables(df, "quality", outputs).items():
             print(f"## {dataset}\n\n{table.to_markdown()}\n")
         print(f"(speed figures are in {paths['markdown']})\n")
         print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped, "
@@ -102,3 +158,4 @@ def execute(args, host) -> int:
             bad = df[df["status"] == "failed"][["model", "dataset", "seed", "metric", "reason"]].drop_duplicates()
             print("\nfailed:\n" + bad.fillna("").to_markdown(index=False), file=sys.stderr)
     return 1 if failed else 0
+
