@@ -1,6 +1,6 @@
 """Shared data helpers: provenance hashes, uniform dequantisation and bits per dimension.
 
-Semantics (DESIGN.md): a continuous density p fitted to dequantised data y = (x + u) / K,
+Semantics (docs/architecture.md, README): a continuous density p fitted to dequantised data y = (x + u) / K,
 u ~ U[0,1)^D, gives for the discrete data
     log P(x) >= E_u[ log p((x + u) / K) ] - D ln K,
 so the value returned by :func:`dequantized_log_likelihood` is a *lower bound* on the discrete
