@@ -94,6 +94,8 @@ class DatasetSpec:
     ``load(root)`` returns :class:`Splits` (``root`` is the data root, a ``pathlib.Path``).
     ``check(root)`` returns None when the data is available, otherwise a message saying what is
     missing and where to put it (used for user-supplied data).
+    ``fetch(root)`` downloads user-supplied data into the data root and verifies it, returning the
+    paths it wrote; only ever called on the user's explicit request (``datasets fetch NAME``).
     ``log_density(x)`` is the true log-density for synthetic sets, ``entropy`` its differential
     entropy in nats (the lowest NLL any model can reach), ``entropy_stderr`` the error of that value.
     ``feature_extractor`` names the extractor fidelity metrics should use.
@@ -108,6 +110,7 @@ class DatasetSpec:
     levels: Optional[int] = None
     description: str = ""
     check: Optional[Callable[[Any], Optional[str]]] = None
+    fetch: Optional[Callable[[Any], list]] = None
     log_density: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     entropy: Optional[float] = None
     entropy_stderr: float = 0.0

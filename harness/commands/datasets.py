@@ -1,5 +1,6 @@
 """`harness datasets`: every registered dataset with its declarations, split sizes, availability,
-entropy and provenance hash.
+entropy and provenance hash; `datasets fetch NAME` downloads user-supplied data into the data root
+(only ever on this explicit request) and `datasets check NAME` verifies it.
 
 Listing all datasets loads each available one (built-ins take a few seconds in total); user-supplied
 datasets whose files are missing are listed as unavailable with what is missing and where it goes.
@@ -17,15 +18,19 @@ from harness.contracts import UserError
 from harness.data import provenance_hash, resolve_data_root
 
 NAME = "datasets"
-HELP = "list datasets: kind, shape, classes, levels, split sizes, availability, entropy, provenance"
+HELP = ("list datasets (kind, shape, classes, levels, split sizes, availability, entropy, provenance); "
+        "`datasets fetch NAME` downloads user-supplied data, `datasets check NAME` verifies it")
+ACTIONS = ("list", "fetch", "check")
 
 TABLE_COLUMNS = ["name", "kind", "shape", "classes", "levels", "train/val/test", "available", "entropy",
                  "provenance"]
 
 
 def configure(parser) -> None:
-    parser.add_argument("names", nargs="*", metavar="DATASET",
-                        help="only these datasets (each must be available; default: all)")
+    parser.add_argument("names", nargs="*", metavar="[ACTION] DATASET",
+                        help="`DATASET ...`: only these (each must be available; default: all); "
+                             "`fetch NAME ...`: download user-supplied data (MNIST, CIFAR-10) into the data root and "
+                             "verify it; `check NAME ...`: verify files you put there yourself")
     parser.add_argument("--data-root", default=None,
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
     add_format_option(parser)
@@ -78,9 +83,51 @@ def _table_row(row: dict) -> dict:
     }
 
 
+def fetch(specs, root) -> int:
+    for spec in specs:
+        if spec.fetch is None:
+            how = "it is built in and needs no files" if spec.check is None else \
+                f"its plugin offers no download; {spec.check(root) or 'its files are in place'}"
+            raise UserError(f"nothing to fetch for {spec.name!r}: {how}")
+    for spec in specs:
+        print(f"{spec.name}: fetching into {root} ...", flush=True)
+        for path in spec.fetch(root):
+            print(f"  wrote {path}")
+        row = describe(spec, root)
+        splits = "/".join(str(row["splits"][k]) for k in ("train", "val", "test"))
+        print(f"{spec.name}: verified, {splits} train/val/test, provenance {row['provenance'][:12]}")
+    return 0
+
+
+def check(specs, root, fmt: str) -> int:
+    rows = []
+    for spec in specs:
+        row = describe(spec, root)  # files present but refused: UserError naming the file
+        if not row["available"]:
+            hint = (f" (or run `python -m harness datasets fetch {spec.name}`)"
+                    if spec.fetch is not None and "datasets fetch" not in row["missing"] else "")
+            raise UserError(f"dataset {spec.name!r} is not available: {row['missing']}{hint}")
+        rows.append(row)
+    if fmt == "json":
+        emit(rows, "json")
+    else:
+        for row in rows:
+            splits = "/".join(str(row["splits"][k]) for k in ("train", "val", "test"))
+            print(f"{row['name']}: ok, {splits} train/val/test, provenance {row['provenance'][:12]}")
+    return 0
+
+
 def execute(args, harness) -> int:
     root = resolve_data_root(args.data_root)
     table = harness.registry.datasets
+    action = args.names[0] if args.names and args.names[0] in ACTIONS else "list"
+    names = args.names[1:] if args.names and args.names[0] in ACTIONS else args.names
+    if action in ("fetch", "check"):
+        if not names:
+            raise UserError(f"`datasets {action}` needs a dataset name, e.g. `datasets {action} mnist`")
+        specs = [harness.dataset(name) for name in names]
+        return fetch(specs, root) if action == "fetch" else check(specs, root, args.format)
+    args.names = names
     if args.names:
         specs = [harness.dataset(name) for name in args.names]  # unknown names: UserError
     else:

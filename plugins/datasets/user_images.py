@@ -33,7 +33,7 @@ training set by a permutation from ``numpy.random.default_rng(SPLIT_SEED)`` (MNI
 5,000 of 60,000; CIFAR-10: 1/10, 5,000 of 50,000); train and validation keep the files' order.
 
 Download happens only through :func:`fetch`, run by hand
-(``python -m harness_plugins.datasets.user_images fetch mnist|cifar10 [--data-root DIR]``), never implicitly
+(``python -m harness datasets fetch mnist|cifar10 [--data-root DIR]``), never implicitly
 and never in tests.
 """
 
@@ -181,7 +181,7 @@ def check_mnist(root) -> Optional[str]:
     if not missing:
         return None
     return (f"MNIST files missing from {_mnist_dir(root)}: {', '.join(missing)}. Put the four IDX files "
-            f"(gzipped or not) there, or run `python -m harness_plugins.datasets.user_images fetch mnist --data-root {root}`.")
+            f"(gzipped or not) there, or run `python -m harness datasets fetch mnist --data-root {root}`.")
 
 
 def _check_published_mnist(path: Path) -> bool:
@@ -254,7 +254,7 @@ def check_cifar10(root) -> Optional[str]:
         return None
     return (f"CIFAR-10 batches missing from {root / 'cifar10' / CIFAR_DIR}: {', '.join(missing)}. Extract "
             f"cifar-10-python.tar.gz (the python version) in {root / 'cifar10'}, or run "
-            f"`python -m harness_plugins.datasets.user_images fetch cifar10 --data-root {root}`.")
+            f"`python -m harness datasets fetch cifar10 --data-root {root}`.")
 
 
 def parse_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +334,7 @@ def load_cifar10(root=None) -> Splits:
 
 def fetch(name: str, root=None) -> list:
     """Download ``mnist`` or ``cifar10`` into the data root and verify it. Only ever called on the
-    user's explicit request (this module's ``fetch`` command). Returns the paths written."""
+    user's explicit request (``python -m harness datasets fetch NAME``). Returns the paths written."""
     root = resolve_data_root(root)
     written = []
     if name == "mnist":
@@ -387,39 +387,13 @@ def _download(url: str, target: Path) -> None:
 def harness_register_datasets(register):
     register(DatasetSpec(
         name="mnist", kind=DataKind.DISCRETE, levels=256, event_shape=(1, 28, 28), num_classes=10,
-        load=load_mnist, check=check_mnist, feature_extractor="mnist5k-classifier", tags=("image", "user"),
+        load=load_mnist, check=check_mnist, fetch=lambda root: fetch("mnist", root), feature_extractor="mnist5k-classifier", tags=("image", "user"),
         description="MNIST from the user's IDX files in <data root>/mnist (gz or not); 55000/5000/10000 "
                     "train/val/test, validation carved from the official training set (seeded).",
     ))
     register(DatasetSpec(
         name="cifar10", kind=DataKind.DISCRETE, levels=256, event_shape=(3, 32, 32), num_classes=10,
-        load=load_cifar10, check=check_cifar10, feature_extractor="inception-v3", tags=("image", "user"),
+        load=load_cifar10, check=check_cifar10, fetch=lambda root: fetch("cifar10", root), feature_extractor="inception-v3", tags=("image", "user"),
         description="CIFAR-10 from the user's python batches in <data root>/cifar10; 45000/5000/10000 "
                     "train/val/test, validation carved from the official training set (seeded).",
     ))
-
-
-def main(argv=None) -> int:
-    """``python -m harness_plugins.datasets.user_images fetch NAME [--data-root DIR]``: explicit download."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m harness_plugins.datasets.user_images",
-                                     description="Download a user-supplied dataset into the data root (explicit only).")
-    parser.add_argument("action", choices=["fetch"])
-    parser.add_argument("name", choices=["mnist", "cifar10"])
-    parser.add_argument("--data-root", default=None, help="default $HARNESS_DATA_ROOT or ./datasets")
-    args = parser.parse_args(argv)
-    try:
-        written = fetch(args.name, args.data_root)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"wrote {path}")
-    print(f"{args.name}: verified in {resolve_data_root(args.data_root)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
