@@ -31,6 +31,7 @@ class Job:
     metrics: tuple = ()
     key: str = ""
     skip_reason: Optional[str] = None
+    skip_kind: str = ""  # why it cannot run: incompatible, data (missing or refused files), or other
 
     @property
     def label(self) -> str:

@@ -122,17 +122,18 @@ class Runner:
             hparams = (mspec.resolve_hparams(self.profile.name, dspec, self.overrides.for_job(mspec, dname))
                        if dspec is not None else {})
             provenance, metrics = "", ()
+            kind = "incompatible" if reason is not None and dspec is not None else "other"
             if reason is None:
                 try:
                     provenance = self.job_runner.datasets.get(dspec).provenance
                 except UserError as exc:
-                    reason = str(exc)
+                    reason, kind = str(exc), "data"
             if reason is None:
                 chosen, _ = metrics_for(self.host, mspec, dspec, self.metric_names)
                 metrics = tuple(f"{m.name}:{m.version}" for m in chosen)
             for seed in self.seeds:
                 job = Job(mspec.name, mspec.family, dname, seed, self.profile.name, dict(hparams), provenance,
-                          metrics, skip_reason=reason)
+                          metrics, skip_reason=reason, skip_kind=kind if reason is not None else "")
                 job.key = job_key(job, mspec.version, self.host.plugin_version("models", mspec.name))
                 jobs.append(job)
         return jobs

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.commands import skips
 from harness.commands.output import add_format_option, emit
 from harness.contracts import UserError
 from harness.data import resolve_data_root
@@ -126,6 +127,9 @@ def execute(args, host) -> int:
     jobs = runner.plan(run.get("models"), run.get("datasets"), bool(run.get("all")))
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
+    explicit = bool(run.get("models")) and bool(run.get("datasets")) and not run.get("all")
+    if explicit and all(job.skip_reason is not None for job in jobs):
+        raise UserError(skips.explain(host, jobs))
     out.mkdir(parents=True, exist_ok=True)
     resolved: dict = {}
     for job in jobs:
@@ -136,7 +140,10 @@ def execute(args, host) -> int:
                  header="Written by `python -m harness run`: this run's resolved configuration.\n"
                         f"`python -m harness run --config {out / 'config.toml'} --out DIR` runs the same jobs.")
     meta = {"profile": profile.name, "seeds": ", ".join(map(str, seeds)), "device": str(runner.device)}
-    store, summary = runner.run(jobs)
+    try:
+        store, summary = runner.run(jobs)
+    except KeyboardInterrupt:
+        return interrupted(out, jobs, meta)
     df = store.results()
     outputs = store.outputs()
     paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs)
@@ -154,8 +161,28 @@ def execute(args, host) -> int:
         print(f"(speed figures are in {paths['markdown']})\n")
         print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped, "
               f"{summary['reused']} reused; results in {paths['csv']}, report in {paths['markdown']}")
+        lines = skips.terminal_lines(jobs)
+        if lines:
+            print("\n" + "\n".join(lines))
         if failed:
             bad = df[df["status"] == "failed"][["model", "dataset", "seed", "metric", "reason"]].drop_duplicates()
             print("\nfailed:\n" + bad.fillna("").to_markdown(index=False), file=sys.stderr)
     return 1 if failed else 0
 
+
+def interrupted(out: Path, jobs: list, meta: dict) -> int:
+    """Ctrl-C: write the tables of the jobs that finished, say how to resume, exit 130."""
+    from harness.report import write_reports
+    from harness.store import Store
+
+    store = Store(out)
+    try:
+        df = store.results()
+        done = int(df.loc[df["key"].isin({job.key for job in jobs}), "key"].nunique())
+        paths = write_reports(df, out, meta=meta, outputs=store.outputs())
+    finally:
+        store.close()
+    print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept; their results are in {paths['csv']} "
+          f"and {paths['markdown']}.\nResume with:\n  python -m harness run --config {out / 'config.toml'} "
+          f"--out {out} --resume", file=sys.stderr)
+    return 130
