@@ -246,6 +246,10 @@ class Model:
       discrete data as integer levels, binary as 0/1.
     - ``log_likelihood(x, labels=None)``: :class:`LogLikelihood` per example in nats.
     - ``device``: where its parameters live; the runner calls ``to(device)`` before fitting.
+    - ``export_state()`` / ``restore_state(state)``: the fitted model as named tensors, so it outlives
+      its job (saved in a format that loads without executing code). The default covers every
+      ``torch.nn.Module`` and tensor attribute; a model with other fitted state (numbers, lists,
+      objects holding tensors) overrides both, e.g. storing a scalar as a 0-d tensor.
     """
 
     device = torch.device("cpu")
@@ -269,6 +273,37 @@ class Model:
     def modules(self) -> list:
         """The torch modules that make up the model (for FLOP counting and memory figures)."""
         return [v for v in vars(self).values() if isinstance(v, torch.nn.Module)]
+
+    def export_state(self) -> dict:
+        """Everything a fitted model needs to sample and score again, as ``{name: tensor}`` (CPU).
+
+        Default: the ``state_dict`` of every module attribute (keys ``attr.param``) and every tensor
+        attribute (key ``attr``)."""
+        state = {}
+        for name, value in sorted(vars(self).items()):
+            if isinstance(value, torch.nn.Module):
+                state.update({f"{name}.{k}": v.detach().cpu() for k, v in value.state_dict().items()})
+            elif isinstance(value, torch.Tensor):
+                state[name] = value.detach().cpu()
+        return state
+
+    def restore_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load what :meth:`export_state` gave into a model built by the factory with the same dataset
+        and hyperparameters; a missing or unexpected key is an error."""
+        used = set()
+        for name, value in sorted(vars(self).items()):
+            if isinstance(value, torch.nn.Module):
+                prefix = f"{name}."
+                sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                value.load_state_dict(sub, strict=True)
+                used |= {prefix + k for k in sub}
+        for key, tensor in state.items():
+            if key in used:
+                continue
+            if "." in key or not hasattr(self, key):
+                raise KeyError(f"{type(self).__name__} has no state {key!r}")
+            setattr(self, key, tensor.to(self.device))
+        self.to(self.device)
 
 
 @dataclass
