@@ -22,6 +22,7 @@ from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
 from harness.jobs import FAILED, OK, SKIPPED, Job, JobResult, job_key
+from harness.machine import machine_info
 from harness.profiles import Profile
 from harness.store import Store
 from harness.worker import JobRunner, metrics_for
@@ -54,6 +55,18 @@ def environment_info(device: torch.device, plugins: dict) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def plugin_owners(registry) -> dict:
+    """Which plugin registered each model, dataset and measurement (by output name): the regression gate
+    tells rows of a plugin that is not installed from rows that went missing."""
+    owners = {"models": {}, "datasets": {}, "outputs": {}}
+    for (kind, name), plugin in registry.owners.items():
+        if kind in ("models", "datasets"):
+            owners[kind][name] = plugin
+    for output, (metric, _) in registry.output_declarations().items():
+        owners["outputs"][output] = registry.owners.get(("metrics", metric), "")
+    return {kind: dict(sorted(names.items())) for kind, names in owners.items()}
 
 
 # ---------------------------------------------------------------------------- planning
@@ -144,8 +157,12 @@ class Runner:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         info = RunInfo(run_id, self.profile.name, self.seeds, str(self.device), self.out,
                        environment_info(self.device, self.host.plugins), jobs)
+        # The machine's fingerprint and calibration (about a second), so speed figures can be compared
+        # with another machine's (docs/regression.md), and who registered what.
+        machine = machine_info(self.device, self.executor.name, getattr(self.executor, "workers", 1))
         store.start_run(run_id, self.profile.name, {**info.versions, "seeds": self.seeds,
-                                                    "jobs": [j.key for j in jobs]})
+                                                    "jobs": [j.key for j in jobs], "machine": machine,
+                                                    "owners": plugin_owners(self.host.registry)})
         store.record_outputs(self.host.registry.metrics.values())
         self.host.pm.hook.harness_run_started(run=info)
         counts = {OK: 0, FAILED: 0, SKIPPED: 0, "reused": 0}
