@@ -9,7 +9,7 @@ Speed figures from two machines are not comparable as they stand, so every run r
   with the same settings, so their speed figures are compared as they stand;
 - a **calibration** (:func:`calibrate`): a few fixed workloads on the run's device, timed like the
   speed metrics (a warm-up, then timed repeats within a time budget, blocks of several calls when a
-  call is short; the median seconds per call). :func:`speed_factor` turns two calibrations into the
+  call is short; the median seconds per call), in interleaved rounds. :func:`speed_factor` turns two calibrations into the
   factor by which one machine is faster than the other: the geometric mean, over the workloads both
   measured, of the ratio of their times.
 
@@ -42,11 +42,11 @@ CALIBRATION_VERSION = 1
 IDENTITY_FIELDS = ("processor", "physical_cores", "logical_cpus", "usable_cpus", "torch_threads", "memory_gib",
                    "device", "device_name", "torch", "blas", "cpu_capability", "executor", "workers")
 
-# Seconds of timed repeats per workload, the most they may take when MIN_REPEATS forces more (a
-# loaded machine), and the bounds on their number: about a second in all on an idle machine, never
-# more than about 3 s.
-WORKLOAD_SECONDS, MAX_WORKLOAD_SECONDS = 0.25, 0.6
-MIN_REPEATS, MAX_REPEATS = 5, 40
+# Seconds of timed rounds (one block of each workload a round), the most they may take when
+# MIN_ROUNDS forces more (a loaded machine), and the bounds on the number of rounds: about a second in
+# all on an idle machine, about 3 s at most.
+CALIBRATION_SECONDS, MAX_SECONDS = 0.75, 2.0
+MIN_ROUNDS, MAX_ROUNDS = 5, 100
 MIN_BLOCK_SECONDS = 2e-3  # a timed repeat spans at least this long (a block of calls when a call is shorter)
 WARMUP_CALLS = 2
 
@@ -204,44 +204,47 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(call: Callable[[], object], device, seconds: float = WORKLOAD_SECONDS) -> dict:
-    """Median seconds per call of ``call``: a warm-up, then timed repeats (blocks of calls spanning at
-    least :data:`MIN_BLOCK_SECONDS`) until ``seconds`` have passed and MIN_REPEATS were made, but no
-    more than MAX_REPEATS repeats or MAX_WORKLOAD_SECONDS (at least 3 repeats)."""
-    device = torch.device(device)
+def _block_size(call: Callable[[], object], device) -> int:
+    """Warm ``call`` up, then how many calls a timed repeat needs to span MIN_BLOCK_SECONDS."""
     for _ in range(WARMUP_CALLS):
         call()
     _sync(device)
     start = time.perf_counter()
     call()
     _sync(device)
-    one = max(time.perf_counter() - start, 1e-7)
-    block = max(1, math.ceil(MIN_BLOCK_SECONDS / one))
-    per_call, began = [], time.perf_counter()
-    limit = max(seconds, MAX_WORKLOAD_SECONDS)
-    while True:
-        elapsed, n = time.perf_counter() - began, len(per_call)
-        if n >= MAX_REPEATS or (n >= 3 and elapsed >= limit) or (n >= MIN_REPEATS and elapsed >= seconds):
-            break
-        start = time.perf_counter()
-        for _ in range(block):
-            call()
-        _sync(device)
-        per_call.append((time.perf_counter() - start) / block)
-    return {"seconds": statistics.median(per_call), "repeats": len(per_call), "block": block,
-            "min": min(per_call), "max": max(per_call)}
+    return max(1, math.ceil(MIN_BLOCK_SECONDS / max(time.perf_counter() - start, 1e-7)))
 
 
-def calibrate(device="cpu", seconds: float = WORKLOAD_SECONDS, workloads=WORKLOADS) -> dict:
-    """Time every workload on ``device``: ``{"version", "device", "workloads": {name: {"seconds": median
-    seconds per call, "repeats", "block", "min", "max", "description"}}, "took": seconds}``."""
+def calibrate(device="cpu", seconds: float = CALIBRATION_SECONDS, workloads=WORKLOADS) -> dict:
+    """Time every workload on ``device`` (see the module docstring).
+
+    After a warm-up of each, the workloads are timed in interleaved rounds (one block of calls of each
+    per round), so a burst of load on a shared machine falls on all of them alike, until ``seconds``
+    have passed and MIN_ROUNDS were made, but no more than MAX_ROUNDS rounds or MAX_SECONDS (at least
+    3 rounds). Returns ``{"version", "device", "rounds", "took", "workloads": {name: {"seconds": median
+    seconds per call, "block", "min", "max", "description"}}}``."""
     device = torch.device(device)
     began = time.perf_counter()
-    results = {}
-    for w in workloads:
-        timing = time_call(w.make(device), device, seconds)
-        results[w.name] = {**timing, "description": w.description}
-    return {"version": CALIBRATION_VERSION, "device": str(device), "workloads": results,
+    calls = [(w, w.make(device)) for w in workloads]
+    blocks = {w.name: _block_size(call, device) for w, call in calls}
+    per_call: dict = {w.name: [] for w, _ in calls}
+    timed_from, rounds = time.perf_counter(), 0
+    limit = max(seconds, MAX_SECONDS)
+    while True:
+        elapsed = time.perf_counter() - timed_from
+        if rounds >= MAX_ROUNDS or (rounds >= 3 and elapsed >= limit) or (rounds >= MIN_ROUNDS and elapsed >= seconds):
+            break
+        for w, call in calls:
+            start = time.perf_counter()
+            for _ in range(blocks[w.name]):
+                call()
+            _sync(device)
+            per_call[w.name].append((time.perf_counter() - start) / blocks[w.name])
+        rounds += 1
+    results = {w.name: {"seconds": statistics.median(per_call[w.name]), "block": blocks[w.name],
+                        "min": min(per_call[w.name]), "max": max(per_call[w.name]), "description": w.description}
+               for w, _ in calls}
+    return {"version": CALIBRATION_VERSION, "device": str(device), "rounds": rounds, "workloads": results,
             "took": time.perf_counter() - began}
 
 
@@ -290,7 +293,7 @@ def pooled(calibrations: list) -> Optional[dict]:
                           for n in sorted(names)}}
 
 
-def machine_info(device="cpu", executor: str = "local", workers: int = 1, seconds: float = WORKLOAD_SECONDS) -> dict:
+def machine_info(device="cpu", executor: str = "local", workers: int = 1, seconds: float = CALIBRATION_SECONDS) -> dict:
     """What a run records about its machine: ``{"id", "fingerprint", "calibration"}``."""
     fp = fingerprint(device, executor, workers)
     return {"id": machine_id(fp), "fingerprint": fp, "calibration": calibrate(device, seconds)}
