@@ -138,15 +138,15 @@ class SpeedPlan:
     def describe(self) -> str:
         """The summary's sentence on speed rows."""
         if self.mode == SAME_MACHINE:
-            text = (f"Speed: the baseline's speed figures come from this machine, {self.results.describe()}: "
-                    "compared as measured, with the declared floors.")
+            text = (f"Speed: the baseline's speed figures come from this machine (the one that made the results), "
+                    f"{self.results.describe()}: compared as measured, with the declared floors.")
             if self.factor is not None and not 1 / 1.5 <= self.factor.factor <= 1.5:
                 text += (f" The two runs' calibrations differ by {self.factor.describe()}: the machine was busier, "
                          "throttled or less busy in one of them.")
             return text
         if self.mode == NORMALISED:
             return (f"Speed: the baseline's speed figures come from another machine, {self.baseline.describe()}, "
-                    f"than the results, {self.results.describe()}. The calibrations say the results' machine is "
+                    f"not from this one (the one that made the results), {self.results.describe()}. The calibrations say the results' machine is "
                     f"{self.factor.describe()} as fast; rates are divided and durations multiplied by that factor, "
                     f"and such a row is worse only beyond its floor times {self.spread:g}. Bytes and FLOP counts are "
                     "compared as measured." + (f" {self.reason}" if self.reason else ""))
