@@ -181,37 +181,53 @@ def test_the_fixture_fails_with_every_failing_check(harness_check):
     assert "model:unseeded[continuous]::seed_reproducible failed" in text
 
 
-def _cli(args, env):
-    env = {**env, "HARNESS_PLUGINS": "tests.plugins.nonconforming"}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``python -m harness ARGS`` in this process, with the nonconforming plugins: (exit code, out, err)."""
+    from harness.cli import main
+
+    def run(*args, plugins="tests.plugins.nonconforming"):
+        monkeypatch.setenv("HARNESS_PLUGINS", plugins)
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
 
 
-def test_check_exits_0_when_everything_passes_and_1_naming_the_failed_check(cli_env):
-    ok = _cli(["check", "diag"], cli_env)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "0 failed" in ok.stdout
-    bad = _cli(["check", "diag", "shifted", "--format", "json"], cli_env)
-    assert bad.returncode == 1, bad.stderr
-    report = json.loads(bad.stdout)
+def test_check_exits_0_when_everything_passes_and_1_naming_the_failed_check(cli):
+    code, out, _ = cli("check", "diag")
+    assert code == 0 and "0 failed" in out
+    code, out, _ = cli("check", "diag", "shifted", "--format", "json")
+    assert code == 1
+    report = json.loads(out)
     assert report["ok"] is False and report["counts"]["failed"] == 1
     assert [r["id"] for r in report["results"] if r["status"] == "failed"] == ["model:shifted[continuous]::normalised"]
+    code, out, _ = cli("check", "shifted")
+    assert code == 1 and "failed:\nmodel:shifted[continuous]::normalised failed: p(x) (exact)" in out
 
 
-def test_check_names_a_plugin_or_family_and_refuses_unknown_names(cli_env):
-    plugin = json.loads(_cli(["check", "tests.plugins.nonconforming", "--format", "json"], cli_env).stdout)
-    assert {"model:diag", "dataset:normal2d", "metric:undeclared"} <= {r["subject"] for r in plugin["results"]}
-    family = json.loads(_cli(["check", "nonconforming", "--format", "json"], cli_env).stdout)
-    assert {r["subject"] for r in family["results"]} == {f"model:{s.name}" for s in nonconforming.MODELS}
-    unknown = _cli(["check", "shiftd"], cli_env)
-    assert unknown.returncode == 2 and "did you mean 'shifted'" in unknown.stderr
-    assert "Traceback" not in unknown.stderr
-    assert _cli(["check"], cli_env).returncode == 2
+def test_check_names_a_plugin_or_family_and_refuses_unknown_names(cli):
+    code, out, _ = cli("check", "tests.plugins.nonconforming", "--format", "json")
+    assert code == 1
+    assert {"model:diag", "dataset:normal2d", "metric:undeclared"} <= {r["subject"] for r in json.loads(out)["results"]}
+    code, out, _ = cli("check", "nonconforming", "--format", "json")
+    assert {r["subject"] for r in json.loads(out)["results"]} == {f"model:{s.name}" for s in nonconforming.MODELS}
+    code, _, err = cli("check", "shiftd")
+    assert code == 2 and "did you mean 'shifted'" in err and "Traceback" not in err
+    assert cli("check")[0] == 2
 
 
-def test_check_reports_a_plugin_that_failed_to_import(cli_env):
-    env = {**cli_env, "HARNESS_PLUGINS": "tests.plugins.broken"}
-    out = subprocess.run([sys.executable, "-m", "harness", "check", "tests.plugins.broken"], capture_output=True,
-                         text=True, env=env, timeout=600)
-    assert out.returncode == 1
-    assert "plugin:tests.plugins.broken::loads failed" in out.stdout
+def test_check_reports_a_plugin_that_failed_to_import(cli):
+    code, out, _ = cli("check", "tests.plugins.broken", plugins="tests.plugins.broken")
+    assert code == 1
+    assert "plugin:tests.plugins.broken::loads failed: plugin 'tests.plugins.broken' (tests.plugins.broken) " \
+           "failed: ImportError: this plugin is deliberately broken" in out
+
+
+def test_the_command_line_entry_point_exits_with_the_code(cli_env):
+    """The same through a real process: ``python -m harness check`` exits 1 on a failing check."""
+    env = {**cli_env, "HARNESS_PLUGINS": "tests.plugins.nonconforming"}
+    out = subprocess.run([sys.executable, "-m", "harness", "check", "shifted"], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 1 and "model:shifted[continuous]::normalised failed" in out.stdout
