@@ -158,6 +158,16 @@ def test_the_discrete_tiny_entropy_matches_brute_force(kind):
     assert spec.entropy == pytest.approx(stats.entropy(p), abs=1e-12)
 
 
+def test_the_guide_describes_every_check():
+    from pathlib import Path
+
+    from harness.testing import datasets, metrics, models
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    for name in models.CHECKS + datasets.CHECKS + metrics.CHECKS:
+        assert f"`{name}`" in guide, name
+
+
 # ----------------------------------------------------------------------------- the suite and the CLI
 
 

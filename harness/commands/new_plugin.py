@@ -56,7 +56,7 @@ def files(name: str, kind: str) -> dict:
         "name": name, "ident": ident, "package": package, "dist": f"harness-{name}", "kind": kind,
         "description": description, "try_it": try_it.format(name=name),
         "class_name": "".join(part.capitalize() for part in re.split(r"[-_]", name)) + "Model",
-        "harness_version": ".".join(__version__.split(".")[:2]),
+        "harness_requirement": _compatible(__version__),
     }
     layout = {
         "pyproject.toml": "pyproject.toml.tmpl",
@@ -68,6 +68,13 @@ def files(name: str, kind: str) -> dict:
     root = resources.files("harness.commands") / "templates" / "new_plugin"
     return {path: string.Template((root / template).read_text()).substitute(values)
             for path, template in layout.items()}
+
+
+def _compatible(version: str) -> str:
+    """The requirement a plugin written against harness ``version`` declares: this minor release and its
+    patches (before 1.0 a minor release may change the contracts, as 0.2 changed ModelSpec)."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return f"harness>={major}.{minor},<{major}.{minor + 1}" if major == 0 else f"harness>={major}.{minor},<{major + 1}"
 
 
 def _refuse(name: str, target: Path, host) -> None:
