@@ -42,6 +42,14 @@ def test_every_template_renders_to_python_and_toml_with_no_placeholder_left(kind
     assert project["project"]["entry-points"]["harness"] == {"my-thing": "harness_my_thing.plugin"}
 
 
+def test_new_plugin_has_help(capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["new-plugin", "--help"])
+    assert exc.value.code == 0 and "--kind" in capsys.readouterr().out
+
+
 def test_it_refuses_an_existing_directory_a_bad_name_and_a_taken_name(tmp_path, monkeypatch, capsys):
     from harness.cli import main
 

@@ -52,6 +52,7 @@ def test_a_correct_model_passes_every_check(nonconforming_report):
     ("float64-samples", "samples", "torch.float64"),
     ("claims-estimate", "log_likelihood", "kind estimate, but claims-estimate declares exact"),
     ("loose-bound", "normalised", "a lower bound"),
+    ("biased-estimate", "normalised", "4 x shared_stderr 0.01"),
     ("label-blind", "labels", "does not follow its labels"),
     ("forgetful", "state_round_trip", "restored instance cannot sample"),
 ])
@@ -88,6 +89,16 @@ def test_a_metric_emitting_an_undeclared_measurement_fails(nonconforming_report)
     assert result.failed and "'surprise', which it does not declare" in result.message
 
 
+def test_a_plugin_raising_outside_any_check_fails_its_group_and_every_test_of_the_suite(nonconforming_report):
+    result = status(nonconforming_report, "model:touchy", "runs", "continuous")
+    assert result.failed and "RuntimeError: accepts() is broken" in result.message
+    suite = conformance_suite("touchy", plugins=PLUGINS)
+    ids = [mark.id for mark in suite.pytestmark[0].args[1]]
+    assert len(ids) == 8
+    with pytest.raises(pytest.fail.Exception, match="accepts\\(\\) is broken"):
+        suite(ids[-1])
+
+
 def test_the_shifted_model_is_off_by_exactly_its_offset():
     """The normalisation check's mass is exp(offset) times that of the correct model."""
     diag, shifted = (next(r for r in check_model(spec) if r.name == "normalised")
@@ -97,6 +108,15 @@ def test_the_shifted_model_is_off_by_exactly_its_offset():
 
 
 # ----------------------------------------------------------------------------- what is right passes
+
+
+def test_an_ais_estimate_of_log_z_passes_the_estimate_rule():
+    """On the tiny binary space the rbm enumerates log Z (exact); with exact_max_units=0 it estimates it
+    by AIS and reports an estimate, whose mass must be 1 within 4 of its standard errors + 0.05 nats."""
+    report = check(["rbm"], overrides=["rbm.exact_max_units=0", "rbm.steps=300"])
+    result = report.find("model:rbm", "normalised", "binary")
+    assert result.passed, result.message
+    assert result.message.startswith("p(x) (estimate) over all 16 states")
 
 
 def test_the_reference_models_pass_every_model_check():
@@ -169,6 +189,14 @@ def test_the_guide_describes_every_check():
 
 
 # ----------------------------------------------------------------------------- the suite and the CLI
+
+
+def test_check_has_help(capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--help"])
+    assert exc.value.code == 0 and "--format" in capsys.readouterr().out
 
 
 def test_the_suite_refuses_an_expected_failure_it_does_not_plan():

@@ -104,16 +104,25 @@ class MetricBench:
         return [s for s in specs if s.check is None or not s.check(self.data_root)]
 
 
+def _compatible(model_spec, dataset_spec) -> bool:
+    """Whether a registered model accepts a dataset (one whose ``accepts`` raises does not)."""
+    try:
+        return model_spec.incompatibility(dataset_spec) is None
+    except Exception:
+        return False
+
+
 def pairs_for(metric, bench: MetricBench) -> tuple:
     """((model spec, dataset spec) pairs to run the metric on, [reasons no pair of a stage applied])."""
     reasons = []
     stages = (
-        [(m, d) for m in REFERENCE_MODELS for d in _kit_datasets()],
-        [(m, d) for m in sorted(bench.host.registry.models.values(), key=lambda s: s.name) for d in _kit_datasets()
-         if m.incompatibility(d) is None],
-        [(m, d) for m in REFERENCE_MODELS for d in bench.registered_datasets()],
+        lambda: [(m, d) for m in REFERENCE_MODELS for d in _kit_datasets()],
+        lambda: [(m, d) for m in sorted(bench.host.registry.models.values(), key=lambda s: s.name)
+                 for d in _kit_datasets() if _compatible(m, d)],
+        lambda: [(m, d) for m in REFERENCE_MODELS for d in bench.registered_datasets()],
     )
-    for number, stage in enumerate(stages):
+    for number, make in enumerate(stages):
+        stage = make()
         chosen = [(m, d) for m, d in stage if metric.incompatibility(m, d) is None]
         if chosen:
             return (chosen if number == 0 else chosen[:1]), reasons
@@ -162,6 +171,9 @@ def check_metric(metric, bench: MetricBench) -> list:
             continue
         except Exception as exc:
             problems.append(f"{where}: raised {type(exc).__name__}: {exc}")
+            continue
+        if out is not None and not isinstance(out, (list, tuple)):
+            problems.append(f"{where}: compute() returned {type(out).__name__}, not a list of harness.Measurement")
             continue
         for m in out or []:
             problem = measurement_problem(metric, m)

@@ -129,7 +129,7 @@ class ModelKindChecks:
     """The checks of one model on one data kind (see the module doc)."""
 
     def __init__(self, spec, kind: DataKind, profile: str = "smoke", overrides: Mapping = None, seed: int = 0,
-                 device="cpu", datasets=()):
+                 device="cpu", datasets=(), data_root=None):
         self.spec = spec
         self.kind = DataKind(kind)
         self.profile = profile
@@ -138,6 +138,7 @@ class ModelKindChecks:
         self.device = torch.device(device)
         self.candidates = [d for d in datasets if d.kind is self.kind] + tiny_datasets(self.kind)
         self.subject = f"model:{spec.name}"
+        self.data_root = data_root
         self.model = None
         self.dspec = self.splits = self.hparams = None
 
@@ -210,7 +211,7 @@ class ModelKindChecks:
                    f"{self.kind.value} datasets ({'; '.join(reasons)}); pass one it accepts (datasets=)")
             return [self.result(name, SKIPPED, why) for name in CHECKS]
         self.dspec = chosen
-        self.splits = chosen.load(None)
+        self.splits = chosen.load(self.data_root)
         out = [self._fit()]
         if out[0].status != PASSED:
             return out + [self.result(name, SKIPPED, "fit failed") for name in CHECKS[1:]]
@@ -473,9 +474,9 @@ class ModelKindChecks:
 
 
 def check_model(spec, profile: str = "smoke", overrides: Mapping = None, seed: int = 0, device="cpu",
-                datasets=()) -> list:
+                datasets=(), data_root=None) -> list:
     """Every check of :mod:`harness.testing.models` for one model, each data kind it declares."""
     results = []
     for kind in [k for k in KIND_ORDER if k in spec.data_kinds]:
-        results += ModelKindChecks(spec, kind, profile, overrides, seed, device, datasets).run()
+        results += ModelKindChecks(spec, kind, profile, overrides, seed, device, datasets, data_root).run()
     return results

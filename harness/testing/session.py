@@ -141,8 +141,7 @@ class Session:
     def __init__(self, names: Sequence[str] = (), *, everything: bool = False, host=None, plugins=(),
                  profile: str = "smoke", overrides: Sequence[str] = (), seed: int = 0, device="cpu", data_root=None,
                  datasets=()):
-        if isinstance(names, str):
-            names = [names]
+        names = list(dict.fromkeys([names] if isinstance(names, str) else names))
         self.host = _with_plugins(host, plugins)
         self.selection = select(self.host, names, everything)
         if self.selection.empty:
@@ -168,6 +167,16 @@ class Session:
         return out
 
     def run_group(self, group) -> list:
+        """The results of one group; a plugin's failure outside any single check (its ``accepts`` or
+        ``check`` raising) is a failed check of the group, never an error of the kit."""
+        try:
+            return self._run_group(group)
+        except Exception as exc:
+            what, name, variant = group
+            return [CheckResult(f"{what}:{name}", "runs", FAILED, f"raised {type(exc).__name__}: {exc}",
+                                variant=variant)]
+
+    def _run_group(self, group) -> list:
         what, name, variant = group
         with single_threaded():
             if what == "note":
@@ -176,7 +185,7 @@ class Session:
                 spec = self.host.registry.models[name]
                 pinned = {key: value for key, value, _ in self.overrides.for_job(spec, None)}
                 return ModelKindChecks(spec, DataKind(variant), self.profile, pinned, self.seed, self.device,
-                                       self.datasets).run()
+                                       self.datasets, self.root).run()
             if what == "dataset":
                 return check_dataset(self.host.registry.datasets[name], self.root)
             return check_metric(self.host.registry.metrics[name], self.bench)

@@ -66,6 +66,13 @@ class ClaimsEstimate(DiagonalGaussian):
         return LogLikelihood(super().log_likelihood(x).values, LikelihoodKind.ESTIMATE)
 
 
+class BiasedEstimate(DiagonalGaussian):
+    """An estimate off by far more than the standard error it reports."""
+
+    def log_likelihood(self, x, labels=None):
+        return LogLikelihood(super().log_likelihood(x).values + OFFSET, LikelihoodKind.ESTIMATE, shared_stderr=0.01)
+
+
 class LooseBound(DiagonalGaussian):
     """Reports "bound" for values above the exact log-likelihood."""
 
@@ -104,9 +111,13 @@ class Forgetful(DiagonalGaussian):
             del self.loc, self.scale
 
 
-def _model(name, cls, likelihood=LikelihoodKind.EXACT, capabilities=(Capability.SAMPLE,)):
+def _model(name, cls, likelihood=LikelihoodKind.EXACT, capabilities=(Capability.SAMPLE,), **kw):
     return ModelSpec(name=name, family="nonconforming", factory=cls, data_kinds=[DataKind.CONTINUOUS],
-                     capabilities=capabilities, likelihood=likelihood)
+                     capabilities=capabilities, likelihood=likelihood, **kw)
+
+
+def _raises(dataset_spec):
+    raise RuntimeError("accepts() is broken")
 
 
 MODELS = [
@@ -116,8 +127,10 @@ MODELS = [
     _model("float64-samples", Float64Samples),
     _model("claims-estimate", ClaimsEstimate),
     _model("loose-bound", LooseBound, likelihood=LikelihoodKind.BOUND),
+    _model("biased-estimate", BiasedEstimate, likelihood=LikelihoodKind.ESTIMATE),
     _model("label-blind", LabelBlind, capabilities=(Capability.SAMPLE, Capability.CONDITIONAL)),
     _model("forgetful", Forgetful),
+    _model("touchy", DiagonalGaussian, accepts=_raises),  # fails outside any single check
 ]
 
 
