@@ -242,8 +242,10 @@ class ModelKindChecks:
                                time.perf_counter() - start)
         seconds = time.perf_counter() - start
         shape = "x".join(map(str, self.dspec.event_shape))
-        return self.result("fit", PASSED, f"fitted on {self.dspec.name} ({shape}, {len(self.splits.train)} "
-                                          f"examples, profile {self.profile}) in {seconds:.2f} s", seconds)
+        given = "".join(f", {k}={v!r}" for k, v in self.overrides.items())
+        return self.result("fit", PASSED, f"fitted on {self.dspec.name} (shape {shape}, {len(self.splits.train)} "
+                                          f"training examples; profile {self.profile}{given}) in {seconds:.2f} s",
+                           seconds)
 
     # ------------------------------------------------------------------ the checks
     def check_samples(self) -> str:

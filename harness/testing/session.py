@@ -106,13 +106,16 @@ def select(host, names: Sequence[str] = (), everything: bool = False) -> Selecti
 
 
 @contextlib.contextmanager
-def single_threaded():
-    """Tiny models gain nothing from intra-op threads and lose much on a busy machine: one thread for
-    the duration, restored after."""
+def isolated(device):
+    """How the checks of a group run: on one thread (tiny models gain nothing from intra-op threads and
+    lose much on a busy machine), with the global random state (which the checks seed and move) put back
+    afterwards; both as they were before."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    device = torch.device(device)
     try:
-        yield
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -178,7 +181,7 @@ class Session:
 
     def _run_group(self, group) -> list:
         what, name, variant = group
-        with single_threaded():
+        with isolated(self.device):
             if what == "note":
                 return [r for r in self.selection.failures + self.selection.notes if r.subject == name]
             if what == "model":
