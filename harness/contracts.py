@@ -528,7 +528,7 @@ class MetricContext:
     profile: "Any"  # harness.profiles.Profile
     device: torch.device
     seed: int
-    fit: Optional[FitContext] = None
+    fit: Optional[FitContext] = None  # None when the model was loaded (saved weights), not fitted in this job
     cache_dir: Optional[Any] = None  # pathlib.Path for on-disk caches shared across runs
     data_root: Optional[Any] = None  # pathlib.Path: where user-supplied data and weights live
     feature_extractors: Mapping[str, Any] = field(default_factory=dict)  # name -> FeatureExtractorSpec
