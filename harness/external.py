@@ -193,8 +193,9 @@ class ExternalSamples(Model):
             self._draw, self._used = generator, 0
         start, stop = self._used, self._used + int(n)
         if stop > len(self.samples):
-            raise NotEnoughSamples(f"this metric needs {stop} samples and {self.source} holds {len(self.samples)}: "
-                                   "give more, or use a profile with fewer (see `harness evaluate-samples --help`)")
+            raise NotEnoughSamples(f"{self.source} holds {len(self.samples)} samples and this metric draws more (at "
+                                   f"least {stop}): give more, or use a profile that draws fewer (see `python -m "
+                                   "harness evaluate-samples --help`)")
         self._used = stop
         return self.samples[start:stop].clone()
 
