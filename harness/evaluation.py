@@ -80,7 +80,7 @@ def jobs_from_run(host, run_dir, metrics: Optional[list], data_root) -> list:
     for row, path, meta in saved_models(run_dir):
         job = Job(meta["model"], meta.get("family", row["family"]), meta["dataset"], int(meta["seed"]),
                   meta["profile"], dict(meta["hparams"]), meta["provenance"], origin=ARTIFACT,
-                  origin_path=str(path), weights=meta["state"]["sha256"])
+                  origin_path=str(Path(path).resolve()), weights=meta["state"]["sha256"])
         reason, mspec = None, None
         try:
             mspec, dspec = host.model(job.model), host.dataset(job.dataset)

@@ -194,7 +194,7 @@ class Runner:
                 artifacts.verify(path, meta)
             except artifacts.ArtifactError:
                 continue
-            found[meta["model_key"]] = path
+            found[meta["model_key"]] = path.resolve()
         return found
 
     def _finish(self, store, info, job, result, counts, bar) -> None:

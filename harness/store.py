@@ -18,9 +18,8 @@ STORE_NAME = "results.sqlite"
 
 # Columns of results.csv, one measurement a row. ``id`` is the measurement's identity: its name, or
 # ``name@n`` where the sample count is part of what the number means (``fid@2000``). ``source`` is where
-# the measured model came from: ``trained`` (fitted by the job), ``artifact`` (a model saved by an earlier
-# job), ``checkpoint`` (a weights file), ``samples`` (samples from another generator); the job's details
-# name the file (``loaded_from``).
+# the measured model came from: ``trained`` (fitted by the job), or ``artifact PATH`` (a model saved by an
+# earlier job), ``checkpoint PATH`` (a weights file), ``samples PATH`` (samples from another generator).
 RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "id", "value", "stderr", "unit",
                   "estimator", "n", "status", "reason", "source"]
 
@@ -155,7 +154,8 @@ class Store:
                    m.higher_is_better, m.details, j.key, j.seconds, j.finished, j.hparams,
                    j.dataset_provenance, j.details AS job_details,
                    CASE WHEN j.status = 'skipped' THEN NULL
-                        ELSE COALESCE(json_extract(j.details, '$.source'), 'trained') END AS source
+                        ELSE COALESCE(json_extract(j.details, '$.source'), 'trained')
+                             || COALESCE(' ' || json_extract(j.details, '$.loaded_from'), '') END AS source
             FROM jobs j LEFT JOIN measurements m ON m.key = j.key
             ORDER BY j.dataset, j.model, j.seed, m.rowid
         """

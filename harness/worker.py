@@ -251,7 +251,8 @@ class JobRunner:
                 "profile": job.profile, "hparams": job.hparams, "provenance": job.provenance,
                 "model_key": job.model_key, "metrics": list(job.metrics), "status": result.status,
                 "source": job.origin, "loaded_from": job.origin_path or None,
-                "versions": {"harness": _harness_version(), "torch": torch.__version__, "model": mspec.version,
+                "versions": {"harness": _harness_version(), "torch": torch.__version__,
+                             "safetensors": _safetensors_version(), "model": mspec.version,
                              "plugin": self.host.plugin_version("models", mspec.name)}}
         try:
             written = artifacts.write_artifact(self.artifacts_dir, job.key, model, mspec, data, meta)
@@ -269,6 +270,12 @@ def _harness_version() -> str:
     import harness
 
     return harness.__version__
+
+
+def _safetensors_version() -> str:
+    import safetensors
+
+    return safetensors.__version__
 
 
 @contextlib.contextmanager

@@ -143,7 +143,7 @@ def test_resume_with_another_metric_restores_the_saved_model_instead_of_training
     assert second["details"]["loaded_from"] == str(out / "artifacts" / first[0]["key"])
     rows = df2[df2["key"] == second["key"]]
     assert rows.query("metric == 'nll'")["value"].tolist() == df1.query("metric == 'nll'")["value"].tolist()
-    assert set(rows["source"]) == {"artifact"}
+    assert set(rows["source"]) == {f"artifact {out / 'artifacts' / first[0]['key']}"}
     throughput = rows.query("metric == 'train_throughput'")
     assert throughput["status"].tolist() == ["skipped"] and "loaded, not trained" in throughput["reason"].iloc[0]
 

@@ -67,7 +67,9 @@ def test_evaluate_dir_gives_the_same_nll_without_fitting(trained, tmp_path, caps
         details = job["details"]
         assert "fit_seconds" not in details and details["source"] == "artifact"
         assert details["loaded_from"].startswith(str(trained / "artifacts"))
-    assert set(pd.read_csv(out / "results.csv")["source"]) == {"artifact"}
+    sources = pd.read_csv(out / "results.csv").groupby("model")["source"].unique()
+    for job in jobs(out):
+        assert list(sources[job["model"]]) == [f"artifact {job['details']['loaded_from']}"]
     printed = capsys.readouterr().out
     assert "2 model(s) restored from saved weights instead of trained" in printed
 
@@ -83,7 +85,7 @@ def test_a_checkpoint_from_an_earlier_run_reproduces_its_nll(trained, tmp_path):
         (job,) = jobs(out)
         assert job["details"]["source"] == "checkpoint"
         assert job["details"]["loaded_from"] == str(checkpoint.resolve())
-        assert set(pd.read_csv(out / "results.csv")["source"]) == {"checkpoint"}
+        assert set(pd.read_csv(out / "results.csv")["source"]) == {f"checkpoint {checkpoint.resolve()}"}
 
 
 class CreatesAFile:
@@ -175,4 +177,5 @@ def test_evaluate_reports_as_json(trained, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["summary"]["loaded"] == 2 and report["summary"]["artifacts"] == 2
     rows = [r for r in report["results"] if r["metric"] == "precision"]
-    assert {r["model"] for r in rows} == {"gmm", "vae"} and {r["source"] for r in rows} == {"artifact"}
+    assert {r["model"] for r in rows} == {"gmm", "vae"}
+    assert all(r["source"].startswith(f"artifact {trained / 'artifacts'}") for r in rows)

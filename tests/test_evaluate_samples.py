@@ -64,7 +64,8 @@ def test_held_out_points_score_like_the_data_and_a_single_gaussian_clearly_worse
     assert gauss["high_quality_share"].value < held["high_quality_share"].value - 0.3
     for out, label in ((tmp_path / "a", "held-out"), (tmp_path / "b", "one-gaussian")):
         df = pd.read_csv(out / "results.csv")
-        assert set(df["model"]) == {label} and set(df["family"]) == {"external"} and set(df["source"]) == {"samples"}
+        assert set(df["model"]) == {label} and set(df["family"]) == {"external"}
+        assert set(df["source"]) == {f"samples {(tmp_path / ('held_out.npy' if label == 'held-out' else 'gaussian.npy'))}"}
         ok = set(df.query("status == 'ok'")["metric"])
         assert not ok & {"nll", "bpd", "elbo_nll", "sample_throughput", "train_throughput", "peak_memory"}
         skipped = df.query("status == 'skipped'").set_index("metric")["reason"]
