@@ -21,11 +21,11 @@ from typing import Callable, Optional
 import torch
 
 import harness
+from harness import artifacts
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
-from harness import artifacts
-from harness.jobs import ARTIFACT, FAILED, OK, SKIPPED, TRAINED, Job, JobResult, job_key, model_key
+from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SKIPPED, TRAINED, Job, JobResult, job_key, model_key
 from harness.profiles import Profile
 from harness.store import Store
 from harness.worker import JobRunner, metrics_for
@@ -200,7 +200,7 @@ class Runner:
     def _finish(self, store, info, job, result, counts, bar) -> None:
         store.record_job(job, result, info.run_id)
         counts[result.status] += 1
-        if job.origin != TRAINED and result.status != SKIPPED:
+        if result.details.get("source") in (ARTIFACT, CHECKPOINT):  # restored, not trained
             counts["loaded"] += 1
         saved = result.details.get("artifact")
         if saved:
