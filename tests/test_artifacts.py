@@ -161,16 +161,3 @@ def test_resume_trains_again_when_the_store_never_recorded_the_saved_model(host,
     _, _, summary = run(host, out, ["sleepy"], metrics=["nll"], resume=True)
     assert len(fits(log)) == 2 and summary["loaded"] == 0
 
-
-def test_process_pool_workers_save_the_same_models(host, tmp_path):
-    from harness.executors import ProcessPool
-
-    local, _, _ = run(host, tmp_path / "a", ["gaussian"], seeds=[0, 1])
-    pooled, _, summary = run(host, tmp_path / "b", ["gaussian"], seeds=[0, 1], executor=ProcessPool(2))
-    assert summary["artifacts"] == 2
-    for job in local:
-        a = artifacts.load_artifact(tmp_path / "a" / "artifacts" / job["key"])[1]
-        b = artifacts.load_artifact(tmp_path / "b" / "artifacts" / job["key"])[1]
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not [p for p in (tmp_path / "b" / "artifacts").iterdir() if p.name.startswith(".")]
-
