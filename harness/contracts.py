@@ -289,7 +289,8 @@ class Model:
 
     def restore_state(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load what :meth:`export_state` gave into a model built by the factory with the same dataset
-        and hyperparameters; a missing or unexpected key is an error."""
+        and hyperparameters; a missing or unexpected key, or a shape other than the module's (or than the
+        tensor attribute's, where the fresh model already has one), is an error."""
         used = set()
         for name, value in sorted(vars(self).items()):
             if isinstance(value, torch.nn.Module):
@@ -302,6 +303,10 @@ class Model:
                 continue
             if "." in key or not hasattr(self, key):
                 raise KeyError(f"{type(self).__name__} has no state {key!r}")
+            current = getattr(self, key)
+            if isinstance(current, torch.Tensor) and current.shape != tensor.shape:
+                raise ValueError(f"{type(self).__name__} state {key!r} must have shape {tuple(current.shape)}, not "
+                                 f"{tuple(tensor.shape)}")
             setattr(self, key, tensor.to(self.device))
         self.to(self.device)
 
@@ -528,7 +533,7 @@ class MetricContext:
     profile: "Any"  # harness.profiles.Profile
     device: torch.device
     seed: int
-    fit: Optional[FitContext] = None
+    fit: Optional[FitContext] = None  # None when the model was loaded (saved weights), not fitted in this job
     cache_dir: Optional[Any] = None  # pathlib.Path for on-disk caches shared across runs
     data_root: Optional[Any] = None  # pathlib.Path: where user-supplied data and weights live
     feature_extractors: Mapping[str, Any] = field(default_factory=dict)  # name -> FeatureExtractorSpec

@@ -42,12 +42,16 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
     The mean over seeds, with the standard error across seeds when there are several seeds and the
     measurement's own standard error when there is one. Units or estimators that differ between seeds
-    (results of different code in one directory) are joined with `` | `` so they show. The report
-    tables and the regression gate both read this summary."""
+    (results of different code in one directory) are joined with `` | `` so they show. A measurement made
+    again for the same seed (``run --resume`` with another metric selection measures a model again under a
+    new job) counts once: the newest. The report tables and the regression gate both read this summary."""
     ok = df[(df["status"] == "ok") & df["metric"].notna()].copy()
     if ok.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     ok["label"] = ok["id"].fillna(ok["metric"]) if "id" in ok else ok["metric"]
+    if "finished" in ok:
+        same = [c for c in ("dataset", "model", "label", "seed", "profile") if c in ok]
+        ok = ok.sort_values("finished", kind="stable").drop_duplicates(same, keep="last")
     ok["unit"] = ok["unit"].fillna("")
     ok["estimator"] = ok["estimator"].fillna("")
     ok["family"] = ok["family"].fillna("") if "family" in ok else ""

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from harness.commands import skips
-from harness.commands.output import add_format_option, emit
+from harness.commands.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.profiles import PROFILES, get_profile
@@ -44,7 +44,12 @@ def configure(parser) -> None:
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 for every job (default 1)")
     parser.add_argument("--seed-offset", type=int, default=0, metavar="S", help="first seed (default 0)")
     parser.add_argument("--out", type=Path, help="output directory (default reports/run-<timestamp>)")
-    parser.add_argument("--resume", action="store_true", help="skip jobs already finished in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip jobs already finished in --out; a job still to do whose model an earlier job of "
+                             "--out saved (e.g. with another --metric selection) restores it instead of training")
+    parser.add_argument("--no-artifacts", action="store_true",
+                        help="do not save the fitted models under DIR/artifacts (they are what `harness evaluate` "
+                             "re-measures and --resume reuses)")
     parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="where to run (default cpu)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
@@ -123,7 +128,8 @@ def execute(args, host) -> int:
                     data_root=resolve_data_root(args.data_root), resume=args.resume,
                     metrics=run.get("metrics") or None, job_timeout=run.get("job_timeout"),
                     progress=progress_factory(args.no_progress or args.format == "json"),
-                    executor=get_executor(args.jobs), overrides=overrides)
+                    executor=get_executor(args.jobs), overrides=overrides,
+                    save_artifacts=not args.no_artifacts)
     jobs = runner.plan(run.get("models"), run.get("datasets"), bool(run.get("all")))
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
@@ -161,6 +167,7 @@ def execute(args, host) -> int:
         print(f"(speed figures are in {paths['markdown']})\n")
         print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped, "
               f"{summary['reused']} reused; results in {paths['csv']}, report in {paths['markdown']}")
+        print(artifact_line(summary, out, saving=not args.no_artifacts))
         lines = skips.terminal_lines(jobs)
         if lines:
             print("\n" + "\n".join(lines))
@@ -168,6 +175,21 @@ def execute(args, host) -> int:
             bad = df[df["status"] == "failed"][["model", "dataset", "seed", "metric", "reason"]].drop_duplicates()
             print("\nfailed:\n" + bad.fillna("").to_markdown(index=False), file=sys.stderr)
     return 1 if failed else 0
+
+
+def artifact_line(summary: dict, out: Path, saving: bool = True) -> str:
+    """What the run did with models: how many were restored instead of trained, how many saved (and bytes)."""
+    from harness.artifacts import artifacts_dir
+
+    parts = []
+    if summary.get("loaded"):
+        parts.append(f"{summary['loaded']} model(s) restored from saved weights instead of trained")
+    if saving:
+        parts.append(f"{summary.get('artifacts', 0)} model(s) saved, {byte_size(summary.get('artifact_bytes', 0))}, "
+                     f"in {artifacts_dir(out)}")
+    else:
+        parts.append("models not saved (--no-artifacts)")
+    return "; ".join(parts)
 
 
 def interrupted(out: Path, jobs: list, meta: dict) -> int:
