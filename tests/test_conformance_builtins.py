@@ -24,9 +24,4 @@ FEWER_STEPS = [
 
 # The ebm models keep fitted state outside their tensors and modules (persistent chains, parameters
 # built in fit), so restore_state into a fresh instance fails; issue 15 fixes their round trip.
-EXPECTED_FAILURES = {
-    f"model:{name}[binary]::state_round_trip": "ebm round trip: export_state/restore_state fixed by issue 15"
-    for name in ("boltzmann", "rbm", "dbm")
-}
-
-test_built_in = conformance_suite(*BUILT_IN, overrides=FEWER_STEPS, expected_failures=EXPECTED_FAILURES)
+test_built_in = conformance_suite(*BUILT_IN, overrides=FEWER_STEPS)
