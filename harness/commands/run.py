@@ -105,7 +105,9 @@ def settings(args):
 def execute(args, host) -> int:
     from harness.config import RunConfig, seeds_from, write_config
     from harness.executors import get_executor
-    from harness.report import comparison_tables, write_reports
+    from harness.report import write_reports
+    from harness.report.data import DatasetSource
+    from harness.report.terminal import terminal_summary
     from harness.runner import Runner
 
     config, run, overrides = settings(args)
@@ -146,7 +148,9 @@ def execute(args, host) -> int:
         return interrupted(out, jobs, meta)
     df = store.results()
     outputs = store.outputs()
-    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs)
+    source = DatasetSource(host, runner.data_root, cache=runner.job_runner.datasets)
+    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs, runs=store.runs(),
+                          source=source)
     store.close()
     failed = summary["failed"] > 0 or (df["status"] == "failed").any()
     if args.format == "json":
@@ -156,11 +160,9 @@ def execute(args, host) -> int:
               "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
               .to_dict(orient="records")}, "json")
     else:
-        for dataset, table in comparison_tables(df, "quality", outputs).items():
-            print(f"## {dataset}\n\n{table.to_markdown()}\n")
-        print(f"(speed figures are in {paths['markdown']})\n")
+        print(terminal_summary(df, outputs, paths["html"]))
         print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped, "
-              f"{summary['reused']} reused; results in {paths['csv']}, report in {paths['markdown']}")
+              f"{summary['reused']} reused; results in {paths['csv']}, tables in {paths['markdown']}")
         lines = skips.terminal_lines(jobs)
         if lines:
             print("\n" + "\n".join(lines))
@@ -179,7 +181,7 @@ def interrupted(out: Path, jobs: list, meta: dict) -> int:
     try:
         df = store.results()
         done = int(df.loc[df["key"].isin({job.key for job in jobs}), "key"].nunique())
-        paths = write_reports(df, out, meta=meta, outputs=store.outputs())
+        paths = write_reports(df, out, meta=meta, outputs=store.outputs(), runs=store.runs())
     finally:
         store.close()
     print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept; their results are in {paths['csv']} "

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Optional
 
@@ -143,14 +144,14 @@ def spread_chart(dataset: str, panels: list) -> Optional[Image]:
     n_models = max(len(cells) for _, cells in panels)
     fig = figure(min(2.6 * len(panels) + 1.0, 11.0), 0.28 * n_models + 1.2)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for k, (ax, (col, cells)) in enumerate(zip(axes, panels)):
+    for ax, (col, cells) in zip(axes, panels):
         for i, (model, cell) in enumerate(cells):
             values = [v for _, v in cell.seed_values]
             jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
             ax.scatter(values, [i + j for j in jitter], s=12, color="#1f77b4", alpha=0.6, zorder=2)
             ax.errorbar(cell.mean, i, xerr=_err(cell.stderr), fmt="|", color="black", ms=10, capsize=3, zorder=3)
         ax.set_yticks(range(len(cells)))
-        ax.set_yticklabels([m for m, _ in cells] if k == 0 else [m for m, _ in cells], fontsize=FONT)
+        ax.set_yticklabels([m for m, _ in cells], fontsize=FONT)
         ax.set_ylim(-0.6, len(cells) - 0.4)
         ax.set_title(f"{col.title} {col.arrow}", fontsize=FONT)
         _style_axes(ax)
@@ -215,7 +216,7 @@ def density_card(title: str, extent: tuple, samples: Optional[np.ndarray], log_d
         left.set_title(f"{sample_label} ({len(samples)}" + (f", {outside} off the axes)" if outside else ")"),
                        fontsize=FONT - 1)
     else:
-        left.text(0.5, 0.5, notes[0] or f"no {sample_label}", ha="center", va="center", wrap=True,
+        left.text(0.5, 0.5, textwrap.fill(notes[0] or f"no {sample_label}", 20), ha="center", va="center",
                   fontsize=FONT - 1, color="#777777", transform=left.transAxes)
         left.set_title(sample_label, fontsize=FONT - 1)
     if log_density is not None:
@@ -228,7 +229,7 @@ def density_card(title: str, extent: tuple, samples: Optional[np.ndarray], log_d
             cb.ax.tick_params(labelsize=FONT - 2)
             cb.set_label("log p(x) [nats]", fontsize=FONT - 2)
     else:
-        right.text(0.5, 0.5, notes[1] or "no log-density", ha="center", va="center", wrap=True,
+        right.text(0.5, 0.5, textwrap.fill(notes[1] or "no log-density", 20), ha="center", va="center",
                    fontsize=FONT - 1, color="#777777", transform=right.transAxes)
         right.set_title("log-density", fontsize=FONT - 1)
         if bar is not None:

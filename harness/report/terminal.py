@@ -78,7 +78,7 @@ def terminal_summary(df: pd.DataFrame, outputs: Optional[Mapping] = None, report
     out = []
     for dataset, table in tables.items():
         lines, note = fit_table(table, width)
-        out.append(f"{dataset}" + (f"  ({note})" if note else ""))
+        out.append(f"## {dataset}" + (f"  ({note})" if note else ""))
         out += ["  " + line for line in lines] if max(map(len, lines)) + 2 <= width else lines
         out.append("")
     if tables:
