@@ -44,6 +44,17 @@ PAGE_FACTS = """
 """
 
 
+def _high_pipe() -> tuple:
+    """A close-on-exec pipe whose ends are above 4, so dup2 onto 3 and 4 cannot clobber either."""
+    import fcntl
+
+    r, w = os.pipe()
+    hi = (fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, 10), fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 10))
+    os.close(r)
+    os.close(w)
+    return hi
+
+
 def find_browser():
     explicit = os.environ.get("HARNESS_CHROMIUM")
     if explicit:
@@ -68,14 +79,20 @@ class DevTools:
     def __init__(self, browser: str, width: int = 1400, height: int = 1000, timeout: float = 60.0):
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="harness-chromium-")
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
+        to_browser_r, self._to_browser = _high_pipe()
+        self._from_browser, from_browser_w = _high_pipe()
         args = [browser, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
                 "--remote-debugging-pipe", "about:blank"]
-        # The shell puts our pipe ends on the descriptors Chromium expects (3: commands in, 4: replies out).
-        self.proc = subprocess.Popen(["sh", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', *args],
-                                     pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def onto_3_and_4():  # in the child: Chromium reads commands on fd 3 and writes replies on fd 4
+            os.dup2(to_browser_r, 3)
+            os.dup2(from_browser_w, 4)
+
+        # close_fds=False: every other descriptor of this process is close-on-exec (PEP 446); 3 and 4,
+        # made by dup2, are not.
+        self.log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty browser must never block on it
+        self.proc = subprocess.Popen(args, preexec_fn=onto_3_and_4, close_fds=False, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._buffer = b""
@@ -115,7 +132,8 @@ class DevTools:
                 raise TimeoutError(f"no reply from the browser within {self.timeout} s")
             chunk = os.read(self._from_browser, 1 << 20)
             if not chunk:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self.log.seek(0)
+                err = self.log.read().decode(errors="replace")
                 raise RuntimeError(f"the browser closed its DevTools pipe: {err[-2000:]}")
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
@@ -136,8 +154,7 @@ class DevTools:
                 os.close(fd)
             except OSError:
                 pass
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
