@@ -196,12 +196,13 @@ def density_card(title: str, extent: tuple, samples: Optional[np.ndarray], log_d
                  colorbar: bool = False, sample_label: str = "samples") -> Image:
     """Two panels on the dataset's density grid: the points (a scatter) and the log-density (a heatmap
     on the shared colour scale ``vmin``..``vmax``). A missing panel shows its note instead."""
-    fig = figure(5.0 if colorbar else 4.6, 2.5)
+    # Fixed axes positions (figure fractions): no layout pass, so a card costs one draw.
+    fig = figure(5.2 if colorbar else 4.6, 2.5)
     if colorbar:
-        grid = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.06])
-        left, right, bar = fig.add_subplot(grid[0]), fig.add_subplot(grid[1]), fig.add_subplot(grid[2])
+        left, right = fig.add_axes((0.075, 0.12, 0.33, 0.68)), fig.add_axes((0.49, 0.12, 0.33, 0.68))
+        bar = fig.add_axes((0.85, 0.12, 0.02, 0.68))
     else:
-        left, right = fig.subplots(1, 2)
+        left, right = fig.add_axes((0.09, 0.12, 0.38, 0.68)), fig.add_axes((0.58, 0.12, 0.38, 0.68))
         bar = None
     x0, x1, y0, y1 = extent
     for ax in (left, right):
@@ -234,6 +235,5 @@ def density_card(title: str, extent: tuple, samples: Optional[np.ndarray], log_d
         right.set_title("log-density", fontsize=FONT - 1)
         if bar is not None:
             bar.set_visible(False)
-    fig.suptitle(title, fontsize=FONT)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=FONT, y=0.98)
     return encode(fig, "png")
