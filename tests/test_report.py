@@ -208,3 +208,32 @@ def test_the_terminal_summary_keeps_errors_and_marks_when_they_fit():
     df = pd.DataFrame(rows([3.0, 3.2], model="a") + rows([4.0, 4.1], model="b"))
     text = terminal_summary(df, {"nll": Output("nll", "nats", order=1, headline=True)})
     assert "3.100±0.10 (x)*" in text and "4.050±0.050 (x)" in text and "± left out" not in text
+
+
+# ----------------------------------------------------------------------------- sampler settings
+
+def test_sampler_settings_get_their_own_table_and_chart(tmp_path):
+    from harness.report.sections import build_report
+
+    decl = {"stat": Output("stat", "", order=60, estimator="statistic", headline=True),
+            "rate": Output("rate", "samples/s", True, kind=SPEED, order=200, headline=True)}
+    df = []
+    for model, base in (("diff", 1.0), ("flow", 2.0)):
+        df += rows([base, base + 0.1], metric="stat", estimator="statistic", unit="", model=model, ident="stat@500")
+        df += rows([100.0, 110.0], metric="rate", estimator="measured", unit="samples/s", hib=True, model=model)
+    for steps, q, r in ((10, 3.0, 1000.0), (50, 1.5, 200.0)):
+        df += rows([q, q + 0.1], metric="stat", estimator="statistic", unit="", model="diff",
+                   ident=f"stat@500[steps={steps}]")
+        df += rows([r, r * 1.1], metric="rate", estimator="measured", unit="samples/s", hib=True, model="diff",
+                   ident=f"rate[steps={steps}]")
+    report = build_report(pd.DataFrame(df), tmp_path, decl)
+    section, = report.sections
+    assert [c.label for c in section.quality.columns] == ["stat@500"]  # the plain measurements only
+    assert [c.label for c in section.speed.columns] == ["rate"]
+    assert section.variants.models == ["diff"]
+    assert [c.label for c in section.variants.columns] == ["stat@500[steps=10]", "stat@500[steps=50]",
+                                                           "rate[steps=10]", "rate[steps=50]"]
+    chart = next(c for c in section.charts if c.title == "quality vs samples/s per sampler setting")
+    svg = chart.image.data.decode()
+    assert "steps=10" in svg and "steps=50" in svg and "stat@500" in svg
+    assert any(c.title == "quality vs sampling speed" and c.image is not None for c in section.charts)

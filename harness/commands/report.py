@@ -67,8 +67,7 @@ def _single(args, host) -> int:
     paths = write_reports(df, out, outputs=outputs, runs=runs, source=DatasetSource(host, args.data_root),
                           directory=directory)
     if args.format == "json":
-        emit({"files": {k: str(v) for k, v in paths.items()},
-              "summary": summarise(df).drop(columns=["seed_values"]).to_dict(orient="records")}, "json")
+        emit(summarise(df).drop(columns=["seed_values"]).to_dict(orient="records"), "json")
     else:
         print(terminal_summary(df, outputs, paths["html"]))
         print(f"tables in {paths['markdown']}, results in {paths['csv']}")
