@@ -237,3 +237,22 @@ def test_sampler_settings_get_their_own_table_and_chart(tmp_path):
     svg = chart.image.data.decode()
     assert "steps=10" in svg and "steps=50" in svg and "stat@500" in svg
     assert any(c.title == "quality vs sampling speed" and c.image is not None for c in section.charts)
+
+
+def test_run_prints_compact_tables_the_report_path_and_one_line_per_failure(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_PLUGINS", "tests.plugins.fakes")
+    out = tmp_path / "run"
+    code = main(["run", "--model", "stdnormal", "boom", "--dataset", "tiny", "--profile", "smoke", "--metric", "nll",
+                 "--seeds", "2", "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.out.splitlines()
+    assert lines[0] == "## tiny" and "stdnormal" in lines[3] and "(x)" in lines[3]
+    assert max(len(line) for line in lines if str(out) not in line) <= WIDTH
+    assert f"every metric, samples and charts: {out / 'report.html'}" in lines
+    assert (out / "report.html").exists()
+    err = captured.err.splitlines()
+    assert "failed: 1 job(s) or metric(s) (all in report.html):" in err
+    assert any(line.startswith("  boom / tiny (seeds 0, 1): RuntimeError: deliberate failure in fit") for line in err)

@@ -167,9 +167,20 @@ def execute(args, host) -> int:
         if lines:
             print("\n" + "\n".join(lines))
         if failed:
-            bad = df[df["status"] == "failed"][["model", "dataset", "seed", "metric", "reason"]].drop_duplicates()
-            print("\nfailed:\n" + bad.fillna("").to_markdown(index=False), file=sys.stderr)
+            print("\n" + "\n".join(failure_lines(df)), file=sys.stderr)
     return 1 if failed else 0
+
+
+def failure_lines(df) -> list:
+    """One line per failed job or metric (seeds grouped), like the skipped pairs' lines."""
+    from harness.report.summary import failures
+
+    bad = failures(df)
+    lines = [f"failed: {len(bad)} job(s) or metric(s) (all in report.html):"]
+    for r in bad.itertuples(index=False):
+        what = f"{r.model} / {r.dataset}" + (f" {r.metric}" if r.metric else "")
+        lines.append(f"  {what} (seed{'s' if ',' in r.seeds else ''} {r.seeds}): {r.reason}")
+    return lines
 
 
 def interrupted(out: Path, jobs: list, meta: dict) -> int:
