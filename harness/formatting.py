@@ -48,8 +48,9 @@ def has_error(stderr) -> bool:
 
 
 def value_with_error(value: float, stderr, integer: bool = False, sep: str = " ± ") -> str:
-    """``value ± stderr`` (the error to 2 significant figures; left out when unknown or zero)."""
+    """``value ± stderr`` (the error to 2 significant figures; left out when unknown, zero, or below
+    1e-12 of the value: floating-point noise of identical seeds)."""
     text = number(value, integer)
-    if has_error(stderr):
+    if has_error(stderr) and not (_finite(value) and stderr <= 1e-12 * abs(value)):
         text += f"{sep}{error(stderr)}"
     return text

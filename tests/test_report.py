@@ -72,6 +72,8 @@ def test_standard_errors_have_two_significant_figures(se, text):
 
 def test_a_zero_or_unknown_error_is_left_out():
     assert value_with_error(3.0, 0.0) == value_with_error(3.0, math.nan) == value_with_error(3.0, None) == "3.000"
+    assert value_with_error(1.428, 1.6e-16) == "1.428"  # floating-point noise of identical seeds
+    assert value_with_error(1.428, 1e-6) == "1.428 ± 1.0e-06"
 
 
 # ----------------------------------------------------------------------------- best in column

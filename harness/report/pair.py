@@ -176,7 +176,3 @@ def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float]
         table.columns.sort(key=lambda c: (c.order, c.label))
         table.models.sort()
     return Pair(str(a), str(b), alpha, dict(sorted(tables.items())), notes)
-
-
-def column_of(table: PairTable, label: str) -> Column:
-    return next(c for c in table.columns if c.label == label)

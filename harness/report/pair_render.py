@@ -8,8 +8,9 @@ import html
 
 import pandas as pd
 
+from harness.contracts import QUALITY, SPEED
 from harness.report.html import SCRIPT, STYLE, slug
-from harness.report.pair import BETTER, NOT_COMPARABLE, ONLY_A, ONLY_B, UNCHANGED, WORSE, Pair, column_of
+from harness.report.pair import BETTER, NOT_COMPARABLE, ONLY_A, ONLY_B, UNCHANGED, WORSE, Pair
 
 e = html.escape
 
@@ -83,6 +84,21 @@ def _cell_html(c, col) -> str:
             "</span></td>")
 
 
+def _grid(table, columns: list) -> str:
+    head = "".join(f"<th title='{e(c.direction + ' is better' if c.direction else '')}'>{e(c.label)}"
+                   f"{' <span class=unit>[' + e(c.unit) + ']</span>' if c.unit else ''} {c.arrow}</th>"
+                   for c in columns)
+    body = []
+    for model in table.models:
+        cells = [f"<th scope='row' data-v='{e(model)}'>{e(model)}</th>"]
+        for col in columns:
+            c = table.cells.get((model, col.label))
+            cells.append("<td data-v=''></td>" if c is None else _cell_html(c, col))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<div class='scroll'><table class='results sortable'><thead><tr><th>model</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
 def html_pair(pair: Pair, title: str = "Two runs side by side") -> str:
     parts = ["<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
              f"<title>{e(title)}</title><style>{STYLE}{PAIR_STYLE}</style></head><body>",
@@ -94,18 +110,11 @@ def html_pair(pair: Pair, title: str = "Two runs side by side") -> str:
         parts.append(f"<section class='dataset' id='{slug(dataset)}' data-dataset='{e(dataset)}'><h2>{e(dataset)}</h2>")
         parts.append(f"<p class='desc'>{e(_counts_text(table.counts()))}{' - ' + e(table.note) if table.note else ''}"
                      "</p>")
-        head = "".join(f"<th title='{e(c.direction + ' is better' if c.direction else '')}'>{e(c.label)}"
-                       f"{' <span class=unit>[' + e(c.unit) + ']</span>' if c.unit else ''} {c.arrow}</th>"
-                       for c in table.columns)
-        body = []
-        for model in table.models:
-            cells = [f"<th scope='row' data-v='{e(model)}'>{e(model)}</th>"]
-            for col in table.columns:
-                c = table.cells.get((model, col.label))
-                cells.append("<td data-v=''></td>" if c is None else _cell_html(c, column_of(table, col.label)))
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append(f"<div class='scroll'><table class='results sortable'><thead><tr><th>model</th>{head}</tr></thead>"
-                     f"<tbody>{''.join(body)}</tbody></table></div></section>")
+        for part in (QUALITY, SPEED):
+            columns = [c for c in table.columns if c.kind == part]
+            if columns:
+                parts += [f"<h3>{part.capitalize()}</h3>", _grid(table, columns)]
+        parts.append("</section>")
     parts.append("<section id='legend'><h2>How to read this comparison</h2><ul class='legend'>"
                  f"<li>{e(RULE.format(alpha=pair.alpha))}</li>"
                  "<li><span style='background:#fde2e1;padding:0 4px'>red</span>: B is significantly worse than A; "
