@@ -270,3 +270,22 @@ def test_report_out_writes_elsewhere_with_the_samples_inline(results, tmp_path, 
     assert not (copy / "report.html").exists()
     page = Page((tmp_path / "elsewhere" / "report.html").read_text())
     assert len([i for i in page.images if "alpha seed 0" in i["alt"]]) == 2  # toy card and digits grid
+
+
+def test_a_figure_that_cannot_be_drawn_leaves_a_note_not_a_failed_report(results, host, monkeypatch, tmp_path):
+    from harness.report import charts
+
+    def broken(*args, **kwargs):
+        raise ValueError("no room on the canvas")
+
+    monkeypatch.setattr(charts, "likelihood_chart", broken)
+    monkeypatch.setattr(charts, "density_card", broken)
+    directory, _, _ = results
+    store = Store(directory, read_only=True)
+    paths = write_reports(store.results(), tmp_path, outputs=store.outputs(), source=DatasetSource(host),
+                          directory=directory)
+    store.close()
+    html = paths["html"].read_text()
+    assert "the charts could not be drawn: ValueError: no room on the canvas" in html
+    assert "the samples could not be drawn: ValueError: no room on the canvas" in html
+    assert Page(html).sections == [fx.TOY, fx.IMAGES] and "<table class='results sortable'>" in html

@@ -4,6 +4,7 @@ formats text for a particular output."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +17,8 @@ from harness.report import charts, roles
 from harness.report.images import Image
 from harness.report.summary import split_variant, summarise
 from harness.report.tables import Table, build_tables
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,12 +141,21 @@ def variant_chart(dataset: str, variants: Table) -> Optional[Chart]:
     return Chart("quality vs samples/s per sampler setting", image) if image is not None else None
 
 
+def _drawn(what: str, draw, fallback):
+    """``draw()``, or ``fallback(note)`` when it raises: a figure that cannot be drawn never costs a run
+    its report (the tables do not depend on it)."""
+    try:
+        return draw()
+    except Exception as exc:  # matplotlib or an unreadable artifact: say so in the page
+        log.warning("report: %s could not be drawn: %s", what, exc, exc_info=True)
+        return fallback(f"{what} could not be drawn: {type(exc).__name__}: {exc}")
+
+
 def build_report(df: pd.DataFrame, directory: Path, outputs: Optional[Mapping] = None, runs: Optional[list] = None,
-                 source=None, title: str = "harness results", meta: Optional[dict] = None,
-                 images: bool = True) -> Report:
+                 source=None, title: str = "harness results", meta: Optional[dict] = None) -> Report:
     """Everything a report shows, from the store's rows. ``source``: a
     :class:`harness.report.data.DatasetSource` for entropies, test images and true densities (None:
-    leave those out). ``images``: draw charts and panels (False: tables only, for Markdown)."""
+    leave those out)."""
     from harness.report.panels import dataset_panels, eval_examples_of
     from harness.report.summary import failures, skipped_jobs, skipped_metrics
 
@@ -160,14 +172,17 @@ def build_report(df: pd.DataFrame, directory: Path, outputs: Optional[Mapping] =
     for dataset in datasets:
         spec = source.spec(dataset) if source is not None else None
         section = Section(dataset, describe(spec), quality.get(dataset), speed.get(dataset), variants.get(dataset))
-        if images:
-            if dataset in everything:
-                section.charts = dataset_charts(dataset, everything[dataset], spec)
-            if section.variants is not None:
-                chart = variant_chart(dataset, section.variants)
-                if chart is not None:
-                    section.charts.append(chart)
-            section.panels, section.panel_note = dataset_panels(df, dataset, directory, source, eval_examples)
+        if dataset in everything:
+            section.charts = _drawn("the charts", lambda: dataset_charts(dataset, everything[dataset], spec),
+                                    lambda note: [Chart("charts", note=note)])
+        if section.variants is not None:
+            chart = _drawn("the sampler-settings chart", lambda: variant_chart(dataset, section.variants),
+                           lambda note: Chart("sampler settings", note=note))
+            if chart is not None:
+                section.charts.append(chart)
+        section.panels, section.panel_note = _drawn(
+            "the samples", lambda: dataset_panels(df, dataset, directory, source, eval_examples),
+            lambda note: ([], note))
         sections.append(section)
     return Report(title, sections, list(runs or []), failures(df), skipped_jobs(df), skipped_metrics(df),
                   dict(meta or {}))
