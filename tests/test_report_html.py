@@ -141,7 +141,8 @@ def test_every_image_is_inline_and_decodes(results):
 
 def test_sample_panels_show_every_model_and_say_when_nothing_was_saved(results):
     _, _, page = results
-    toy = {f["caption"].split(":")[0].strip(): f for f in page.figures if f["section"] == fx.TOY and "chart" not in f["class"]}
+    toy = {f["caption"].split(":")[0].strip(): f for f in page.figures
+           if f["section"] == fx.TOY and "chart" not in f["class"]}
     assert set(toy) == {"test data and true density", "alpha", "beta", "gamma"}
     assert toy["alpha"]["img"] is not None and toy["beta"]["img"] is not None
     assert toy["gamma"]["img"] is None and "no samples saved for this job" in toy["gamma"]["text"]

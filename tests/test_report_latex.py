@@ -51,7 +51,8 @@ def tabulars(text: str) -> list:
 def test_every_table_is_a_booktabs_tabular_with_consistent_rows(tex, capsys):
     text = write(tex, capsys)
     tables = tabulars(text)
-    assert [c for c, _ in tables] == [f"% dataset: {d} ({p})" for d in (fx.TOY, fx.IMAGES) for p in ("quality", "speed")]
+    assert [c for c, _ in tables] == [f"% dataset: {d} ({p})" for d in (fx.TOY, fx.IMAGES)
+                                      for p in ("quality", "speed")]
     for _, lines in tables:
         spec = re.match(r"\\begin\{tabular\}\{([lrc]+)\}$", lines[0]).group(1)
         assert spec[0] == "l" and set(spec[1:]) == {"r"}

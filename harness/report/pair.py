@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from harness.formatting import error, number, value_with_error
-from harness.report.tables import MARKS, Column, column_for
+from harness.report.tables import MARKS, column_for
 
 WORSE, BETTER, UNCHANGED = "worse", "better", "unchanged"
 ONLY_A, ONLY_B, NOT_COMPARABLE = "only in A", "only in B", "not comparable"
@@ -120,7 +120,8 @@ def _mismatches(ra, rb) -> tuple:
             bad[d] = why
     for name in sorted(set(ra.datasets) & set(rb.datasets)):
         if ra.datasets[name] != rb.datasets[name]:
-            why = f"dataset {name!r} differs between the runs (hash {ra.datasets[name][:12]} vs {rb.datasets[name][:12]})"
+            why = (f"dataset {name!r} differs between the runs "
+                   f"(hash {ra.datasets[name][:12]} vs {rb.datasets[name][:12]})")
             notes.append(why)
             bad.setdefault(name, why)
     if ra.seeds == rb.seeds and ra.seeds:

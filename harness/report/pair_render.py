@@ -105,7 +105,8 @@ def html_pair(pair: Pair, title: str = "Two runs side by side") -> str:
              f"<header><h1>{e(title)}</h1><p>A: {e(pair.a)}<br>B: {e(pair.b)}</p>",
              "<nav>" + " ".join(f"<a href='#{slug(d)}'>{e(d)}</a>" for d in pair.tables) + "</nav></header><main>"]
     if pair.notes:
-        parts.append("<section><h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in pair.notes) + "</ul></section>")
+        notes = "".join(f"<li>{e(n)}</li>" for n in pair.notes)
+        parts.append(f"<section><h2>Notes</h2><ul>{notes}</ul></section>")
     for dataset, table in pair.tables.items():
         parts.append(f"<section class='dataset' id='{slug(dataset)}' data-dataset='{e(dataset)}'><h2>{e(dataset)}</h2>")
         parts.append(f"<p class='desc'>{e(_counts_text(table.counts()))}{' - ' + e(table.note) if table.note else ''}"
