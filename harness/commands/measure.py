@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from harness.commands import skips
-from harness.commands.output import add_format_option, emit
+from harness.commands.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
 
 
@@ -72,16 +72,19 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> 
     return store, summary
 
 
-def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving) -> int:
-    """Write results and reports, print the tables (or JSON); the exit code (1 if anything failed).
-    ``saving``: whether models were saved (None: there are no models to save, say nothing about them)."""
-    from harness.commands.run import artifact_line
-    from harness.report import comparison_tables, write_reports
+def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving, source=None) -> int:
+    """Write results and reports, print the compact tables (or JSON); the exit code (1 if anything failed).
+    ``saving``: whether models were saved (None: there are no models to save, say nothing about them).
+    ``source``: where the report loads datasets from (a run passes its already loaded ones). `run`,
+    `evaluate` and `evaluate-samples` all end here."""
+    from harness.report import write_reports
+    from harness.report.terminal import terminal_summary
     from harness.store import RESULT_COLUMNS
 
     df = store.results()
     outputs = store.outputs()
-    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs)
+    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs, runs=store.runs(),
+                          source=source)
     store.close()
     failed = summary["failed"] > 0 or (df["status"] == "failed").any()
     if args.format == "json":
@@ -89,17 +92,42 @@ def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving
               "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
               .to_dict(orient="records")}, "json")
         return 1 if failed else 0
-    for dataset, table in comparison_tables(df, "quality", outputs).items():
-        print(f"## {dataset}\n\n{table.to_markdown()}\n")
-    print(f"(speed figures are in {paths['markdown']})\n")
-    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped; results in {paths['csv']}, "
-          f"report in {paths['markdown']}")
+    print(terminal_summary(df, outputs, paths["html"]))
+    reused = f", {summary['reused']} reused" if summary.get("reused") else ""
+    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped{reused}; results in "
+          f"{paths['csv']}, tables in {paths['markdown']}")
     if saving is not None:
         print(artifact_line(summary, out, saving=saving))
     lines = skips.terminal_lines(jobs)
     if lines:
         print("\n" + "\n".join(lines))
     if failed:
-        bad = df[df["status"] == "failed"][["model", "dataset", "seed", "metric", "reason"]].drop_duplicates()
-        print("\nfailed:\n" + bad.fillna("").to_markdown(index=False), file=sys.stderr)
+        print("\n" + "\n".join(failure_lines(df)), file=sys.stderr)
     return 1 if failed else 0
+
+
+def artifact_line(summary: dict, out: Path, saving: bool = True) -> str:
+    """What the run did with models: how many were restored instead of trained, how many saved (and bytes)."""
+    from harness.artifacts import artifacts_dir
+
+    parts = []
+    if summary.get("loaded"):
+        parts.append(f"{summary['loaded']} model(s) restored from saved weights instead of trained")
+    if saving:
+        parts.append(f"{summary.get('artifacts', 0)} model(s) saved, {byte_size(summary.get('artifact_bytes', 0))}, "
+                     f"in {artifacts_dir(out)}")
+    else:
+        parts.append("models not saved (--no-artifacts)")
+    return "; ".join(parts)
+
+
+def failure_lines(df) -> list:
+    """One line per failed job or metric (seeds grouped), like the skipped pairs' lines."""
+    from harness.report.summary import failures
+
+    bad = failures(df)
+    lines = [f"failed: {len(bad)} job(s) or metric(s) (all in report.html):"]
+    for r in bad.itertuples(index=False):
+        what = f"{r.model} / {r.dataset}" + (f" {r.metric}" if r.metric else "")
+        lines.append(f"  {what} (seed{'s' if ',' in r.seeds else ''} {r.seeds}): {r.reason}")
+    return lines

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import skips
-from harness.commands.output import add_format_option, byte_size, emit
+from harness.commands import measure, skips
+from harness.commands.output import add_format_option
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.profiles import PROFILES, get_profile
@@ -110,7 +110,7 @@ def settings(args):
 def execute(args, host) -> int:
     from harness.config import RunConfig, seeds_from, write_config
     from harness.executors import get_executor
-    from harness.report import comparison_tables, write_reports
+    from harness.report.data import DatasetSource
     from harness.runner import Runner
 
     config, run, overrides = settings(args)
@@ -150,46 +150,8 @@ def execute(args, host) -> int:
         store, summary = runner.run(jobs)
     except KeyboardInterrupt:
         return interrupted(out, jobs, meta)
-    df = store.results()
-    outputs = store.outputs()
-    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs)
-    store.close()
-    failed = summary["failed"] > 0 or (df["status"] == "failed").any()
-    if args.format == "json":
-        from harness.store import RESULT_COLUMNS
-
-        emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
-              "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
-              .to_dict(orient="records")}, "json")
-    else:
-        for dataset, table in comparison_tables(df, "quality", outputs).items():
-            print(f"## {dataset}\n\n{table.to_markdown()}\n")
-        print(f"(speed figures are in {paths['markdown']})\n")
-        print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped, "
-              f"{summary['reused']} reused; results in {paths['csv']}, report in {paths['markdown']}")
-        print(artifact_line(summary, out, saving=not args.no_artifacts))
-        lines = skips.terminal_lines(jobs)
-        if lines:
-            print("\n" + "\n".join(lines))
-        if failed:
-            bad = df[df["status"] == "failed"][["model", "dataset", "seed", "metric", "reason"]].drop_duplicates()
-            print("\nfailed:\n" + bad.fillna("").to_markdown(index=False), file=sys.stderr)
-    return 1 if failed else 0
-
-
-def artifact_line(summary: dict, out: Path, saving: bool = True) -> str:
-    """What the run did with models: how many were restored instead of trained, how many saved (and bytes)."""
-    from harness.artifacts import artifacts_dir
-
-    parts = []
-    if summary.get("loaded"):
-        parts.append(f"{summary['loaded']} model(s) restored from saved weights instead of trained")
-    if saving:
-        parts.append(f"{summary.get('artifacts', 0)} model(s) saved, {byte_size(summary.get('artifact_bytes', 0))}, "
-                     f"in {artifacts_dir(out)}")
-    else:
-        parts.append("models not saved (--no-artifacts)")
-    return "; ".join(parts)
+    source = DatasetSource(host, runner.data_root, cache=runner.job_runner.datasets)
+    return measure.report(store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source)
 
 
 def interrupted(out: Path, jobs: list, meta: dict) -> int:
@@ -201,7 +163,7 @@ def interrupted(out: Path, jobs: list, meta: dict) -> int:
     try:
         df = store.results()
         done = int(df.loc[df["key"].isin({job.key for job in jobs}), "key"].nunique())
-        paths = write_reports(df, out, meta=meta, outputs=store.outputs())
+        paths = write_reports(df, out, meta=meta, outputs=store.outputs(), runs=store.runs())
     finally:
         store.close()
     print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept; their results are in {paths['csv']} "
