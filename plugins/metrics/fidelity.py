@@ -186,6 +186,12 @@ def _row_chunks(rows: int, columns: int):
     return range(0, rows, step), step
 
 
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a_i - b_j|^2 (float64) by the expansion |a|^2 + |b|^2 - 2 a.b, as scikit-learn's euclidean
+    distances (and so prdc) compute them."""
+    return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T).clamp_min(0)
+
+
 def knn_radii(reference: FeatureSet, k: int = DC_NEIGHBORHOOD) -> torch.Tensor:
     """Distance (float64) from each reference example to its k-th nearest other reference example
     (the (k+1)-th smallest distance, the example itself being the first), computed once per set."""
@@ -194,7 +200,9 @@ def knn_radii(reference: FeatureSet, k: int = DC_NEIGHBORHOOD) -> torch.Tensor:
         if x.shape[0] <= k:
             raise ValueError(f"density and coverage need more than k = {k} reference examples, got {x.shape[0]}")
         starts, step = _row_chunks(x.shape[0], x.shape[0])
-        reference.radii[k] = torch.cat([torch.cdist(x[i:i + step], x).kthvalue(k + 1, dim=1).values for i in starts])
+        squared = [_squared_distances(x[i:i + step], x).topk(k + 1, dim=1, largest=False).values[:, -1]
+                   for i in starts]
+        reference.radii[k] = torch.cat(squared).sqrt()
     return reference.radii[k]
 
 
@@ -206,12 +214,12 @@ def density_coverage(generated: FeatureSet, reference: FeatureSet, k: int = DC_N
     memo = generated.dc_memo.get((id(reference), k))
     if memo is not None and memo[0] is reference:
         return memo[1]
-    radii = knn_radii(reference, k)
+    radii_sq = knn_radii(reference, k) ** 2
     real, fake = reference.features.double(), generated.features.double()
     inside, covered = 0, 0
     starts, step = _row_chunks(real.shape[0], fake.shape[0])
     for i in starts:
-        hits = torch.cdist(real[i:i + step], fake) < radii[i:i + step, None]  # (chunk, M)
+        hits = _squared_distances(real[i:i + step], fake) < radii_sq[i:i + step, None]  # (chunk, M)
         inside += int(hits.sum())
         covered += int(hits.any(1).sum())
     result = {"density": inside / (k * fake.shape[0]), "coverage": covered / real.shape[0]}
