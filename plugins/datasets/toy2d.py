@@ -14,8 +14,9 @@ True log-densities
   p(x) = integral q(t) N(x; c(t), s^2 I) dt. 2spirals (FFJORD's, with its uniform jitter): the
   same with the kernel N(0, s^2 I) convolved with the uniform jitter square, in closed form (a
   product of two differences of normal CDFs). The integral over t is computed by composite
-  Gauss-Legendre quadrature on panels of equal arc length (8 nodes a panel), summed in log space;
-  the absolute error of log p is below 1e-8 wherever log p > -50 (see :class:`NoisyCurveToy`).
+  Gauss-Legendre quadrature on panels of equal arc length (8 nodes a panel), summed directly near
+  the curve and in log space far from it; the absolute error of log p is below 1e-7 wherever
+  log p > -50 (see :class:`NoisyCurveToy`).
 - pinwheel: a change of variables of a 5-component Gaussian mixture, summed over every pre-image of
   a point (see :func:`pinwheel_log_density`).
 
@@ -556,7 +557,7 @@ def pinwheel_log_density(y: torch.Tensor) -> torch.Tensor:
         p(y) = sum_k sum_{alpha: beta(alpha) = arg y} p_F(r e^{i alpha}) / (5 * 4 |1 + 0.25 r sin(alpha) e^{r cos alpha}|).
     Pre-images are bracketed on a grid of angles fine enough that the phase moves less than one
     radian a cell (so no root is missed where |y| <= 20; beyond, the density is below e^-400), then
-    refined by safeguarded Newton steps to machine precision.
+    refined by bisection (50 halvings of a cell) to machine precision.
     """
     y = y.double().cpu()
     r = y.norm(dim=1) / 2
