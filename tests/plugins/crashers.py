@@ -5,7 +5,9 @@ whose ``tiny`` dataset they use):
 - ``deadlock``: fit locks a pthread mutex it already holds, a hang in native code that no signal handler
   interrupts (the job runner's SIGALRM included): only killing the process ends it;
 - ``flaky``: fit segfaults the first time (it leaves the file named by HARNESS_TEST_CRASH_MARKER behind)
-  and succeeds afterwards, for ``--retries``.
+  and succeeds afterwards, for ``--retries``;
+- ``raiser``: fit appends "raiser fit" to the file named by HARNESS_TEST_FIT_LOG, then raises (a job that
+  raised is never retried).
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ class Flaky(StandardNormal):
         super().fit(train, val, ctx)
 
 
+class Raiser(StandardNormal):
+    def fit(self, train, val, ctx):
+        with open(os.environ["HARNESS_TEST_FIT_LOG"], "a") as f:
+            f.write("raiser fit\n")
+        raise RuntimeError("deliberate failure after logging")
+
+
 def _spec(name, cls):
     return ModelSpec(name=name, family="fake", factory=cls, data_kinds=[DataKind.CONTINUOUS],
                      capabilities=[Capability.SAMPLE], likelihood=LikelihoodKind.EXACT, default_datasets=["tiny"])
@@ -61,3 +70,4 @@ def harness_register_models(register):
     register(_spec("segv", Segfault))
     register(_spec("deadlock", Deadlock))
     register(_spec("flaky", Flaky))
+    register(_spec("raiser", Raiser))
