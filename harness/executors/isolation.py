@@ -99,12 +99,13 @@ class IsolatedWorker:
         finally:
             child_end.close()
         self.conn = parent_end
-        self.conn.send((list(sys_path), int(threads), setup_blob))
         self.ready = False
         self.dead = False
         self.started = time.monotonic()  # when it was started, then when its current job was handed over
         self.job = None  # what the owner handed it (opaque here)
         self.limit: Optional[float] = None  # seconds from ``started`` at which it is killed
+        self.timeout: Optional[float] = None
+        self._send((list(sys_path), int(threads), setup_blob))
 
     # ------------------------------------------------------------------ owner's side
     @property
@@ -117,7 +118,7 @@ class IsolatedWorker:
         self.started = time.monotonic()
         self.limit = kill_after(timeout)
         self.timeout = timeout
-        self.conn.send(job_blob)
+        self._send(job_blob)
 
     def overdue(self, now: float) -> bool:
         """Past its startup limit, or its job past the time limit plus grace."""
@@ -213,6 +214,12 @@ class IsolatedWorker:
         return self.check_alive()
 
     # ------------------------------------------------------------------ internals
+    def _send(self, message) -> None:
+        try:
+            self.conn.send(message)
+        except OSError:  # it died already: the next receive reads the end of the pipe and says how
+            pass
+
     def _answered(self, blob: bytes) -> Attempt:
         seconds = time.monotonic() - self.started
         self.job = None
