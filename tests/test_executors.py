@@ -232,3 +232,15 @@ def test_run_with_the_process_executor_from_the_command_line(tmp_path, cli_env):
     assert report["summary"]["ok"] == 1 and report["summary"]["failed"] == 1
     csv = pd.read_csv(out / "results.csv")
     assert "killed by SIGSEGV (11)" in csv.query("model == 'segv'")["reason"].iloc[0]
+
+
+def test_a_request_no_node_offers_is_named_with_what_the_nodes_offer():
+    from harness.executors.ray_cluster import unplaceable
+    from harness.executors.resources import Request
+
+    nodes = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 8.0}]
+    assert unplaceable(Request(8, 0), nodes) is None and unplaceable(Request(2, 0.5), nodes) is None
+    why = unplaceable(Request(32, 1), nodes)
+    assert "no node of the Ray cluster offers 32 CPUs and 1 GPUs" in why and "16 CPUs and 4 GPUs" in why
+    assert unplaceable(Request(1, 1), [{"CPU": 8.0}]) is not None  # GPUs asked of a CPU-only cluster
+    assert unplaceable(Request(1, 0), []) is not None

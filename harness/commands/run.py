@@ -59,7 +59,7 @@ def configure(parser) -> None:
                             "limit is killed with its worker and a crash fails only its job")
     where.add_argument("--jobs", type=int, default=None, metavar="N",
                        help="jobs at once: process: N workers (default: the number of cores); ray: at most N "
-                            "tasks in flight, and the CPUs of the local cluster it starts (default: all cores)")
+                            "tasks in flight (default: every job is submitted and Ray runs as many as fit)")
     where.add_argument("--retries", type=int, default=0, metavar="N",
                        help="process, ray: run a job whose worker died (a signal, the out-of-memory killer, a lost "
                             "node) up to N more times; a job that raised or timed out is never retried (default 0)")

@@ -36,7 +36,7 @@ class ExecutorOptions:
     """What the command line says about where jobs run."""
 
     name: str = "local"
-    jobs: Optional[int] = None  # parallelism: process workers; ray: tasks at once (local cluster: its CPUs)
+    jobs: Optional[int] = None  # parallelism: process workers; ray: tasks in flight at most
     retries: int = 0
     ray_address: Optional[str] = None
     cpus_per_job: Optional[float] = None

@@ -1,14 +1,14 @@
 """``--executor ray [--ray-address ADDRESS]``: each job a Ray task (``pip install 'harness[ray]'``).
 
-Without an address a local Ray cluster is started (``--jobs N`` CPUs, default all cores) and shut down
-at the end; with one, the run joins that cluster (``ray start --head`` on a machine or inside a Slurm
+Without an address a local Ray cluster is started (every core) and shut down at the end; with one, the run joins that cluster (``ray start --head`` on a machine or inside a Slurm
 allocation, see docs/cluster.md) and leaves it running. Each task asks for the job's resources
 (:mod:`harness.executors.resources`: CPUs, GPUs on ``--device cuda``, whole or fractional) and runs the
 job in an isolated worker on its node (:mod:`harness.executors.ray_task`), which enforces the time limit
 and reports a crash with its signal. The coordinator (this process) receives each result as its task
 ends, writes any files the job left on a node that does not share the run directory into it
 (:mod:`harness.executors.transfer`) and hands the result on to be stored. A task whose Ray worker died
-(a lost node, Ray's out-of-memory killer) counts as a worker death for ``--retries``. Closing the
+(a lost node, Ray's out-of-memory killer) counts as a worker death for ``--retries``. ``--jobs N``
+caps the tasks in flight (default: every job is submitted and Ray runs what fits). Closing the
 executor (the end of the run, Ctrl-C) cancels every task still outstanding.
 """
 
@@ -29,6 +29,8 @@ from harness.executors.outcome import job_result, should_retry
 from harness.executors.ray_task import TaskContext, run_job
 from harness.executors.resources import check_flags, request_for
 from harness.jobs import FAILED, JobResult
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "python -m pip install 'harness[ray]'"
 ENV_PREFIX = "HARNESS_"  # variables the workers get from the coordinator
@@ -73,7 +75,7 @@ class RayExecutor:
                 if self.address:
                     ray.init(address=self.address, **quiet)
                 else:
-                    ray.init(num_cpus=self.jobs or os.cpu_count() or 1, include_dashboard=False, **quiet)
+                    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
             except Exception as exc:
                 where = f"connect to the Ray cluster at {self.address}" if self.address else "start a local Ray cluster"
                 raise UserError(f"could not {where}: {type(exc).__name__}: {exc}") from None
@@ -111,6 +113,7 @@ class RayExecutor:
                               job_runner.job_timeout, str(self.run_dir or ""), token)
         context_ref = ray.put(context)
         task = ray.remote(run_job)
+        warned: set = set()
         try:
             while pending or self._inflight:
                 while pending and (self.jobs is None or len(self._inflight) < self.jobs):
@@ -120,6 +123,10 @@ class RayExecutor:
                                               str(job_runner.device), self.cpus_per_job, self.gpus_per_job)
                     except UserError as exc:
                         yield job, JobResult(FAILED, str(exc))
+                        continue
+                    missing = self._unplaceable(request, warned)
+                    if missing:
+                        yield job, JobResult(FAILED, missing)
                         continue
                     ref = task.options(num_cpus=request.cpus, num_gpus=request.gpus, max_retries=0,
                                        name=f"harness:{job.label}").remote(context_ref, pickle.dumps(job),
@@ -154,6 +161,19 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:  # its worker or node died, or its result was lost
             return Attempt(DIED, reason=f"Ray worker died: {type(exc).__name__}: {_line(exc, 0)}")
 
+    def _unplaceable(self, request, warned: set) -> Optional[str]:
+        """Why no node can take this request, if none can: a reason to fail the job on the local cluster
+        started here (it will not grow); on an existing cluster a warning, once (an autoscaler may add a
+        node that fits, so the task waits)."""
+        nodes = [node.get("Resources", {}) for node in self._ray.nodes() if node.get("Alive")]
+        why = unplaceable(request, nodes)
+        if why is None or not self._started_here:
+            if why is not None and request not in warned:
+                warned.add(request)
+                log.warning("%s; these jobs wait until such a node joins the cluster", why)
+            return None
+        return why
+
     def _cancel(self) -> None:
         inflight, self._inflight = self._inflight, {}
         if self._ray is None:
@@ -163,6 +183,16 @@ class RayExecutor:
                 self._ray.cancel(ref, force=True)
             except Exception:  # already finished, or the cluster is gone
                 pass
+
+
+def unplaceable(request, nodes: list) -> Optional[str]:
+    """Why no node (its resources as Ray reports them) offers this request, or None if one does."""
+    wanted = {"CPU": request.cpus, "GPU": request.gpus}
+    if any(all(node.get(key, 0) >= amount for key, amount in wanted.items() if amount) for node in nodes):
+        return None
+    offers = ", ".join(f"{node.get('CPU', 0):g} CPUs and {node.get('GPU', 0):g} GPUs" for node in nodes) or "none"
+    return (f"no node of the Ray cluster offers {request.cpus:g} CPUs and {request.gpus:g} GPUs for one job "
+            f"(its nodes offer: {offers}); lower --cpus-per-job / --gpus-per-job or add such a node")
 
 
 def _line(exc: BaseException, which: int) -> str:
