@@ -91,7 +91,7 @@ def _refuse():
 
 def test_a_worker_that_cannot_start_fails_the_jobs_with_its_reason(host, tmp_path):
     host.add_plugin(_Unrebuildable(), "unrebuildable")
-    df, summary = run(host, tmp_path, ["stdnormal", "gaussian"], ProcessPool(2), seeds=[0, 1])
+    df, summary = run(host, tmp_path, ["stdnormal", "gaussian"], ProcessPool(1), seeds=[0, 1])
     assert summary["failed"] == 4 and summary["ok"] == 0
     reasons = {reason for _, reason, _ in job_rows(tmp_path).values()}
     assert reasons == {"worker process could not start: RuntimeError: this plugin cannot be rebuilt"}

@@ -59,7 +59,7 @@ def test_local_process_and_ray_give_identical_exact_likelihoods(host, tmp_path, 
     values = {}
     for name, executor in (("local", InProcess()), ("process", ProcessPool(2)), ("ray", ray_executor())):
         df, summary = run(host, tmp_path / name, ["gaussian", "gmm", "made"], ["8gaussians", "checkerboard"], executor,
-                          overrides=[parse_set("made.steps=40")])
+                          overrides=[parse_set("made.steps=20")])
         nll = df.query("metric == 'nll'")
         assert summary["ok"] == 6 and len(nll) == 6
         assert (nll["status"] == OK).all() and (nll["estimator"] == "exact").all()
