@@ -244,3 +244,36 @@ def test_a_request_no_node_offers_is_named_with_what_the_nodes_offer():
     assert "no node of the Ray cluster offers 32 CPUs and 1 GPUs" in why and "16 CPUs and 4 GPUs" in why
     assert unplaceable(Request(1, 1), [{"CPU": 8.0}]) is not None  # GPUs asked of a CPU-only cluster
     assert unplaceable(Request(1, 0), []) is not None
+
+
+def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_back(host, tmp_path, monkeypatch):
+    """The Ray task's own code, called here without Ray: its node's copy of the run directory lacks the
+    coordinator's token, so what the job wrote under artifacts/<key>/ comes back with the attempt and
+    the coordinator writes it into its run directory."""
+    import sys
+
+    from harness.executors import ray_task
+    from harness.executors.isolation import ANSWERED
+    from harness.executors.ray_cluster import RayExecutor
+    from harness.executors.transfer import mark
+    from harness.runner import Runner
+    from tests.plugins import file_writer
+
+    host.add_plugin(file_writer, "file-writer")
+    coordinator_dir, node_dir = tmp_path / "coordinator", tmp_path / "node"
+    runner = Runner(host, get_profile("smoke"), coordinator_dir, seeds=[3], metrics=["nll"])
+    (job,) = runner.plan(["leaves-a-file"], ["tiny"], False)
+    monkeypatch.setenv("HARNESS_TEST_RUN_DIR", str(node_dir))  # the job writes on "its node"
+    monkeypatch.setenv("HARNESS_TEST_JOB_KEY", job.key)
+    context = ray_task.TaskContext(pickle.dumps(runner.job_runner.setup), list(sys.path), {}, 60.0,
+                                   str(node_dir), mark(coordinator_dir))
+    try:
+        attempt = ray_task.run_job(context, pickle.dumps(job), job.key, 1)
+    finally:
+        ray_task._close()
+    assert attempt.outcome == ANSWERED and pickle.loads(attempt.result).status == OK
+    assert attempt.files == {f"artifacts/{job.key}/note.txt": b"fitted with seed 3"}
+    assert not (node_dir / "artifacts" / job.key).exists()  # the node's copy is gone
+    result = RayExecutor(run_dir=coordinator_dir)._deliver(pickle.loads(attempt.result), attempt.files)
+    assert result.status == OK
+    assert (coordinator_dir / "artifacts" / job.key / "note.txt").read_text() == "fitted with seed 3"

@@ -113,7 +113,7 @@ class RayExecutor:
                               job_runner.job_timeout, str(self.run_dir or ""), token)
         context_ref = ray.put(context)
         task = ray.remote(run_job)
-        warned: set = set()
+        placeable: dict = {}  # request -> why no node offers it (None: some node does)
         try:
             while pending or self._inflight:
                 while pending and (self.jobs is None or len(self._inflight) < self.jobs):
@@ -124,9 +124,10 @@ class RayExecutor:
                     except UserError as exc:
                         yield job, JobResult(FAILED, str(exc))
                         continue
-                    missing = self._unplaceable(request, warned)
-                    if missing:
-                        yield job, JobResult(FAILED, missing)
+                    if request not in placeable:
+                        placeable[request] = self._unplaceable(request)
+                    if placeable[request]:
+                        yield job, JobResult(FAILED, placeable[request])
                         continue
                     ref = task.options(num_cpus=request.cpus, num_gpus=request.gpus, max_retries=0,
                                        name=f"harness:{job.label}").remote(context_ref, pickle.dumps(job),
@@ -141,9 +142,7 @@ class RayExecutor:
                     if should_retry(attempts, self.retries):
                         pending.appendleft((job, attempts))
                         continue
-                    if attempts[-1].files and self.run_dir is not None:
-                        transfer.deliver(self.run_dir, attempts[-1].files)
-                    yield job, job_result(attempts)
+                    yield job, self._deliver(job_result(attempts), attempts[-1].files)
         finally:
             if joined_here:
                 self.close()
@@ -161,18 +160,24 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:  # its worker or node died, or its result was lost
             return Attempt(DIED, reason=f"Ray worker died: {type(exc).__name__}: {_line(exc, 0)}")
 
-    def _unplaceable(self, request, warned: set) -> Optional[str]:
-        """Why no node can take this request, if none can: a reason to fail the job on the local cluster
-        started here (it will not grow); on an existing cluster a warning, once (an autoscaler may add a
-        node that fits, so the task waits)."""
-        nodes = [node.get("Resources", {}) for node in self._ray.nodes() if node.get("Alive")]
-        why = unplaceable(request, nodes)
-        if why is None or not self._started_here:
-            if why is not None and request not in warned:
-                warned.add(request)
-                log.warning("%s; these jobs wait until such a node joins the cluster", why)
+    def _unplaceable(self, request) -> Optional[str]:
+        """The reason to fail jobs with this request: no node offers it and the cluster is the local one
+        started here, which will not grow. On an existing cluster a warning instead (an autoscaler may
+        add a node that fits; the tasks wait for it)."""
+        why = unplaceable(request, [node.get("Resources", {}) for node in self._ray.nodes() if node.get("Alive")])
+        if why is not None and not self._started_here:
+            log.warning("%s; these jobs wait until such a node joins the cluster", why)
             return None
         return why
+
+    def _deliver(self, result: JobResult, files: dict) -> JobResult:
+        """Write the files a job left on a node without the run directory into it (see transfer)."""
+        if files and self.run_dir is not None:
+            try:
+                transfer.deliver(self.run_dir, files)
+            except (OSError, ValueError) as exc:
+                result.status, result.reason = FAILED, f"the job's files could not be written: {exc}"
+        return result
 
     def _cancel(self) -> None:
         inflight, self._inflight = self._inflight, {}
