@@ -323,6 +323,9 @@ class ModelSpec:
     every profile).
     ``likelihood``: how the model gives a likelihood (None if it does not).
     ``accepts(dataset_spec)``: optional extra check, returning None or the reason it cannot run.
+    ``resources``: what one job of this model asks of a cluster executor (``run --executor ray``):
+    ``{"cpus": n, "gpus": x}``, each value a number (GPUs may be fractional) or a ``{profile: number}``
+    mapping; unset keys take the executor's defaults (see :mod:`harness.executors.resources`).
     """
 
     name: str
@@ -336,6 +339,7 @@ class ModelSpec:
     accepts: Optional[Callable[[DatasetSpec], Optional[str]]] = None
     description: str = ""
     version: str = "1"
+    resources: Any = None
 
     def __post_init__(self):
         from harness.hparams import Hyperparameters
@@ -352,6 +356,21 @@ class ModelSpec:
         if not isinstance(self.hyperparameters, Hyperparameters):
             raise TypeError(f"model {self.name!r}: hyperparameters must be a harness.Hyperparameters, not "
                             f"{type(self.hyperparameters).__name__}")
+
+    def resources_for(self, profile: str) -> dict:
+        """The declared ``resources`` for one profile: ``{"cpus": n, "gpus": x}``, only the keys declared."""
+        out = {}
+        for key, value in (self.resources or {}).items():
+            if key not in ("cpus", "gpus"):
+                raise ValueError(f"model {self.name!r}: unknown resource {key!r} (cpus, gpus)")
+            if isinstance(value, Mapping):
+                if profile not in value:
+                    continue
+                value = value[profile]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"model {self.name!r}: resource {key!r} must be a number >= 0, not {value!r}")
+            out[key] = value
+        return out
 
     def resolve_hparams(self, profile: str, dataset: Optional[DatasetSpec] = None, overrides=()) -> dict:
         """Concrete hyperparameters for one job (``overrides``: (key, value, source) from the user)."""
