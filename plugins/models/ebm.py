@@ -259,6 +259,49 @@ class _BoltzmannModel(Model):
     def _base_rate_samples(self, n: int, gen: torch.Generator, dtype=TRAIN) -> torch.Tensor:
         return _bernoulli(torch.sigmoid(self.base_logits.to(dtype)).expand(n, -1), gen)
 
+    # ---- state
+    def export_state(self) -> dict:
+        """The energy's parameters (``params.W`` ...), the base-rate logits AIS starts from, and the
+        fitted seed (it seeds the AIS estimate of log Z, so a restored machine gives the same
+        estimate). The persistent training chains are not needed to sample or score."""
+        if self.params is None:
+            raise ValueError(f"{type(self).__name__} has not been fitted")
+        state = {f"params.{k}": v.detach().cpu() for k, v in self.params.named_buffers()}
+        state["base_logits"] = self.base_logits.detach().cpu()
+        state["seed"] = torch.tensor(int(self.seed), dtype=torch.int64)
+        return state
+
+    def restore_state(self, state) -> None:
+        keys = set(state)
+        expected = {"base_logits", "seed"}
+        params = {k[len("params."):]: v for k, v in state.items() if k.startswith("params.")}
+        unexpected = keys - expected - {f"params.{k}" for k in params}
+        if unexpected or not expected <= keys or not params:
+            raise KeyError(f"{type(self).__name__} state needs params.*, base_logits and seed; got "
+                           f"{', '.join(sorted(keys)) or 'nothing'}")
+        self.params = _Parameters(**{k: v.to(self.device, TRAIN) for k, v in params.items()})
+        self._check_restored()
+        if tuple(state["base_logits"].shape) != (self.dim,):
+            raise ValueError(f"{type(self).__name__} base_logits must have shape ({self.dim},), not "
+                             f"{tuple(state['base_logits'].shape)}")
+        self.base_logits = state["base_logits"].to(self.device, TRAIN)
+        self.seed = int(state["seed"])
+        self._log_z = None
+
+    def _check_restored(self) -> None:
+        """Raise if the restored parameters do not fit this machine's dimension and hyperparameters."""
+        names = sorted(self.params.as_dict())
+        wanted = sorted(self._parameter_shapes())
+        if names != wanted:
+            raise KeyError(f"{type(self).__name__} parameters are {', '.join(wanted)}; got {', '.join(names)}")
+        for name, shape in self._parameter_shapes().items():
+            got = tuple(getattr(self.params, name).shape)
+            if got != shape:
+                raise ValueError(f"{type(self).__name__} parameter {name} must have shape {shape}, not {got}")
+
+    def _parameter_shapes(self) -> dict:  # pragma: no cover - interface
+        raise NotImplementedError
+
     # ---- likelihood
     def log_partition(self, method: Optional[str] = None) -> dict:
         """log Z and how it was obtained: ``{"log_z", "stderr", "log_z_method", ...}``.
@@ -346,6 +389,9 @@ class FullyVisibleBoltzmann(_BoltzmannModel):
                                   b=self.base_logits.clone())
         self.chains = self._base_rate_samples(int(self.hp["chains"]), gen)
 
+    def _parameter_shapes(self) -> dict:
+        return {"W": (self.dim, self.dim), "b": (self.dim,)}
+
     def set_parameters(self, W: torch.Tensor, b: torch.Tensor, base_logits: Optional[torch.Tensor] = None) -> None:
         """Use given parameters (W is symmetrised and its diagonal zeroed) instead of training."""
         W = (W + W.T) / 2
@@ -422,6 +468,10 @@ class RestrictedBoltzmann(_BoltzmannModel):
         W = float(self.hp["init_scale"]) * torch.randn(self.dim, h, generator=gen, device=self.device, dtype=TRAIN)
         self.params = _Parameters(W=W, a=self.base_logits.clone(), c=torch.zeros(h, dtype=TRAIN, device=self.device))
         self.chains = self._base_rate_samples(int(self.hp["chains"]), gen)
+
+    def _parameter_shapes(self) -> dict:
+        h = int(self.hp["hidden"])
+        return {"W": (self.dim, h), "a": (self.dim,), "c": (h,)}
 
     def set_parameters(self, W, a, c, base_logits=None) -> None:
         """Use given parameters (W: visible x hidden) instead of training."""
@@ -504,6 +554,10 @@ class DeepBoltzmann(_BoltzmannModel):
             W1=float(self.hp["init_scale"]) * torch.randn(self.dim, h1, generator=gen, **kw),
             W2=float(self.hp["init_scale"]) * torch.randn(h1, h2, generator=gen, **kw),
             a=self.base_logits.clone(), b1=torch.zeros(h1, **kw), b2=torch.zeros(h2, **kw))
+
+    def _parameter_shapes(self) -> dict:
+        h1, h2 = int(self.hp["hidden1"]), int(self.hp["hidden2"])
+        return {"W1": (self.dim, h1), "W2": (h1, h2), "a": (self.dim,), "b1": (h1,), "b2": (h2,)}
 
     def set_parameters(self, W1, W2, a, b1, b2, base_logits=None) -> None:
         """Use given parameters (W1: visible x h1, W2: h1 x h2) instead of training."""
