@@ -373,3 +373,44 @@ def test_a_disabled_plugin_counts_as_not_installed_and_a_broken_one_as_missing(e
     assert broken.exit_code == 1 and broken.counts["missing"] == 5
     assert all(r.note == "plugin twin_fakes failed to load: ImportError: no module named x"
                for r in broken.rows if r.verdict == "missing")
+
+
+# ----------------------------------------------------------------------------- report A B follows the same rule
+
+def pair_json(capsys, monkeypatch, a, b):
+    code, out, err = cli(capsys, monkeypatch, "report", a, b, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_report_of_two_runs_judges_speed_cells_by_the_machine_rule(exact, tmp_path, capsys, monkeypatch):
+    """`report A B` says whether the runs share a machine and, as compare does, normalises B's speed
+    figures by the calibrations across machines, compares them as measured on one machine, and leaves
+    them uncompared when a run records no machine."""
+    results, _ = exact
+    rate_cells = lambda doc: {r["model"]: r for r in doc["rows"] if r["metric"] == "fake_rate"}  # noqa: E731
+
+    slower = as_another_machine(results, tmp_path / "slower", speed=0.4, calibration_speed=0.4)
+    doc = pair_json(capsys, monkeypatch, results, slower)
+    assert doc["speed"]["mode"] == "normalised" and not doc["speed"]["same_machine"]
+    assert doc["speed"]["factor"] == pytest.approx(0.4, rel=1e-9)
+    assert any(n.startswith("Speed: the runs come from different machines") for n in doc["notes"])
+    for cell in rate_cells(doc).values():
+        assert cell["verdict"] == "unchanged"
+        assert cell["b"]["mean"] == pytest.approx(0.4 * cell["a"]["mean"], rel=1e-9)
+        assert cell["normalised"]["mean"] == pytest.approx(cell["a"]["mean"], rel=1e-9)
+    assert {r["verdict"] for r in doc["rows"]} == {"unchanged"}
+
+    same = as_another_machine(results, tmp_path / "same", speed=0.4, processor=None)
+    doc = pair_json(capsys, monkeypatch, results, same)
+    assert doc["speed"]["mode"] == "same-machine" and doc["speed"]["same_machine"]
+    assert {m: c["verdict"] for m, c in rate_cells(doc).items()} == {m: "worse" for m in MODELS}
+    assert all("normalised" not in c for c in rate_cells(doc).values())
+
+    csv = tmp_path / "csv" / "results.csv"
+    csv.parent.mkdir()
+    shutil.copy(results / "results.csv", csv)
+    doc = pair_json(capsys, monkeypatch, results, csv)
+    assert doc["speed"]["mode"] == "not-compared" and "records no machine" in doc["speed"]["summary"]
+    assert {c["verdict"] for c in rate_cells(doc).values()} == {"not comparable"}
+    assert {r["verdict"] for r in doc["rows"] if r["metric"] != "fake_rate"} == {"unchanged"}
