@@ -9,14 +9,16 @@ mark, so exact values, bounds and estimates are never read as one ranking by acc
 from __future__ import annotations
 
 import html
+import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Mapping, Optional
 
 import pandas as pd
 
-from harness.contracts import QUALITY, SPEED
+from harness.contracts import QUALITY, SPEED, split_variant
 from harness.formatting import value_with_error
 from harness.store import RESULT_COLUMNS
 
@@ -95,6 +97,8 @@ def comparison_tables(df: pd.DataFrame, part: str = "all", outputs: Optional[Map
     """
     outputs = outputs or {}
     summary = summarise(df)
+    own = pd.Series([split_variant(label)[1] is None for label in summary["label"]], index=summary.index, dtype=bool)
+    summary = summary[own]  # sampling variants have their own tables (variant_tables)
     if part in (QUALITY, SPEED):
         keep = pd.Series([_kind(m, e, outputs) == part for m, e in zip(summary["metric"], summary["estimator"])],
                          index=summary.index, dtype=bool)
@@ -108,6 +112,66 @@ def comparison_tables(df: pd.DataFrame, part: str = "all", outputs: Optional[Map
         order = {c: (getattr(outputs.get(m), "order", 1000), c) for c, m in zip(g["column"], g["metric"])}
         table = g.pivot_table(index="model", columns="column", values="cell", aggfunc="first")
         table = table.reindex(columns=sorted(table.columns, key=order.get)).fillna("")
+        table.columns.name = None
+        tables[dataset] = table
+    return tables
+
+
+OWN_SETTING = "as fitted"
+
+
+def _sampling_labels(df: pd.DataFrame) -> dict:
+    """(dataset, model) -> the label a model gives its own sampler setting (job details ``sampling_label``)."""
+    labels = {}
+    if "job_details" not in df:
+        return labels
+    for (dataset, model, raw) in df[["dataset", "model", "job_details"]].drop_duplicates().itertuples(index=False):
+        try:
+            label = json.loads(raw).get("sampling_label") if isinstance(raw, str) else None
+        except ValueError:
+            label = None
+        if label:
+            labels[(dataset, model)] = label
+    return labels
+
+
+def _natural(text: str) -> list:
+    """Sort key that orders ``steps=2`` before ``steps=10``."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text)]
+
+
+def variant_tables(df: pd.DataFrame, outputs: Optional[Mapping] = None) -> dict:
+    """dataset -> DataFrame of sampling variants (:meth:`harness.Model.sampling_variants`): for each model
+    measured with variants, one row per sampler setting -- its own (labelled with the model's
+    ``sampling_label`` and ``(as fitted)``) and each variant -- and a column per measurement taken for
+    the variants (quality, then speed, in declaration order). Variant rows are identified by the
+    ``[label]`` suffix of their identity and kept out of :func:`comparison_tables`."""
+    outputs = outputs or {}
+    summary = summarise(df)
+    if summary.empty:
+        return {}
+    parts = [split_variant(label) for label in summary["label"]]
+    summary = summary.assign(base=[b for b, _ in parts], variant=[v for _, v in parts])
+    varied = summary[summary["variant"].notna()]
+    labels = _sampling_labels(df)
+    tables = {}
+    for dataset, g in varied.groupby("dataset", sort=True):
+        own = summary[(summary["dataset"] == dataset) & summary["model"].isin(set(g["model"]))
+                      & summary["variant"].isna() & summary["base"].isin(set(g["base"]))].copy()
+        own["variant"] = [f"{labels[(dataset, m)]} ({OWN_SETTING})" if (dataset, m) in labels else f"({OWN_SETTING})"
+                          for m in own["model"]]
+        rows = pd.concat([own, g]).copy()
+        rows["label"] = rows["base"]
+        rows["column"] = [metric_label(r) for _, r in rows.iterrows()]
+        rows["cell"] = [_cell(r["mean"], r["stderr"], r["estimator"],
+                              getattr(outputs.get(r["metric"]), "integer", False)) for _, r in rows.iterrows()]
+        order = {c: (_kind(m, e, outputs) != QUALITY, getattr(outputs.get(m), "order", 1000), c)
+                 for c, m, e in zip(rows["column"], rows["metric"], rows["estimator"])}
+        table = rows.pivot_table(index=["model", "variant"], columns="column", values="cell", aggfunc="first")
+        table = table.reindex(columns=sorted(table.columns, key=order.get)).fillna("")
+        index = sorted(table.index, key=lambda mv: (mv[0], _natural(mv[1].replace(f"({OWN_SETTING})", "").strip())))
+        table = table.reindex(index)
+        table.index.names = ["model", "sampling"]
         table.columns.name = None
         tables[dataset] = table
     return tables
@@ -128,12 +192,16 @@ def markdown_report(df: pd.DataFrame, title: str = "harness results", meta: dict
             lines.append(f"- {k}: {v}")
         lines.append("")
     quality, speed = comparison_tables(df, QUALITY, outputs), comparison_tables(df, SPEED, outputs)
-    for dataset in sorted(set(quality) | set(speed)):
+    variants = variant_tables(df, outputs)
+    for dataset in sorted(set(quality) | set(speed) | set(variants)):
         lines += [f"## {dataset}", ""]
         if dataset in quality:
             lines += [quality[dataset].to_markdown(), ""]
         if dataset in speed:
             lines += [f"Speed on {dataset}:", "", speed[dataset].to_markdown(), ""]
+        if dataset in variants:
+            lines += [f"Sampling variants on {dataset} (one fitted model, several sampler settings):", "",
+                      variants[dataset].reset_index().to_markdown(index=False), ""]
     lines += [LEGEND, ""]
     bad = problems(df)
     if not bad.empty:
@@ -147,12 +215,16 @@ def html_report(df: pd.DataFrame, title: str = "harness results", outputs: Optio
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]
     quality, speed = comparison_tables(df, QUALITY, outputs), comparison_tables(df, SPEED, outputs)
-    for dataset in sorted(set(quality) | set(speed)):
+    variants = variant_tables(df, outputs)
+    for dataset in sorted(set(quality) | set(speed) | set(variants)):
         parts.append(f"<h2>{html.escape(str(dataset))}</h2>")
         if dataset in quality:
             parts.append(quality[dataset].to_html(escape=True))
         if dataset in speed:
             parts += [f"<h3>Speed on {html.escape(str(dataset))}</h3>", speed[dataset].to_html(escape=True)]
+        if dataset in variants:
+            parts += [f"<h3>Sampling variants on {html.escape(str(dataset))}</h3>",
+                      variants[dataset].reset_index().to_html(index=False, escape=True)]
     parts.append(f"<p>{html.escape(LEGEND)}</p>")
     bad = problems(df)
     if not bad.empty:
