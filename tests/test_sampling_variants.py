@@ -4,7 +4,6 @@ tags the identity with ``[label]``, and the report shows them in a table of thei
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 
@@ -12,7 +11,9 @@ from harness import (Capability, DataKind, LikelihoodKind, LogLikelihood, Measur
                      Output)
 from harness.contracts import check_variant_label, split_variant, variant_identity
 from harness.profiles import get_profile
-from harness.report import comparison_tables, markdown_report, variant_tables
+from harness.report import comparison_tables
+from harness.report.markdown import markdown_page
+from harness.report.sections import build_report
 from harness.runner import Runner
 from tests.plugins.extra import Registrations
 
@@ -127,12 +128,14 @@ def test_the_report_shows_variants_in_their_own_table(variant_host, tmp_path):
     df, _ = run(variant_host, tmp_path, ["sample_std", "mean_loglik"])
     main = comparison_tables(df)["tiny"]
     assert not [c for c in main.columns if "[scale=" in c]  # variants stay out of the main table
-    table = variant_tables(df)["tiny"]
-    assert list(table.index) == [("scaled", "scale=0.5"), ("scaled", "scale=1 (as fitted)"), ("scaled", "scale=2")]
-    assert list(table.columns) == ["sample_std"]
-    assert float(table.loc[("scaled", "scale=2"), "sample_std"]) == pytest.approx(2.0, rel=0.05)
-    text = markdown_report(df)
-    assert "Sampling variants on tiny" in text and "scale=1 (as fitted)" in text
+    report = build_report(df, tmp_path)
+    table = report.sections[0].variants
+    assert table.models == ["scaled · scale=0.5", "scaled · scale=1 (as fitted)", "scaled · scale=2"]
+    assert [c.label for c in table.columns] == ["sample_std"]
+    assert table.cell("scaled · scale=2", "sample_std").mean == pytest.approx(2.0, rel=0.05)
+    assert table.cell("scaled · scale=1 (as fitted)", "sample_std").mean == pytest.approx(1.0, rel=0.05)
+    text = markdown_page(report)
+    assert "Sampler settings on tiny" in text and "scaled · scale=1 (as fitted)" in text
 
 
 def test_models_without_variants_are_measured_once(host, tmp_path):
@@ -141,5 +144,4 @@ def test_models_without_variants_are_measured_once(host, tmp_path):
     df = store.results()
     store.close()
     assert list(df["id"]) == ["nll"]
-    assert variant_tables(df) == {}
-    assert variant_tables(pd.DataFrame(columns=df.columns)) == {}
+    assert all(section.variants is None for section in build_report(df, tmp_path).sections)
