@@ -250,6 +250,8 @@ class Model:
       its job (saved in a format that loads without executing code). The default covers every
       ``torch.nn.Module`` and tensor attribute; a model with other fitted state (numbers, lists,
       objects holding tensors) overrides both, e.g. storing a scalar as a 0-d tensor.
+    - ``sampling_variants()``: other sampler settings of the same fitted model (e.g. fewer sampling
+      steps), each measured by the sample metrics in the same job (see the method).
     """
 
     device = torch.device("cpu")
@@ -269,6 +271,19 @@ class Model:
 
     def log_likelihood(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> LogLikelihood:
         raise NotImplementedError(f"{type(self).__name__} gives no likelihood")
+
+    def sampling_variants(self) -> dict:
+        """Other sampler settings of this fitted model, to be measured in the same job: ``{label: model}``.
+
+        Each value is a view of the fitted model that samples differently (its own number of sampling
+        steps, a temperature, ...) and shares the fitted parameters; ``label`` names the setting
+        (``"steps=10"``; no square brackets). After the model's own measurements the runner runs every
+        metric that measures samples only (needs ``sample`` and not ``log_likelihood``: fidelity, mode
+        coverage, sample speed, ...) once per variant; each measurement's identity then ends in
+        ``[label]`` (``fid@2000[steps=10]``) and its details carry ``{"variant": label}``. A label
+        mapped to the model itself names the setting of the model's own rows (stored in the job's
+        details as ``sampling_label``) and is not measured again. Default: no variants."""
+        return {}
 
     def modules(self) -> list:
         """The torch modules that make up the model (for FLOP counting and memory figures)."""
@@ -497,7 +512,9 @@ class Measurement:
 
     ``unit``, ``higher_is_better`` and ``estimator`` may be left out where the metric's
     :class:`Output` declaration gives them; the runner fills them in, and sets ``id`` (``fid@2000``
-    where the sample count is part of the identity, else the name)."""
+    where the sample count is part of the identity, else the name). ``variant`` is the label of the
+    sampling variant it measures (:meth:`Model.sampling_variants`), set by the runner; the identity
+    then ends in ``[variant]``."""
 
     metric: str
     value: float
@@ -508,6 +525,7 @@ class Measurement:
     n: Optional[int] = None
     details: dict = field(default_factory=dict)
     id: Optional[str] = None
+    variant: Optional[str] = None
 
     def __post_init__(self):
         if isinstance(self.estimator, Enum):
@@ -521,6 +539,28 @@ class Measurement:
     @property
     def finite(self) -> bool:
         return math.isfinite(self.value) and (self.stderr is None or math.isfinite(self.stderr))
+
+
+def check_variant_label(label) -> str:
+    """``label`` if it can name a sampling variant (a non-empty string without square brackets)."""
+    if not isinstance(label, str) or not label.strip() or any(c in label for c in "[]"):
+        raise ValueError(f"a sampling variant label is a non-empty string without square brackets, not {label!r}")
+    return label
+
+
+def variant_identity(identity: str, label: str) -> str:
+    """The identity of a measurement of sampling variant ``label``: ``fid@2000`` -> ``fid@2000[steps=10]``."""
+    return f"{identity}[{check_variant_label(label)}]"
+
+
+def split_variant(identity: str) -> tuple:
+    """(identity without the variant, variant label or None): ``fid@2000[steps=10]`` -> (``fid@2000``,
+    ``steps=10``); ``fid@2000`` -> (``fid@2000``, None)."""
+    if identity.endswith("]") and "[" in identity:
+        base, _, label = identity[:-1].partition("[")
+        if base and label:
+            return base, label
+    return identity, None
 
 
 class UndeclaredMeasurement(ValueError):
@@ -612,6 +652,12 @@ class MetricSpec:
         self.outputs = tuple(outputs)
 
     @property
+    def measures_samples_only(self) -> bool:
+        """True when the metric needs samples and not the likelihood: it measures the sampler, so the
+        runner runs it once more for each of a model's sampling variants."""
+        return Capability.SAMPLE in self.requires and Capability.LOG_LIKELIHOOD not in self.requires
+
+    @property
     def output_names(self) -> tuple:
         return tuple(o.name for o in self.outputs)
 
@@ -636,6 +682,9 @@ class MetricSpec:
         m.unit, m.higher_is_better = out.unit, out.higher_is_better
         m.estimator = m.estimator or out.estimator
         m.id = out.identity(m.n)
+        if m.variant is not None:
+            m.id = variant_identity(m.id, m.variant)
+            m.details = {**m.details, "variant": m.variant}
         return m
 
     def incompatibility(self, model: ModelSpec, dataset: DatasetSpec) -> Optional[str]:

@@ -20,6 +20,9 @@ def harness_register_models(register):
 
     :param register: ``register(spec: harness.ModelSpec)``; call it once per model.
 
+    A fitted model may offer sampling variants (:meth:`harness.Model.sampling_variants`), other sampler
+    settings that the runner measures with the sample-only metrics in the same job.
+
     Since 0.1.0.
     """
 

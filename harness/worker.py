@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import torch
 
 from harness.contracts import (SPEED, Capability, Dataset, FitContext, Measurement, MetricContext, MetricSkipped,
-                               UndeclaredMeasurement, UserError)
+                               UndeclaredMeasurement, UserError, check_variant_label, variant_identity)
 from harness.data import provenance_hash
 from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SAMPLES, TRAINED, Job, JobResult
 
@@ -165,31 +165,13 @@ class JobRunner:
             fit, details = None, self._load(job, model)
         metrics, skipped = metrics_for(self.host, mspec, dspec, self.metric_names, job.origin)
         result = JobResult(OK, details=details, metric_skips=skipped)
-        metric_seconds = result.details.setdefault("metric_seconds", {})
+        context = dict(model_spec=mspec, dataset=data, profile=self.profile, device=self.device, seed=job.seed,
+                       fit=fit, cache_dir=self.cache_dir, data_root=self.data_root,
+                       feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache)
         for metric in metrics:
-            metric_started = time.perf_counter()
-            ctx = MetricContext(model=model, model_spec=mspec, dataset=data, profile=self.profile, device=self.device,
-                                seed=job.seed, fit=fit, cache_dir=self.cache_dir, data_root=self.data_root,
-                                feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache)
-            try:
-                out = metric.compute(ctx)
-                bound = []
-                for m in out or []:
-                    if not isinstance(m, Measurement):
-                        raise UndeclaredMeasurement(f"metric {metric.name} returned {type(m).__name__}, "
-                                                    "not Measurement")
-                    bound.append(metric.bind(m))
-            except JobTimeout:
-                raise
-            except MetricSkipped as exc:
-                result.metric_skips.append((metric.name, str(exc)))
-                continue
-            except Exception as exc:
-                result.metric_failures.append((metric.name, f"{type(exc).__name__}: {exc}"))
-                continue
-            result.measurements.extend(bound)
-            metric_seconds[metric.name] = round(time.perf_counter() - metric_started, 4)
-        bad = [m.metric for m in result.measurements if not m.finite]
+            self._measure(metric, MetricContext(model=model, **context), result)
+        self._measure_variants(model, metrics, context, result)
+        bad = [m.metric if m.variant is None else m.id for m in result.measurements if not m.finite]
         reasons = [f"{name}: {why}" for name, why in result.metric_failures]
         if bad:
             reasons.insert(0, "non-finite " + ", ".join(bad))
@@ -264,6 +246,47 @@ class JobRunner:
             return
         result.details["artifact"] = {"path": f"{artifacts.ARTIFACTS_DIR}/{written.path.name}",
                                       "bytes": written.bytes, "seconds": round(written.seconds, 4)}
+
+    def _measure(self, metric, ctx: MetricContext, result: JobResult, variant: Optional[str] = None) -> None:
+        """Compute one metric into ``result``: its measurements (bound to their declarations, and to
+        ``variant`` when measuring a sampling variant), or the metric's skip or failure."""
+        name = metric.name if variant is None else variant_identity(metric.name, variant)
+        started = time.perf_counter()
+        try:
+            bound = []
+            for m in metric.compute(ctx) or []:
+                if not isinstance(m, Measurement):
+                    raise UndeclaredMeasurement(f"metric {metric.name} returned {type(m).__name__}, not Measurement")
+                m.variant = variant
+                bound.append(metric.bind(m))
+        except JobTimeout:
+            raise
+        except MetricSkipped as exc:
+            result.metric_skips.append((name, str(exc)))
+            return
+        except Exception as exc:
+            result.metric_failures.append((name, f"{type(exc).__name__}: {exc}"))
+            return
+        result.measurements.extend(bound)
+        result.details.setdefault("metric_seconds", {})[name] = round(time.perf_counter() - started, 4)
+
+    def _measure_variants(self, model, metrics, context: dict, result: JobResult) -> None:
+        """Measure each of the model's sampling variants (:meth:`harness.Model.sampling_variants`) with
+        the metrics that measure samples only and applied to the model itself (not skipped at run time)."""
+        variants = model.sampling_variants() or {}
+        skipped = {name for name, _ in result.metric_skips}
+        sampling = [m for m in metrics if m.measures_samples_only and m.name not in skipped]
+        measured = []
+        for label, view in variants.items():
+            check_variant_label(label)
+            if view is model:
+                result.details["sampling_label"] = label
+                continue
+            measured.append(label)
+            for metric in sampling:
+                self._measure(metric, MetricContext(model=view, **context), result, variant=label)
+        if measured:
+            result.details["sampling_variants"] = measured
 
 
 def _harness_version() -> str:

@@ -160,7 +160,7 @@ def section_html(section: Section) -> str:
         parts += ["<h3>Speed</h3>", table_html(section.speed)]
     if section.variants is not None:
         parts += ["<h3>Sampler settings</h3>", table_html(section.variants, "one fitted model measured at several "
-                                                                             "sampler settings ([setting] suffix)")]
+                                                                             "sampler settings, a row each")]
     if section.quality is None and section.speed is None and section.variants is None:
         parts.append("<p class='note-line'>no ok measurement on this dataset</p>")
     parts.append("</section>")

@@ -17,6 +17,7 @@ from harness.report import charts, roles
 from harness.report.images import Image
 from harness.report.summary import split_variant, summarise
 from harness.report.tables import Table, build_tables
+from harness.report.variants import sampling_labels, settings_table
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def build_report(df: pd.DataFrame, directory: Path, outputs: Optional[Mapping] =
     quality, speed = build_tables(summary, outputs, QUALITY), build_tables(summary, outputs, SPEED)
     everything = build_tables(summary, outputs, "all")
     variants = build_tables(summary, outputs, "all", variants=True)
+    labels = sampling_labels(df)
     datasets = sorted(set(df["dataset"].dropna().unique()) - {"-"}) if not df.empty else []
     datasets = [d for d in datasets if d in everything or d in variants
                 or ((df["dataset"] == d) & (df["status"] == "ok")).any()]
@@ -171,12 +173,14 @@ def build_report(df: pd.DataFrame, directory: Path, outputs: Optional[Mapping] =
     sections = []
     for dataset in datasets:
         spec = source.spec(dataset) if source is not None else None
-        section = Section(dataset, describe(spec), quality.get(dataset), speed.get(dataset), variants.get(dataset))
+        varied = variants.get(dataset)
+        settings = settings_table(varied, everything.get(dataset), labels) if varied is not None else None
+        section = Section(dataset, describe(spec), quality.get(dataset), speed.get(dataset), settings)
         if dataset in everything:
             section.charts = _drawn("the charts", lambda: dataset_charts(dataset, everything[dataset], spec),
                                     lambda note: [Chart("charts", note=note)])
-        if section.variants is not None:
-            chart = _drawn("the sampler-settings chart", lambda: variant_chart(dataset, section.variants),
+        if varied is not None:
+            chart = _drawn("the sampler-settings chart", lambda: variant_chart(dataset, varied),
                            lambda note: Chart("sampler settings", note=note))
             if chart is not None:
                 section.charts.append(chart)

@@ -17,7 +17,8 @@ The metrics of one job share their calls: the batch choice, the timings and the 
 Evaluation calls score test examples from ``ctx.evaluation_split(b)`` (a call at batch b scores the
 first b examples of the fixed evaluation permutation), the examples the likelihood metrics use.
 
-``peak_memory`` is the peak, during one sampling call at the throughput batch, of the memory the call
+``peak_memory`` is the peak, during one sampling call of ``min(profile.sample_batch, MEMORY_BATCH)``
+samples (a fixed batch, unlike the throughput batch, which shrinks when calls are slow), of the memory the call
 allocated and had not yet freed (above what was allocated before it): the CUDA allocator's statistics
 on a GPU, torch's profiler memory events on a CPU, never a process-wide high-water mark. Why the
 profiler and what it does not see: :mod:`harness_plugins.metrics.timing`. Where it cannot be
@@ -64,6 +65,9 @@ from harness_plugins.metrics.timing import (
 # Seconds of timed repeats per measurement: (throughput, latency). Unknown profiles use "quick".
 BUDGET_SECONDS = {"smoke": (0.12, 0.05), "quick": (0.8, 0.3), "full": (5.0, 2.0)}
 MAX_REPEATS = {"smoke": (25, 30), "quick": (50, 100), "full": (200, 500)}
+
+# peak_memory is measured on one sampling call of this many samples (at most the profile's sample_batch).
+MEMORY_BATCH = 256
 
 # The GPU variant samples at this many times the profile's batch, up to GPU_MAX_BATCH.
 GPU_BATCH_FACTOR = 16
@@ -232,6 +236,7 @@ class Instrumented:
     flops_by_op: dict
     memory: Optional[MemoryPeak] = None
     memory_missing: Optional[str] = None
+    memory_batch: Optional[int] = None  # the batch of the call whose memory was measured
 
 
 def _mv_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
@@ -300,28 +305,25 @@ def count_flops(fn: Callable[[], object]) -> tuple:
 
 
 def _instrumented(ctx: MetricContext, what: str, call_for, target: int, with_memory: bool = False) -> Instrumented:
-    """FLOPs (and, ``with_memory``, the peak memory) of one call at the batch the throughput
-    measurement uses (one call per job). The call is prepared (``call_for(batch)``) before the memory
-    measurement starts, so only what the model's method allocates is counted."""
+    """FLOPs of one call at the batch the throughput measurement uses, and (``with_memory``) the peak
+    memory of one call at the fixed batch ``min(target, MEMORY_BATCH)`` (one of each per job). The
+    throughput batch depends on how fast calls ran (a loaded machine picks a smaller one), so memory is
+    measured at a batch that does not: the figure is the same on every run of the same model. Each call
+    is prepared (``call_for(batch)``) before the memory measurement starts, so only what the model's
+    method allocates is counted."""
 
     def make():
         batch = _batch_choice(ctx, what, call_for, target, throughput_budget(ctx.profile)).batch
-        call = call_for(batch)
-        counted = {}
-
-        def run():
-            counted["flops"], counted["by_op"] = count_flops(call)
-
-        memory, missing = None, None
+        memory, missing, memory_batch = None, None, None
         with torch.no_grad():
             if with_memory:
+                memory_batch = min(target, MEMORY_BATCH)
                 try:
-                    memory = measure_peak_memory(run, ctx.device)
+                    memory = measure_peak_memory(call_for(memory_batch), ctx.device)
                 except MemoryUnmeasurable as exc:
                     missing = str(exc)
-            if "flops" not in counted:  # memory was not measured, or the measurement never made the call
-                run()
-        return Instrumented(batch, counted["flops"], counted["by_op"], memory, missing)
+            flops, by_op = count_flops(call_for(batch))
+        return Instrumented(batch, flops, by_op, memory, missing, memory_batch)
 
     return _cached(ctx, ("instrumented", what, target), make)
 
@@ -494,8 +496,8 @@ def compute_peak_memory(ctx: MetricContext) -> list:
     mem = inst.memory
     if mem is None:
         raise MemoryUnmeasurable(inst.memory_missing or "peak memory was not measured")
-    details = {"source": mem.source, "scope": mem.scope, "batch_size": inst.batch,
-               "per_sample_bytes": mem.bytes / inst.batch, **device_details(ctx.device)}
+    details = {"source": mem.source, "scope": mem.scope, "batch_size": inst.memory_batch,
+               "per_sample_bytes": mem.bytes / inst.memory_batch, **device_details(ctx.device)}
     if mem.baseline_bytes is not None:
         details["allocated_before_bytes"] = mem.baseline_bytes
     if mem.allocated_bytes is not None:
@@ -623,7 +625,8 @@ def metric_specs() -> list:
                         "divided by the fit's wall time)."),
         MetricSpec(
             "peak_memory", compute_peak_memory, _outputs("peak_memory"), requires=sample,
-            description="Peak of the memory a sampling call allocates (above what was allocated before it): the "
+            description="Peak of the memory a sampling call of min(sample_batch, 256) samples allocates (above what "
+                        "was allocated before it): the "
                         "CUDA allocator's statistics on a GPU, torch's profiler memory events on a CPU."),
         MetricSpec(
             "flops_per_sample", compute_flops_per_sample, _outputs("flops_per_sample"), requires=sample,
