@@ -7,16 +7,20 @@ Speed figures from two machines are not comparable as they stand, so every run r
   version and its BLAS and CPU-kernel build, and how jobs were executed. Its hash
   (:func:`machine_id`) names the machine: two runs with the same id ran on the same kind of machine
   with the same settings, so their speed figures are compared as they stand;
-- a **calibration** (:func:`calibrate`): a few fixed workloads on the run's device, timed like the
-  speed metrics (a warm-up, then timed repeats within a time budget, blocks of several calls when a
-  call is short; the median seconds per call), in interleaved rounds. :func:`speed_factor` turns two calibrations into the
-  factor by which one machine is faster than the other: the geometric mean, over the workloads both
-  measured, of the ratio of their times.
+- a **calibration** (:class:`Calibration`): a few fixed workloads on the run's device, timed like
+  the speed metrics (a warm-up, then timed repeats, blocks of several calls when a call is short;
+  the median seconds per call) in interleaved rounds, once before the jobs and once after them, and
+  one round between every two jobs when they run in this process. A machine shared with other work
+  is not equally busy all along a run, so each workload's figure is the median over those samples: the
+  machine as the jobs found it. :func:`speed_factor` turns two calibrations into the factor by which
+  one machine is faster than the other: the geometric mean, over the workloads both measured, of the
+  ratio of their times.
 
 The workloads cover the three regimes the built-in models live in: a 512x512 float32 matrix product
 (BLAS-bound), a small 2-D convolution (the convolution kernels of the image models) and a tiny MLP's
 forward and backward pass (bound by per-operation overhead in Python and the dispatcher, like the
-toy models). The whole calibration takes about a second. docs/regression.md says how the regression
+toy models). A full calibration takes about a second, a round between jobs a few milliseconds.
+docs/regression.md says how the regression
 gate uses them and how far apart normalised speed figures of the built-in models fall between machines.
 """
 
@@ -215,37 +219,88 @@ def _block_size(call: Callable[[], object], device) -> int:
     return max(1, math.ceil(MIN_BLOCK_SECONDS / max(time.perf_counter() - start, 1e-7)))
 
 
-def calibrate(device="cpu", seconds: float = CALIBRATION_SECONDS, workloads=WORKLOADS) -> dict:
-    """Time every workload on ``device`` (see the module docstring).
+class Calibration:
+    """The workloads' timings over a run: full calibrations (interleaved rounds within a time budget)
+    and single rounds between jobs, so the figures describe the machine as the jobs found it, not only
+    at one moment. Each full calibration adds one sample per workload (its median seconds per call),
+    each single round one; a workload's figure is the median of its samples."""
 
-    After a warm-up of each, the workloads are timed in interleaved rounds (one block of calls of each
-    per round), so a burst of load on a shared machine falls on all of them alike, until ``seconds``
-    have passed and MIN_ROUNDS were made, but no more than MAX_ROUNDS rounds or MAX_SECONDS (at least
-    3 rounds). Returns ``{"version", "device", "rounds", "took", "workloads": {name: {"seconds": median
-    seconds per call, "block", "min", "max", "description"}}}``."""
-    device = torch.device(device)
-    began = time.perf_counter()
-    calls = [(w, w.make(device)) for w in workloads]
-    blocks = {w.name: _block_size(call, device) for w, call in calls}
-    per_call: dict = {w.name: [] for w, _ in calls}
-    timed_from, rounds = time.perf_counter(), 0
-    limit = max(seconds, MAX_SECONDS)
-    while True:
-        elapsed = time.perf_counter() - timed_from
-        if rounds >= MAX_ROUNDS or (rounds >= 3 and elapsed >= limit) or (rounds >= MIN_ROUNDS and elapsed >= seconds):
-            break
-        for w, call in calls:
-            start = time.perf_counter()
-            for _ in range(blocks[w.name]):
+    def __init__(self, device="cpu", workloads=WORKLOADS):
+        self.device = torch.device(device)
+        self.workloads = tuple(workloads)
+        self._calls: Optional[list] = None
+        self.blocks: dict = {}
+        self.samples: dict = {w.name: [] for w in self.workloads}
+        self.per_call: dict = {w.name: [] for w in self.workloads}  # every round's seconds per call
+        self.full_runs = self.between_jobs_rounds = self.rounds = 0
+        self.took = 0.0
+
+    def _prepare(self) -> None:
+        if self._calls is None:
+            self._calls = [(w, w.make(self.device)) for w in self.workloads]
+            self.blocks = {w.name: _block_size(call, self.device) for w, call in self._calls}
+
+    def _round(self, warm: bool = False) -> dict:
+        """One block of calls of each workload (after one untimed call each if ``warm``): seconds per call."""
+        out = {}
+        for w, call in self._calls:
+            if warm:
                 call()
-            _sync(device)
-            per_call[w.name].append((time.perf_counter() - start) / blocks[w.name])
-        rounds += 1
-    results = {w.name: {"seconds": statistics.median(per_call[w.name]), "block": blocks[w.name],
-                        "min": min(per_call[w.name]), "max": max(per_call[w.name]), "description": w.description}
-               for w, _ in calls}
-    return {"version": CALIBRATION_VERSION, "device": str(device), "rounds": rounds, "workloads": results,
-            "took": time.perf_counter() - began}
+                _sync(self.device)
+            start = time.perf_counter()
+            for _ in range(self.blocks[w.name]):
+                call()
+            _sync(self.device)
+            out[w.name] = (time.perf_counter() - start) / self.blocks[w.name]
+            self.per_call[w.name].append(out[w.name])
+        self.rounds += 1
+        return out
+
+    def full(self, seconds: float = CALIBRATION_SECONDS) -> "Calibration":
+        """Interleaved rounds until ``seconds`` have passed and MIN_ROUNDS were made, but no more than
+        MAX_ROUNDS rounds or MAX_SECONDS (at least 3 rounds); one sample per workload, their medians."""
+        began = time.perf_counter()
+        self._prepare()
+        rounds: dict = {w.name: [] for w in self.workloads}
+        timed_from, n = time.perf_counter(), 0
+        limit = max(seconds, MAX_SECONDS)
+        while True:
+            elapsed = time.perf_counter() - timed_from
+            if n >= MAX_ROUNDS or (n >= 3 and elapsed >= limit) or (n >= MIN_ROUNDS and elapsed >= seconds):
+                break
+            for name, t in self._round().items():
+                rounds[name].append(t)
+            n += 1
+        for name, times in rounds.items():
+            self.samples[name].append(statistics.median(times))
+        self.full_runs += 1
+        self.took += time.perf_counter() - began
+        return self
+
+    def between_jobs(self) -> None:
+        """One round (each workload warmed by one call first): one more sample per workload."""
+        began = time.perf_counter()
+        self._prepare()
+        for name, t in self._round(warm=True).items():
+            self.samples[name].append(t)
+        self.between_jobs_rounds += 1
+        self.took += time.perf_counter() - began
+
+    def result(self) -> dict:
+        """``{"version", "device", "rounds", "full", "between_jobs", "took", "workloads": {name: {"seconds":
+        the median of its samples, "samples", "block", "min", "max" (over every round), "description"}}}``."""
+        workloads = {w.name: {"seconds": statistics.median(self.samples[w.name]), "samples": len(self.samples[w.name]),
+                              "block": self.blocks[w.name], "min": min(self.per_call[w.name]),
+                              "max": max(self.per_call[w.name]), "description": w.description}
+                     for w in self.workloads if self.samples[w.name]}
+        return {"version": CALIBRATION_VERSION, "device": str(self.device), "rounds": self.rounds,
+                "full": self.full_runs, "between_jobs": self.between_jobs_rounds, "took": self.took,
+                "workloads": workloads}
+
+
+def calibrate(device="cpu", seconds: float = CALIBRATION_SECONDS, workloads=WORKLOADS) -> dict:
+    """One full calibration on ``device`` (:meth:`Calibration.full`), as :meth:`Calibration.result` gives it."""
+    return Calibration(device, workloads).full(seconds).result()
 
 
 def speed_factor(reference: Optional[Mapping], current: Optional[Mapping]) -> Optional["SpeedFactor"]:
@@ -293,7 +348,10 @@ def pooled(calibrations: list) -> Optional[dict]:
                           for n in sorted(names)}}
 
 
-def machine_info(device="cpu", executor: str = "local", workers: int = 1, seconds: float = CALIBRATION_SECONDS) -> dict:
-    """What a run records about its machine: ``{"id", "fingerprint", "calibration"}``."""
+def machine_info(device="cpu", executor: str = "local", workers: int = 1,
+                 calibration: Optional[Calibration] = None) -> dict:
+    """What a run records about its machine: ``{"id", "fingerprint", "calibration"}`` (a full
+    calibration made now unless ``calibration`` is given)."""
     fp = fingerprint(device, executor, workers)
-    return {"id": machine_id(fp), "fingerprint": fp, "calibration": calibrate(device, seconds)}
+    calibration = calibration or Calibration(device).full()
+    return {"id": machine_id(fp), "fingerprint": fp, "calibration": calibration.result()}
