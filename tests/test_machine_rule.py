@@ -16,6 +16,7 @@ import json
 import shutil
 import sqlite3
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -137,7 +138,22 @@ def test_calibration_times_every_workload_with_repeats():
     assert cal["version"] == machine.CALIBRATION_VERSION and cal["rounds"] >= 3
     assert set(cal["workloads"]) == {w.name for w in machine.WORKLOADS} == {"matmul", "conv2d", "small_ops"}
     for w in cal["workloads"].values():
-        assert w["block"] >= 1 and 0 < w["min"] <= w["seconds"] <= w["max"]
+        assert w["block"] >= 1 and 0 < w["min"] <= w["seconds"] <= w["max"] and w["samples"] == 1
+
+
+def test_a_calibration_over_a_run_is_the_median_of_its_samples():
+    """Full calibrations add their median, rounds between jobs one figure each: the result is the
+    median over those samples (statistics.median of what was recorded), not of every round."""
+    cal = machine.Calibration("cpu").full(seconds=0.02)
+    for _ in range(4):
+        cal.between_jobs()
+    cal.full(seconds=0.02)
+    result = cal.result()
+    assert result["full"] == 2 and result["between_jobs"] == 4 and result["rounds"] >= 2 * 3 + 4
+    for name, w in result["workloads"].items():
+        assert w["samples"] == 6 and len(cal.samples[name]) == 6
+        assert w["seconds"] == pytest.approx(float(np.median(cal.samples[name])), rel=1e-12)
+        assert min(cal.per_call[name]) == w["min"] <= w["seconds"] <= w["max"] == max(cal.per_call[name])
 
 
 def test_speed_factor_is_the_geometric_mean_of_the_workload_ratios():
@@ -166,7 +182,13 @@ def test_every_run_records_its_machine_and_calibration(timed):
     loaded = regression.load_results(results)
     (info,) = loaded.machines.values()
     assert info["id"] == machine.machine_id(info["fingerprint"])
-    assert set(info["calibration"]["workloads"]) == {"matmul", "conv2d", "small_ops"}
+    cal = info["calibration"]
+    assert set(cal["workloads"]) == {"matmul", "conv2d", "small_ops"}
+    # Calibrated before and after the jobs, and once between every two of them (they ran in-process).
+    jobs = loaded.rows["key"].nunique()
+    assert jobs > 1 and cal["full"] == 2 and cal["between_jobs"] == jobs - 1
+    for w in cal["workloads"].values():
+        assert w["samples"] == jobs + 1 and w["min"] <= w["seconds"] <= w["max"]
     assert loaded.owners["models"] == {"fake-gaussian": "regression_fakes", "fake-twin": "twin_fakes"}
     assert loaded.owners["outputs"]["sample_throughput"] == "speed_metrics"
 
@@ -177,6 +199,7 @@ def test_same_machine_compares_speed_as_measured(timed, capsys, monkeypatch):
     results, path = timed
     code, report = compare_json(capsys, monkeypatch, results, path)
     assert code == 0 and report["speed"]["mode"] == "same-machine" and report["speed"]["same_machine"]
+    assert report["speed"]["baseline_from_this_machine"] is True
     rows = speed_rows(report)
     assert rows and {r["verdict"] for r in rows} == {"unchanged"}
     assert all("normalised" not in r and r["ratio"] == pytest.approx(1.0) for r in rows)
@@ -190,7 +213,7 @@ def test_a_slower_machine_with_a_slower_calibration_compares_clean(timed, tmp_pa
     code, report = compare_json(capsys, monkeypatch, slower, path)
     assert code == 0 and report["passed"]
     speed = report["speed"]
-    assert speed["mode"] == "normalised" and not speed["same_machine"]
+    assert speed["mode"] == "normalised" and not speed["same_machine"] and speed["baseline_from_this_machine"] is False
     assert speed["results_machine"] != speed["baseline_machine"]
     assert speed["factor"] == pytest.approx(0.4, rel=1e-9)
     assert speed["factor_by_workload"] == pytest.approx({"matmul": 0.4, "conv2d": 0.4, "small_ops": 0.4}, rel=1e-9)
@@ -255,6 +278,8 @@ def test_quality_only_leaves_speed_rows_unjudged(timed, tmp_path, capsys, monkey
     slower = as_another_machine(results, tmp_path / "slow", speed=0.4, processor=None)
     code, report = compare_json(capsys, monkeypatch, slower, path, "--quality-only")
     assert code == 0 and report["speed"]["mode"] == "not-compared"
+    assert report["speed"]["baseline_from_this_machine"] is True and not report["speed"]["same_machine"]
+    assert "The baseline has speed figures from this machine" in report["speed"]["summary"]
     assert {r["verdict"] for r in speed_rows(report)} == {"not-compared"}
     assert report["counts"]["not-compared"] == len(speed_rows(report)) > 0
     code, out, _ = cli(capsys, monkeypatch, "compare", slower, "--baseline", path, "--quality-only")
@@ -268,6 +293,7 @@ def test_results_that_record_no_machine_never_fail_on_speed(timed, tmp_path, cap
     shutil.copy(results / "results.csv", csv)
     code, report = compare_json(capsys, monkeypatch, csv, path)
     assert code == 0 and report["speed"]["mode"] == "not-compared" and "record no machine" in report["speed"]["summary"]
+    assert report["speed"]["baseline_from_this_machine"] is None
 
 
 def test_a_format_1_baseline_is_read_and_its_speed_rows_never_judged(timed, tmp_path, capsys, monkeypatch):

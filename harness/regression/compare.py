@@ -150,6 +150,7 @@ def _speed_dict(plan: Optional[SpeedPlan]) -> Optional[dict]:
     return {"mode": plan.mode, "summary": plan.describe(), "results_machine": plan.results.id,
             "results_machines": plan.results.ids, "baseline_machine": plan.section_id,
             "baseline_machines": plan.sections, "same_machine": plan.mode == SAME_MACHINE,
+            "baseline_from_this_machine": plan.baseline_from_this_machine,
             "factor": plan.factor.factor if plan.factor else None,
             "factor_by_workload": plan.factor.ratios if plan.factor else None, "spread": plan.spread}
 

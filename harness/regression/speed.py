@@ -109,6 +109,12 @@ class SpeedPlan:
     sections: list = field(default_factory=list)  # ids of every speed section in the baseline
 
     @property
+    def baseline_from_this_machine(self) -> Optional[bool]:
+        """Whether the baseline holds speed figures of the results' machine (None: the results record
+        no single machine)."""
+        return None if self.results.id is None else self.results.id in self.sections
+
+    @property
     def compared(self) -> bool:
         return self.mode in (SAME_MACHINE, NORMALISED)
 
@@ -150,7 +156,14 @@ class SpeedPlan:
                     f"{self.factor.describe()} as fast; rates are divided and durations multiplied by that factor, "
                     f"and such a row is worse only beyond its floor times {self.spread:g}. Bytes and FLOP counts are "
                     "compared as measured." + (f" {self.reason}" if self.reason else ""))
-        return f"Speed: not compared. {self.reason}"
+        text = f"Speed: not compared. {self.reason}"
+        if self.mode == SKIPPED and self.sections and self.baseline_from_this_machine is not None:
+            if self.baseline_from_this_machine:
+                text += f" The baseline has speed figures from this machine, {self.results.describe()}."
+            elif "come from other machines" not in self.reason:
+                text += (f" The baseline's speed figures come from other machines ({', '.join(self.sections)}), "
+                         f"not from this one, {self.results.describe()}.")
+        return text
 
 
 def plan_speed(doc: dict, results, quality_only: bool = False, spread: float = MACHINE_SPREAD) -> SpeedPlan:
