@@ -137,7 +137,7 @@ def machine_id(fp: Mapping) -> str:
 
 
 def describe(fp: Mapping) -> str:
-    """One line for people: ``AMD EPYC, 2 cores / 2 CPUs, 2 threads, 23 GiB, cpu, torch 2.14.1 (mkl)``."""
+    """One line for people: ``AMD EPYC, 2 cores / 2 CPUs, 2 threads, 23 GiB, cpu, torch 2.14.1 (mkl, AVX512)``."""
     if not fp:
         return "unknown machine"
     parts = [str(fp.get("device_name") or fp.get("processor") or "?")]
@@ -150,7 +150,8 @@ def describe(fp: Mapping) -> str:
         parts.append(f"{fp['memory_gib']:g} GiB")
     if fp.get("executor") and fp.get("executor") != "local":
         parts.append(f"{fp['executor']} executor x{fp.get('workers', 1)}")
-    parts.append(f"{fp.get('device', '?')}, torch {fp.get('torch', '?')}" + (f" ({fp['blas']})" if fp.get("blas") else ""))
+    build = ", ".join(str(fp[k]) for k in ("blas", "cpu_capability") if fp.get(k))
+    parts.append(f"{fp.get('device', '?')}, torch {fp.get('torch', '?')}" + (f" ({build})" if build else ""))
     return ", ".join(parts)
 
 

@@ -107,6 +107,7 @@ class SpeedPlan:
     factor: Optional[SpeedFactor] = None  # results' machine speed / baseline machine's
     spread: float = MACHINE_SPREAD
     sections: list = field(default_factory=list)  # ids of every speed section in the baseline
+    reason_names_baseline: bool = False  # the reason already says where the baseline's figures come from
 
     @property
     def baseline_from_this_machine(self) -> Optional[bool]:
@@ -160,7 +161,7 @@ class SpeedPlan:
         if self.mode == SKIPPED and self.sections and self.baseline_from_this_machine is not None:
             if self.baseline_from_this_machine:
                 text += f" The baseline has speed figures from this machine, {self.results.describe()}."
-            elif "come from other machines" not in self.reason:
+            elif not self.reason_names_baseline:
                 text += (f" The baseline's speed figures come from other machines ({', '.join(self.sections)}), "
                          f"not from this one, {self.results.describe()}.")
         return text
@@ -200,11 +201,20 @@ def plan_speed(doc: dict, results, quality_only: bool = False, spread: float = M
         factor = speed_factor(base.calibration, mine.calibration)
         if base.id is not None and factor is not None and base_device == device:
             candidates.append((abs(math.log(factor.factor)), sid, section, base, factor))
+    if not candidates and not any(section.get("fingerprint") for section in sections.values()):
+        what = "; ".join(sorted({str(section.get("description") or "unknown machine") for section in sections.values()}))
+        plan.reason = (f"The baseline records no machine for its speed figures ({what}) and none has a "
+                       f"calibration, so they cannot be set against the results' ({mine.describe()}). Refresh the "
+                       "baseline, or add this machine's section with "
+                       "`python -m harness baseline save RESULTS --to FILE --merge`.")
+        plan.reason_names_baseline = True
+        return plan
     if not candidates:
         described = "; ".join(f"`{sid}` ({describe(s.get('fingerprint') or {})})" for sid, s in sorted(sections.items()))
         plan.reason = (f"The baseline's speed figures come from other machines ({described}) and none has a "
                        f"calibration comparable with the results' ({mine.describe()}, device {device}). Add this "
                        "machine's section with `python -m harness baseline save RESULTS --to FILE --merge`.")
+        plan.reason_names_baseline = True
         return plan
     _, sid, section, base, factor = min(candidates, key=lambda c: (c[0], c[1]))
     reason = ""
