@@ -241,7 +241,7 @@ def test_sampler_settings_get_their_own_table_and_chart(tmp_path):
     assert not section.variants.cell("diff · steps=10", "stat@500").best
     chart = next(c for c in section.charts if c.title == "quality vs samples/s per sampler setting")
     svg = chart.image.data.decode()
-    assert "steps=10" in svg and "steps=50" in svg and "stat@500" in svg
+    assert "steps=10" in svg and "steps=50" in svg and "stat@500" in svg and "(as fitted)" in svg
     assert any(c.title == "quality vs sampling speed" and c.image is not None for c in section.charts)
 
 
