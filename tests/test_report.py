@@ -232,12 +232,16 @@ def test_sampler_settings_get_their_own_table_and_chart(tmp_path):
     section, = report.sections
     assert [c.label for c in section.quality.columns] == ["stat@500"]  # the plain measurements only
     assert [c.label for c in section.speed.columns] == ["rate"]
-    assert section.variants.models == ["diff"]
-    assert [c.label for c in section.variants.columns] == ["stat@500[steps=10]", "stat@500[steps=50]",
-                                                           "rate[steps=10]", "rate[steps=50]"]
+    # one row per sampler setting of the model that has variants, the fitted setting first
+    assert section.variants.models == ["diff · (as fitted)", "diff · steps=10", "diff · steps=50"]
+    assert [c.label for c in section.variants.columns] == ["stat@500", "rate"]
+    assert section.variants.cell("diff · steps=50", "stat@500").mean == pytest.approx(1.55)
+    assert section.variants.cell("diff · steps=10", "rate").mean == pytest.approx(1050.0)
+    assert section.variants.cell("diff · (as fitted)", "stat@500").best  # 1.05, lower is better
+    assert not section.variants.cell("diff · steps=10", "stat@500").best
     chart = next(c for c in section.charts if c.title == "quality vs samples/s per sampler setting")
     svg = chart.image.data.decode()
-    assert "steps=10" in svg and "steps=50" in svg and "stat@500" in svg
+    assert "steps=10" in svg and "steps=50" in svg and "stat@500" in svg and "(as fitted)" in svg
     assert any(c.title == "quality vs sampling speed" and c.image is not None for c in section.charts)
 
 

@@ -248,8 +248,16 @@ def test_choose_batch_recovers_when_a_jump_lands_over_the_allowance():
     """A flat start (t(1) = t(4) = 0.05 s) invites a jump to 256, which takes 5 s: the ramp then
     interpolates between 4 and 256 (slope 5/252 s per item) and settles on 8, which fits."""
     choice, made = _choose(0.05, 0.0, max_call_seconds=0.1, extra=lambda i, b: 5.0 if b == 256 else 0.0)
-    assert made == [1, 1, 4, 256, 8] and choice.batch == 8 and choice.call_seconds == pytest.approx(0.05)
-    assert choice.probes[-2] == (256, pytest.approx(5.05))
+    assert made == [1, 1, 4, 256, 256, 8] and choice.batch == 8 and choice.call_seconds == pytest.approx(0.05)
+    assert choice.probes[-2] == (256, pytest.approx(5.05))  # timed twice: slow both times
+
+
+def test_choose_batch_times_a_call_over_the_allowance_once_more():
+    """A first call at a new size that pays a one-time cost (5 s at 256, once) does not shrink the
+    batch: the second call at 256 takes 0.0526 s and the target is kept."""
+    choice, made = _choose(0.05, 1e-5, max_call_seconds=0.1, extra=lambda i, b: 5.0 if (i, b) == (4, 256) else 0.0)
+    assert made == [1, 1, 4, 256, 256] and choice.batch == 256 and not choice.reduced
+    assert choice.call_seconds == pytest.approx(0.05256)
 
 
 # --------------------------------------------------------------------------- CUDA branches on CPU

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -15,7 +15,7 @@ import pandas as pd
 from harness.contracts import QUALITY, SPEED
 from harness.report import charts, roles
 from harness.report.images import Image
-from harness.report.summary import split_variant, summarise
+from harness.report.summary import summarise
 from harness.report.tables import Table, build_tables
 from harness.report.variants import sampling_labels, settings_table
 
@@ -112,33 +112,24 @@ def dataset_charts(dataset: str, table: Table, spec=None) -> list:
     return out
 
 
-def variant_chart(dataset: str, variants: Table) -> Optional[Chart]:
-    """Quality against samples/s per sampler setting, for the models that have variant rows."""
-    by_base: dict = {}
-    for col in variants.columns:
-        base, variant = split_variant(col.label)
-        by_base.setdefault(base, []).append((variant, col))
-    estimators = roles.estimators_by_label(variants)
-    quality = [c for c in variants.columns if c.kind == QUALITY and estimators.get(c.label) == "statistic"
+def variant_chart(dataset: str, settings: Table) -> Optional[Chart]:
+    """Quality against samples/s per sampler setting (the fitted one included), a line per model, from
+    :func:`harness.report.variants.settings_table`'s rows ``model · setting``."""
+    estimators = roles.estimators_by_label(settings)
+    quality = [c for c in settings.columns if c.kind == QUALITY and estimators.get(c.label) == "statistic"
                and c.higher_is_better is not None]
-    speed = [c for c in variants.columns if c.kind == SPEED and c.higher_is_better is not None]
+    speed = [c for c in settings.columns if c.kind == SPEED and c.higher_is_better is not None]
     if not quality or not speed:
         return None
-    qbase = split_variant(min(quality, key=lambda c: (not c.headline, c.order, c.label)).label)[0]
-    sbase = split_variant(min(speed, key=lambda c: (not c.headline, c.order, c.label)).label)[0]
-    qcols = {v: c for v, c in by_base.get(qbase, [])}
-    scols = {v: c for v, c in by_base.get(sbase, [])}
-    series = []
-    for model in variants.models:
-        pts = []
-        for v in sorted(set(qcols) & set(scols)):
-            q, s = _point(variants, model, qcols[v].label), _point(variants, model, scols[v].label)
-            if q is not None and s is not None and math.isfinite(q.value) and math.isfinite(s.value):
-                pts.append((v, q, s))
-        series.append((model, pts))
-    any_q = next(iter(qcols.values()))
-    any_s = next(iter(scols.values()))
-    image = charts.variants_chart(dataset, series, replace(any_q, label=qbase), replace(any_s, label=sbase))
+    qcol = min(quality, key=lambda c: (not c.headline, c.order, c.label))
+    scol = min(speed, key=lambda c: (not c.headline, c.order, c.label))
+    series: dict = {}
+    for row in settings.models:
+        model, _, setting = row.partition(" · ")
+        q, s = _point(settings, row, qcol.label), _point(settings, row, scol.label)
+        if q is not None and s is not None and math.isfinite(q.value) and math.isfinite(s.value):
+            series.setdefault(model, []).append((setting, q, s))
+    image = charts.variants_chart(dataset, list(series.items()), qcol, scol)
     return Chart("quality vs samples/s per sampler setting", image) if image is not None else None
 
 
@@ -180,7 +171,7 @@ def build_report(df: pd.DataFrame, directory: Path, outputs: Optional[Mapping] =
             section.charts = _drawn("the charts", lambda: dataset_charts(dataset, everything[dataset], spec),
                                     lambda note: [Chart("charts", note=note)])
         if varied is not None:
-            chart = _drawn("the sampler-settings chart", lambda: variant_chart(dataset, varied),
+            chart = _drawn("the sampler-settings chart", lambda: variant_chart(dataset, settings),
                            lambda note: Chart("sampler settings", note=note))
             if chart is not None:
                 section.charts.append(chart)
