@@ -26,6 +26,7 @@ from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
 from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SKIPPED, TRAINED, Job, JobResult, job_key, model_key
+from harness.machine import Calibration, machine_info
 from harness.profiles import Profile
 from harness.store import Store
 from harness.worker import JobRunner, metrics_for
@@ -58,6 +59,18 @@ def environment_info(device: torch.device, plugins: dict) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def plugin_owners(registry) -> dict:
+    """Which plugin registered each model, dataset and measurement (by output name): the regression gate
+    tells rows of a plugin that is not installed from rows that went missing."""
+    owners = {"models": {}, "datasets": {}, "outputs": {}}
+    for (kind, name), plugin in registry.owners.items():
+        if kind in ("models", "datasets"):
+            owners[kind][name] = plugin
+    for output, (metric, _) in registry.output_declarations().items():
+        owners["outputs"][output] = registry.owners.get(("metrics", metric), "")
+    return {kind: dict(sorted(names.items())) for kind, names in owners.items()}
 
 
 # ---------------------------------------------------------------------------- planning
@@ -152,8 +165,14 @@ class Runner:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         info = RunInfo(run_id, self.profile.name, self.seeds, str(self.device), self.out,
                        environment_info(self.device, self.host.plugins), jobs)
-        store.start_run(run_id, self.profile.name, {**info.versions, "seeds": self.seeds,
-                                                    "jobs": [j.key for j in jobs]})
+        # The machine's fingerprint and calibration, so speed figures can be compared with another
+        # machine's (docs/regression.md), and who registered what. The calibration (about a second) is
+        # made again after the jobs, and a round between jobs that run in this process, since a shared
+        # machine is not equally busy all along.
+        calibration = Calibration(self.device).full()
+        run_info = {**info.versions, "seeds": self.seeds, "jobs": [j.key for j in jobs],
+                    "machine": self._machine(calibration), "owners": plugin_owners(self.host.registry)}
+        store.start_run(run_id, self.profile.name, run_info)
         store.record_outputs(self.host.registry.metrics.values())
         self.host.pm.hook.harness_run_started(run=info)
         counts = {OK: 0, FAILED: 0, SKIPPED: 0, "reused": 0, "loaded": 0, "artifacts": 0, "artifact_bytes": 0}
@@ -173,15 +192,25 @@ class Runner:
                     if job.origin == TRAINED and job.model_key in saved:
                         job.origin, job.origin_path = ARTIFACT, str(saved[job.model_key])
                     todo.append(job)
-            for job, result in self.executor.results(self.job_runner, todo):
+            between_jobs = self.executor.name == "local"  # elsewhere jobs run beside the coordinator
+            for i, (job, result) in enumerate(self.executor.results(self.job_runner, todo)):
                 self._finish(store, info, job, result, counts, bar)
+                if between_jobs and i < len(todo) - 1:
+                    calibration.between_jobs()
+            if todo:
+                calibration.full()
         finally:
             if bar is not None:
                 bar.close()
+            if calibration.full_runs > 1 or calibration.between_jobs_rounds:
+                store.update_run_info(run_id, {**run_info, "machine": self._machine(calibration)})
             store.finish_run(run_id)
         summary = {**counts, "out": str(self.out), "run_id": run_id}
         self.host.pm.hook.harness_run_finished(run=info, summary=summary)
         return store, summary
+
+    def _machine(self, calibration: Calibration) -> dict:
+        return machine_info(self.device, self.executor.name, getattr(self.executor, "workers", 1), calibration)
 
     def _saved_models(self, store) -> dict:
         """model key -> artifact folder, for the intact artifacts of jobs the store recorded (a model saved

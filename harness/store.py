@@ -96,6 +96,10 @@ class Store:
             return {}
         return {name: Output.from_dict(json.loads(decl)) for name, decl in rows}
 
+    def update_run_info(self, run_id: str, info: dict) -> None:
+        """Replace a run's info (what a run learns only as it goes, such as its machine's calibration)."""
+        self.db.execute("UPDATE runs SET info = ? WHERE run_id = ?", (json.dumps(info, default=str), run_id))
+
     def finish_run(self, run_id: str) -> None:
         self.db.execute("UPDATE runs SET finished = ? WHERE run_id = ?", (time.time(), run_id))
 

@@ -87,14 +87,25 @@ def test_baseline_summarises_seeds_as_pandas_does(base):
     df = pd.read_csv(results / "results.csv")
     ok = df[df["status"] == "ok"]
     expected = ok.groupby(["dataset", "model", "metric"])["value"].agg(["mean", "std", "count"])
-    assert len(doc["entries"]) == len(expected) == 5  # nll, nll_gap, fake_score, fake_rate, fake_loss
-    for e in doc["entries"]:
+    # Quality rows in entries; the speed row (fake_rate) in the section of the machine that made it.
+    (machine, section), = doc["machines"].items()
+    assert {e["id"] for e in doc["entries"]} == {"nll", "nll_gap", "fake_score", "fake_loss"}
+    assert [e["id"] for e in section["entries"]] == ["fake_rate"] and section["seeds"] == [0, 1, 2]
+    run_info = regression.load_results(results).machines
+    assert [m["id"] for m in run_info.values()] == [machine]
+    assert section["fingerprint"] == next(iter(run_info.values()))["fingerprint"]
+    assert set(section["calibration"]["workloads"]) == {"matmul", "conv2d", "small_ops"}
+    assert doc["owners"]["models"] == {"fake-gaussian": "regression_fakes"}
+    assert doc["owners"]["outputs"]["nll"] == "likelihood_metrics"
+    every = doc["entries"] + section["entries"]
+    assert len(every) == len(expected) == 5  # nll, nll_gap, fake_score, fake_rate, fake_loss
+    for e in every:
         ref = expected.loc[(e["dataset"], e["model"], e["metric"])]
         assert e["n_seeds"] == ref["count"] == 3 and e["seeds"] == [0, 1, 2]
         assert e["mean"] == pytest.approx(ref["mean"], rel=1e-12)
         assert e["stderr"] == pytest.approx(ref["std"] / math.sqrt(3), rel=1e-9)
         assert e["stderr"] > 0  # the fake model has real seed noise
-    directions = {e["id"]: e["higher_is_better"] for e in doc["entries"]}
+    directions = {e["id"]: e["higher_is_better"] for e in every}
     assert directions == {"nll": False, "nll_gap": False, "fake_score": True, "fake_rate": True, "fake_loss": False}
     # Provenance: the dataset hash the runner uses, the profile, versions, a hash of the hyperparameters.
     assert doc["datasets"] == {"reg-blobs": provenance_hash(blobs(0.0), "reg-blobs:1")}
@@ -228,8 +239,10 @@ def test_failed_job_with_a_baseline_row_is_a_regression(base, tmp_path, capsys):
     assert rows["nll"]["note"].startswith("failed: RuntimeError: planted failure in fit")
 
 
-def test_missing_rows_fail_unless_allowed_and_new_rows_do_not(base, tmp_path, capsys):
+def test_missing_rows_fail_unless_allowed_and_new_rows_do_not(base, tmp_path, capsys, monkeypatch):
+    """The fakes' plugin is installed (the CLI's host has it), so rows that went missing fail."""
     results, path = base
+    monkeypatch.setattr("harness.plugins.get_harness", lambda: make_host())
     nll_only = run_suite(tmp_path / "nll-only", metrics=["nll"])
     code, report = compare_json(capsys, nll_only, path)
     assert code == 1 and report["counts"]["missing"] == 3
@@ -242,7 +255,9 @@ def test_missing_rows_fail_unless_allowed_and_new_rows_do_not(base, tmp_path, ca
     assert main(["baseline", "save", str(nll_only), "--to", str(small)]) == 0
     capsys.readouterr()
     code, report = compare_json(capsys, results, small)
-    assert code == 0 and report["counts"]["new"] == 3
+    # The quality metrics are new rows; the speed row is not compared: that baseline has no speed figures.
+    assert code == 0 and report["counts"]["new"] == 2 and report["counts"]["not-compared"] == 1
+    assert report["speed"]["mode"] == "not-compared" and "no speed figures" in report["speed"]["summary"]
 
 
 def test_csv_results_give_the_same_summary(base, tmp_path):

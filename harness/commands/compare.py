@@ -2,7 +2,9 @@
 
 Exit 0 when nothing regressed, 1 on a regression (worse beyond floor and noise, a failed job, a
 changed or missing row), 2 when the baseline does not match (another profile or dataset hash) or
-on a usage error. See harness/regression.py and docs/regression.md for the rule and its defaults.
+on a usage error. Speed rows follow the machine rule (as measured on the same machine, normalised by
+the runs' calibrations on another, or not at all with --quality-only); rows of a plugin that is not
+installed are listed apart. See harness/regression/ and docs/regression.md.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ HELP = "compare results with a baseline: exit 1 on a regression beyond tolerance
 
 
 def configure(parser) -> None:
-    from harness.regression import DEFAULT_ALPHA
+    from harness.regression import DEFAULT_ALPHA, MACHINE_SPREAD
 
     parser.add_argument("results", type=Path, help="a directory written by `harness run --out`, or its results.csv")
     parser.add_argument("--baseline", type=Path, required=True, metavar="FILE",
@@ -28,7 +30,16 @@ def configure(parser) -> None:
                         help=f"significance level of the one-sided tests (default {DEFAULT_ALPHA:g})")
     parser.add_argument("--allow-missing", action="store_true",
                         help="baseline rows absent from the results do not fail the gate (they are still listed)")
-    parser.add_argument("--all-rows", action="store_true", help="list unchanged rows too")
+    parser.add_argument("--quality-only", action="store_true",
+                        help="do not judge speed rows (throughputs, latencies, memory, FLOPs); quality rows only")
+    parser.add_argument("--require-all-plugins", action="store_true",
+                        help="baseline rows of plugins that are not installed fail the gate (by default they are "
+                             "listed apart as not installed)")
+    parser.add_argument("--machine-spread", type=float, default=MACHINE_SPREAD, metavar="X",
+                        help="across machines, a rate or duration is worse only beyond its declared floor times X "
+                             f"(default {MACHINE_SPREAD:g}; see docs/regression.md)")
+    parser.add_argument("--all-rows", action="store_true",
+                        help="list unchanged, not compared and not installed rows too")
     add_format_option(parser)
 
 
@@ -38,15 +49,16 @@ def _write(path: Path, text: str) -> None:
 
 
 def execute(args, host) -> int:
+    from harness.commands.baseline import installed_outputs, installed_plugins
     from harness.regression import BaselineMismatch, compare, load_results, read_baseline
 
     doc = read_baseline(args.baseline)
-    from harness.commands.baseline import installed_outputs
-
     results = load_results(args.results, outputs=installed_outputs(host))
     try:
         comparison = compare(doc, results, alpha=args.alpha, allow_missing=args.allow_missing,
-                             baseline_path=str(args.baseline))
+                             baseline_path=str(args.baseline), quality_only=args.quality_only,
+                             plugins=installed_plugins(host), require_all_plugins=args.require_all_plugins,
+                             machine_spread=args.machine_spread)
     except BaselineMismatch as exc:
         if args.summary:
             _write(args.summary, "## Regression check: BASELINE DOES NOT MATCH\n\n```\n" + str(exc) + "\n```\n")

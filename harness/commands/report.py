@@ -102,7 +102,7 @@ def _pair(args, host) -> int:
 
     a, b = args.directories
     pair = compare_runs(a, b, installed_outputs(host), args.alpha)
-    out = args.out or b
+    out = args.out or (b if b.is_dir() else b.parent)  # next to B, a directory or its results.csv
     paths = {"html": out / "comparison.html", "markdown": out / "comparison.md"}
     atomic_write(paths["html"], html_pair(pair))
     atomic_write(paths["markdown"], markdown_pair(pair))

@@ -5,7 +5,12 @@ its standard error (across seeds when there are several; the measurement's own s
 there is one), the number of seeds, unit, direction, kind and estimator, with the declarations of
 the outputs it holds; it is stamped with the provenance that must match for numbers to be comparable
 (dataset hashes, profile) and with what is only informative (harness/torch versions, date, a hash of
-each model's hyperparameters).
+each model's hyperparameters), and it records which plugin registered each model, dataset and output.
+
+Quality rows are in ``entries``. Speed rows are in ``machines``, one section per machine fingerprint
+id (:mod:`harness.machine`): the fingerprint, the calibration and that machine's speed entries.
+``baseline save --merge`` (:func:`merge_speed`) adds or replaces one machine's section of an existing
+baseline and leaves its quality rows alone.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ from pathlib import Path
 from typing import Optional
 
 from harness.contracts import UserError
+from harness.machine import describe
 from harness.regression.results import Entry, ResultsSet, summarise
+from harness.regression.speed import is_speed, results_machine
 
-BASELINE_FORMAT = "harness-baseline/1"
+BASELINE_FORMAT = "harness-baseline/2"
+OLD_FORMATS = ("harness-baseline/1",)  # read, with their speed rows in a section of an unknown machine
+UNKNOWN_MACHINE = "unknown"
 
 REFRESH_COMMANDS = ("python -m harness run --all --profile {profile} --seeds 3 --out DIR && "
                     "python -m harness baseline save DIR --to {path}")
@@ -34,8 +43,11 @@ def hparams_hash(hparams) -> str:
     return hashlib.sha256(json.dumps(hparams, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def make_baseline(results: ResultsSet, created: Optional[str] = None) -> dict:
-    """The baseline document of a results set (see :func:`write_baseline`)."""
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _checked_entries(results: ResultsSet) -> list:
     entries = summarise(results)
     if not entries:
         raise UserError(f"no ok measurements in {results.source}: nothing to put in a baseline")
@@ -43,6 +55,10 @@ def make_baseline(results: ResultsSet, created: Optional[str] = None) -> dict:
     if unknown:
         raise UserError(f"direction (higher or lower is better) unknown for {', '.join(unknown)}; "
                         "save the results directory rather than its CSV")
+    return entries
+
+
+def _models(results: ResultsSet, entries) -> dict:
     models = {}
     for e in entries:
         if e.model not in models:
@@ -51,26 +67,106 @@ def make_baseline(results: ResultsSet, created: Optional[str] = None) -> dict:
                 info["hparams"] = results.hparams[e.model]
                 info["hparams_hash"] = hparams_hash(results.hparams[e.model])
             models[e.model] = info
+    return models
+
+
+def _owners(results: ResultsSet, entries) -> dict:
+    """Which plugin registered each model, dataset and output the entries use (what the runs recorded)."""
+    used = {"models": {e.model for e in entries}, "datasets": {e.dataset for e in entries},
+            "outputs": {e.metric for e in entries}}
+    return {kind: {name: plugin for name, plugin in sorted(results.owners.get(kind, {}).items()) if name in names}
+            for kind, names in used.items()}
+
+
+def _entry_dicts(entries) -> list:
+    keys = ("dataset", "model", "id", "metric", "unit", "estimator", "higher_is_better", "kind", "mean", "stderr",
+            "n_seeds", "seeds")
+    return [{k: asdict(e)[k] for k in keys} for e in sorted(entries, key=lambda e: (e.dataset, e.model, e.id))]
+
+
+def speed_section(results: ResultsSet, entries, created: Optional[str] = None) -> tuple:
+    """(machine id, section) for the speed entries of a results set made on one machine.
+
+    Results that record no machine (a CSV) give a section of an unknown machine, which ``compare``
+    never sets against a machine's figures. Raises UserError when the results come from several machines."""
+    mine = results_machine(results)
+    if len(mine.ids) > 1:
+        raise UserError(f"results in {results.source} come from {len(mine.ids)} machines ({', '.join(mine.ids)}); "
+                        "a baseline's speed section holds one machine's figures: run again into a fresh directory")
+    speed = [e for e in entries if is_speed(e)]
+    section = {
+        "description": describe(mine.fingerprint) if mine.id else "unknown machine (the results record none)",
+        "fingerprint": mine.fingerprint,
+        "calibration": mine.calibration,
+        "created": created or _now(),
+        "source": results.source,
+        "seeds": sorted({s for e in speed for s in e.seeds}),
+        "entries": _entry_dicts(speed),
+    }
+    return (mine.id or UNKNOWN_MACHINE), section
+
+
+def make_baseline(results: ResultsSet, created: Optional[str] = None) -> dict:
+    """The baseline document of a results set (see :func:`write_baseline`)."""
+    entries = _checked_entries(results)
+    created = created or _now()
+    quality = [e for e in entries if not is_speed(e)]
+    machines = {}
+    if len(quality) < len(entries):
+        machine, section = speed_section(results, entries, created)
+        machines[machine] = section
     used = sorted({e.dataset for e in entries})
     return {
         "format": BASELINE_FORMAT,
-        "created": created or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": created,
         "source": results.source,
         "profile": results.profile(),
         "seeds": results.seeds,
         "versions": dict(sorted(results.versions.items())),
         "datasets": {d: results.datasets.get(d) for d in used},
-        "models": dict(sorted(models.items())),
+        "models": dict(sorted(_models(results, entries).items())),
+        "owners": _owners(results, entries),
         "outputs": {name: out.as_dict() for name, out in sorted(results.outputs.items())
                     if name in {e.metric for e in entries}},
-        "entries": [_entry_dict(e) for e in sorted(entries, key=lambda e: (e.dataset, e.model, e.id))],
+        "entries": _entry_dicts(quality),
+        "machines": machines,
     }
 
 
-def _entry_dict(e: Entry) -> dict:
-    d = asdict(e)
-    return {k: d[k] for k in ("dataset", "model", "id", "metric", "unit", "estimator", "higher_is_better", "kind",
-                              "mean", "stderr", "n_seeds", "seeds")}
+def merge_speed(doc: dict, results: ResultsSet, baseline_path: str = "the baseline") -> tuple:
+    """Add (or replace) the results' machine's speed section in ``doc``; quality rows stay as they are.
+
+    Returns (the new document, machine id, whether a section of that machine was replaced). The results
+    must match the baseline (profile, dataset hashes) and come from one machine that they record."""
+    from harness.regression.compare import check_match
+
+    check_match(doc, results, baseline_path)
+    entries = _checked_entries(results)
+    if not any(is_speed(e) for e in entries):
+        raise UserError(f"no speed measurements in {results.source}: nothing to merge into {baseline_path}")
+    machine, section = speed_section(results, entries)
+    if machine == UNKNOWN_MACHINE:
+        raise UserError(f"the results in {results.source} record no machine (a CSV, or a store written before runs "
+                        "recorded their machine): a merged speed section must name its machine")
+    speed = [e for e in entries if is_speed(e)]
+    new = json.loads(json.dumps(doc))
+    replaced = machine in new.get("machines", {})
+    new.setdefault("machines", {})[machine] = section
+    new["machines"] = dict(sorted(new["machines"].items()))
+    models = new.setdefault("models", {})
+    for name, info in _models(results, speed).items():
+        models.setdefault(name, info)
+    new["models"] = dict(sorted(models.items()))
+    owners = new.setdefault("owners", {})
+    for kind, names in _owners(results, speed).items():
+        merged = {**names, **owners.get(kind, {})}
+        owners[kind] = dict(sorted(merged.items()))
+    outputs = new.setdefault("outputs", {})
+    for name, out in results.outputs.items():
+        if name in {e.metric for e in speed} and name not in outputs:
+            outputs[name] = out.as_dict()
+    new["outputs"] = dict(sorted(outputs.items()))
+    return new, machine, replaced
 
 
 def write_baseline(baseline: dict, path) -> Path:
@@ -82,6 +178,25 @@ def write_baseline(baseline: dict, path) -> Path:
     return path
 
 
+def _upgrade(doc: dict) -> dict:
+    """A format-1 baseline as format 2: its speed rows in a section of an unknown machine, which
+    ``compare`` never judges (format 1 recorded no machine)."""
+    doc = dict(doc)
+    entries = [e for e in doc["entries"] if not _entry_is_speed(e)]
+    speed = [e for e in doc["entries"] if _entry_is_speed(e)]
+    doc["entries"] = entries
+    doc["machines"] = {UNKNOWN_MACHINE: {
+        "description": f"unknown machine (a {doc['format']} baseline records none)", "fingerprint": {},
+        "calibration": None, "created": doc.get("created"), "source": doc.get("source"),
+        "seeds": doc.get("seeds", []), "entries": speed}} if speed else {}
+    doc["format"] = BASELINE_FORMAT
+    return doc
+
+
+def _entry_is_speed(e: dict) -> bool:
+    return e.get("kind") == "speed" or (not e.get("kind") and e.get("estimator") == "measured")
+
+
 def read_baseline(path) -> dict:
     path = Path(path)
     if not path.exists():
@@ -90,20 +205,32 @@ def read_baseline(path) -> dict:
         doc = json.loads(path.read_text())
     except ValueError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in (BASELINE_FORMAT, *OLD_FORMATS):
         raise UserError(f"{path} is not a harness baseline (format {BASELINE_FORMAT!r} expected)")
     for key in ("profile", "entries", "datasets"):
         if key not in doc:
             raise UserError(f"baseline {path} has no {key!r}")
+    if doc["format"] in OLD_FORMATS:
+        doc = _upgrade(doc)
+    if not isinstance(doc.get("machines", {}), dict):
+        raise UserError(f"baseline {path}: 'machines' must map machine ids to speed sections")
     return doc
 
 
-def baseline_entries(doc: dict) -> list:
+def _entries(doc: dict, rows: list) -> list:
     return [Entry(model=e["model"], dataset=e["dataset"], id=e["id"], metric=e.get("metric", e["id"]),
                   family=doc.get("models", {}).get(e["model"], {}).get("family", ""), unit=e.get("unit", ""),
                   estimator=e.get("estimator", ""), higher_is_better=e["higher_is_better"], mean=float(e["mean"]),
                   stderr=e.get("stderr"), n_seeds=int(e.get("n_seeds", 1)), seeds=list(e.get("seeds", [])),
                   kind=e.get("kind", ""))
-            for e in doc["entries"]]
+            for e in rows]
 
 
+def baseline_entries(doc: dict) -> list:
+    """The quality entries of a baseline."""
+    return _entries(doc, doc["entries"])
+
+
+def section_entries(doc: dict, machine: str) -> list:
+    """The speed entries of one machine's section."""
+    return _entries(doc, doc.get("machines", {}).get(machine, {}).get("entries", []))

@@ -9,7 +9,7 @@ import pandas as pd
 
 from harness.formatting import number
 from harness.regression.baseline import REFRESH_COMMANDS
-from harness.regression.compare import VERDICT_ORDER, Comparison, Row, _seed_text
+from harness.regression.compare import NOT_COMPARED, NOT_INSTALLED, VERDICT_ORDER, Comparison, Row, _seed_text
 from harness.regression.results import Entry
 
 
@@ -27,7 +27,8 @@ def _change(r: Row) -> str:
     if d is None:
         return ""
     if r.tolerance is not None and r.tolerance.ratio:
-        return f"x{d.ratio:.3g}" if math.isfinite(d.ratio) else number(d.delta)
+        text = f"x{d.ratio:.3g}" if math.isfinite(d.ratio) else number(d.delta)
+        return text + (" (normalised)" if r.normalised is not None else "")
     rel = f" ({100 * d.ratio - 100:+.1f}%)" if math.isfinite(d.ratio) else ""
     return f"{'+' if d.delta >= 0 else ''}{number(d.delta)}{rel}"
 
@@ -61,7 +62,10 @@ def render_markdown(cmp: Comparison, baseline_path: str = "", all_rows: bool = F
              f"(seeds {_seed_text(cmp.results.seeds)}).", "",
              f"A row is *worse* only when it moved the wrong way by more than its floor AND a one-sided test "
              f"(Welch's t across seeds; z with one seed) gives p < {cmp.alpha:g}. Speed rows compare ratios.", ""]
-    shown = [r for r in cmp.rows if all_rows or r.verdict != "unchanged"]
+    if cmp.speed is not None:
+        lines += [cmp.speed.describe(), ""]
+    quiet = {"unchanged", NOT_COMPARED} | (set() if cmp.require_all_plugins else {NOT_INSTALLED})
+    shown = [r for r in cmp.rows if all_rows or r.verdict not in quiet]
     if shown:
         table = pd.DataFrame([{
             "verdict": r.verdict, "model": r.model, "dataset": r.dataset,
@@ -74,6 +78,11 @@ def render_markdown(cmp: Comparison, baseline_path: str = "", all_rows: bool = F
         lines += [table.to_markdown(index=False), ""]
     summary = ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER)
     lines.append(f"{len(cmp.rows)} rows: {summary}" + (" (missing rows allowed)" if cmp.allow_missing else "") + ".")
+    absent = cmp.not_installed
+    if absent:
+        verdict = "fail the gate (--require-all-plugins)" if cmp.require_all_plugins else "do not fail the gate"
+        lines += ["", f"Not installed (baseline rows that could not run here; they {verdict}):"]
+        lines += [f"- {note}: {len(rows)} row(s)" for note, rows in sorted(absent.items())]
     if cmp.notes:
         lines += ["", "Notes:", *[f"- {n}" for n in cmp.notes]]
     if any(r.verdict != "failed" for r in failures):  # a failed job needs a fix, not a new baseline
@@ -92,13 +101,28 @@ def render_baseline(doc: dict) -> str:
         lines.append(f"- {k}: {v}")
     lines += ["", "| dataset | hash |", "|:--|:--|"]
     lines += [f"| {d} | {(h or 'unknown')[:16]} |" for d, h in doc["datasets"].items()]
-    lines += ["", "| model | family | hparams hash |", "|:--|:--|:--|"]
-    lines += [f"| {m} | {i.get('family', '')} | {i.get('hparams_hash', 'unknown')} |"
+    owners = doc.get("owners", {}).get("models", {})
+    lines += ["", "| model | family | plugin | hparams hash |", "|:--|:--|:--|:--|"]
+    lines += [f"| {m} | {i.get('family', '')} | {owners.get(m, '?')} | {i.get('hparams_hash', 'unknown')} |"
               for m, i in doc.get("models", {}).items()]
+    lines += ["", "## quality", "", _entry_table(doc["entries"])]
+    for machine, section in doc.get("machines", {}).items():
+        lines += ["", f"## speed on machine {machine}", "", f"- {section.get('description', '')}",
+                  f"- created: {section.get('created', '?')}, seeds {_seed_text(section.get('seeds', []))}"]
+        workloads = (section.get("calibration") or {}).get("workloads", {})
+        if workloads:
+            lines.append("- calibration: " + ", ".join(f"{name} {1e3 * w['seconds']:.3g} ms"
+                                                       for name, w in workloads.items()))
+        else:
+            lines.append("- calibration: none (compare never sets these figures against another machine's)")
+        lines += ["", _entry_table(section.get("entries", []))]
+    return "\n".join(lines) + "\n"
+
+
+def _entry_table(entries: list) -> str:
     table = pd.DataFrame([{
         "dataset": e["dataset"], "model": e["model"], "metric": e["id"], "unit": e.get("unit", ""),
         "direction": "higher" if e["higher_is_better"] else "lower", "estimator": e.get("estimator", ""),
         "mean": number(e["mean"]), "stderr": number(e.get("stderr")), "seeds": e.get("n_seeds", 1),
-    } for e in doc["entries"]])
-    lines += ["", table.to_markdown(index=False) if not table.empty else "(no entries)"]
-    return "\n".join(lines) + "\n"
+    } for e in entries])
+    return table.to_markdown(index=False) if not table.empty else "(no entries)"

@@ -30,7 +30,8 @@ class ResultsSet:
     versions: dict = field(default_factory=dict)  # harness, torch, python, platform, device
     notes: list = field(default_factory=list)
     outputs: dict = field(default_factory=dict)  # measurement name -> Output, as declared by the metrics
-    machines: dict = field(default_factory=dict)  # run id -> machine fingerprint and calibration (if recorded)
+    machines: dict = field(default_factory=dict)  # run id -> {"id", "fingerprint", "calibration"} (if recorded)
+    owners: dict = field(default_factory=dict)  # models / datasets / outputs -> name -> plugin (if recorded)
 
     @property
     def profiles(self) -> list:
@@ -90,9 +91,12 @@ def _read_store(directory: Path) -> ResultsSet:
     used_runs = set(df["run_id"])
     versions: dict = {}
     machines: dict = {}
+    owners: dict = {}
     for run in runs:
         if run["run_id"] in used_runs:
             info = run["info"]
+            for kind, names in (info.get("owners") or {}).items():
+                owners.setdefault(kind, {}).update(names)
             for k in ("harness", "torch", "python", "platform", "device"):
                 if k in info:
                     versions.setdefault(k, [])
@@ -105,7 +109,7 @@ def _read_store(directory: Path) -> ResultsSet:
         datasets={d: next(iter(h)) for d, h in datasets.items()},
         hparams={m: (h[0] if len(h) == 1 else h) for m, h in hparams.items()},
         versions={k: ", ".join(v) for k, v in versions.items()},
-        outputs=outputs, machines=machines,
+        outputs=outputs, machines=machines, owners=owners,
     )
 
 

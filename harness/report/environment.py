@@ -1,5 +1,6 @@
 """The environment a results directory was made in, per run: versions, device, threads, profile,
-seeds, run id, start and wall time, and how its jobs ended (from the store's runs and jobs)."""
+seeds, run id, start and wall time, the machine id its speed figures are compared by, and how its jobs
+ended (from the store's runs and jobs)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ def run_rows(runs: list, df: Optional[pd.DataFrame] = None) -> list:
         for key in MACHINE_KEYS + VERSION_KEYS:
             if key in info:
                 row[key] = str(info[key])
+        machine = info.get("machine") or {}
+        if machine.get("id"):
+            # The id the regression gate matches baseline speed sections by (docs/regression.md).
+            row["machine id"] = machine["id"]
         if df is not None and not df.empty and "run_id" in df:
             mine = df[df["run_id"] == run["run_id"]]
             if not mine.empty and "key" in mine:

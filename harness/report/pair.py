@@ -4,7 +4,11 @@ summaries, the change and whether it is significant, decided by the regression g
 beyond the tolerance floor *and* the seeds' noise, one-sided Welch or z test at ``alpha``).
 
 Cells are not compared (and say why) when the runs used other profiles or other data for the
-dataset, or when a row's unit, estimator or direction differs between the runs.
+dataset, or when a row's unit, estimator or direction differs between the runs. Speed cells follow the
+gate's machine rule (:mod:`harness.regression.speed`), A's machine standing for the baseline's: as
+measured when both runs come from the same machine, B's figures normalised by the two calibrations
+(a floor wider by the machine spread) when they come from different ones, not compared when a run
+records no machine or no calibration.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class PairCell:
     decision: Optional[object] = None  # harness.regression.Decision
     tolerance: Optional[object] = None
     note: str = ""
+    normalised: Optional[object] = None  # B's entry as it would read on A's machine (speed, across machines)
 
     def value_text(self, entry, integer: bool = False, sep: str = " ± ") -> str:
         if entry is None:
@@ -42,7 +47,7 @@ class PairCell:
         if d is None:
             return ""
         if self.tolerance is not None and self.tolerance.ratio and math.isfinite(d.ratio):
-            return f"x{d.ratio:.3g}"
+            return f"x{d.ratio:.3g}" + (" (normalised)" if self.normalised is not None else "")
         rel = f" ({100 * d.ratio - 100:+.1f}%)" if math.isfinite(d.ratio) and self.a.mean != 0 else ""
         return f"{'+' if d.delta >= 0 else ''}{number(d.delta)}{rel}"
 
@@ -68,6 +73,8 @@ class PairCell:
                        p_better=d.p_better, test=d.test, beyond_floor=d.beyond_floor)
         if self.tolerance is not None:
             out["tolerance"] = self.tolerance.describe()
+        if self.normalised is not None:
+            out["normalised"] = {"mean": self.normalised.mean, "stderr": self.normalised.stderr}
         return out
 
 
@@ -93,6 +100,7 @@ class Pair:
     alpha: float
     tables: dict  # dataset -> PairTable
     notes: list = field(default_factory=list)
+    speed: Optional[dict] = None  # how speed cells were compared: mode, summary, machines, factor
 
     def to_dict(self) -> dict:
         rows = []
@@ -106,7 +114,8 @@ class Pair:
         counts: dict = {}
         for row in rows:
             counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-        return {"a": self.a, "b": self.b, "alpha": self.alpha, "notes": self.notes, "counts": counts, "rows": rows}
+        return {"a": self.a, "b": self.b, "alpha": self.alpha, "notes": self.notes, "speed": self.speed,
+                "counts": counts, "rows": rows}
 
 
 def _mismatches(ra, rb) -> tuple:
@@ -132,16 +141,46 @@ def _mismatches(ra, rb) -> tuple:
     return notes, bad
 
 
+def _speed_plan(ra, rb):
+    """The machine rule with A's machine as the baseline's: (plan, the sentence that says how speed
+    cells were compared)."""
+    from harness.machine import describe
+    from harness.regression.speed import NORMALISED, SAME_MACHINE, plan_speed, results_machine
+
+    mine = results_machine(ra)
+    doc = {"machines": {mine.id: {"fingerprint": mine.fingerprint, "calibration": mine.calibration}}} if mine.id else {}
+    plan = plan_speed(doc, rb)
+    if plan.mode == SAME_MACHINE:
+        return plan, f"Speed: both runs come from the same machine, {plan.results.describe()}: compared as measured."
+    if plan.mode == NORMALISED:
+        return plan, (f"Speed: the runs come from different machines, A {mine.describe()} and B "
+                      f"{plan.results.describe()}. The calibrations say B's machine is {plan.factor.describe()} "
+                      f"as fast; B's rates are divided and its durations multiplied by that factor, and such a "
+                      f"cell is worse or better only beyond its floor times {plan.spread:g}. Bytes and FLOP counts "
+                      "are compared as measured.")
+    if len(mine.ids) > 1 or len(plan.results.ids) > 1:
+        why = "a run holds results of several machines"
+    elif mine.id is None or plan.results.id is None:
+        why = "a run records no machine (a CSV, or a store written before runs recorded their machine)"
+    else:
+        why = (f"the runs come from different machines, A `{mine.id}` ({describe(mine.fingerprint)}) and B "
+               f"{plan.results.describe()}, without calibrations that can be set against each other")
+    return plan, f"Speed: not compared; {why}."
+
+
 def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float] = None) -> Pair:
     """Compare results directory (or results.csv) ``b`` with ``a`` cell by cell (see the module doc)."""
     from harness.regression import DEFAULT_ALPHA, decide, load_results, summarise, tolerance_for
     from harness.contracts import UserError
+    from harness.regression.speed import NORMALISED, SAME_MACHINE, is_speed
 
     alpha = DEFAULT_ALPHA if alpha is None else alpha
     if not 0 < alpha < 1:
         raise UserError(f"alpha must be between 0 and 1, not {alpha}")
     ra, rb = load_results(a, outputs), load_results(b, outputs)
     notes, bad = _mismatches(ra, rb)
+    plan, speed_note = _speed_plan(ra, rb)
+    notes.append(speed_note)
     declared = {**ra.outputs, **rb.outputs}
     a_outputs = {name: o.as_dict() for name, o in ra.outputs.items()}
     ea = {e.key: e for e in summarise(ra)}
@@ -171,9 +210,20 @@ def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float]
             table.cells[(model, label)] = PairCell(ca, cb, NOT_COMPARABLE, note=why)
             continue
         tol = tolerance_for(cb, rb.outputs, a_outputs)
-        decision = decide(ca.stats, cb.stats, bool(ca.higher_is_better), tol, alpha)
-        table.cells[(model, label)] = PairCell(ca, cb, decision.verdict, decision, tol)
+        judged, note = cb, ""
+        if is_speed(ca):
+            if not plan.compared:
+                table.cells[(model, label)] = PairCell(ca, cb, NOT_COMPARABLE, note=speed_note)
+                continue
+            tol, judged, note = plan.tolerance(tol, ca.unit), plan.normalise(cb), plan.row_note(ca.unit)
+        decision = decide(ca.stats, judged.stats, bool(ca.higher_is_better), tol, alpha)
+        table.cells[(model, label)] = PairCell(ca, cb, decision.verdict, decision, tol, note,
+                                               judged if judged is not cb else None)
     for table in tables.values():
         table.columns.sort(key=lambda c: (c.order, c.label))
         table.models.sort()
-    return Pair(str(a), str(b), alpha, dict(sorted(tables.items())), notes)
+    speed = {"mode": plan.mode, "summary": speed_note, "a_machine": plan.section_id,
+             "b_machine": plan.results.id, "same_machine": plan.mode == SAME_MACHINE,
+             "factor": plan.factor.factor if plan.compared and plan.factor else None,
+             "spread": plan.spread if plan.mode == NORMALISED else None}
+    return Pair(str(a), str(b), alpha, dict(sorted(tables.items())), notes, speed)

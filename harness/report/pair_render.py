@@ -16,7 +16,8 @@ e = html.escape
 
 RULE = ("A cell is worse (or better) only when it moved beyond the tolerance floor its metric declares and the "
         "seeds' spread does not explain it: a one-sided Welch test (z test when a side has one seed) at "
-        "alpha = {alpha:g}; the same rule as `harness compare`. Speed figures use a ratio floor.")
+        "alpha = {alpha:g}; the same rule as `harness compare`. Speed figures use a ratio floor, and its machine "
+        "rule: as measured on the same machine, normalised by the two runs' calibrations across machines.")
 VERDICT_ORDER = (WORSE, BETTER, NOT_COMPARABLE, ONLY_A, ONLY_B, UNCHANGED)
 
 PAIR_STYLE = """

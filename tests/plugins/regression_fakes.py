@@ -15,6 +15,10 @@
   throughput, ``rate`` times seed noise (sd 5%), so speed verdicts do not depend on machine load;
 - metric ``fake_loss``: an outside metric with its own declaration (lower is better, an absolute
   tolerance of 0.25, shown first in tables): ``1.0 + loss_offset`` plus seed noise (sd 0.02).
+
+``TwinFakes(rate=...)`` is a second plugin object registering one more model of the same family,
+``fake-twin`` (the same Gaussian, its own planted ``rate``): the rows of a plugin that may or may not
+be installed, for the machine rule and "plugin not installed" tests (tests/test_machine_rule.py).
 """
 
 from __future__ import annotations
@@ -136,3 +140,21 @@ class RegressionFakes:
                             description="a deterministic stand-in for a throughput (test fake)"))
         register(MetricSpec(name="fake_loss", compute=_loss, outputs=[LOSS_OUTPUT], applies=_only_fakes,
                             description="a lower-is-better metric with its own tolerance (test fake)"))
+
+
+class TwinFakes:
+    """A second plugin: model ``fake-twin`` (see the module docstring)."""
+
+    def __init__(self, rate=1000.0):
+        self.rate = rate
+
+    @hookimpl
+    def harness_register_models(self, register):
+        rate = self.rate
+        register(ModelSpec(
+            name="fake-twin", family=FAMILY,
+            factory=lambda spec, hparams: SubsampledGaussian(spec, hparams, rate=rate),
+            data_kinds=[DataKind.CONTINUOUS], capabilities=[Capability.SAMPLE], likelihood=LikelihoodKind.EXACT,
+            hyperparameters=Hyperparameters(defaults={"fit_examples": 100}),
+            default_datasets=["reg-blobs"],
+            description="the fake Gaussian again, registered by another plugin"))
