@@ -1,0 +1,134 @@
+"""The model the three Boltzmann machines share: data handling, the training loop's minibatches, the
+log Z cache, ``log_likelihood`` and ``sample``; each machine supplies its energy-specific parts."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from harness import FitContext, LikelihoodKind, Model, Split
+from harness.contracts import LogLikelihood
+from harness_plugins.models.ebm.common import (EVAL, TRAIN, MomentumAscent, Parameters, ais_schedule, base_rate_logits,
+                                               bernoulli, device_generator, flatten, log_mean_exp_with_stderr)
+
+
+class BoltzmannModel(Model):
+    """What the three machines share: hyperparameters, data handling, the log Z cache,
+    ``log_likelihood`` and ``sample``. Subclasses supply the energy-specific parts."""
+
+    def __init__(self, spec, hparams: dict):
+        self.spec = spec
+        self.dim = spec.dim
+        self.hp = dict(hparams)
+        self.params: Optional[Parameters] = None
+        self.base_logits: Optional[torch.Tensor] = None
+        self.seed = 0
+        self._log_z = None
+
+    # ---- training
+    def training_steps(self) -> int:
+        """How many ``ctx.step`` calls training makes (pre-training included)."""
+        return int(self.hp["steps"])
+
+    def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        ctx.set_total_steps(self.training_steps())
+        x = flatten(train.x).to(self.device, TRAIN)
+        gen = device_generator(ctx.generator, self.device)
+        self.seed = ctx.seed
+        self.base_logits = base_rate_logits(x)
+        self._log_z = None
+        self._init_params(x, gen)
+        self._train(x, ctx, gen)
+
+    def _minibatches(self, x: torch.Tensor, steps: int, ctx: FitContext, gen: torch.Generator, lr=None):
+        """Yield (step, batch, learning rate) for up to ``steps`` steps, stopping early when the
+        context says so; the rate decays linearly to 0. Progress scalars are computed on every
+        ``MONITOR_EVERY``-th step only."""
+        size = min(int(self.hp["batch_size"]), len(x))
+        lr = float(self.hp["lr"] if lr is None else lr)
+        for step in range(steps):
+            if ctx.should_stop():
+                return
+            idx = torch.randint(0, len(x), (size,), generator=gen, device=x.device)
+            yield step, x[idx], lr * (1 - step / steps)
+
+    def _optimizer(self) -> MomentumAscent:
+        return MomentumAscent(self.params, float(self.hp["momentum"]), float(self.hp["weight_decay"]))
+
+    def _base_rate_samples(self, n: int, gen: torch.Generator, dtype=TRAIN) -> torch.Tensor:
+        return bernoulli(torch.sigmoid(self.base_logits.to(dtype)).expand(n, -1), gen)
+
+    # ---- likelihood
+    def log_partition(self, method: Optional[str] = None) -> dict:
+        """log Z and how it was obtained: ``{"log_z", "stderr", "log_z_method", ...}``.
+
+        ``method`` None picks exact enumeration when it is tractable (``exact_max_units``) and AIS
+        otherwise, and caches the answer until the next fit; ``"exact"`` or ``"ais"`` force one
+        (uncached; ``"exact"`` raises ValueError when it is intractable).
+        """
+        if method is None:
+            if self._log_z is None:
+                self._log_z = self.log_partition("exact" if self._exact_log_z_tractable() else "ais")
+            return self._log_z
+        if method == "exact":
+            exact = self._exact_log_z()
+            if exact is None:
+                raise ValueError(f"exact log Z is intractable for {type(self).__name__} with "
+                                 f"exact_max_units={self.hp['exact_max_units']}")
+            return {"log_z": float(exact), "stderr": 0.0, "log_z_method": "exact"}
+        if method == "ais":
+            gen = torch.Generator(device=self.device).manual_seed(int(self.hp["ais_seed"]) + 1_000_003 * self.seed)
+            betas = ais_schedule(int(self.hp["ais_betas"])).tolist()
+            chains = int(self.hp["ais_chains"])
+            log_w, log_z_base = self._ais_log_weights(betas, chains, gen)
+            log_ratio, stderr = log_mean_exp_with_stderr(log_w)
+            return {"log_z": log_z_base + log_ratio, "stderr": stderr, "log_z_method": "ais",
+                    "betas": len(betas) - 1, "chains": chains, "log_z_base_rate": log_z_base}
+        raise ValueError(f"log Z method must be None, 'exact' or 'ais', not {method!r}")
+
+    def log_likelihood(self, x: torch.Tensor, labels=None) -> LogLikelihood:
+        partition = self.log_partition()
+        params = self.params.as_dict(EVAL)
+        v = flatten(x)
+        parts, how = [], None
+        for chunk in v.split(int(self.hp["eval_batch"])):
+            values, how = self._log_unnormalized(chunk.to(self.device, EVAL), params)
+            parts.append(values)
+        values = (torch.cat(parts) - partition["log_z"]).float().cpu()
+        exact = partition["log_z_method"] == "exact" and how == "exact"
+        details = {k: v for k, v in partition.items() if k != "stderr"}
+        details["log_z_stderr"] = partition["stderr"]
+        details["log_p_unnormalized"] = how
+        if how == "mean-field lower bound":
+            details["note"] = "mean-field lower bound on log p*(v) minus the AIS estimate of log Z"
+        return LogLikelihood(values, LikelihoodKind.EXACT if exact else LikelihoodKind.ESTIMATE,
+                             shared_stderr=float(partition["stderr"]), details=details)
+
+    # ---- sampling
+    def sample(self, n: int, generator: torch.Generator, labels=None) -> torch.Tensor:
+        gen = device_generator(generator, self.device)
+        v = self._gibbs_sample(n, int(self.hp["sample_burn_in"]), gen)
+        return v.float().cpu().reshape(n, *self.spec.event_shape)
+
+    # ---- supplied by subclasses
+    def _init_params(self, x, gen):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _train(self, x, ctx, gen):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _log_unnormalized(self, v, params) -> tuple:  # (values (N,), "exact" or how it was bounded)
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def _exact_log_z(self) -> Optional[float]:  # None when intractable
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def _exact_log_z_tractable(self) -> bool:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def _ais_log_weights(self, betas, chains, gen) -> tuple:  # (log weights (chains,), log Z of the base)
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def _gibbs_sample(self, n, sweeps, gen):  # pragma: no cover - interface
+        raise NotImplementedError
