@@ -30,6 +30,11 @@ Log-likelihood: log p(v) = log p*(v) - log Z, in nats.
   LogLikelihood's ``shared_stderr`` and the kind is ``estimate``. The log of an unbiased estimate
   of Z is biased low, and with too few temperatures the weights are heavy-tailed and the delta
   method understates the error, so log p(v) estimates err on the optimistic side.
+* The conservative end: beside that optimistic AIS figure, the ``nll_upper`` metric registered here
+  (module ``bracket``) reports the NLL by reverse annealing from the test examples (RAISE, Burda,
+  Grosse & Salakhutdinov 2015; ``raise_betas`` temperatures, ``raise_chains`` chains per example,
+  on ``raise_examples`` test examples), pessimistic in expectation, and ``nll_bracket``, the width of
+  the interval; see :meth:`machine.BoltzmannModel.raise_log_likelihood`.
 * log p*(v) is exact for ``boltzmann`` and ``rbm``. For ``dbm`` it is exact by enumerating the
   smaller hidden layer when that has at most ``exact_max_units`` units; otherwise it is the
   mean-field lower bound, and the reported value is that bound minus the AIS log Z, as in
@@ -37,16 +42,17 @@ Log-likelihood: log p(v) = log p*(v) - log Z, in nats.
 
 The package: ``common`` (dtypes, Bernoulli draws, enumeration of states, the base-rate model, the
 AIS schedule, Gibbs sweeps, momentum ascent), ``machine`` (what the three models share: fitting,
-log Z, log-likelihood, sampling), one module per machine (``fvbm``, ``rbm``, ``dbm``), and here the
-hyperparameters and the registrations.
+log Z, log-likelihood, RAISE, sampling), one module per machine (``fvbm``, ``rbm``, ``dbm``),
+``bracket`` (the ``nll_upper`` metric), and here the hyperparameters and the registrations.
 
 Hyperparameters (declared with their documentation at the end of this module): the shared
 :data:`COMMON` ones (``steps``, ``batch_size``, ``lr`` (decays linearly to 0), ``momentum``,
 ``weight_decay``, ``init_scale``, ``chains``, ``exact_max_units``, ``ais_betas``, ``ais_chains``,
-``ais_seed``, ``sample_burn_in``, ``eval_batch``) and each machine's own: ``boltzmann``:
-``sweeps_per_step``; ``rbm``: ``hidden``, ``training`` ("cd" or "pcd"), ``k``; ``dbm``: ``hidden1``,
-``hidden2``, ``pretrain_steps`` (per layer), ``pretrain_lr``, ``pretrain_momentum``, ``k``,
-``mean_field_iters``, ``eval_mean_field_iters``, ``chain_burn_in``. Rules for ``digits-binary`` give
+``ais_seed``, ``raise_betas``, ``raise_chains``, ``raise_examples``, ``sample_burn_in``,
+``eval_batch``) and each machine's own: ``boltzmann``: ``sweeps_per_step``; ``rbm``: ``hidden``,
+``training`` ("cd" or "pcd"), ``k``; ``dbm``: ``hidden1``, ``hidden2``, ``pretrain_steps`` (per
+layer), ``pretrain_lr``, ``pretrain_momentum``, ``k``, ``mean_field_iters``,
+``eval_mean_field_iters``, ``chain_burn_in``. Rules for ``digits-binary`` give
 its 64 visible units a small machine whose log Z is exact, while MNIST gets a larger one estimated
 by AIS.
 """
@@ -54,6 +60,7 @@ by AIS.
 from __future__ import annotations
 
 from harness import Capability, DataKind, Hyperparameters, LikelihoodKind, ModelSpec, hookimpl
+from harness_plugins.models.ebm.bracket import nll_bracket_metric
 from harness_plugins.models.ebm.dbm import DeepBoltzmann
 from harness_plugins.models.ebm.fvbm import FullyVisibleBoltzmann
 from harness_plugins.models.ebm.rbm import RestrictedBoltzmann
@@ -67,6 +74,7 @@ __all__ = ["FullyVisibleBoltzmann", "RestrictedBoltzmann", "DeepBoltzmann", "har
 COMMON = {
     "steps": 500, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "weight_decay": 1e-4, "init_scale": 0.01,
     "chains": 100, "exact_max_units": 20, "ais_betas": 2000, "ais_chains": 100, "ais_seed": 0,
+    "raise_betas": 2000, "raise_chains": 1, "raise_examples": 100,
     "sample_burn_in": 500, "eval_batch": 500,
 }
 DOCS = {
@@ -80,7 +88,10 @@ DOCS = {
     "exact_max_units": "log Z and log p*(v) are enumerated exactly over at most 2^this states, else AIS",
     "ais_betas": "AIS inverse temperatures",
     "ais_chains": "AIS chains",
-    "ais_seed": "seed of the AIS chains (combined with the job's seed)",
+    "ais_seed": "seed of the AIS and RAISE chains (combined with the job's seed)",
+    "raise_betas": "RAISE inverse temperatures (the AIS schedule's shape), for nll_upper",
+    "raise_chains": "RAISE chains per test example",
+    "raise_examples": "test examples RAISE runs on (the first of the evaluation split; 0: all of them)",
     "sample_burn_in": "Gibbs sweeps from the base-rate model before a sample is taken",
     "eval_batch": "examples per pass when evaluating log-likelihoods",
     "sweeps_per_step": "Gibbs sweeps of the persistent chains per training step",
@@ -199,3 +210,8 @@ def harness_register_models(register):
                     "log Z exact for <= 20 units in h1, else AIS; mean-field bound on log p*(v) when both "
                     "hidden layers are large.",
     ))
+
+
+@hookimpl
+def harness_register_metrics(register):
+    register(nll_bracket_metric())

@@ -90,15 +90,19 @@ def base_rate_logits(x: torch.Tensor, pseudo_count: float = 1.0) -> torch.Tensor
     return torch.log(p) - torch.log1p(-p)
 
 
-def gibbs_sweep(y: torch.Tensor, couplings: torch.Tensor, biases: torch.Tensor, gen: torch.Generator) -> None:
+def gibbs_sweep(y: torch.Tensor, couplings: torch.Tensor, biases: torch.Tensor, gen: torch.Generator,
+                reverse: bool = False) -> None:
     """One systematic-scan Gibbs sweep of a fully visible Boltzmann machine, in place.
 
     Unit i is set to 1 with probability sigmoid(couplings[:, i] . y + biases[i]) (couplings
-    symmetric with zero diagonal), i.e. when that field plus logistic noise is positive.
+    symmetric with zero diagonal), i.e. when that field plus logistic noise is positive. Units are
+    updated in the order 0..D-1, or D-1..0 with ``reverse``: the reversal of a forward sweep (each
+    single-unit update is reversible, so the sweep's reversal is the same updates in reverse order).
     """
     u = torch.rand(y.shape, generator=gen, device=y.device, dtype=y.dtype)
     thresholds = biases + torch.log(u) - torch.log1p(-u)
-    for i in range(y.shape[1]):
+    units = range(y.shape[1] - 1, -1, -1) if reverse else range(y.shape[1])
+    for i in units:
         y[:, i] = torch.addmv(thresholds[:, i], y, couplings[:, i]) > 0
 
 

@@ -180,6 +180,37 @@ class DeepBoltzmann(BoltzmannModel):
         log_z_base = (n1 + n2) * LOG2 + float(F.softplus(base).sum())
         return log_w, log_z_base
 
+    def _raise_log_weights(self, v, betas, gen):
+        """Reverse annealing on the h1 marginal of AIS (same f_beta, same transitions, each its own
+        reversal). The annealing model ends with v ~ p(v | h1_K); the reverse chain starts at h1_K drawn
+        from the mean-field posterior r(h1 | v) = prod_j mu1_j^h1_j (1 - mu1_j)^(1 - h1_j), so the
+        weight's top term is f(v, h1_K) / r(h1_K | v), with f(v, h1) = exp(a'v + v'W1 h1 + b1'h1)
+        prod_k (1 + exp(b2 + h1 W2)_k) (h2 summed out), and its bottom term p_0(h1_0) = 2^-h1."""
+        p = self.params.as_dict(EVAL)
+        base = self.base_logits.to(EVAL)
+        n1 = p["W2"].shape[0]
+        mu1, _ = self.mean_field(v, p, int(self.hp["eval_mean_field_iters"]), tol=1e-7)
+        h1 = bernoulli(mu1, gen)
+        log_r = torch.where(h1 > 0, torch.log(mu1), torch.log1p(-mu1)).sum(1)
+        log_w = (v @ p["a"] + ((v @ p["W1"]) * h1).sum(1) + h1 @ p["b1"]
+                 + F.softplus(h1 @ p["W2"] + p["b2"]).sum(1) - log_r)
+
+        def log_f(beta, h1, x_v, x_2):
+            return (beta * (h1 @ p["b1"]) + F.softplus((1 - beta) * base + beta * x_v).sum(1)
+                    + F.softplus(beta * x_2).sum(1))
+
+        top = len(betas) - 1
+        for k in range(top, 0, -1):
+            beta = betas[k]
+            x_v, x_2 = h1 @ p["W1"].T + p["a"], h1 @ p["W2"] + p["b2"]
+            if k < top:
+                log_w += log_f(beta, h1, x_v, x_2)  # f_k(h1_k); at the top f_K(v, h1_K) stands for it
+            v_aux = bernoulli(torch.sigmoid((1 - beta) * base + beta * x_v), gen)
+            h2 = bernoulli(torch.sigmoid(beta * x_2), gen)
+            h1 = bernoulli(torch.sigmoid(beta * (v_aux @ p["W1"] + h2 @ p["W2"].T + p["b1"])), gen)
+            log_w -= log_f(beta, h1, h1 @ p["W1"].T + p["a"], h1 @ p["W2"] + p["b2"])  # f_k(h1_{k-1})
+        return log_w - n1 * LOG2  # + log p_0(h1_0)
+
     def _gibbs_sample(self, n, sweeps, gen):
         p = self.params
         v = self._base_rate_samples(n, gen)

@@ -75,6 +75,25 @@ class FullyVisibleBoltzmann(BoltzmannModel):
                 gibbs_sweep(y, beta * p["W"], beta * p["b"] + (1 - beta) * base, gen)
         return log_w, float(F.softplus(base).sum())
 
+    def _raise_log_weights(self, v, betas, gen):
+        """Reverse annealing from v. The forward transition at beta_k is a sweep over units 0..D-1, so the
+        reverse chain sweeps D-1..0; log f_k(y) = beta_k (1/2 y'Wy + (b - base)'y) + base'y and
+        p_0 is the base-rate model."""
+        p = self.params.as_dict(EVAL)
+        base = self.base_logits.to(EVAL)
+
+        def log_f(beta, y):
+            return beta * self._negative_energy(y, p["W"], p["b"] - base) + y @ base
+
+        y = v.clone()
+        log_w = torch.zeros(len(y), dtype=EVAL, device=self.device)
+        for k in range(len(betas) - 1, 0, -1):
+            beta = betas[k]
+            log_w += log_f(beta, y)  # f_k(x_k)
+            gibbs_sweep(y, beta * p["W"], beta * p["b"] + (1 - beta) * base, gen, reverse=True)
+            log_w -= log_f(beta, y)  # f_k(x_{k-1})
+        return log_w + y @ base - F.softplus(base).sum()  # + log p_0(x_0)
+
     def _gibbs_sample(self, n, sweeps, gen):
         y = self._base_rate_samples(n, gen)
         for _ in range(sweeps):

@@ -1,8 +1,10 @@
 """The model the three Boltzmann machines share: data handling, the training loop's minibatches, the
-log Z cache, ``log_likelihood`` and ``sample``; each machine supplies its energy-specific parts."""
+log Z cache, ``log_likelihood``, the RAISE estimate and ``sample``; each machine supplies its
+energy-specific parts."""
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -11,6 +13,9 @@ from harness import FitContext, LikelihoodKind, Model, Split
 from harness.contracts import LogLikelihood
 from harness_plugins.models.ebm.common import (EVAL, TRAIN, MomentumAscent, Parameters, ais_schedule, base_rate_logits,
                                                bernoulli, device_generator, flatten, log_mean_exp_with_stderr)
+
+
+RAISE_SEED_OFFSET = 7919  # keeps the RAISE chains' random stream apart from the AIS chains'
 
 
 class BoltzmannModel(Model):
@@ -105,6 +110,42 @@ class BoltzmannModel(Model):
         return LogLikelihood(values, LikelihoodKind.EXACT if exact else LikelihoodKind.ESTIMATE,
                              shared_stderr=float(partition["stderr"]), details=details)
 
+    # ---- the conservative end: RAISE
+    def raise_examples(self, available: int) -> int:
+        """On how many of ``available`` evaluation examples RAISE runs (``raise_examples``; 0: all)."""
+        wanted = int(self.hp["raise_examples"])
+        return available if wanted <= 0 else min(wanted, available)
+
+    def raise_settings(self) -> dict:
+        return {"raise_betas": int(self.hp["raise_betas"]), "raise_chains": int(self.hp["raise_chains"])}
+
+    def raise_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """Per example v of ``x``, log of an unbiased estimate of p_ann(v) by reverse annealing from v
+        (RAISE, Burda, Grosse & Salakhutdinov 2015); float64, shape (N,).
+
+        p_ann is the annealing model: the distribution of the last state of a forward chain that
+        starts at the base-rate model and applies the transitions T_1..T_K of the ``raise_betas``
+        temperatures (the AIS schedule), T_k leaving the beta_k distribution invariant. Starting at
+        v (for the ``dbm``: at h1 drawn from the mean-field posterior r(h1 | v)), the reverse chain
+        applies the reversal of T_K, ..., T_1 and collects the weight
+
+            w = p_0(x_0) prod_k f_k(x_k) / f_k(x_{k-1})    (times p(v | h1_K) / r(h1_K | v) for the dbm),
+
+        whose expectation is p_ann(v). The log of an average of ``raise_chains`` such weights is low
+        in expectation (Jensen), and p_ann approaches the machine as the schedule lengthens, so
+        -log p_hat(v) errs on the pessimistic side where AIS errs on the optimistic one."""
+        v = flatten(x).to(self.device, EVAL)
+        chains = max(1, int(self.hp["raise_chains"]))
+        betas = ais_schedule(int(self.hp["raise_betas"])).tolist()
+        gen = torch.Generator(device=self.device).manual_seed(
+            int(self.hp["ais_seed"]) + 1_000_003 * self.seed + RAISE_SEED_OFFSET)
+        per_pass = max(1, int(self.hp["eval_batch"]) // chains)
+        out = []
+        for chunk in v.split(per_pass):
+            log_w = self._raise_log_weights(chunk.repeat_interleave(chains, 0), betas, gen)
+            out.append(torch.logsumexp(log_w.reshape(len(chunk), chains), 1) - math.log(chains))
+        return torch.cat(out) if out else torch.zeros(0, dtype=EVAL)
+
     # ---- sampling
     def sample(self, n: int, generator: torch.Generator, labels=None) -> torch.Tensor:
         gen = device_generator(generator, self.device)
@@ -128,6 +169,9 @@ class BoltzmannModel(Model):
         raise NotImplementedError  # pragma: no cover - interface
 
     def _ais_log_weights(self, betas, chains, gen) -> tuple:  # (log weights (chains,), log Z of the base)
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def _raise_log_weights(self, v, betas, gen) -> torch.Tensor:  # log RAISE weights (N,) for visibles v (N, D)
         raise NotImplementedError  # pragma: no cover - interface
 
     def _gibbs_sample(self, n, sweeps, gen):  # pragma: no cover - interface

@@ -80,6 +80,26 @@ class RestrictedBoltzmann(BoltzmannModel):
         # at beta = 0 the hidden units are free: Z_0 = 2^H prod_i (1 + exp(base_i))
         return log_w, p["W"].shape[1] * LOG2 + float(F.softplus(base).sum())
 
+    def _raise_log_weights(self, v, betas, gen):
+        """Reverse annealing from v on the visible marginal (hidden units summed out): the transition at
+        beta_k, h | v then v | h, is its own reversal; log f_k(v) as for AIS, p_0 the base-rate model."""
+        p = self.params.as_dict(EVAL)
+        base = self.base_logits.to(EVAL)
+
+        def log_f(beta, v, x):
+            return (1 - beta) * (v @ base) + beta * (v @ p["a"]) + F.softplus(beta * x).sum(1)
+
+        x = v @ p["W"] + p["c"]
+        log_w = torch.zeros(len(v), dtype=EVAL, device=self.device)
+        for k in range(len(betas) - 1, 0, -1):
+            beta = betas[k]
+            log_w += log_f(beta, v, x)  # f_k(x_k)
+            h = bernoulli(torch.sigmoid(beta * x), gen)
+            v = bernoulli(torch.sigmoid((1 - beta) * base + beta * (h @ p["W"].T + p["a"])), gen)
+            x = v @ p["W"] + p["c"]
+            log_w -= log_f(beta, v, x)  # f_k(x_{k-1})
+        return log_w + v @ base - F.softplus(base).sum()  # + log p_0(x_0)
+
     def _gibbs_sample(self, n, sweeps, gen):
         p = self.params
         v = self._base_rate_samples(n, gen)
