@@ -1,4 +1,4 @@
-"""Normalising flows: planar, NICE, RealNVP, Glow and MAF, trained by maximum likelihood.
+"""Normalising flows: planar, NICE, RealNVP, Glow, MAF and the neural spline flow, trained by maximum likelihood.
 
 A flow is an invertible map f from data x to a latent z of the same shape with z ~ N(0, I); by the
 change of variables
@@ -12,8 +12,8 @@ every layer enters the likelihood.
 
 The package: ``layers`` (the layer interface, chains, preprocessing, squeeze and multi-scale),
 ``networks`` (the networks inside couplings), one module per architecture (``planar``, ``nice``,
-``realnvp``, ``glow``, ``maf``; the paper, what is left out and how its body is built), ``model``
-(training, likelihood, sampling, data handling), and here the five registrations with their
+``realnvp``, ``glow``, ``maf``, ``spline``; the paper, what is left out and how its body is built),
+``model`` (training, likelihood, sampling, data handling), and here the six registrations with their
 hyperparameters.
 
 Factored-out latents use the standard normal (Glow's learned split prior is left out).
@@ -24,12 +24,14 @@ from __future__ import annotations
 from typing import Optional
 
 from harness import Capability, DataKind, Hyperparameters, LikelihoodKind, ModelSpec, hookimpl
+from harness_plugins.models._blocks import TOYS_2D
 from harness_plugins.models.flows.glow import build_glow
 from harness_plugins.models.flows.maf import build_maf
 from harness_plugins.models.flows.model import FlowModel
 from harness_plugins.models.flows.nice import build_nice
 from harness_plugins.models.flows.planar import build_planar
 from harness_plugins.models.flows.realnvp import build_realnvp
+from harness_plugins.models.flows.spline import build_spline
 
 # ============================================================================ hyperparameters
 
@@ -68,10 +70,13 @@ DOCS = {
     "channels": "hidden channels of the convolutional coupling networks (images)",
     "scales": "scales of the multi-scale architecture (images)",
     "steps_per_scale": "flow steps (actnorm, 1x1 convolution, coupling) per scale",
+    "bins": "bins of each rational-quadratic spline",
+    "tail_bound": "the splines act on [-B, B] (standardised data), identity outside: this is B",
+    "variant": "coupling (halves condition each other) or autoregressive (MADE: each entry on those before it)",
 }
 
 
-def _declare(architecture: dict, profiles: dict, images: dict) -> Hyperparameters:
+def _declare(architecture: dict, profiles: dict, images: dict, choices=None) -> Hyperparameters:
     """The training hyperparameters plus ``architecture`` (the model's own keys and base values);
     ``profiles`` per profile; ``images`` per profile, for image datasets (after the profile's values)."""
     defaults = {**TRAINING, **architecture}
@@ -80,6 +85,7 @@ def _declare(architecture: dict, profiles: dict, images: dict) -> Hyperparameter
         docs={k: DOCS[k] for k in defaults},
         profiles=profiles,
         rules=[({"profile": p, "image": True}, values) for p, values in images.items()],
+        choices=choices or {},
     )
 
 
@@ -147,6 +153,18 @@ MAF = _declare(
         "full": {"layers": 10, "hidden": 1024, "steps": 30000, "batch_size": 128},
     },
 )
+SPLINE = _declare(
+    {"couplings": 6, "hidden": 64, "depth": 2, "bins": 8, "tail_bound": 4.0, "variant": "coupling"},
+    profiles={
+        "smoke": {"couplings": 4, "hidden": 32, "depth": 2, "bins": 8, "steps": 150, "lr": 1e-2, "val_every": 150},
+        "quick": {"couplings": 4, "hidden": 64, "depth": 2, "bins": 32, "steps": 1000, "batch_size": 1024,
+                  "lr": 5e-3},
+        "full": {"couplings": 8, "hidden": 256, "depth": 2, "bins": 16, "steps": 20000, "lr": 1e-3,
+                 "val_every": 1000},
+    },
+    images={},
+    choices={"variant": ["coupling", "autoregressive"]},
+)
 
 # ============================================================================ registration
 
@@ -158,6 +176,13 @@ DEFAULT_DATASETS_IMAGES = {"smoke": ["8gaussians", "digits"], "quick": ["8gaussi
 def _planar_accepts(spec) -> Optional[str]:
     if spec.is_image or len(spec.event_shape) != 1 or spec.dim > 16:
         return (f"planar flows have no closed-form inverse and are only run on low-dimensional vectors; "
+                f"{spec.name} has shape {spec.event_shape}")
+    return None
+
+
+def _spline_accepts(spec) -> Optional[str]:
+    if len(spec.event_shape) != 1 or spec.dim < 2:
+        return (f"the spline flow here couples halves of a feature vector (at least two features); "
                 f"{spec.name} has shape {spec.event_shape}")
     return None
 
@@ -214,6 +239,12 @@ MODELS = [
         name="glow", build=build_glow, accepts=_glow_accepts, hyperparameters=GLOW,
         default_datasets=DEFAULT_DATASETS_IMAGES,
         description="Glow (Kingma & Dhariwal 2018): actnorm, LU 1x1 convolution, affine coupling; multi-scale.",
+    ),
+    dict(
+        name="spline", build=build_spline, accepts=_spline_accepts, hyperparameters=SPLINE,
+        default_datasets={"smoke": ["8gaussians"], "quick": TOYS_2D, "full": TOYS_2D},
+        description="Neural spline flow (Durkan et al. 2019): rational-quadratic spline couplings with linear "
+                    "tails; vectors.",
     ),
     dict(
         name="maf", build=build_maf, accepts=_at_least_2d(_vector_or_image), hyperparameters=MAF,
