@@ -168,9 +168,8 @@ SPLINE = _declare(
 
 # ============================================================================ registration
 
-TOYS = ["8gaussians", "checkerboard"]
-DEFAULT_DATASETS_IMAGES = {"smoke": ["8gaussians", "digits"], "quick": ["8gaussians", "digits"],
-                           "full": [*TOYS, "moons", "2spirals", "digits", "mnist5k"]}
+DEFAULT_DATASETS_IMAGES = {"smoke": ["8gaussians", "digits"], "quick": [*TOYS_2D, "digits"],
+                           "full": [*TOYS_2D, "digits", "mnist5k"]}
 
 
 def _planar_accepts(spec) -> Optional[str]:
@@ -222,7 +221,7 @@ ALL_KINDS = [DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY]
 MODELS = [
     dict(
         name="planar", build=build_planar, accepts=_planar_accepts, hyperparameters=PLANAR,
-        default_datasets={"smoke": ["8gaussians"], "quick": TOYS, "full": [*TOYS, "moons", "2spirals"]},
+        default_datasets={"smoke": ["8gaussians"], "quick": TOYS_2D, "full": TOYS_2D},
         description="Planar flow (Rezende & Mohamed 2015), density by numerical inversion of each layer.",
     ),
     dict(
