@@ -289,7 +289,8 @@ class Model:
 
     def restore_state(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load what :meth:`export_state` gave into a model built by the factory with the same dataset
-        and hyperparameters; a missing or unexpected key is an error."""
+        and hyperparameters; a missing or unexpected key, or a shape other than the module's (or than the
+        tensor attribute's, where the fresh model already has one), is an error."""
         used = set()
         for name, value in sorted(vars(self).items()):
             if isinstance(value, torch.nn.Module):
@@ -302,6 +303,10 @@ class Model:
                 continue
             if "." in key or not hasattr(self, key):
                 raise KeyError(f"{type(self).__name__} has no state {key!r}")
+            current = getattr(self, key)
+            if isinstance(current, torch.Tensor) and current.shape != tensor.shape:
+                raise ValueError(f"{type(self).__name__} state {key!r} must have shape {tuple(current.shape)}, not "
+                                 f"{tuple(tensor.shape)}")
             setattr(self, key, tensor.to(self.device))
         self.to(self.device)
 
@@ -318,6 +323,9 @@ class ModelSpec:
     every profile).
     ``likelihood``: how the model gives a likelihood (None if it does not).
     ``accepts(dataset_spec)``: optional extra check, returning None or the reason it cannot run.
+    ``resources``: what one job of this model asks of a cluster executor (``run --executor ray``):
+    ``{"cpus": n, "gpus": x}``, each value a number (GPUs may be fractional) or a ``{profile: number}``
+    mapping; unset keys take the executor's defaults (see :mod:`harness.executors.resources`).
     """
 
     name: str
@@ -331,6 +339,7 @@ class ModelSpec:
     accepts: Optional[Callable[[DatasetSpec], Optional[str]]] = None
     description: str = ""
     version: str = "1"
+    resources: Any = None
 
     def __post_init__(self):
         from harness.hparams import Hyperparameters
@@ -347,6 +356,21 @@ class ModelSpec:
         if not isinstance(self.hyperparameters, Hyperparameters):
             raise TypeError(f"model {self.name!r}: hyperparameters must be a harness.Hyperparameters, not "
                             f"{type(self.hyperparameters).__name__}")
+
+    def resources_for(self, profile: str) -> dict:
+        """The declared ``resources`` for one profile: ``{"cpus": n, "gpus": x}``, only the keys declared."""
+        out = {}
+        for key, value in (self.resources or {}).items():
+            if key not in ("cpus", "gpus"):
+                raise ValueError(f"model {self.name!r}: unknown resource {key!r} (cpus, gpus)")
+            if isinstance(value, Mapping):
+                if profile not in value:
+                    continue
+                value = value[profile]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"model {self.name!r}: resource {key!r} must be a number >= 0, not {value!r}")
+            out[key] = value
+        return out
 
     def resolve_hparams(self, profile: str, dataset: Optional[DatasetSpec] = None, overrides=()) -> dict:
         """Concrete hyperparameters for one job (``overrides``: (key, value, source) from the user)."""
@@ -528,7 +552,7 @@ class MetricContext:
     profile: "Any"  # harness.profiles.Profile
     device: torch.device
     seed: int
-    fit: Optional[FitContext] = None
+    fit: Optional[FitContext] = None  # None when the model was loaded (saved weights), not fitted in this job
     cache_dir: Optional[Any] = None  # pathlib.Path for on-disk caches shared across runs
     data_root: Optional[Any] = None  # pathlib.Path: where user-supplied data and weights live
     feature_extractors: Mapping[str, Any] = field(default_factory=dict)  # name -> FeatureExtractorSpec

@@ -17,6 +17,7 @@ import harness
 from harness.contracts import Measurement
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+TRAINED, ARTIFACT, CHECKPOINT, SAMPLES = "trained", "artifact", "checkpoint", "samples"
 
 
 @dataclass
@@ -32,6 +33,13 @@ class Job:
     key: str = ""
     skip_reason: Optional[str] = None
     skip_kind: str = ""  # why it cannot run: incompatible, data (missing or refused files), or other
+    # Where the model comes from: fitted here (TRAINED), restored from a saved artifact (ARTIFACT, origin_path
+    # its folder) or a weights file (CHECKPOINT, origin_path the file), or a set of samples some other generator
+    # drew (SAMPLES: nothing to fit or restore; only sample-based quality metrics apply).
+    origin: str = "trained"
+    origin_path: str = ""
+    weights: str = ""  # sha256 of the weights or samples a loaded job starts from; part of its key
+    model_key: str = ""  # the job key without the metrics: what determines the fitted model
 
     @property
     def label(self) -> str:
@@ -62,12 +70,29 @@ def _placeholder(metric: str) -> Measurement:
     return Measurement(metric, math.nan, "", "measured", higher_is_better=False)
 
 
-def job_key(job: Job, model_version: str, plugin_version: str) -> str:
-    """A hash of everything that determines a job's result: the model and its versions, the data's
-    provenance, the seed, the profile, the resolved hyperparameters and the metrics."""
+def _model_payload(job: Job, model_version: str, plugin_version: str) -> dict:
     payload = {
         "model": job.model, "model_version": model_version, "plugin_version": plugin_version,
         "dataset": job.dataset, "provenance": job.provenance, "seed": job.seed, "profile": job.profile,
-        "hparams": job.hparams, "metrics": sorted(job.metrics), "harness": harness.__version__,
+        "hparams": job.hparams, "harness": harness.__version__,
     }
+    if job.weights:  # a loaded job: the weights it starts from decide its results
+        payload["weights"] = job.weights
+    return payload
+
+
+def _digest(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def job_key(job: Job, model_version: str, plugin_version: str) -> str:
+    """A hash of everything that determines a job's result: the model and its versions, the data's
+    provenance, the seed, the profile, the resolved hyperparameters, the weights a loaded job starts
+    from, and the metrics."""
+    return _digest({**_model_payload(job, model_version, plugin_version), "metrics": sorted(job.metrics)})
+
+
+def model_key(job: Job, model_version: str, plugin_version: str) -> str:
+    """The job key without the metrics: what determines the fitted model. ``run --resume`` with another
+    metric selection finds a saved model by it (the job key changes with the metrics; the model does not)."""
+    return _digest(_model_payload(job, model_version, plugin_version))

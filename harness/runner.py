@@ -3,7 +3,10 @@ streams each result into the store as it ends.
 
 A job that raises, produces NaN/inf or passes its time limit is recorded as failed with its reason
 (see :mod:`harness.worker`) and the run goes on. Incompatible pairs are recorded as skipped with their
-reason. The runner is the coordinator: it alone writes the store and calls the observer hooks.
+reason. The runner is the coordinator: it alone writes the store and calls the observer hooks. The
+models themselves are saved by whoever ran the job, as files under ``DIR/artifacts``
+(:mod:`harness.artifacts`); with ``resume`` a job still to do whose model was saved by a recorded job
+(same model key: everything but the metrics) restores it instead of training again.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from typing import Callable, Optional
 import torch
 
 import harness
+from harness import artifacts
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
-from harness.jobs import FAILED, OK, SKIPPED, Job, JobResult, job_key
+from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SKIPPED, TRAINED, Job, JobResult, job_key, model_key
 from harness.profiles import Profile
 from harness.store import Store
 from harness.worker import JobRunner, metrics_for
@@ -93,7 +97,8 @@ class Runner:
     def __init__(self, host, profile: Profile, out: Path, seeds: list, device: str = "cpu",
                  data_root: Optional[Path] = None, cache_dir: Optional[Path] = None, resume: bool = False,
                  metrics: Optional[list] = None, job_timeout: Optional[float] = None,
-                 progress: Optional[Callable] = None, executor=None, overrides: Optional[list] = None):
+                 progress: Optional[Callable] = None, executor=None, overrides: Optional[list] = None,
+                 save_artifacts: bool = True):
         self.host = host
         self.profile = profile
         self.out = Path(out)
@@ -110,8 +115,10 @@ class Runner:
 
             executor = InProcess()
         self.executor = executor
+        self.save_artifacts = save_artifacts
         self.job_runner = JobRunner(host, profile, self.device, self.data_root, self.cache_dir, metrics,
-                                    job_timeout, progress)
+                                    job_timeout, progress,
+                                    artifacts_dir=artifacts.artifacts_dir(self.out) if save_artifacts else None)
         self.job_timeout = self.job_runner.job_timeout
 
     # ------------------------------------------------------------------ plan
@@ -134,7 +141,8 @@ class Runner:
             for seed in self.seeds:
                 job = Job(mspec.name, mspec.family, dname, seed, self.profile.name, dict(hparams), provenance,
                           metrics, skip_reason=reason, skip_kind=kind if reason is not None else "")
-                job.key = job_key(job, mspec.version, self.host.plugin_version("models", mspec.name))
+                versions = (mspec.version, self.host.plugin_version("models", mspec.name))
+                job.key, job.model_key = job_key(job, *versions), model_key(job, *versions)
                 jobs.append(job)
         return jobs
 
@@ -148,9 +156,11 @@ class Runner:
                                                     "jobs": [j.key for j in jobs]})
         store.record_outputs(self.host.registry.metrics.values())
         self.host.pm.hook.harness_run_started(run=info)
-        counts = {OK: 0, FAILED: 0, SKIPPED: 0, "reused": 0}
+        counts = {OK: 0, FAILED: 0, SKIPPED: 0, "reused": 0, "loaded": 0, "artifacts": 0, "artifact_bytes": 0}
         bar = self.progress(len(jobs), "jobs") if self.progress else None
         todo = []
+        artifacts.remove_stale_temporaries(artifacts.artifacts_dir(self.out))  # of a killed run; none is writing
+        saved = self._saved_models(store) if self.resume else {}
         try:
             for job in jobs:
                 if self.resume and store.job_status(job.key) in (OK, SKIPPED):
@@ -160,6 +170,8 @@ class Runner:
                 elif job.skip_reason is not None:
                     self._finish(store, info, job, JobResult(SKIPPED, job.skip_reason), counts, bar)
                 else:
+                    if job.origin == TRAINED and job.model_key in saved:
+                        job.origin, job.origin_path = ARTIFACT, str(saved[job.model_key])
                     todo.append(job)
             for job, result in self.executor.results(self.job_runner, todo):
                 self._finish(store, info, job, result, counts, bar)
@@ -171,9 +183,29 @@ class Runner:
         self.host.pm.hook.harness_run_finished(run=info, summary=summary)
         return store, summary
 
+    def _saved_models(self, store) -> dict:
+        """model key -> artifact folder, for the intact artifacts of jobs the store recorded (a model saved
+        by a job killed before its result was stored is not reused: that job runs again)."""
+        found = {}
+        for path, meta in artifacts.list_artifacts(artifacts.artifacts_dir(self.out)):
+            if not meta.get("model_key") or store.job_status(meta.get("key", "")) is None:
+                continue
+            try:
+                artifacts.verify(path, meta)
+            except artifacts.ArtifactError:
+                continue
+            found[meta["model_key"]] = path.resolve()
+        return found
+
     def _finish(self, store, info, job, result, counts, bar) -> None:
         store.record_job(job, result, info.run_id)
         counts[result.status] += 1
+        if result.details.get("source") in (ARTIFACT, CHECKPOINT):  # restored, not trained
+            counts["loaded"] += 1
+        saved = result.details.get("artifact")
+        if saved:
+            counts["artifacts"] += 1
+            counts["artifact_bytes"] += int(saved.get("bytes", 0))
         self.host.pm.hook.harness_job_finished(run=info, job=job, result=result)
         if bar is not None:
             bar.set_postfix_str(f"{job.label} {result.status}")

@@ -17,9 +17,11 @@ import pandas as pd
 STORE_NAME = "results.sqlite"
 
 # Columns of results.csv, one measurement a row. ``id`` is the measurement's identity: its name, or
-# ``name@n`` where the sample count is part of what the number means (``fid@2000``).
+# ``name@n`` where the sample count is part of what the number means (``fid@2000``). ``source`` is where
+# the measured model came from: ``trained`` (fitted by the job), or ``artifact PATH`` (a model saved by an
+# earlier job), ``checkpoint PATH`` (a weights file), ``samples PATH`` (samples from another generator).
 RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "id", "value", "stderr", "unit",
-                  "estimator", "n", "status", "reason"]
+                  "estimator", "n", "status", "reason", "source"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -124,6 +126,19 @@ class Store:
         row = self.db.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def jobs(self) -> list:
+        """Every stored job as a dict (key, model, family, dataset, seed, profile, status, reason, finished,
+        hparams, provenance, details), oldest first."""
+        cur = self.db.execute("SELECT key, model, family, dataset, seed, profile, status, reason, finished, hparams, "
+                              "dataset_provenance, details FROM jobs ORDER BY finished")
+        names = ["key", "model", "family", "dataset", "seed", "profile", "status", "reason", "finished", "hparams",
+                 "provenance", "details"]
+        rows = [dict(zip(names, r)) for r in cur]
+        for row in rows:
+            row["hparams"] = json.loads(row["hparams"] or "{}")
+            row["details"] = json.loads(row["details"] or "{}")
+        return rows
+
     def runs(self) -> list:
         cur = self.db.execute("SELECT run_id, started, finished, profile, info FROM runs ORDER BY started")
         return [dict(run_id=r[0], started=r[1], finished=r[2], profile=r[3], info=json.loads(r[4] or "{}"))
@@ -137,7 +152,10 @@ class Store:
                    COALESCE(m.status, j.status) AS status,
                    COALESCE(m.reason, j.reason) AS reason,
                    m.higher_is_better, m.details, j.key, j.seconds, j.finished, j.hparams,
-                   j.dataset_provenance, j.details AS job_details
+                   j.dataset_provenance, j.details AS job_details,
+                   CASE WHEN j.status = 'skipped' THEN NULL
+                        ELSE COALESCE(json_extract(j.details, '$.source'), 'trained')
+                             || COALESCE(' ' || json_extract(j.details, '$.loaded_from'), '') END AS source
             FROM jobs j LEFT JOIN measurements m ON m.key = j.key
             ORDER BY j.dataset, j.model, j.seed, m.rowid
         """

@@ -1,4 +1,5 @@
-"""Running one job: build the model with the job's hyperparameters, fit it, measure it.
+"""Running one job: build the model with the job's hyperparameters, fit it (or restore it from saved
+weights), measure it, save it.
 
 :class:`JobRunner` is what every executor calls, in this process or in a worker: it knows the
 plugin host, the profile, the device and where data and caches live, and turns a
@@ -23,10 +24,10 @@ from typing import Callable, Optional
 
 import torch
 
-from harness.contracts import (Dataset, FitContext, Measurement, MetricContext, MetricSkipped, UndeclaredMeasurement,
-                               UserError)
+from harness.contracts import (SPEED, Capability, Dataset, FitContext, Measurement, MetricContext, MetricSkipped,
+                               UndeclaredMeasurement, UserError)
 from harness.data import provenance_hash
-from harness.jobs import FAILED, OK, Job, JobResult
+from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SAMPLES, TRAINED, Job, JobResult
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,32 @@ class DatasetCache:
         return self._datasets[spec.name]
 
 
-def metrics_for(host, model_spec, dataset_spec, names: Optional[list] = None):
-    """(metrics that apply, [(metric name, reason) for those that do not]) for one pair."""
+def metrics_for(host, model_spec, dataset_spec, names: Optional[list] = None, origin: str = TRAINED):
+    """(metrics that apply, [(metric name, reason) for those that do not]) for one pair.
+
+    For samples another generator drew (``origin`` SAMPLES) only quality metrics that need nothing but
+    samples apply: a speed metric would time the adapter that hands the samples out, not the generator."""
     chosen, skipped = [], []
     for name in names or sorted(host.registry.metrics):
         metric = host.metric(name)
         if any(m.name == metric.name for m in chosen) or any(n == metric.name for n, _ in skipped):
             continue  # named twice (by itself and by one of its outputs)
         reason = metric.incompatibility(model_spec, dataset_spec)
+        if not reason and origin == SAMPLES:
+            reason = _samples_only_reason(metric)
         if reason:
             skipped.append((metric.name, reason))
         else:
             chosen.append(metric)
     return chosen, skipped
+
+
+def _samples_only_reason(metric) -> Optional[str]:
+    if all(o.kind == SPEED for o in metric.outputs):
+        return "a speed metric times a model; external samples come without one"
+    if set(metric.requires) != {Capability.SAMPLE}:
+        return "external samples give samples only"
+    return None
 
 
 @dataclass
@@ -82,21 +96,25 @@ class WorkerSetup:
     cache_dir: str
     metrics: Optional[list]
     job_timeout: Optional[float]
+    artifacts_dir: Optional[str] = None
 
     def build(self) -> "JobRunner":
         from harness.plugins import Harness
         from harness.profiles import get_profile
 
         return JobRunner(Harness.from_sources(self.plugin_sources), get_profile(self.profile), self.device,
-                         Path(self.data_root), Path(self.cache_dir), self.metrics, self.job_timeout)
+                         Path(self.data_root), Path(self.cache_dir), self.metrics, self.job_timeout,
+                         artifacts_dir=Path(self.artifacts_dir) if self.artifacts_dir else None)
 
 
 class JobRunner:
-    """Fits and measures jobs (see the module doc)."""
+    """Fits and measures jobs (see the module doc). ``artifacts_dir``: where each job that fitted or
+    loaded a model saves it (:mod:`harness.artifacts`); None saves nothing."""
 
     def __init__(self, host, profile, device="cpu", data_root: Path = Path("datasets"),
                  cache_dir: Path = Path("cache"), metrics: Optional[list] = None,
-                 job_timeout: Optional[float] = None, progress: Optional[Callable] = None):
+                 job_timeout: Optional[float] = None, progress: Optional[Callable] = None,
+                 artifacts_dir: Optional[Path] = None):
         self.host = host
         self.profile = profile
         self.device = torch.device(device)
@@ -107,11 +125,13 @@ class JobRunner:
         self.progress = progress  # factory: progress(total, desc, leave=...) -> tqdm-like, or None
         self.datasets = DatasetCache(self.data_root)
         self.run_cache: dict = {}
+        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
 
     @property
     def setup(self) -> WorkerSetup:
         return WorkerSetup(self.host.worker_sources(), self.profile.name, str(self.device), str(self.data_root),
-                           str(self.cache_dir), self.metric_names, self.job_timeout)
+                           str(self.cache_dir), self.metric_names, self.job_timeout,
+                           str(self.artifacts_dir) if self.artifacts_dir is not None else None)
 
     def run(self, job: Job) -> JobResult:
         started = time.perf_counter()
@@ -137,27 +157,13 @@ class JobRunner:
         torch.manual_seed(job.seed)
         model = mspec.factory(dspec, dict(job.hparams))
         model.to(self.device)
-        bar = self.progress(None, f"fit {job.model}/{job.dataset}", leave=False) if self.progress else None
-
-        def on_step(step, scalars):
-            if bar is not None:
-                if bar.total != fit.total_steps:  # the model says how many steps it will take
-                    bar.total = fit.total_steps
-                bar.update(1)
-                if scalars and step % 10 == 0:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()}, refresh=False)
-
-        deadline = time.monotonic() + FIT_SHARE_OF_TIMEOUT * self.job_timeout if self.job_timeout else None
-        fit = FitContext(self.device, job.seed, deadline=deadline, progress=on_step)
-        try:
-            model.fit(data.train, data.val, fit)
-        finally:
-            fit.finish()
-            if bar is not None:
-                bar.close()
-        details = {"fit_seconds": fit.seconds, "fit_steps": fit.steps, "fit_examples": fit.examples,
-                   "stopped_at_deadline": fit.should_stop()}
-        metrics, skipped = metrics_for(self.host, mspec, dspec, self.metric_names)
+        if job.origin == TRAINED:
+            fit = self._fit(job, model, data)
+            details = {"source": TRAINED, "fit_seconds": fit.seconds, "fit_steps": fit.steps,
+                       "fit_examples": fit.examples, "stopped_at_deadline": fit.should_stop()}
+        else:  # loaded: no fit, so nothing for a metric to time (MetricContext.fit is None)
+            fit, details = None, self._load(job, model)
+        metrics, skipped = metrics_for(self.host, mspec, dspec, self.metric_names, job.origin)
         result = JobResult(OK, details=details, metric_skips=skipped)
         metric_seconds = result.details.setdefault("metric_seconds", {})
         for metric in metrics:
@@ -189,7 +195,87 @@ class JobRunner:
             reasons.insert(0, "non-finite " + ", ".join(bad))
         if reasons:
             result.status, result.reason = FAILED, "; ".join(reasons)
+        if self.artifacts_dir is not None and job.origin != SAMPLES:
+            self._save(job, model, mspec, data, result)
         return result
+
+    def _fit(self, job: Job, model, data) -> FitContext:
+        bar = self.progress(None, f"fit {job.model}/{job.dataset}", leave=False) if self.progress else None
+
+        def on_step(step, scalars):
+            if bar is not None:
+                if bar.total != fit.total_steps:  # the model says how many steps it will take
+                    bar.total = fit.total_steps
+                bar.update(1)
+                if scalars and step % 10 == 0:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()}, refresh=False)
+
+        deadline = time.monotonic() + FIT_SHARE_OF_TIMEOUT * self.job_timeout if self.job_timeout else None
+        fit = FitContext(self.device, job.seed, deadline=deadline, progress=on_step)
+        try:
+            model.fit(data.train, data.val, fit)
+        finally:
+            fit.finish()
+            if bar is not None:
+                bar.close()
+        return fit
+
+    def _load(self, job: Job, model) -> dict:
+        """Restore ``model`` from the job's artifact or checkpoint (nothing to restore for external samples:
+        their adapter holds them). The details say where the model came from."""
+        from harness import artifacts, checkpoints
+
+        started = time.perf_counter()
+        state = None
+        if job.origin == ARTIFACT:
+            _, state = artifacts.load_artifact(job.origin_path)
+        elif job.origin == CHECKPOINT:
+            state, digest = checkpoints.load_weights(job.origin_path)
+            if job.weights and digest != job.weights:
+                raise UserError(f"checkpoint {job.origin_path} changed since the job was planned")
+        elif job.origin != SAMPLES:
+            raise ValueError(f"unknown job origin {job.origin!r}")
+        if state is not None:
+            model.restore_state(state)
+            model.to(self.device)
+        return {"source": job.origin, "loaded_from": job.origin_path, "weights_sha256": job.weights,
+                "load_seconds": round(time.perf_counter() - started, 4),
+                "note": "loaded, not trained: this job fitted nothing"}
+
+    def _save(self, job: Job, model, mspec, data, result: JobResult) -> None:
+        """Save the model as ``artifacts_dir/<job key>``; a failure to save is noted in the details, and the
+        job's numbers stand."""
+        from harness import artifacts
+
+        meta = {"model": job.model, "family": job.family, "dataset": job.dataset, "seed": job.seed,
+                "profile": job.profile, "hparams": job.hparams, "provenance": job.provenance,
+                "model_key": job.model_key, "metrics": list(job.metrics), "status": result.status,
+                "source": job.origin, "loaded_from": job.origin_path or None,
+                "versions": {"harness": _harness_version(), "torch": torch.__version__,
+                             "safetensors": _safetensors_version(), "model": mspec.version,
+                             "plugin": self.host.plugin_version("models", mspec.name)}}
+        try:
+            written = artifacts.write_artifact(self.artifacts_dir, job.key, model, mspec, data, meta)
+        except JobTimeout:
+            raise
+        except Exception as exc:
+            log.debug("saving the model of %s failed", job.label, exc_info=True)
+            result.details["artifact_error"] = f"{type(exc).__name__}: {exc}"
+            return
+        result.details["artifact"] = {"path": f"{artifacts.ARTIFACTS_DIR}/{written.path.name}",
+                                      "bytes": written.bytes, "seconds": round(written.seconds, 4)}
+
+
+def _harness_version() -> str:
+    import harness
+
+    return harness.__version__
+
+
+def _safetensors_version() -> str:
+    import safetensors
+
+    return safetensors.__version__
 
 
 @contextlib.contextmanager

@@ -29,7 +29,8 @@ def test_run_needs_a_selection(capsys):
     assert "--all" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["plugins"], ["report"], ["datasets"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["plugins"], ["report"], ["datasets"], ["evaluate"],
+                                     ["evaluate-samples"]])
 def test_help_everywhere(command):
     out = subprocess.run([sys.executable, "-m", "harness", *command, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage:" in out.stdout

@@ -12,6 +12,15 @@ from harness.runner import Runner
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "harness-example-plugin"
 
 
+def test_example_plugin_passes_the_conformance_kit(harness_check, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    sys.modules.pop("harness_example.laplace", None)
+    from harness_example import laplace as plugin
+
+    report = harness_check("laplace", plugins={"example": plugin})
+    assert report.find("model:laplace", "state_round_trip", "continuous").passed
+
+
 def test_example_plugin_runs_and_its_nll_matches_scipy(host, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     sys.modules.pop("harness_example.laplace", None)

@@ -1,5 +1,5 @@
-"""Fidelity metrics: agreement with torch-fidelity called directly and with scipy, the two-Gaussian
-closed form, the reference cache (hit, stale on dataset or extractor change), M + 1 feature passes,
+"""Fidelity metrics: agreement with torch-fidelity called directly and with scipy (fid, kid, precision,
+recall) and with the prdc package (density, coverage), the two-Gaussian closed form, the reference cache (hit, stale on dataset or extractor change), M + 1 feature passes,
 degenerate samples, and a missing Inception weights file."""
 
 from __future__ import annotations
@@ -182,6 +182,52 @@ def test_raw_fid_equals_torch_fidelity_and_scipy_on_2d_data():
     assert fid == pytest.approx(scipy_fid(samples.numpy(), test.float().double().numpy()), rel=1e-4)
 
 
+def _prdc_reference(f_gen: np.ndarray, f_ref: np.ndarray) -> dict:
+    from prdc import compute_prdc
+
+    return compute_prdc(real_features=f_ref, fake_features=f_gen, nearest_k=fidelity.DC_NEIGHBORHOOD)
+
+
+def test_density_and_coverage_equal_the_prdc_package_on_digits_and_raw_features(digits):
+    """Naeem et al.'s own implementation (the ``prdc`` package, k = 5) on the same features: equal up
+    to a ball boundary decided differently by rounding (one count in k M or in N)."""
+    n = 300
+    samples = corrupted_digits(digits, n)
+    ctx = context(PoolModel(samples), digits, n)
+    got = {m: value(m, ctx) for m in ("density", "coverage")}
+    extractor = ctx.run_cache[("fidelity:extractor", "digits-classifier", "digits", digits.provenance, "cpu")]
+    reference_x = fidelity.split_subset(digits.test.x, n)
+    direct = _prdc_reference(extractor.features(samples).double().numpy(),
+                             extractor.features(reference_x).double().numpy())
+    k = fidelity.DC_NEIGHBORHOOD
+    assert got["density"].value == pytest.approx(direct["density"], abs=1.01 / (k * n))
+    assert got["coverage"].value == pytest.approx(direct["coverage"], abs=1.01 / len(reference_x))
+    assert 0.2 < got["coverage"].value < 1 and 0.1 < got["density"].value
+    assert got["density"].id == f"density@{n}" and got["coverage"].details["neighborhood"] == k == 5
+
+    rng = np.random.default_rng(11)
+    train = torch.from_numpy(rng.standard_normal((600, 2)))
+    test = torch.from_numpy(rng.standard_normal((500, 2)))
+    for shift in (0.0, 3.0):
+        gen = torch.from_numpy(rng.standard_normal((400, 2)) + shift)
+        ctx = context(PoolModel(gen), make_dataset("toy", train, test), 400)
+        got = {m: value(m, ctx).value for m in ("density", "coverage")}
+        direct = _prdc_reference(gen.numpy(), fidelity.split_subset(test.float(), 400).double().numpy())
+        assert got["density"] == pytest.approx(direct["density"], abs=1.01 / (k * 400))
+        assert got["coverage"] == pytest.approx(direct["coverage"], abs=1.01 / 400)
+        if shift == 0.0:  # samples like the data: density near 1, most balls hit
+            assert 0.85 < got["density"] < 1.15 and got["coverage"] > 0.9
+        else:  # shifted away: few samples in the data's balls, many balls empty
+            assert got["density"] < 0.3 and got["coverage"] < 0.5
+
+
+def test_density_and_coverage_of_far_away_samples_are_zero():
+    dataset = toy_dataset()
+    far = torch.full((200, 2), 100.0, dtype=torch.float64) + torch.randn(200, 2, dtype=torch.float64)
+    ctx = context(PoolModel(far), dataset, 200)
+    assert value("density", ctx).value == 0.0 and value("coverage", ctx).value == 0.0
+
+
 # ----------------------------------------------------------------------------- closed form
 
 
@@ -326,7 +372,7 @@ def test_m_models_cost_m_plus_one_feature_passes():
     dataset = toy_dataset()
     run_cache = {}
     results = []
-    for i in range(3):  # three model jobs, each running its four metrics one after the other
+    for i in range(3):  # three model jobs, each running its six metrics one after the other
         ctx = context(PoolModel(model_samples(10 + i)), dataset, 200, run_cache=run_cache, name=f"model{i}")
         results.append({m: value(m, ctx) for m in fidelity.METRICS})
     passes = fidelity.FEATURE_PASSES
@@ -398,7 +444,8 @@ def test_metrics_registered_for_sampling_models_only():
         (out,) = spec.outputs
         assert out.name == name and out.sample_count_in_id and out.estimator == "statistic" and out.kind == "quality"
         assert out.identity(2000) == f"{name}@2000"
-    assert [specs[m].outputs[0].order for m in ("fid", "kid", "precision", "recall")] == [60, 70, 80, 90]
+    assert [specs[m].outputs[0].order for m in ("fid", "kid", "precision", "density", "recall", "coverage")] == [
+        60, 70, 80, 85, 90, 95]
     assert not specs["fid"].outputs[0].higher_is_better and specs["recall"].outputs[0].higher_is_better
     sampler = model_spec()
     no_sampler = ModelSpec(name="ll-only", family="test", factory=lambda s, h: None,

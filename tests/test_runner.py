@@ -118,7 +118,9 @@ def test_same_seed_gives_the_same_numbers(host, tmp_path):
 
 
 def test_process_pool_computes_what_in_process_computes(host, tmp_path):
-    """The executor changes where jobs run, never what they compute."""
+    """The executor changes where jobs run, never what they compute; worker processes save the same models
+    into the run directory (whole folders: no temporary one is left)."""
+    from harness import artifacts
     from harness.executors import ProcessPool
 
     a, _ = run(host, tmp_path / "a", ["gmm", "gaussian"], ["8gaussians"], seeds=[0, 1], metrics=["nll"])
@@ -129,6 +131,13 @@ def test_process_pool_computes_what_in_process_computes(host, tmp_path):
     a = a.query("metric == 'nll'").sort_values(key)[key + ["value", "stderr"]].reset_index(drop=True)
     b = b.query("metric == 'nll'").sort_values(key)[key + ["value", "stderr"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+    assert summary["artifacts"] == 4
+    saved_a = sorted(p.name for p in (tmp_path / "a" / "artifacts").iterdir())
+    assert sorted(p.name for p in (tmp_path / "b" / "artifacts").iterdir()) == saved_a
+    for key in saved_a:
+        state_a = artifacts.load_artifact(tmp_path / "a" / "artifacts" / key)[1]
+        state_b = artifacts.load_artifact(tmp_path / "b" / "artifacts" / key)[1]
+        assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
 def test_metric_skipped_at_run_time_is_a_skip_not_a_failure(host, tmp_path):

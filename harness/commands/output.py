@@ -26,3 +26,13 @@ def emit(rows: list, fmt: str, columns: list | None = None, stream=None) -> None
     if columns:
         df = df.reindex(columns=columns)
     stream.write(df.fillna("").to_markdown(index=False) + "\n")
+
+
+def byte_size(n: int) -> str:
+    """``123 B``, ``4.5 kB``, ``6.7 MB``, ``1.2 GB`` (powers of 1000)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover - unreachable

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import skips
-from harness.commands.output import add_format_option, emit
+from harness.commands import measure, skips
+from harness.commands.output import add_format_option
 from harness.contracts import UserError
 from harness.data import resolve_data_root
+from harness.executors import EXECUTORS
 from harness.profiles import PROFILES, get_profile
 
 NAME = "run"
@@ -44,14 +45,37 @@ def configure(parser) -> None:
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 for every job (default 1)")
     parser.add_argument("--seed-offset", type=int, default=0, metavar="S", help="first seed (default 0)")
     parser.add_argument("--out", type=Path, help="output directory (default reports/run-<timestamp>)")
-    parser.add_argument("--resume", action="store_true", help="skip jobs already finished in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip jobs already finished in --out; a job still to do whose model an earlier job of "
+                             "--out saved (e.g. with another --metric selection) restores it instead of training")
+    parser.add_argument("--no-artifacts", action="store_true",
+                        help="do not save the fitted models under DIR/artifacts (they are what `harness evaluate` "
+                             "re-measures and --resume reuses)")
     parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="where to run (default cpu)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="run N jobs at once in a local process pool (default 1: in this process)")
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                         help="per-job time limit (default: the profile's)")
+    where = parser.add_argument_group("where jobs run (docs/cluster.md)")
+    where.add_argument("--executor", default="local", choices=list(EXECUTORS),
+                       help="local: one job after another in this process (default); process: isolated worker "
+                            "processes on this machine; ray: a Ray task per job on a local or existing Ray "
+                            "cluster (pip install 'harness[ray]'). Under process and ray a job past its time "
+                            "limit is killed with its worker and a crash fails only its job")
+    where.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="jobs at once: process: N workers (default: the number of cores); ray: at most N "
+                            "tasks in flight (default: every job is submitted and Ray runs as many as fit)")
+    where.add_argument("--retries", type=int, default=0, metavar="N",
+                       help="process, ray: run a job whose worker died (a signal, the out-of-memory killer, a lost "
+                            "node) up to N more times; a job that raised or timed out is never retried (default 0)")
+    where.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="ray: join the Ray cluster at ADDRESS (host:port of its head, or auto) instead of "
+                            "starting a local one")
+    where.add_argument("--cpus-per-job", type=float, default=None, metavar="N",
+                       help="ray: CPUs each job asks for (default: the model's declaration, else 1)")
+    where.add_argument("--gpus-per-job", type=float, default=None, metavar="X",
+                       help="ray with --device cuda: GPUs each job asks for, whole or fractional (0.25: four jobs "
+                            "share a GPU; default: the model's declaration, else 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_format_option(parser)
 
@@ -104,8 +128,8 @@ def settings(args):
 
 def execute(args, host) -> int:
     from harness.config import RunConfig, seeds_from, write_config
-    from harness.executors import get_executor
-    from harness.report import comparison_tables, write_reports
+    from harness.executors import ExecutorOptions, make_executor
+    from harness.report.data import DatasetSource
     from harness.runner import Runner
 
     config, run, overrides = settings(args)
@@ -119,58 +143,41 @@ def execute(args, host) -> int:
     out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     for name in run.get("metrics") or []:
         host.metric(name)
+    executor = make_executor(ExecutorOptions(args.executor, args.jobs, args.retries, args.ray_address,
+                                             args.cpus_per_job, args.gpus_per_job, out))
     runner = Runner(host, profile, out, seeds=seeds, device=resolve_device(run.get("device", "cpu")),
                     data_root=resolve_data_root(args.data_root), resume=args.resume,
                     metrics=run.get("metrics") or None, job_timeout=run.get("job_timeout"),
                     progress=progress_factory(args.no_progress or args.format == "json"),
-                    executor=get_executor(args.jobs), overrides=overrides)
+                    executor=executor, overrides=overrides, save_artifacts=not args.no_artifacts)
     jobs = runner.plan(run.get("models"), run.get("datasets"), bool(run.get("all")))
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
     explicit = bool(run.get("models")) and bool(run.get("datasets")) and not run.get("all")
     if explicit and all(job.skip_reason is not None for job in jobs):
         raise UserError(skips.explain(host, jobs))
-    out.mkdir(parents=True, exist_ok=True)
-    resolved: dict = {}
-    for job in jobs:
-        if job.dataset != "-":
-            resolved.setdefault(job.model, {})[job.dataset] = job.hparams
-    written = RunConfig({**run, "profile": profile.name, "seeds": seeds}, [o for o in overrides if o.dataset is None])
-    write_config(out / "config.toml", written, resolved,
-                 header="Written by `python -m harness run`: this run's resolved configuration.\n"
-                        f"`python -m harness run --config {out / 'config.toml'} --out DIR` runs the same jobs.")
     meta = {"profile": profile.name, "seeds": ", ".join(map(str, seeds)), "device": str(runner.device)}
-    try:
-        store, summary = runner.run(jobs)
-    except KeyboardInterrupt:
-        return interrupted(out, jobs, meta)
-    df = store.results()
-    outputs = store.outputs()
-    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs)
-    store.close()
-    failed = summary["failed"] > 0 or (df["status"] == "failed").any()
-    if args.format == "json":
-        from harness.store import RESULT_COLUMNS
-
-        emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
-              "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
-              .to_dict(orient="records")}, "json")
-    else:
-        for dataset, table in comparison_tables(df, "quality", outputs).items():
-            print(f"## {dataset}\n\n{table.to_markdown()}\n")
-        print(f"(speed figures are in {paths['markdown']})\n")
-        print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped, "
-              f"{summary['reused']} reused; results in {paths['csv']}, report in {paths['markdown']}")
-        lines = skips.terminal_lines(jobs)
-        if lines:
-            print("\n" + "\n".join(lines))
-        if failed:
-            bad = df[df["status"] == "failed"][["model", "dataset", "seed", "metric", "reason"]].drop_duplicates()
-            print("\nfailed:\n" + bad.fillna("").to_markdown(index=False), file=sys.stderr)
-    return 1 if failed else 0
+    with executor:  # joins or starts a Ray cluster now: a bad address exits 2 before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        resolved: dict = {}
+        for job in jobs:
+            if job.dataset != "-":
+                resolved.setdefault(job.model, {})[job.dataset] = job.hparams
+        written = RunConfig({**run, "profile": profile.name, "seeds": seeds},
+                            [o for o in overrides if o.dataset is None])
+        write_config(out / "config.toml", written, resolved,
+                     header="Written by `python -m harness run`: this run's resolved configuration.\n"
+                            f"`python -m harness run --config {out / 'config.toml'} --out DIR` runs the same jobs.")
+        try:
+            store, summary = runner.run(jobs)
+        except KeyboardInterrupt:
+            executor.close()  # cancel what is still running before the tables are written
+            return interrupted(out, jobs, meta, executor.resume_flags())
+    source = DatasetSource(host, runner.data_root, cache=runner.job_runner.datasets)
+    return measure.report(store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source)
 
 
-def interrupted(out: Path, jobs: list, meta: dict) -> int:
+def interrupted(out: Path, jobs: list, meta: dict, executor_flags: list = ()) -> int:
     """Ctrl-C: write the tables of the jobs that finished, say how to resume, exit 130."""
     from harness.report import write_reports
     from harness.store import Store
@@ -179,10 +186,10 @@ def interrupted(out: Path, jobs: list, meta: dict) -> int:
     try:
         df = store.results()
         done = int(df.loc[df["key"].isin({job.key for job in jobs}), "key"].nunique())
-        paths = write_reports(df, out, meta=meta, outputs=store.outputs())
+        paths = write_reports(df, out, meta=meta, outputs=store.outputs(), runs=store.runs())
     finally:
         store.close()
     print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept; their results are in {paths['csv']} "
           f"and {paths['markdown']}.\nResume with:\n  python -m harness run --config {out / 'config.toml'} "
-          f"--out {out} --resume", file=sys.stderr)
+          f"--out {out} --resume{''.join(' ' + flag for flag in executor_flags)}", file=sys.stderr)
     return 130

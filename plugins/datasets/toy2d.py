@@ -10,10 +10,13 @@ for each toy below.
 True log-densities
 - checkerboard, 8gaussians: closed form.
 - circles: closed form (a ring convolved with an isotropic Gaussian is a Bessel-I0 kernel).
-- moons, swissroll, 2spirals: a curve c(t) with parameter density q(t), plus isotropic Gaussian
-  noise: p(x) = integral q(t) N(x; c(t), s^2 I) dt. The integral over t is computed by composite
-  Gauss-Legendre quadrature on panels of equal arc length (8 nodes a panel), summed in log space;
-  the absolute error of log p is below 1e-8 wherever log p > -50 (see :class:`NoisyCurveToy`).
+- moons, swissroll: a curve c(t) with parameter density q(t), plus isotropic Gaussian noise:
+  p(x) = integral q(t) N(x; c(t), s^2 I) dt. 2spirals (FFJORD's, with its uniform jitter): the
+  same with the kernel N(0, s^2 I) convolved with the uniform jitter square, in closed form (a
+  product of two differences of normal CDFs). The integral over t is computed by composite
+  Gauss-Legendre quadrature on panels of equal arc length (8 nodes a panel), summed directly near
+  the curve and in log space far from it; the absolute error of log p is below 1e-7 wherever
+  log p > -50 (see :class:`NoisyCurveToy`).
 - pinwheel: a change of variables of a 5-component Gaussian mixture, summed over every pre-image of
   a point (see :func:`pinwheel_log_density`).
 
@@ -146,34 +149,171 @@ def curve_nodes(curves: tuple, sd: float, refine: float = 1.0, order: int = 8) -
     return torch.as_tensor(np.concatenate(points)), torch.as_tensor(np.concatenate(log_weights))
 
 
-def gaussian_mixture_log_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor,
-                                 sd: float, chunk: int = 1024) -> torch.Tensor:
-    """log sum_j exp(lw_j) N(x; c_j, sd^2 I) for x (N, 2), in chunks to bound memory."""
+class GaussianKernel:
+    """The isotropic 2-D Gaussian N(0, sd^2 I)."""
+
+    # Summing over every node (one matrix product and an exp) is cheaper than finding the near ones.
+    cull = False
+
+    def __init__(self, sd: float):
+        self.sd = sd
+
+    def log(self, x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """log N(x_i; c_j, sd^2 I) for x (m, 2) and centres (J, 2): shape (m, J)."""
+        d2 = ((x**2).sum(1, keepdim=True) + (centres**2).sum(1)[None] - 2 * x @ centres.T).clamp_min(0)
+        return -d2 / (2 * self.sd**2) - _gaussian_norm(self.sd)
+
+    def value(self, x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """N(x_i; c_j, sd^2 I), shape (m, J); values below ~1e-308 underflow to 0."""
+        return torch.exp(self.log(x, centres))
+
+    def value_at(self, x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """N(x_i; c_ik, sd^2 I) for x (m, 2) and a set of centres per point (m, K, 2): shape (m, K)."""
+        d2 = ((x[:, None, :] - centres) ** 2).sum(-1)
+        return torch.exp(-d2 / (2 * self.sd**2) - _gaussian_norm(self.sd))
+
+    def log_sup(self, radius: float) -> float:
+        """log of the largest kernel value at distance >= radius from its centre."""
+        return -radius**2 / (2 * self.sd**2) - _gaussian_norm(self.sd)
+
+
+class BoxGaussianKernel:
+    """Uniform jitter on the square [-a, a)^2 convolved with N(0, sd^2 I), in closed form: the
+    product over the two coordinates of g(u) = (Phi((u + a)/sd) - Phi((u - a)/sd)) / (2a)."""
+
+    # Four erfc per node and point: worth summing over the near nodes only (neighbourhood_log_density).
+    cull = True
+
+    def __init__(self, half_width: float, sd: float):
+        self.a = half_width
+        self.sd = sd
+
+    def g(self, u: torch.Tensor) -> torch.Tensor:
+        """g(u). g is even; with v = |u| it is (erfc((v - a) r) - erfc((v + a) r)) / (4a),
+        r = 1 / (sd sqrt 2): both terms are upper tails of v, so nothing cancels; it underflows to 0
+        beyond v ~ a + 38 sd (use :meth:`log_g` there)."""
+        v = u.abs()
+        r = 1 / (self.sd * math.sqrt(2))
+        return (torch.special.erfc((v - self.a) * r) - torch.special.erfc((v + self.a) * r)) / (4 * self.a)
+
+    def log_g(self, u: torch.Tensor) -> torch.Tensor:
+        """log g(u) for every u, from log Phi where g underflows."""
+        v = u.abs()
+        hi = torch.special.log_ndtr((self.a - v) / self.sd)
+        lo = torch.special.log_ndtr((-self.a - v) / self.sd)
+        return hi + torch.log1p(-torch.exp(lo - hi)) - math.log(2 * self.a)
+
+    def log(self, x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        return self.log_g(x[:, None, 0] - centres[None, :, 0]) + self.log_g(x[:, None, 1] - centres[None, :, 1])
+
+    def value(self, x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        return self.g(x[:, None, 0] - centres[None, :, 0]) * self.g(x[:, None, 1] - centres[None, :, 1])
+
+    def value_at(self, x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """K(x_i - c_ik) for x (m, 2) and centres (m, K, 2): shape (m, K)."""
+        return self.g(x[:, None, 0] - centres[..., 0]) * self.g(x[:, None, 1] - centres[..., 1])
+
+    def log_sup(self, radius: float) -> float:
+        """log of the largest kernel value at distance >= radius. g decreases in |u|, so along every
+        ray from the centre the kernel decreases and the largest value lies on the circle of that
+        radius; found on 4097 angles of a quarter circle (the kernel is symmetric in both axes),
+        plus 1 nat for the spacing."""
+        angle = torch.linspace(0, math.pi / 2, 4097, dtype=torch.float64)
+        on_circle = self.log_g(radius * torch.cos(angle)) + self.log_g(radius * torch.sin(angle))
+        return float(on_circle.max()) + 1.0
+
+
+def mixture_log_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor, kernel,
+                        entries: int = 1 << 21) -> torch.Tensor:
+    """log sum_j exp(lw_j) K(x - c_j) for x (N, 2), in log space (any x), in chunks of about
+    ``entries`` kernel values."""
     x = x.double().cpu()
-    c2 = (centres**2).sum(1)
     out = torch.empty(x.shape[0], dtype=torch.float64)
+    chunk = max(1, entries // max(1, centres.shape[0]))
     for i in range(0, x.shape[0], chunk):
-        xb = x[i:i + chunk]
-        d2 = ((xb**2).sum(1, keepdim=True) + c2[None] - 2 * xb @ centres.T).clamp_min(0)
-        out[i:i + chunk] = torch.logsumexp(log_weights[None] - d2 / (2 * sd * sd), 1)
-    return out - _gaussian_norm(sd)
+        out[i:i + chunk] = torch.logsumexp(log_weights[None] + kernel.log(x[i:i + chunk], centres), 1)
+    return out
+
+
+def mixture_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor, kernel,
+                    entries: int = 1 << 21) -> torch.Tensor:
+    """sum_j exp(lw_j) K(x - c_j) in linear space: faster, exact to rounding wherever the sum is not
+    tiny (terms below ~1e-308 are lost)."""
+    x = x.double().cpu()
+    weights = log_weights.exp()
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    chunk = max(1, entries // max(1, centres.shape[0]))
+    for i in range(0, x.shape[0], chunk):
+        out[i:i + chunk] = kernel.value(x[i:i + chunk], centres) @ weights
+    return out
+
+
+def gaussian_mixture_log_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor,
+                                 sd: float) -> torch.Tensor:
+    """log sum_j exp(lw_j) N(x; c_j, sd^2 I) for x (N, 2)."""
+    return mixture_log_density(x, centres, log_weights, GaussianKernel(sd))
+
+
+def neighbourhood_log_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor, kernel,
+                              radius: float, entries: int = 1 << 21) -> torch.Tensor:
+    """The mixture over the nodes near each point only: points are binned into square cells of side
+    radius / 2, and a cell's points use every node within radius + half the cell's diagonal of its
+    centre, so every node within ``radius`` of a point is used. The nodes left out are farther than
+    ``radius``: together they add at most W exp(kernel.log_sup(radius)) to p(x), W the total weight.
+    Summed in linear space (``kernel.value_at``): meant for points where log p is not tiny.
+
+    Vectorised: each cell's node list is padded to the longest one with a node of weight 0."""
+    x = x.double().cpu()
+    side = radius / 2
+    cells, owner = torch.unique(torch.floor(x / side), dim=0, return_inverse=True)
+    near = torch.cdist((cells + 0.5) * side, centres) <= radius + side / math.sqrt(2)  # (cells, J)
+    width = max(1, int(near.sum(1).max()))
+    listed = torch.argsort((~near).to(torch.int8), dim=1, stable=True)[:, :width]  # near nodes first
+    padding = torch.arange(width)[None] >= near.sum(1, keepdim=True)
+    listed[padding] = centres.shape[0]  # the weightless node
+    centres = torch.cat([centres, centres[:1]])
+    weights = torch.cat([log_weights.exp(), torch.zeros(1, dtype=torch.float64)])
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    chunk = max(1, entries // width)
+    for i in range(0, x.shape[0], chunk):
+        nodes = listed[owner[i:i + chunk]]  # (m, width)
+        out[i:i + chunk] = (kernel.value_at(x[i:i + chunk], centres[nodes]) * weights[nodes]).sum(1)
+    return torch.log(out)
 
 
 class NoisyCurveToy:
-    """A toy made of curves plus isotropic Gaussian noise of standard deviation ``sd``.
+    """A toy made of curves plus noise: a point c(t) of a curve, plus optional uniform jitter on a
+    square of half-width ``jitter`` (0: none), plus isotropic Gaussian noise of standard deviation
+    ``sd``. The density is the curve integral of the noise kernel (Gaussian, or box-convolved
+    Gaussian in closed form, :class:`BoxGaussianKernel`).
 
     The integral over the curve parameter uses panels of two noise standard deviations of arc
-    length (8 Gauss-Legendre nodes each); points where that gives log p < -20, far from the curve,
-    where the kernel is narrower along the curve, are recomputed with panels of half a standard
-    deviation. Absolute error of log p (against 24 nodes per standard deviation): below 1e-8 where
-    log p > -50 and below 1e-3 even at log p = -3000.
+    length (8 Gauss-Legendre nodes each), summed in linear space over every node (Gaussian kernel)
+    or over the nodes near each point (box kernel: :func:`neighbourhood_log_density`, with a
+    radius beyond which the kernel is below e^-50, so the nodes left out change log p by less than
+    e^-30 wherever log p > -20). Points where that gives log p < -20, far from the curve, where the
+    kernel is narrower along the curve, are recomputed in log space with every node of panels of
+    half a standard deviation. Absolute error of log p (against 24 nodes per standard deviation,
+    tests/test_toy2d.py): below 1e-7 where log p > -50 and below 1e-5 relative everywhere.
     """
 
     FAR_LOG_DENSITY = -20.0
+    NEGLIGIBLE_LOG_KERNEL = -50.0
 
-    def __init__(self, curves: tuple, sd: float):
+    def __init__(self, curves: tuple, sd: float, jitter: float = 0.0):
         self.curves = curves
         self.sd = sd
+        self.jitter = jitter
+        self.kernel = BoxGaussianKernel(jitter, sd) if jitter > 0 else GaussianKernel(sd)
+        self.radius = self._radius()
+
+    def _radius(self) -> float:
+        """The smallest distance (to 1e-6) beyond which the kernel stays below e^-50, by bisection."""
+        lo, hi = 0.0, 100.0 * self.sd + 4 * self.jitter
+        while hi - lo > 1e-6:
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if self.kernel.log_sup(mid) > self.NEGLIGIBLE_LOG_KERNEL else (lo, mid)
+        return hi
 
     @lru_cache(maxsize=None)
     def nodes(self, refine: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,10 +321,13 @@ class NoisyCurveToy:
 
     def log_density(self, x: torch.Tensor) -> torch.Tensor:
         x = x.double().cpu()
-        out = gaussian_mixture_log_density(x, *self.nodes(0.5), self.sd)
-        far = out < self.FAR_LOG_DENSITY
+        if self.kernel.cull:
+            out = neighbourhood_log_density(x, *self.nodes(0.5), self.kernel, self.radius)
+        else:
+            out = torch.log(mixture_density(x, *self.nodes(0.5), self.kernel))
+        far = ~(out >= self.FAR_LOG_DENSITY)
         if far.any():
-            out[far] = gaussian_mixture_log_density(x[far], *self.nodes(2.0), self.sd)
+            out[far] = mixture_log_density(x[far], *self.nodes(2.0), self.kernel)
         return out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,30 +381,42 @@ def swissroll_sample(n: int, rng: np.random.Generator) -> np.ndarray:
     return _swiss(t) + rng.standard_normal((n, 2)) * SWISS_SD
 
 
-# 2spirals: FFJORD's two interleaved spirals. t = 3 pi sqrt(u), u ~ U[0,1) (density 2t/(3 pi)^2 on
-# [0, 3 pi]); arm 1 (-t cos t, t sin t) / 3, arm 2 its mirror image through the origin, each with
-# probability 1/2; noise N(0, 0.1^2 I). (FFJORD also adds U[0, 0.5)^2 jitter before dividing by 3;
-# it is left out here so the density is a curve integral with a Gaussian kernel.)
+# 2spirals: FFJORD's two interleaved spirals (its toy_data generator). t = 3 pi sqrt(u), u ~ U[0,1)
+# (density 2t/(3 pi)^2 on [0, 3 pi]); arm 1 is ((-t cos t, t sin t) + j) / 3 with jitter
+# j ~ U[0, 1/2)^2, arm 2 its mirror image through the origin, jitter included; each arm with
+# probability 1/2; then noise N(0, 0.1^2 I). After the division by 3 the jitter is uniform on a square
+# of side 1/6, [0, 1/6)^2 on arm 1 and (-1/6, 0]^2 on arm 2. Its centre, (1/12, 1/12) on arm 1 and
+# minus that on arm 2, is folded into the curve; the rest, uniform on [-1/12, 1/12)^2, is convolved
+# with the noise in closed form (BoxGaussianKernel). Version 2: version 1 left the jitter out.
 SPIRAL_SD = 0.1
 SPIRAL_END = 3 * math.pi
+SPIRAL_JITTER = 0.5  # side of the jitter square before the division by 3
+SPIRAL_HALF_JITTER = SPIRAL_JITTER / 3 / 2  # half-width of the centred jitter square, final coordinates
 
 
 def _spiral(t):
     return np.stack([-t * np.cos(t), t * np.sin(t)], 1) / 3
 
 
+def _spiral_arm(t):
+    """Arm 1 with the jitter square's centre added."""
+    return _spiral(t) + SPIRAL_HALF_JITTER
+
+
 def _spiral_density(t):
     return 2 * t / SPIRAL_END**2
 
 
-TWO_SPIRALS = NoisyCurveToy((Curve(_spiral, 0.0, SPIRAL_END, _spiral_density, 0.5),
-                             Curve(lambda t: -_spiral(t), 0.0, SPIRAL_END, _spiral_density, 0.5)), SPIRAL_SD)
+TWO_SPIRALS = NoisyCurveToy((Curve(_spiral_arm, 0.0, SPIRAL_END, _spiral_density, 0.5),
+                             Curve(lambda t: -_spiral_arm(t), 0.0, SPIRAL_END, _spiral_density, 0.5)),
+                            SPIRAL_SD, jitter=SPIRAL_HALF_JITTER)
 
 
 def two_spirals_sample(n: int, rng: np.random.Generator) -> np.ndarray:
     t = SPIRAL_END * np.sqrt(rng.random(n))
     sign = 1.0 - 2.0 * rng.integers(0, 2, n)
-    return sign[:, None] * _spiral(t) + rng.standard_normal((n, 2)) * SPIRAL_SD
+    jitter = rng.random((n, 2)) * SPIRAL_JITTER / 3
+    return sign[:, None] * (_spiral(t) + jitter) + rng.standard_normal((n, 2)) * SPIRAL_SD
 
 
 # ----------------------------------------------------------------------------- circles
@@ -402,7 +557,7 @@ def pinwheel_log_density(y: torch.Tensor) -> torch.Tensor:
         p(y) = sum_k sum_{alpha: beta(alpha) = arg y} p_F(r e^{i alpha}) / (5 * 4 |1 + 0.25 r sin(alpha) e^{r cos alpha}|).
     Pre-images are bracketed on a grid of angles fine enough that the phase moves less than one
     radian a cell (so no root is missed where |y| <= 20; beyond, the density is below e^-400), then
-    refined by safeguarded Newton steps to machine precision.
+    refined by bisection (50 halvings of a cell) to machine precision.
     """
     y = y.double().cpu()
     r = y.norm(dim=1) / 2
@@ -497,7 +652,7 @@ STORED_ENTROPIES = {
     "moons": (2.393879195961758, 7.752289419157936e-08),
     "circles": (3.2681357117082883, 4.3891610820094376e-08),
     "swissroll": (2.6696461739092303, 1.0690976759530219e-07),
-    "2spirals": (2.5406178910218427, 2.0405559717632892e-07),
+    "2spirals": (2.6454502939391666, 7.323021047334066e-07),  # version 2, with FFJORD's jitter
     "pinwheel": (2.3177882669113123, 2.5613720986529163e-05),
 }
 
@@ -532,13 +687,18 @@ TOYS = {
                   (), "Swiss roll (t cos t, t sin t)/5, t ~ U[1.5 pi, 4.5 pi], plus N(0, 0.2^2 I) noise; density "
                       "by Gauss-Legendre quadrature over t, entropy by 2-D quadrature."),
     "2spirals": (two_spirals_sample, TWO_SPIRALS,
-                 (), "Two mirrored spirals (-t cos t, t sin t)/3, t = 3 pi sqrt(u), plus N(0, 0.1^2 I) noise "
-                     "(FFJORD's extra uniform jitter omitted); density by quadrature over t, entropy by 2-D "
-                     "quadrature."),
+                 (), "FFJORD's two mirrored spirals ((-t cos t, t sin t) + U[0, 0.5)^2 jitter)/3, t = 3 pi sqrt(u), "
+                     "plus N(0, 0.1^2 I) noise; density by quadrature over t of the jitter-convolved noise (closed "
+                     "form), entropy by 2-D quadrature. Version 2 (version 1 had no jitter)."),
     "pinwheel": (pinwheel_sample, pinwheel_log_density,
                  (), "FFJORD pinwheel: 5 arms, radial sd 0.3, tangential sd 0.1, rate 0.25, scale 2; density by "
                      "change of variables summed over all pre-images, entropy by 2-D quadrature."),
 }
+
+
+# A toy's version is part of its provenance hash: bumped whenever what it generates changes, so results
+# of the old and the new distribution never compare silently. 2spirals 2: FFJORD's uniform jitter.
+VERSIONS = {"2spirals": "2"}
 
 
 @hookimpl
@@ -549,6 +709,7 @@ def harness_register_datasets(register):
             name=name, kind=DataKind.CONTINUOUS, event_shape=(2,), load=_make_loader(sampler),
             log_density=log_density, entropy=entropy, entropy_stderr=error,
             feature_extractor="raw", tags=("toy2d",) + tuple(tags), description=description,
+            version=VERSIONS.get(name, "1"),
         ))
 
 

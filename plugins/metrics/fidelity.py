@@ -1,9 +1,11 @@
-"""Fidelity metrics ``fid``, ``kid``, ``precision`` and ``recall``, computed by torch-fidelity between a
-model's samples and the dataset's test split, in the features of the dataset's feature extractor
+"""Fidelity metrics ``fid``, ``kid``, ``precision`` and ``recall`` (computed by torch-fidelity) and
+``density`` and ``coverage`` (Naeem et al. 2020, computed here), between a model's samples and the
+dataset's test split, in the features of the dataset's feature extractor
 (``DatasetSpec.feature_extractor``, looked up in ``MetricContext.feature_extractors``).
 
 Semantics
-- Sample count: ``n = profile.fidelity_samples`` model samples (drawn with ``ctx.generator(SAMPLE_OFFSET)``)
+- Sample count: ``n = profile.fidelity_samples`` model samples (the job's shared samples,
+  :mod:`harness_plugins.metrics.job_samples`, drawn with ``ctx.generator(4242)``)
   against ``min(n, len(test))`` test examples: ``ctx.evaluation_split(n)``, the examples every metric
   takes (:func:`harness.contracts.evaluation_indices`: the first n of a fixed permutation, so they
   lie within the likelihood metrics' examples whenever ``n <= eval_examples``). The count is part of
@@ -15,7 +17,13 @@ Semantics
   of size ``min(1000, n // 2, n_reference // 2)``, with the standard deviation over subsets as its
   stderr; precision / recall by k-nearest-neighbour balls (k = ``PRC_NEIGHBORHOOD``), samples as
   input1 (``prc_features_to_metric``). Each equals ``torch_fidelity.calculate_metrics`` on the same
-  features (tested).
+  features (tested). Density and coverage (Naeem, Oh, Uh, Choi & Yoo, "Reliable fidelity and
+  diversity metrics for generative models", ICML 2020) with k = ``DC_NEIGHBORHOOD`` = 5 as in the
+  paper: r_i is the distance from test example i to its k-th nearest other test example;
+  density = (1 / kM) sum_j sum_i 1[|s_j - x_i| < r_i] over the M samples s_j (1 for a model like
+  the data, above 1 where samples crowd dense regions), coverage = the share of test examples
+  whose ball holds at least one sample. Equal to the ``prdc`` package's on the same features
+  (tested).
 - Noise floor: the same metric between the training split (``min(n, len(train))`` examples) and the
   same test reference, once per run and dataset; reported in every job's ``details["train_vs_test"]``
   and as rows of their own by :func:`reference_rows`.
@@ -26,7 +34,7 @@ Semantics
   the selection rule and a hash of the selected indices, torch and torch-fidelity versions); any stamp
   difference means recompute and overwrite, so a change of which examples form the reference can
   never reuse statistics of the old ones.
-  A job's sample features are computed once and shared by its four metrics through ``ctx.run_cache``,
+  A job's sample features are computed once and shared by its six metrics through ``ctx.run_cache``,
   so M models cost M sample passes plus one test pass (and one train pass for the noise floor) --
   :data:`FEATURE_PASSES` counts them.
 - An extractor whose ``check(data_root)`` gives a reason raises :class:`FidelityUnavailable` carrying it.
@@ -49,8 +57,8 @@ import torch
 
 from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, Output, Tolerance, hookimpl
 from harness.contracts import EVALUATION_SUBSET_SEED, evaluation_indices
+from harness_plugins.metrics.job_samples import job_key, job_samples
 
-SAMPLE_OFFSET = 4242  # ctx.generator(offset) for the model samples of fidelity metrics
 SUBSET_SEED = EVALUATION_SUBSET_SEED  # the permutation behind every evaluation subset (harness.contracts)
 CACHE_FORMAT = 2  # 2: the reference is the evaluation subset, stamped with a hash of its indices
 KID_SUBSETS = 50  # torch-fidelity defaults to 100; 50 halves the cost on a CPU, the spread is still reported
@@ -58,7 +66,9 @@ KID_MAX_SUBSET = 1000
 KID_RNG_SEED = 2020  # torch-fidelity's default seed for drawing KID subsets
 PRC_NEIGHBORHOOD = 3
 PRC_BATCH = 2000
-METRICS = ("fid", "kid", "precision", "recall")
+DC_NEIGHBORHOOD = 5  # k for density and coverage, as recommended by Naeem et al. (2020)
+DC_CHUNK_ENTRIES = 4_000_000  # distance-matrix entries per chunk for density and coverage
+METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 # Feature passes made by this module, by kind: "samples" (one per model job), "reference:test",
 # "reference:train" (data splits, once per cache key). Tests check M models cost M + 1 (+ train).
@@ -87,6 +97,9 @@ class FeatureSet:
     stamp: dict
     # precision/recall against a reference, computed together once: id(reference) -> (reference, result)
     prc_memo: dict = field(default_factory=dict, repr=False)
+    # density/coverage against a reference, likewise; and this set's k-NN radii as a reference, by k
+    dc_memo: dict = field(default_factory=dict, repr=False)
+    radii: dict = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -168,6 +181,52 @@ def precision_recall(generated: FeatureSet, reference: FeatureSet, options: dict
     return memo[1]
 
 
+def _row_chunks(rows: int, columns: int):
+    step = max(1, DC_CHUNK_ENTRIES // max(1, columns))
+    return range(0, rows, step), step
+
+
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a_i - b_j|^2 (float64) by the expansion |a|^2 + |b|^2 - 2 a.b, as scikit-learn's euclidean
+    distances (and so prdc) compute them."""
+    return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T).clamp_min(0)
+
+
+def knn_radii(reference: FeatureSet, k: int = DC_NEIGHBORHOOD) -> torch.Tensor:
+    """Distance (float64) from each reference example to its k-th nearest other reference example
+    (the (k+1)-th smallest distance, the example itself being the first), computed once per set."""
+    if k not in reference.radii:
+        x = reference.features.double()
+        if x.shape[0] <= k:
+            raise ValueError(f"density and coverage need more than k = {k} reference examples, got {x.shape[0]}")
+        starts, step = _row_chunks(x.shape[0], x.shape[0])
+        squared = [_squared_distances(x[i:i + step], x).topk(k + 1, dim=1, largest=False).values[:, -1]
+                   for i in starts]
+        reference.radii[k] = torch.cat(squared).sqrt()
+    return reference.radii[k]
+
+
+def density_coverage(generated: FeatureSet, reference: FeatureSet, k: int = DC_NEIGHBORHOOD) -> dict:
+    """Naeem et al.'s density and coverage of ``generated`` against ``reference`` (computed together,
+    once per pair of feature sets): balls of radius r_i (:func:`knn_radii`) around the reference
+    examples; density = the number of (sample, ball) pairs with the sample strictly inside, over k M;
+    coverage = the share of balls holding a sample."""
+    memo = generated.dc_memo.get((id(reference), k))
+    if memo is not None and memo[0] is reference:
+        return memo[1]
+    radii_sq = knn_radii(reference, k) ** 2
+    real, fake = reference.features.double(), generated.features.double()
+    inside, covered = 0, 0
+    starts, step = _row_chunks(real.shape[0], fake.shape[0])
+    for i in starts:
+        hits = _squared_distances(real[i:i + step], fake) < radii_sq[i:i + step, None]  # (chunk, M)
+        inside += int(hits.sum())
+        covered += int(hits.any(1).sum())
+    result = {"density": inside / (k * fake.shape[0]), "coverage": covered / real.shape[0]}
+    generated.dc_memo[(id(reference), k)] = (reference, result)
+    return result
+
+
 def score(metric: str, generated: FeatureSet, reference: FeatureSet) -> tuple[float, Optional[float], dict]:
     """(value, stderr, details) of ``metric`` between generated (input1) and reference (input2) features."""
     options = torch_fidelity_options(generated.n, reference.n)
@@ -180,6 +239,8 @@ def score(metric: str, generated: FeatureSet, reference: FeatureSet) -> tuple[fl
     if metric in ("precision", "recall"):
         return precision_recall(generated, reference, options)[metric], None, {
             "neighborhood": options["prc_neighborhood"]}
+    if metric in ("density", "coverage"):
+        return density_coverage(generated, reference)[metric], None, {"neighborhood": DC_NEIGHBORHOOD}
     raise ValueError(f"unknown fidelity metric {metric!r}")
 
 
@@ -315,36 +376,18 @@ def reference_features(dataset, split: str, extractor_name: str, extractor, n: i
 # ----------------------------------------------------------------------------- model samples
 
 
-def draw_samples(model, n: int, generator: torch.Generator, event_shape, batch_size: int = 1000) -> torch.Tensor:
-    """``n`` samples from ``model`` in chunks of ``batch_size``, on the CPU; checked for shape and finiteness."""
-    chunks, drawn = [], 0
-    with torch.no_grad():
-        while drawn < n:
-            size = min(batch_size, n - drawn)
-            chunk = model.sample(size, generator).detach().cpu()
-            if tuple(chunk.shape) != (size, *event_shape):
-                raise ValueError(f"sample({size}) returned shape {tuple(chunk.shape)}, expected {(size, *event_shape)}")
-            chunks.append(chunk)
-            drawn += size
-    samples = torch.cat(chunks)
-    if not torch.isfinite(samples).all():
-        raise ValueError("the model's samples contain NaN or inf")
-    return samples
-
-
 def sample_features(ctx: MetricContext, extractor_name: str, extractor, n: int) -> FeatureSet:
-    """The job's sample features: drawn and extracted once, then shared by the job's four metrics.
+    """The job's sample features: extracted once from the job's shared samples
+    (:func:`harness_plugins.metrics.job_samples.job_samples`), then shared by the job's fidelity metrics.
 
     Only the latest job is kept (``ctx.run_cache["fidelity:samples"]``), keyed by the model job
-    (model, dataset and its provenance, seed, n, extractor fingerprint) and the model object itself.
+    (model, dataset and its provenance, seed, n, the model object) and the extractor's fingerprint.
     """
-    key = (ctx.model_spec.name, ctx.dataset.name, ctx.dataset.provenance, ctx.seed, int(n),
-           extractor_name, extractor.fingerprint, id(ctx.model))
+    key = (*job_key(ctx, n), extractor_name, extractor.fingerprint)
     slot = ctx.run_cache.get("fidelity:samples")
     if slot is not None and slot[0] == key:
         return slot[1]
-    batch = max(1, int(getattr(ctx.profile, "sample_batch", 1000) or 1000))
-    samples = draw_samples(ctx.model, n, ctx.generator(SAMPLE_OFFSET), ctx.dataset.spec.event_shape, batch)
+    samples = job_samples(ctx, n)
     FEATURE_PASSES["samples"] += 1
     entry = feature_set(extractor.features(samples))
     ctx.run_cache["fidelity:samples"] = (key, entry)
@@ -388,6 +431,14 @@ OUTPUTS = {
     "recall": Output("recall", "fraction", higher_is_better=True, estimator="statistic", order=90,
                      sample_count_in_id=True, headline=True, tolerance=Tolerance(absolute=0.05),
                      description="share of test examples inside the k-NN manifold of the samples"),
+    # density counts balls per sample and can exceed 1; it moves more than precision between seeds.
+    "density": Output("density", "", higher_is_better=True, estimator="statistic", order=85, sample_count_in_id=True,
+                      tolerance=Tolerance(absolute=0.1),
+                      description="test-split k-NN balls (k=5) holding a sample, per sample, over k: 1 for a "
+                                  "model like the data (Naeem et al. 2020)"),
+    "coverage": Output("coverage", "fraction", higher_is_better=True, estimator="statistic", order=95,
+                       sample_count_in_id=True, tolerance=Tolerance(absolute=0.05),
+                       description="share of test examples whose k-NN ball (k=5) holds a sample (Naeem et al. 2020)"),
 }
 UNITS = {metric: out.unit for metric, out in OUTPUTS.items()}
 HIGHER_IS_BETTER = {metric: out.higher_is_better for metric, out in OUTPUTS.items()}
@@ -466,6 +517,9 @@ DESCRIPTIONS = {
            "over subsets; stderr = standard deviation over subsets.",
     "precision": "Fraction of model samples inside the k-NN (k=3) manifold of the test split (torch-fidelity).",
     "recall": "Fraction of test examples inside the k-NN (k=3) manifold of the model samples (torch-fidelity).",
+    "density": "How many test examples' k-NN balls (k=5) hold each model sample, over k; 1 for samples like the "
+               "data (Naeem et al. 2020).",
+    "coverage": "Fraction of test examples whose k-NN ball (k=5) holds at least one model sample (Naeem et al. 2020).",
 }
 
 

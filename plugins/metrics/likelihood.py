@@ -1,5 +1,5 @@
 """Test-split negative log-likelihood, in nats per example and bits per dimension for images,
-with the gap to the dataset's entropy where it is known.
+with the gap to the true density where it is known.
 
 The test examples are ``ctx.evaluation_split()``: the profile's ``eval_examples`` of a fixed
 permutation of the test split (all of it when that is 0), the same examples every metric uses.
@@ -7,6 +7,15 @@ permutation of the test split (all of it when that is 0), the same examples ever
 The estimator mark of every row is the kind the model reported (exact, bound or estimate). A bound
 on log-likelihood is an upper bound on NLL; an estimate carries its own uncertainty (``shared_stderr``,
 e.g. the AIS error of log Z) added in quadrature to the across-example standard error.
+
+``nll_gap`` is a paired estimate where the dataset gives its true log-density: the mean over the test
+examples of g_i = log p_true(x_i) - log p_model(x_i), whose expectation is KL(p_true || p_model) >= 0,
+with standard error std(g) / sqrt(n) (plus the model's ``shared_stderr`` in quadrature). Pairing
+removes the spread of -log p_true across examples, which dominates the NLL's own standard error
+(gmm on 8gaussians: 0.0138 nats unpaired, about 0.001 paired). The true log-density of the
+evaluation examples is computed once per run and dataset (``ctx.run_cache``). A dataset that gives
+only its entropy gets the unpaired nll - entropy, with the NLL's and the entropy's errors in
+quadrature; details say which (``paired``).
 """
 
 from __future__ import annotations
@@ -34,26 +43,74 @@ OUTPUTS = (
            tolerance=Tolerance(relative=0.02, absolute=0.005),
            description="nll / (D ln 2), for images"),
     Output("nll_gap", "nats", higher_is_better=False, order=30, tolerance=Tolerance(absolute=0.05),
-           description="nll minus the dataset's true entropy (synthetic data): 0 is a perfect model"),
+           description="mean over test examples of log p_true - log p_model (paired; estimates KL(true || "
+                       "model)), synthetic data: 0 is a perfect model"),
     Output("nll_conditional", "nats", higher_is_better=False, order=100, tolerance=NATS_TOLERANCE,
            description="-log p(x | y) with the true labels, for conditional models"),
 )
 
 
-def _scored(ctx: MetricContext, x, labels):
+def _log_likelihood(ctx: MetricContext, x, labels):
+    """(per-example log-likelihoods as float64 on the CPU, the model's LogLikelihood)."""
     with torch.no_grad():
         ll = ctx.model.log_likelihood(x.to(ctx.model.device), labels.to(ctx.model.device) if labels is not None else None)
     values = ll.values.detach().double().cpu()
     if values.shape != (x.shape[0],):
         raise ValueError(f"log_likelihood returned shape {tuple(values.shape)}, expected ({x.shape[0]},)")
+    return values, ll
+
+
+def _mean_and_stderr(values: torch.Tensor, shared_stderr: float = 0.0) -> tuple[float, float]:
+    """Mean of ``values`` and its standard error: std / sqrt(n) and ``shared_stderr`` in quadrature."""
     n = values.shape[0]
-    nll = float(-values.mean())
     across = float(values.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
-    stderr = math.sqrt(across**2 + float(ll.shared_stderr) ** 2)
+    return float(values.mean()), math.sqrt(across**2 + float(shared_stderr) ** 2)
+
+
+def _scored(ctx: MetricContext, x, labels):
+    values, ll = _log_likelihood(ctx, x, labels)
+    mean, stderr = _mean_and_stderr(values, ll.shared_stderr)
     details = {"split": "test", **ll.details}
     if ll.shared_stderr:
         details["shared_stderr"] = float(ll.shared_stderr)
-    return nll, stderr, n, LikelihoodKind(ll.kind).value, details
+    return values, -mean, stderr, LikelihoodKind(ll.kind).value, details, float(ll.shared_stderr)
+
+
+def true_log_density(ctx: MetricContext, x: torch.Tensor) -> torch.Tensor:
+    """The dataset's true log-density of the evaluation examples ``x`` (float64), computed once per run,
+    dataset and evaluation size (``ctx.run_cache``). Raises ValueError if it is not finite there."""
+    dataset = ctx.dataset
+    key = ("likelihood:true_log_density", dataset.name, dataset.provenance, int(ctx.profile.eval_examples or 0),
+           int(x.shape[0]))
+    if key not in ctx.run_cache:
+        with torch.no_grad():
+            values = dataset.spec.log_density(x).detach().double().cpu().reshape(-1)
+        if values.shape != (x.shape[0],):
+            raise ValueError(f"{dataset.name}: log_density returned shape {tuple(values.shape)}, "
+                             f"expected ({x.shape[0]},)")
+        bad = int((~torch.isfinite(values)).sum())
+        if bad:
+            raise ValueError(f"{dataset.name}: the true log-density is not finite at {bad} of its own test "
+                             "examples; nll_gap needs it everywhere on the test split")
+        ctx.run_cache[key] = values
+    return ctx.run_cache[key]
+
+
+def nll_gap(ctx: MetricContext, x, model_log_p: torch.Tensor, kind: str, shared_stderr: float,
+            details: dict) -> Measurement:
+    """The gap to the truth: paired where the dataset gives its log-density, else nll - entropy."""
+    spec = ctx.dataset.spec
+    n = int(model_log_p.shape[0])
+    if spec.log_density is not None:
+        truth = true_log_density(ctx, x)
+        gap, stderr = _mean_and_stderr(truth - model_log_p, shared_stderr)
+        extra = {"paired": True, "true_nll": float(-truth.mean())}
+        if spec.entropy is not None:
+            extra["entropy"] = spec.entropy
+        return Measurement("nll_gap", gap, estimator=kind, stderr=stderr, n=n, details={**details, **extra})
+    nll, nll_err = _mean_and_stderr(-model_log_p, shared_stderr)
+    return Measurement("nll_gap", nll - spec.entropy, estimator=kind, stderr=math.hypot(nll_err, spec.entropy_stderr),
+                       n=n, details={**details, "paired": False, "entropy": spec.entropy})
 
 
 def compute_nll(ctx: MetricContext) -> list:
@@ -61,19 +118,19 @@ def compute_nll(ctx: MetricContext) -> list:
     conditional model also reports ``nll_conditional`` = -log p(x | y) with the true labels."""
     data = ctx.evaluation_split()
     x, y = data.x, data.y
-    nll, stderr, n, kind, details = _scored(ctx, x, None)
+    values, nll, stderr, kind, details, shared = _scored(ctx, x, None)
+    n = int(values.shape[0])
     spec = ctx.dataset.spec
     rows = [Measurement("nll", nll, estimator=kind, stderr=stderr, n=n, details=details)]
     if spec.is_image:
         rows.append(Measurement("bpd", bits_per_dim(nll, spec.dim), estimator=kind,
                                 stderr=bits_per_dim(stderr, spec.dim), n=n, details=details))
-    if spec.entropy is not None:
-        gap_err = math.sqrt(stderr**2 + spec.entropy_stderr**2)
-        rows.append(Measurement("nll_gap", nll - spec.entropy, estimator=kind, stderr=gap_err,
-                                n=n, details={**details, "entropy": spec.entropy}))
+    if spec.log_density is not None or spec.entropy is not None:
+        rows.append(nll_gap(ctx, x, values, kind, shared, details))
     if Capability.CONDITIONAL in ctx.model_spec.capabilities and y is not None:
-        c_nll, c_err, c_n, c_kind, c_details = _scored(ctx, x, y)
-        rows.append(Measurement("nll_conditional", c_nll, estimator=c_kind, stderr=c_err, n=c_n, details=c_details))
+        c_values, c_nll, c_err, c_kind, c_details, _ = _scored(ctx, x, y)
+        rows.append(Measurement("nll_conditional", c_nll, estimator=c_kind, stderr=c_err, n=int(c_values.shape[0]),
+                                details=c_details))
     return rows
 
 
@@ -84,6 +141,6 @@ def harness_register_metrics(register):
         compute=compute_nll,
         outputs=OUTPUTS,
         requires=[Capability.LOG_LIKELIHOOD],
-        description="Test-split NLL per example (nats; bits/dim for images; gap to the true entropy when known), "
-                    "marked exact, bound or estimate as the model reports it.",
+        description="Test-split NLL per example (nats; bits/dim for images; paired gap to the true density "
+                    "when known), marked exact, bound or estimate as the model reports it.",
     ))

@@ -483,7 +483,9 @@ def compute_eval_throughput(ctx: MetricContext) -> list:
 
 def compute_train_throughput(ctx: MetricContext) -> list:
     fit = ctx.fit
-    if fit is None or fit.examples <= 0 or fit.seconds <= 0:
+    if fit is None:  # a model loaded from saved weights: it was trained elsewhere, nothing here to time
+        raise MetricSkipped("the model was loaded, not trained, in this job: there is no fit to time")
+    if fit.examples <= 0 or fit.seconds <= 0:
         raise ValueError("the fit reported no training examples (the model never called ctx.step)")
     seconds = float(fit.seconds)
     return [Measurement(

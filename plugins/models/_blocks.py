@@ -59,6 +59,21 @@ def zero_init(layer: nn.Module) -> nn.Module:
 # ============================================================================ networks
 
 
+def checked_state(owner: str, state, shapes: dict, dtype=None) -> dict:
+    """``state`` with exactly the keys of ``shapes``, each tensor of its shape (cast to ``dtype`` if given);
+    KeyError / ValueError naming what does not fit. For models whose fitted tensors are created in ``fit``,
+    so a freshly built model has nothing to compare a restored state with."""
+    if set(state) != set(shapes):
+        raise KeyError(f"{owner} state is {', '.join(sorted(shapes))}; got {', '.join(sorted(state)) or 'nothing'}")
+    out = {}
+    for key, shape in shapes.items():
+        tensor = state[key]
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(f"{owner} {key} must have shape {tuple(shape)}, not {tuple(tensor.shape)}")
+        out[key] = tensor if dtype is None else tensor.to(dtype)
+    return out
+
+
 def mlp(sizes: Sequence[int], activation: Callable[[], nn.Module] = nn.ReLU,
         zero_output: bool = False) -> nn.Sequential:
     """Linear layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` with ``activation()`` between them

@@ -12,7 +12,7 @@ import torch
 from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, Model, ModelSpec, Split,
                      hookimpl)
 from harness.data import ContinuousView
-from harness_plugins.models._blocks import LOG_2PI, TOYS_2D
+from harness_plugins.models._blocks import LOG_2PI, TOYS_2D, checked_state
 
 HYPERPARAMETERS = Hyperparameters(
     defaults={"jitter": 1e-6, "dequant_draws": 1},
@@ -40,6 +40,11 @@ class GaussianModel(Model):
         cov = cov + self.jitter * torch.eye(y.shape[1], dtype=cov.dtype)
         self.L = torch.linalg.cholesky(cov)
         ctx.step(len(train))
+
+    def restore_state(self, state) -> None:
+        """The fitted mean (D,) and Cholesky factor (D, D), in float64 like a fit."""
+        d = self.spec.dim
+        super().restore_state(checked_state(type(self).__name__, state, {"mu": (d,), "L": (d, d)}, torch.float64))
 
     def _log_density(self, y: torch.Tensor) -> torch.Tensor:
         y = y.reshape(y.shape[0], -1).double().cpu()

@@ -13,7 +13,7 @@ import torch
 from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, Model, ModelSpec, Split,
                      hookimpl)
 from harness.data import ContinuousView
-from harness_plugins.models._blocks import LOG_2PI, TOYS_2D
+from harness_plugins.models._blocks import LOG_2PI, TOYS_2D, checked_state
 
 HYPERPARAMETERS = Hyperparameters(
     defaults={"components": 8, "max_iter": 100, "tol": 1e-5, "reg_covar": 1e-6, "max_train": 0, "n_init": 3,
@@ -78,6 +78,13 @@ class GaussianMixtureModel(Model):
         self.means = torch.as_tensor(means, dtype=torch.float64)
         self.chol = torch.linalg.cholesky(torch.as_tensor(covariances, dtype=torch.float64))
         self.k = self.weights.shape[0]
+
+    def restore_state(self, state) -> None:
+        """The fitted weights (K,), means (K, D) and Cholesky factors (K, D, D), K the ``components``
+        hyperparameter; kept in float64 like a fit."""
+        d = self.spec.dim
+        shapes = {"weights": (self.k,), "means": (self.k, d), "chol": (self.k, d, d)}
+        super().restore_state(checked_state(type(self).__name__, state, shapes, torch.float64))
 
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
         """EM from ``n_init`` k-means initialisations (k-means++ seeding, then Lloyd iterations);

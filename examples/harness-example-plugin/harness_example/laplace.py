@@ -15,6 +15,10 @@ class IndependentLaplace(Model):
     def __init__(self, spec, hparams):
         self.spec = spec
         self.min_scale = float(hparams["min_scale"])  # the core passes every declared key, resolved
+        # Fitted state lives in tensor attributes from the start, so the default export_state() /
+        # restore_state() carry it into a fresh instance (the kit's state_round_trip check).
+        self.loc = torch.zeros(spec.dim, dtype=torch.float64)
+        self.scale = torch.ones(spec.dim, dtype=torch.float64)
 
     def fit(self, train, val, ctx):
         ctx.set_total_steps(1)  # one closed-form step

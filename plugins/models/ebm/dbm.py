@@ -26,6 +26,10 @@ class DeepBoltzmann(BoltzmannModel):
             W2=float(self.hp["init_scale"]) * torch.randn(h1, h2, generator=gen, **kw),
             a=self.base_logits.clone(), b1=torch.zeros(h1, **kw), b2=torch.zeros(h2, **kw))
 
+    def _parameter_shapes(self) -> dict:
+        h1, h2 = int(self.hp["hidden1"]), int(self.hp["hidden2"])
+        return {"W1": (self.dim, h1), "W2": (h1, h2), "a": (self.dim,), "b1": (h1,), "b2": (h2,)}
+
     def set_parameters(self, W1, W2, a, b1, b2, base_logits=None) -> None:
         """Use given parameters (W1: visible x h1, W2: h1 x h2) instead of training."""
         self.hp["hidden1"], self.hp["hidden2"] = W2.shape

@@ -22,6 +22,9 @@ class FullyVisibleBoltzmann(BoltzmannModel):
                                   b=self.base_logits.clone())
         self.chains = self._base_rate_samples(int(self.hp["chains"]), gen)
 
+    def _parameter_shapes(self) -> dict:
+        return {"W": (self.dim, self.dim), "b": (self.dim,)}
+
     def set_parameters(self, W: torch.Tensor, b: torch.Tensor, base_logits: Optional[torch.Tensor] = None) -> None:
         """Use given parameters (W is symmetrised and its diagonal zeroed) instead of training."""
         W = (W + W.T) / 2

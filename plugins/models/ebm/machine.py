@@ -1,6 +1,6 @@
 """The model the three Boltzmann machines share: data handling, the training loop's minibatches, the
-log Z cache, ``log_likelihood``, the RAISE estimate and ``sample``; each machine supplies its
-energy-specific parts."""
+exported state, the log Z cache, ``log_likelihood``, the RAISE estimate and ``sample``; each machine
+supplies its energy-specific parts."""
 
 from __future__ import annotations
 
@@ -63,6 +63,46 @@ class BoltzmannModel(Model):
 
     def _base_rate_samples(self, n: int, gen: torch.Generator, dtype=TRAIN) -> torch.Tensor:
         return bernoulli(torch.sigmoid(self.base_logits.to(dtype)).expand(n, -1), gen)
+
+    # ---- state
+    def export_state(self) -> dict:
+        """The energy's parameters (``params.W`` ...), the base-rate logits AIS starts from, and the
+        fitted seed (it seeds the AIS estimate of log Z, so a restored machine gives the same
+        estimate). The persistent training chains are not needed to sample or score."""
+        if self.params is None:
+            raise ValueError(f"{type(self).__name__} has not been fitted")
+        state = {f"params.{k}": v.detach().cpu() for k, v in self.params.named_buffers()}
+        state["base_logits"] = self.base_logits.detach().cpu()
+        state["seed"] = torch.tensor(int(self.seed), dtype=torch.int64)
+        return state
+
+    def restore_state(self, state) -> None:
+        keys = set(state)
+        expected = {"base_logits", "seed"}
+        params = {k[len("params."):]: v for k, v in state.items() if k.startswith("params.")}
+        unexpected = keys - expected - {f"params.{k}" for k in params}
+        if unexpected or not expected <= keys or not params:
+            raise KeyError(f"{type(self).__name__} state needs params.*, base_logits and seed; got "
+                           f"{', '.join(sorted(keys)) or 'nothing'}")
+        self.params = Parameters(**{k: v.to(self.device, TRAIN) for k, v in params.items()})
+        self._check_restored()
+        if tuple(state["base_logits"].shape) != (self.dim,):
+            raise ValueError(f"{type(self).__name__} base_logits must have shape ({self.dim},), not "
+                             f"{tuple(state['base_logits'].shape)}")
+        self.base_logits = state["base_logits"].to(self.device, TRAIN)
+        self.seed = int(state["seed"])
+        self._log_z = None
+
+    def _check_restored(self) -> None:
+        """Raise if the restored parameters do not fit this machine's dimension and hyperparameters."""
+        names = sorted(self.params.as_dict())
+        wanted = sorted(self._parameter_shapes())
+        if names != wanted:
+            raise KeyError(f"{type(self).__name__} parameters are {', '.join(wanted)}; got {', '.join(names)}")
+        for name, shape in self._parameter_shapes().items():
+            got = tuple(getattr(self.params, name).shape)
+            if got != shape:
+                raise ValueError(f"{type(self).__name__} parameter {name} must have shape {shape}, not {got}")
 
     # ---- likelihood
     def log_partition(self, method: Optional[str] = None) -> dict:
@@ -155,6 +195,9 @@ class BoltzmannModel(Model):
     # ---- supplied by subclasses
     def _init_params(self, x, gen):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def _parameter_shapes(self) -> dict:  # name -> shape of each energy parameter
+        raise NotImplementedError  # pragma: no cover - interface
 
     def _train(self, x, ctx, gen):  # pragma: no cover - interface
         raise NotImplementedError

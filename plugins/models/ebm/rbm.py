@@ -24,6 +24,10 @@ class RestrictedBoltzmann(BoltzmannModel):
         self.params = Parameters(W=W, a=self.base_logits.clone(), c=torch.zeros(h, dtype=TRAIN, device=self.device))
         self.chains = self._base_rate_samples(int(self.hp["chains"]), gen)
 
+    def _parameter_shapes(self) -> dict:
+        h = int(self.hp["hidden"])
+        return {"W": (self.dim, h), "a": (self.dim,), "c": (h,)}
+
     def set_parameters(self, W, a, c, base_logits=None) -> None:
         """Use given parameters (W: visible x hidden) instead of training."""
         self.hp["hidden"] = W.shape[1]

@@ -1,0 +1,46 @@
+"""`harness evaluate-samples PATH --dataset D --name LABEL`: samples from any generator, measured with
+every sample-based quality metric that applies (fidelity, precision/recall, mode coverage, ...).
+
+PATH is a .npy / .npz array in the dataset's data space, or a folder of PNG images for an image
+dataset. The samples appear in the tables as model LABEL of family ``external``, with no likelihood or
+speed columns (nothing here has a likelihood to score or a model to time).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.commands import measure
+from harness.profiles import PROFILES
+
+NAME = "evaluate-samples"
+HELP = "measure samples from any generator (.npy/.npz, or a folder of PNGs) against a dataset"
+
+
+def configure(parser) -> None:
+    parser.add_argument("path", type=Path, metavar="PATH",
+                        help="the samples: a .npy or .npz array (N, *event shape) in data space (discrete data as "
+                             "levels 0..K-1, binary as 0/1), or a folder of PNG images of the dataset's size "
+                             "(pixel p becomes level round(p (K-1) / 255))")
+    parser.add_argument("--dataset", required=True, metavar="D", help="the dataset the samples imitate")
+    parser.add_argument("--name", required=True, metavar="LABEL", help="the label of the samples in the tables")
+    counts = ", ".join(f"{p.name} {p.fidelity_samples}" for p in PROFILES.values())
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES),
+                        help=f"how many samples the metrics draw ({counts}; default quick): PATH must hold at "
+                             "least that many")
+    measure.add_options(parser, "samples")
+
+
+def execute(args, host) -> int:
+    from harness.data import resolve_data_root
+    from harness.evaluation import samples_job
+    from harness.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    measure.check_metrics(host, args.metric)
+    out = measure.output_dir(args, "samples")
+    job = samples_job(host, args.path, args.dataset, args.name, profile.name, args.metric,
+                      resolve_data_root(args.data_root))
+    store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=False)
+    meta = {"evaluated": f"samples {args.path} as {args.name}", "profile": profile.name}
+    return measure.report(store, summary, out, [job], meta, args, saving=None)

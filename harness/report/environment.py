@@ -1,0 +1,81 @@
+"""The environment a results directory was made in, per run: versions, device, threads, profile,
+seeds, run id, start and wall time, and how its jobs ended (from the store's runs and jobs)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Optional
+
+import pandas as pd
+
+VERSION_KEYS = ("harness", "torch", "python")
+MACHINE_KEYS = ("device", "gpu", "threads", "processor", "platform")
+
+
+def _when(ts) -> str:
+    if ts is None or pd.isna(ts):
+        return "-"
+    return _dt.datetime.fromtimestamp(float(ts), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def wall_time(seconds: Optional[float]) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "unfinished"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    h, m = divmod(minutes, 60)
+    return f"{h} h {m:02d} min"
+
+
+def run_rows(runs: list, df: Optional[pd.DataFrame] = None) -> list:
+    """One ordered dict per run: what a reader needs to reproduce or judge its numbers."""
+    rows = []
+    for run in runs:
+        info = run.get("info") or {}
+        row = {"run id": run["run_id"], "profile": run.get("profile") or "-",
+               "seeds": ", ".join(map(str, info.get("seeds", []))) or "-",
+               "started": _when(run.get("started")),
+               "wall time": wall_time(None if run.get("finished") is None
+                                      else run["finished"] - run["started"])}
+        for key in MACHINE_KEYS + VERSION_KEYS:
+            if key in info:
+                row[key] = str(info[key])
+        if df is not None and not df.empty and "run_id" in df:
+            mine = df[df["run_id"] == run["run_id"]]
+            if not mine.empty and "key" in mine:
+                status = mine.groupby("key")["status"].agg(_job_status)
+                row["jobs"] = ", ".join(f"{n} {s}" for s, n in status.value_counts().sort_index().items())
+        plugins = info.get("plugins") or {}
+        if plugins:
+            row["plugins"] = ", ".join(f"{k} {v}" for k, v in sorted(plugins.items()))
+        rows.append(row)
+    return rows
+
+
+def _job_status(statuses) -> str:
+    """A job's status from its rows: failed if its only row failed, skipped if skipped, else ok."""
+    s = set(statuses)
+    if s == {"failed"}:
+        return "failed"
+    if s == {"skipped"}:
+        return "skipped"
+    return "ok" if "ok" in s else sorted(s)[0]
+
+
+def headline(runs: list) -> str:
+    """One line: run ids, profile, seeds, device."""
+    if not runs:
+        return ""
+    last = runs[-1]
+    info = last.get("info") or {}
+    ids = ", ".join(r["run_id"] for r in runs)
+    parts = [f"run {ids}", f"profile {last.get('profile') or '-'}"]
+    if info.get("seeds"):
+        parts.append("seeds " + ", ".join(map(str, info["seeds"])))
+    if info.get("device"):
+        parts.append(f"device {info['device']}" + (f" ({info['gpu']})" if info.get("gpu") else ""))
+    return "; ".join(parts)

@@ -1,0 +1,56 @@
+"""The model samples of a job, drawn once and shared by every metric that reads them: the fidelity
+metrics (fid, kid, precision, recall, density, coverage) through their features, and the
+truth-based score (``sample_xent_gap``) through the true log-density.
+
+``job_samples(ctx, n)`` draws ``n`` samples with the job's generator ``ctx.generator(SAMPLE_OFFSET)``
+in batches of the profile's ``sample_batch``, checks their shape and finiteness, and keeps only the
+latest job's in ``ctx.run_cache`` (keyed by model, dataset and its provenance, seed, n and the model
+object), so a job's metrics see the very same samples and no job holds on to another's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from harness import MetricContext
+
+SAMPLE_OFFSET = 4242  # ctx.generator(offset) for the shared model samples
+CACHE_SLOT = "metrics:job_samples"
+# Sample draws made here (one per job and sample count); tests check that metrics share them.
+DRAWS: Counter = Counter()
+
+
+def draw_samples(model, n: int, generator: torch.Generator, event_shape, batch_size: int = 1000) -> torch.Tensor:
+    """``n`` samples from ``model`` in chunks of ``batch_size``, on the CPU; checked for shape and finiteness."""
+    chunks, drawn = [], 0
+    with torch.no_grad():
+        while drawn < n:
+            size = min(batch_size, n - drawn)
+            chunk = model.sample(size, generator).detach().cpu()
+            if tuple(chunk.shape) != (size, *event_shape):
+                raise ValueError(f"sample({size}) returned shape {tuple(chunk.shape)}, expected {(size, *event_shape)}")
+            chunks.append(chunk)
+            drawn += size
+    samples = torch.cat(chunks)
+    if not torch.isfinite(samples).all():
+        raise ValueError("the model's samples contain NaN or inf")
+    return samples
+
+
+def job_key(ctx: MetricContext, n: int) -> tuple:
+    return (ctx.model_spec.name, ctx.dataset.name, ctx.dataset.provenance, ctx.seed, int(n), id(ctx.model))
+
+
+def job_samples(ctx: MetricContext, n: int) -> torch.Tensor:
+    """The job's ``n`` model samples (CPU), drawn once and shared by the job's metrics."""
+    key = job_key(ctx, n)
+    slot = ctx.run_cache.get(CACHE_SLOT)
+    if slot is not None and slot[0] == key:
+        return slot[1]
+    batch = max(1, int(getattr(ctx.profile, "sample_batch", 1000) or 1000))
+    samples = draw_samples(ctx.model, n, ctx.generator(SAMPLE_OFFSET), ctx.dataset.spec.event_shape, batch)
+    DRAWS["samples"] += 1
+    ctx.run_cache[CACHE_SLOT] = (key, samples)
+    return samples
