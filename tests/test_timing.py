@@ -170,6 +170,23 @@ def test_time_within_skips_the_warmup_when_told_the_call_is_warm():
     assert t.warmup_calls == 0 and len(calls) == 2
 
 
+def test_calls_that_slow_down_after_planning_stop_at_the_budget_limit():
+    """Planned on a 1 ms call, the calls then take 50 ms (a machine that became busy): the blocks stop
+    once they have taken the budget's limit, instead of running every planned block."""
+    clock = VirtualClock()
+    durations = iter([1e-3] * 3 + [50e-3] * 10_000)
+
+    def call():
+        clock.advance(next(durations))
+
+    budget = Budget(0.1, min_repeats=3, max_repeats=25, min_block_seconds=2e-3)
+    t = time_within(call, "cuda", budget, cuda=FakeCuda(clock))
+    planned_calls, planned_repeats = timing.plan_repeats(1e-3, budget)
+    assert t.calls_per_repeat == planned_calls and t.repeats < planned_repeats
+    block = planned_calls * 50e-3
+    assert budget.limit <= sum(t.seconds) < budget.limit + block
+
+
 def test_time_repeats_keeps_its_old_contract():
     calls = []
     t = timing.time_repeats(lambda: calls.append(1), "cpu", warmup=2, repeats=4)

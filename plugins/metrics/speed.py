@@ -63,7 +63,12 @@ from harness_plugins.metrics.timing import (
 # --------------------------------------------------------------------------- budgets
 
 # Seconds of timed repeats per measurement: (throughput, latency). Unknown profiles use "quick".
-BUDGET_SECONDS = {"smoke": (0.12, 0.05), "quick": (0.8, 0.3), "full": (5.0, 2.0)}
+BUDGET_SECONDS = {"smoke": (0.12, 0.05), "quick": (0.25, 0.1), "full": (5.0, 2.0)}
+# The most those repeats may take when min_repeats (the profile's timing_repeats) forces more than the
+# budget: (throughput, latency). It also sets the longest call a batch may take (limit / (repeats + 1)).
+# quick keeps the limits of its earlier 0.8 s / 0.3 s budgets, so slow samplers get the same batch and
+# repeats as before, while fast ones (2-D toys: calls of a few ms) stop after 0.25 s / 0.1 s.
+LIMIT_SECONDS = {"smoke": (0.3, 0.125), "quick": (2.0, 0.75), "full": (12.5, 5.0)}
 MAX_REPEATS = {"smoke": (25, 30), "quick": (50, 100), "full": (200, 500)}
 
 # peak_memory is measured on one sampling call of this many samples (at most the profile's sample_batch).
@@ -80,20 +85,24 @@ FLOP_COUNTER_NOTE = ("the FLOP formulas of torch.utils.flop_counter (matrix prod
 
 
 def _budget_seconds(profile) -> tuple:
+    """((throughput, latency) seconds, (throughput, latency) limits, (throughput, latency) most repeats)."""
     name = getattr(profile, "name", "quick")
-    return BUDGET_SECONDS.get(name, BUDGET_SECONDS["quick"]), MAX_REPEATS.get(name, MAX_REPEATS["quick"])
+    if name not in BUDGET_SECONDS:
+        name = "quick"
+    return BUDGET_SECONDS[name], LIMIT_SECONDS[name], MAX_REPEATS[name]
 
 
 def throughput_budget(profile, scale: float = 1.0) -> Budget:
-    (seconds, _), (max_repeats, _) = _budget_seconds(profile)
-    return Budget(seconds * scale, min_repeats=max(int(profile.timing_repeats), 1), max_repeats=max_repeats)
+    (seconds, _), (limit, _), (max_repeats, _) = _budget_seconds(profile)
+    return Budget(seconds * scale, min_repeats=max(int(profile.timing_repeats), 1), max_repeats=max_repeats,
+                  max_seconds=limit * scale)
 
 
 def latency_budget(profile) -> Budget:
     """Every call timed on its own; at least 5 repeats so the 95th percentile has some footing."""
-    (_, seconds), (_, max_repeats) = _budget_seconds(profile)
+    (_, seconds), (_, limit), (_, max_repeats) = _budget_seconds(profile)
     return Budget(seconds, min_repeats=max(int(profile.timing_repeats), 5), max_repeats=max_repeats,
-                  min_block_seconds=0.0)
+                  min_block_seconds=0.0, max_seconds=limit)
 
 
 # --------------------------------------------------------------------------- per-job cache

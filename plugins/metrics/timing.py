@@ -458,15 +458,23 @@ def plan_repeats(call_seconds: float, budget: Budget) -> tuple:
     return calls, repeats
 
 
-def time_blocks(fn: Callable[[], object], calls: int, repeats: int, watch: Stopwatch) -> list:
-    """``repeats`` timed blocks of ``calls`` calls each: nothing but the calls inside the timed region."""
+def time_blocks(fn: Callable[[], object], calls: int, repeats: int, watch: Stopwatch,
+                limit_seconds: Optional[float] = None) -> list:
+    """``repeats`` timed blocks of ``calls`` calls each: nothing but the calls inside the timed region.
+    With ``limit_seconds``, no block starts once the blocks so far have taken that long (calls that
+    slow down after the plan was made, e.g. on a machine that became busy, cannot stretch a
+    measurement past its budget by more than one block)."""
     out = []
     block = range(calls)
+    spent = 0.0
     for _ in range(repeats):
         watch.start()
         for _ in block:
             fn()
         out.append(watch.stop())
+        spent += out[-1]
+        if limit_seconds is not None and spent >= limit_seconds:
+            break
     return out
 
 
@@ -491,7 +499,7 @@ def time_within(fn: Callable[[], object], device, budget: Budget, warm_call_seco
         call_seconds = time_blocks(fn, calls, 1, watch)[0] / calls
         warmup_calls += calls
     calls, repeats = plan_repeats(call_seconds, budget)
-    return Timing(time_blocks(fn, calls, repeats, watch), calls, warmup_calls, watch.kind)
+    return Timing(time_blocks(fn, calls, repeats, watch, limit_seconds=budget.limit), calls, warmup_calls, watch.kind)
 
 
 @dataclass

@@ -20,6 +20,10 @@ from harness import FitContext
 
 LOG_2PI = math.log(2 * math.pi)
 
+# The 2-D toys of the built-in toy2d plugin, by name (a model plugin never imports the datasets group):
+# every 2-D model runs on all of them at the quick and full profiles.
+TOYS_2D = ["checkerboard", "8gaussians", "moons", "circles", "swissroll", "2spirals", "pinwheel"]
+
 
 # ============================================================================ seeded initialisation
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, LogLikelihood, Model,
                      ModelSpec, Split, hookimpl)
-from harness_plugins.models._blocks import LOG_2PI, MADE as MADENetwork, seeded, train_keeping_best
+from harness_plugins.models._blocks import LOG_2PI, MADE as MADENetwork, TOYS_2D, seeded, train_keeping_best
 
 
 # ============================================================================ output heads
@@ -561,6 +561,9 @@ MADE_HYPERPARAMETERS = Hyperparameters(
         "full": {"hidden": [1024, 1024], "steps": 40000, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
                  "features": 64},
     },
+    # Two coordinates need no 512-unit layers: at quick, 128 units fit the 2-D toys as closely or closer
+    # (nll_gap on 8gaussians 0.013 against 0.016, 2spirals 0.12 against 0.15) in a third of the time.
+    rules=[({"profile": "quick", "tag": "toy2d"}, {"hidden": [128, 128]})],
 )
 PIXELCNN_HYPERPARAMETERS = Hyperparameters(
     defaults={**TRAINING, "channels": 64, "blocks": 4, "first_kernel": 7, "kernel": 3, "head_channels": None},
@@ -619,8 +622,8 @@ def harness_register_models(register):
         hyperparameters=MADE_HYPERPARAMETERS,
         default_datasets={
             "smoke": ["digits-binary", "8gaussians"],
-            "quick": ["digits-binary", "digits", "8gaussians"],
-            "full": ["digits-binary", "digits", "8gaussians", "checkerboard", "mnist5k-binary", "mnist5k"],
+            "quick": ["digits-binary", "digits", *TOYS_2D],
+            "full": ["digits-binary", "digits", *TOYS_2D, "mnist5k-binary", "mnist5k"],
         },
         description="MADE (Germain et al. 2015): masked MLP; Bernoulli / categorical / Gaussian-mixture "
                     "conditionals; exact likelihood.",

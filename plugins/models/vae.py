@@ -64,7 +64,7 @@ from harness import (
     Tolerance,
     hookimpl,
 )
-from harness_plugins.models._blocks import LOG_2PI, halvings, mlp, reset_parameters
+from harness_plugins.models._blocks import LOG_2PI, TOYS_2D, halvings, mlp, reset_parameters
 
 LN2 = math.log(2.0)
 # arch="auto" uses convolutions for images at least this many pixels on a side; smaller images
@@ -577,8 +577,8 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.BOUND,
         hyperparameters=VAE_HYPERPARAMETERS,
-        default_datasets={"smoke": ["8gaussians", "digits-binary"], "quick": ["8gaussians", "digits"],
-                          "full": ["8gaussians", "digits", "mnist5k-binary", "mnist5k"]},
+        default_datasets={"smoke": ["8gaussians", "digits-binary"], "quick": [*TOYS_2D, "digits"],
+                          "full": [*TOYS_2D, "digits", "mnist5k-binary", "mnist5k"]},
         description="VAE (MLP or conv by data shape; Bernoulli / discretised logistic / Gaussian p(x|z)); "
                     "IWAE bound.",
     ))
