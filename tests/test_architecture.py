@@ -40,6 +40,13 @@ def test_the_core_imports_no_built_in_plugin(path):
     assert not [m for m in imported_modules(path) if m.split(".")[0] in ("harness_plugins", "plugins")]
 
 
+# Strings in the core that equal a metric's name but mean something else (the word "density").
+NOT_METRIC_NAMES = {
+    ("harness/artifacts.py", "density"): "the key of an artifact's density-grid file",
+    ("harness/testing/datasets.py", "density"): "the name of the kit's true-density check of a dataset",
+}
+
+
 def test_no_metric_name_is_a_string_literal_in_the_core(host):
     names = {name for spec in host.registry.metrics.values() for name in (spec.name, *spec.output_names)}
     assert {"nll", "bpd", "fid", "sample_throughput"} <= names  # the built-ins are loaded
@@ -51,7 +58,8 @@ def test_no_metric_name_is_a_string_literal_in_the_core(host):
                     value = ast.literal_eval(tok.string)
                 except (ValueError, SyntaxError):
                     continue
-                if isinstance(value, str) and value.split("@")[0] in names:
+                rel = path.relative_to(REPO).as_posix()
+                if isinstance(value, str) and value.split("@")[0] in names and (rel, value) not in NOT_METRIC_NAMES:
                     found.append(f"{path.relative_to(REPO)}:{tok.start[0]} {tok.string}")
     assert not found, "metric names hard-coded in the core:\n" + "\n".join(found)
 

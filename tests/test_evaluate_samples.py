@@ -81,7 +81,7 @@ def test_too_few_samples_fail_the_metric_that_needs_more_and_say_so(eight, tmp_p
 
 
 def test_the_adapter_hands_out_one_draw_in_order_across_chunks():
-    from harness_plugins.metrics.fidelity import draw_samples
+    from harness_plugins.metrics.job_samples import draw_samples
 
     data = torch.arange(20.0).reshape(10, 2)
     model = ExternalSamples(data, "test")
