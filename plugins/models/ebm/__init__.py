@@ -135,7 +135,10 @@ RBM = _declare(
     {"hidden": 100, "training": "pcd", "k": 1},
     profiles={
         "smoke": {"hidden": 16, "steps": 1500, "sample_burn_in": 100, "ais_betas": 300, "ais_chains": 50},
-        "quick": {"hidden": 200, "steps": 2500, "sample_burn_in": 100, "ais_betas": 2000, "ais_chains": 100},
+        # 4000 temperatures each way bring the AIS / RAISE interval on mnist5k-binary to 0.64 +- 0.41
+        # nats (2000: 1.62 +- 0.53; the AIS nll rises from 101.2 to 102.2) for about 8 s more a job.
+        "quick": {"hidden": 200, "steps": 2500, "sample_burn_in": 100, "ais_betas": 4000, "ais_chains": 100,
+                  "raise_betas": 4000},
         "full": {"hidden": 500, "steps": 50000, "sample_burn_in": 1000, "ais_betas": 14500, "ais_chains": 100},
     },
     digits_binary={
