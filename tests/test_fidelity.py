@@ -188,6 +188,42 @@ def _prdc_reference(f_gen: np.ndarray, f_ref: np.ndarray) -> dict:
     return compute_prdc(real_features=f_ref, fake_features=f_gen, nearest_k=fidelity.DC_NEIGHBORHOOD)
 
 
+@pytest.mark.parametrize("dim,n1,n2,shift", [(2, 3000, 5000, 0.05), (2, 400, 400, 0.5), (5, 1500, 1200, 0.0),
+                                           (9, 800, 900, 0.1)])
+def test_kid_through_the_feature_map_equals_torch_fidelity_to_rounding(dim, n1, n2, shift):
+    """Low-dimensional float64 features take the explicit feature map: same subsets, same estimator,
+    the kernel sums as inner products; torch-fidelity's own kid_features_to_metric is the reference."""
+    from torch_fidelity.metric_kid import kernel_poly, kid_features_to_metric
+
+    rng = np.random.default_rng(dim)
+    x = torch.from_numpy(rng.standard_normal((n1, dim)) * 3)
+    y = torch.from_numpy(rng.standard_normal((n2, dim)) * 3 + shift)
+    assert fidelity.poly_feature_dim(dim, 3) <= fidelity.KID_FEATURE_MAP_MAX  # the path under test
+    phi = fidelity.poly_feature_map(x.numpy()[:50], 3, 1.0 / dim, 1.0)
+    assert phi @ phi.T == pytest.approx(kernel_poly(x.numpy()[:50], x.numpy()[:50]), rel=1e-12)
+    options = fidelity.torch_fidelity_options(n1, n2)
+    mean, std = fidelity.kernel_inception_distance(x, y, options)
+    direct = kid_features_to_metric(x, y, **options)
+    assert mean == pytest.approx(direct["kernel_inception_distance_mean"], rel=1e-9, abs=1e-12)
+    assert std == pytest.approx(direct["kernel_inception_distance_std"], rel=1e-9)
+
+
+def test_kid_of_float32_or_wide_features_keeps_the_kernel_matrix_path(monkeypatch):
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    monkeypatch.setattr(fidelity, "poly_feature_map", lambda *a: pytest.fail("feature map used"))
+    rng = np.random.default_rng(1)
+    float32 = [torch.from_numpy(rng.standard_normal((300, 2)) + s).float() for s in (0.0, 0.3)]
+    wide = [torch.from_numpy(rng.standard_normal((300, 12)) + s) for s in (0.0, 0.3)]  # 1 + 12 + 144 + 1728 > 1000
+    for x, y in (float32, wide):
+        options = fidelity.torch_fidelity_options(300, 300)
+        mean, std = fidelity.kernel_inception_distance(x, y, options)
+        direct = kid_features_to_metric(x, y, **options)
+        rel = 1e-4 if x.dtype == torch.float32 else 1e-9  # float32 sums in another order: rounding only
+        assert mean == pytest.approx(direct["kernel_inception_distance_mean"], rel=rel)
+        assert std == pytest.approx(direct["kernel_inception_distance_std"], rel=rel)
+
+
 def test_density_and_coverage_equal_the_prdc_package_on_digits_and_raw_features(digits):
     """Naeem et al.'s own implementation (the ``prdc`` package, k = 5) on the same features: equal up
     to a ball boundary decided differently by rounding (one count in k M or in N)."""
