@@ -527,7 +527,10 @@ PROFILES = {
     "full": {"steps": 50000, "batch_size": 128, "hidden": 512, "depth": 3, "channels": 64, "iwae_k": 1000,
              "lr": 5e-4, "kl_warmup": 0.1},
 }
-VAE_HYPERPARAMETERS = Hyperparameters(defaults=DEFAULTS, docs=DOCS, profiles=PROFILES, choices=CHOICES)
+# On the seven 2-D toys (every one a quick default) 1200 steps instead of 2000 keep run --all within its
+# budget; nll_gap on 8gaussians / 2spirals / checkerboard 0.61 / 0.74 / 0.70 -> 0.66 / 0.78 / 0.73.
+VAE_HYPERPARAMETERS = Hyperparameters(defaults=DEFAULTS, docs=DOCS, profiles=PROFILES, choices=CHOICES,
+                                      rules=[({"profile": "quick", "tag": "toy2d"}, {"steps": 1200})])
 CVAE_HYPERPARAMETERS = Hyperparameters(defaults=DEFAULTS, docs=DOCS, choices=CHOICES,
                                        profiles={**PROFILES, "quick": {**PROFILES["quick"], "steps": 3000}})
 
