@@ -273,6 +273,37 @@ def test_a_3x_slowdown_of_one_model_beside_an_unchanged_calibration_fails_that_m
     assert gaussian["verdict"] == "unchanged" and gaussian["ratio"] == pytest.approx(1.0, rel=1e-9)
 
 
+@pytest.mark.parametrize("twin_speed, verdict", [(0.3 / 2.2, "unchanged"), (0.1, "worse"), (2.5, "better")])
+def test_a_row_compared_across_machines_is_judged_by_every_workloads_factor(
+        exact, tmp_path, capsys, monkeypatch, twin_speed, verdict):
+    """The calibrations disagree (as AVX2 kernels against AVX512 do): the matrix product and the
+    convolution as fast as on the baseline's machine, the small operations 0.3 times as fast (machine
+    speed factor 0.3^(1/3) = 0.669). Which workload a model's work resembles is not known, so a row is
+    worse only if worse under every factor (the kindest: 0.3) and better only if better under every one
+    (the harshest: 1). The twin's raw rate moved by ``twin_speed``; the other model's did not."""
+    _, path = exact
+    (section,) = json.loads(path.read_text())["machines"].values()
+    calibration = json.loads(json.dumps(section["calibration"]))
+    calibration["workloads"]["small_ops"]["seconds"] /= 0.3
+    run = run_suite(tmp_path / "run", EXACT_METRICS, twin_rate=1000.0 * twin_speed)
+    moved = as_another_machine(run, tmp_path / "moved", calibration=calibration)
+    code, report = compare_json(capsys, monkeypatch, moved, path)
+    assert report["speed"]["mode"] == "normalised"
+    assert report["speed"]["factor"] == pytest.approx(stats.gmean([1.0, 1.0, 0.3]), rel=1e-9)
+    rows = {r["model"]: r for r in report["rows"] if r["metric"] == "fake_rate"}
+    twin, gaussian = rows["fake-twin"], rows["fake-gaussian"]
+    assert twin["verdict"] == verdict and code == (1 if verdict == "worse" else 0)
+    # Its figures are read under the machine speed factor: at 0.3/2.2 that alone would have failed it
+    # (x4.9 the wrong way against a floor of x2.4).
+    assert twin["normalised"]["mean"] / twin["baseline"]["mean"] == pytest.approx(
+        twin_speed / stats.gmean([1.0, 1.0, 0.3]), rel=1e-9)
+    assert "judged by each workload's, x0.3 to x1" in twin["note"]
+    # Unchanged raw: 3.3 times better under the small operations' factor, not under the others'.
+    assert gaussian["verdict"] == "unchanged"
+    code, out, _ = cli(capsys, monkeypatch, "compare", moved, "--baseline", path)
+    assert "under every workload's factor" in out
+
+
 def test_quality_only_leaves_speed_rows_unjudged(timed, tmp_path, capsys, monkeypatch):
     results, path = timed
     slower = as_another_machine(results, tmp_path / "slow", speed=0.4, processor=None)

@@ -278,8 +278,11 @@ def _judge(doc, base: dict, current: dict, results: ResultsSet, failed, skipped,
         tol = tolerance_for(b, results.outputs, doc.get("outputs", {}), tolerances)
         judged, note = c, ""
         if plan is not None:
-            tol, judged, note = plan.tolerance(tol, b.unit), plan.normalise(c), plan.row_note(b.unit)
-        decision = decide(b.stats, judged.stats, bool(b.higher_is_better), tol, alpha)
+            judged, note = plan.normalise(c, unit=b.unit), plan.row_note(b.unit)
+            decision = plan.judge(b.stats, c, b.unit, bool(b.higher_is_better), tol, alpha)
+            tol = plan.tolerance(tol, b.unit)
+        else:
+            decision = decide(b.stats, judged.stats, bool(b.higher_is_better), tol, alpha)
         rows.append(Row(decision.verdict, model, dataset, ident, b.unit, b, c, decision, tol, note, speed,
                         judged if judged is not c else None))
     for key, c in current.items():

@@ -11,8 +11,12 @@ rows in one section per machine (fingerprint id, fingerprint, calibration; see
   faster the results' machine ran the calibration workloads, :func:`harness.machine.speed_factor`)
   divides rates (units ``.../s``) and multiplies durations (``s``, ``ms``, ...), and such a row is
   worse only beyond its declared floor times ``spread`` (:data:`MACHINE_SPREAD`, measured in
-  docs/regression.md). Rows that do not depend on the machine's speed (bytes, FLOP counts,
-  fractions) are compared as measured;
+  docs/regression.md). ``s`` is the geometric mean of the workloads' own factors, and which of them a
+  model's work resembles is not known: where they disagree (AVX2 against AVX512 kernels: the matrix
+  product 0.68 times as fast, the small operations 0.42 times), a row is judged *worse* only if it is
+  worse under every workload's factor (the one most in its favour) and *better* only if better under
+  every one; its normalised figure is still the one under ``s``. Rows that do not depend on the
+  machine's speed (bytes, FLOP counts, fractions) are compared as measured;
 - **not compared**: ``--quality-only``, or no section can be compared (no calibration on one side, no
   section for this device type, results from several machines without calibrations): the speed rows
   are listed as ``not-compared`` and never fail the gate on raw numbers.
@@ -27,6 +31,7 @@ from typing import Optional
 
 from harness.contracts import SPEED, Tolerance
 from harness.machine import SpeedFactor, describe, pooled, speed_factor
+from harness.regression.rule import Decision, decide
 
 # The floor of a time-dependent speed row compared across machines is its declared floor times this:
 # the spread of calibration-normalised ratios of the built-in models between two machine settings
@@ -119,13 +124,36 @@ class SpeedPlan:
     def compared(self) -> bool:
         return self.mode in (SAME_MACHINE, NORMALISED)
 
-    def normalise(self, entry):
-        """The results' entry as it would read on the baseline's machine (NORMALISED only)."""
-        d = time_dependence(entry.unit)
+    def normalise(self, entry, factor: Optional[float] = None, unit: Optional[str] = None):
+        """The results' entry as it would read on the baseline's machine (NORMALISED only), by the
+        machine speed factor or by ``factor`` (one workload's); ``unit``: the row's, if not the entry's."""
+        d = time_dependence(entry.unit if unit is None else unit)
         if self.mode != NORMALISED or d == 0:
             return entry
-        scale = self.factor.factor ** (-d)
+        scale = (factor or self.factor.factor) ** (-d)
         return replace(entry, mean=entry.mean * scale, stderr=None if entry.stderr is None else entry.stderr * scale)
+
+    @property
+    def factor_range(self) -> tuple:
+        """(lowest, highest) of the workloads' factors (the machine speed factor lies between)."""
+        values = [v for v in self.factor.ratios.values() if v > 0 and math.isfinite(v)] + [self.factor.factor]
+        return min(values), max(values)
+
+    def judge(self, base, entry, unit: str, higher_is_better: bool, tol: Tolerance, alpha: float) -> Decision:
+        """The verdict on one row of this plan's speed section (see the module doc): a time-dependent
+        row compared across machines is worse only under every workload's factor, better only under
+        every one; its figures (change, ratio) are those under the machine speed factor."""
+        tol = self.tolerance(tol, unit)
+        decision = decide(base, self.normalise(entry, unit=unit).stats, higher_is_better, tol, alpha)
+        if self.mode != NORMALISED or time_dependence(unit) == 0:
+            return decision
+        # The lowest factor reads the row at its best (durations times less, rates divided by less).
+        low, high = self.factor_range
+        kindest = decide(base, self.normalise(entry, low, unit).stats, higher_is_better, tol, alpha)
+        harshest = decide(base, self.normalise(entry, high, unit).stats, higher_is_better, tol, alpha)
+        verdict = ("worse" if kindest.verdict == "worse" else "better" if harshest.verdict == "better"
+                   else "unchanged")
+        return replace(decision, verdict=verdict, p_worse=kindest.p_worse, p_better=harshest.p_better)
 
     def tolerance(self, tol: Tolerance, unit: str) -> Tolerance:
         """The floor of a row: as declared, widened by ``spread`` for a time-dependent row across machines."""
@@ -140,6 +168,10 @@ class SpeedPlan:
             return ""
         if time_dependence(unit) == 0:
             return "does not depend on the machine's speed: compared as measured"
+        low, high = self.factor_range
+        if high / low > 1.0005:
+            return (f"normalised by the machine speed factor x{self.factor.factor:.3g}; judged by each "
+                    f"workload's, x{low:.3g} to x{high:.3g}")
         return f"normalised by the machine speed factor x{self.factor.factor:.3g}"
 
     def describe(self) -> str:
@@ -155,8 +187,9 @@ class SpeedPlan:
             return (f"Speed: the baseline's speed figures come from another machine, {self.baseline.describe()}, "
                     f"not from this one (the one that made the results), {self.results.describe()}. The calibrations say the results' machine is "
                     f"{self.factor.describe()} as fast; rates are divided and durations multiplied by that factor, "
-                    f"and such a row is worse only beyond its floor times {self.spread:g}. Bytes and FLOP counts are "
-                    "compared as measured." + (f" {self.reason}" if self.reason else ""))
+                    f"and such a row is worse only beyond its floor times {self.spread:g}"
+                    + (" under every workload's factor" if self.factor_range[1] / self.factor_range[0] > 1.0005 else "")
+                    + ". Bytes and FLOP counts are compared as measured." + (f" {self.reason}" if self.reason else ""))
         text = f"Speed: not compared. {self.reason}"
         if self.mode == SKIPPED and self.sections and self.baseline_from_this_machine is not None:
             if self.baseline_from_this_machine:

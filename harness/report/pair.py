@@ -215,8 +215,11 @@ def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float]
             if not plan.compared:
                 table.cells[(model, label)] = PairCell(ca, cb, NOT_COMPARABLE, note=speed_note)
                 continue
-            tol, judged, note = plan.tolerance(tol, ca.unit), plan.normalise(cb), plan.row_note(ca.unit)
-        decision = decide(ca.stats, judged.stats, bool(ca.higher_is_better), tol, alpha)
+            judged, note = plan.normalise(cb, unit=ca.unit), plan.row_note(ca.unit)
+            decision = plan.judge(ca.stats, cb, ca.unit, bool(ca.higher_is_better), tol, alpha)
+            tol = plan.tolerance(tol, ca.unit)
+        else:
+            decision = decide(ca.stats, judged.stats, bool(ca.higher_is_better), tol, alpha)
         table.cells[(model, label)] = PairCell(ca, cb, decision.verdict, decision, tol, note,
                                                judged if judged is not cb else None)
     for table in tables.values():
