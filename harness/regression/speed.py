@@ -139,6 +139,13 @@ class SpeedPlan:
         values = [v for v in self.factor.ratios.values() if v > 0 and math.isfinite(v)] + [self.factor.factor]
         return min(values), max(values)
 
+    @property
+    def workloads_disagree(self) -> bool:
+        """Whether the workloads' factors differ (beyond rounding), so that the verdict reads a row
+        under each of them rather than under the speed factor alone."""
+        low, high = self.factor_range
+        return high / low > 1.0005
+
     def judge(self, base, entry, unit: str, higher_is_better: bool, tol: Tolerance, alpha: float) -> Decision:
         """The verdict on one row of this plan's speed section (see the module doc): a time-dependent
         row compared across machines is worse only under every workload's factor, better only under
@@ -168,8 +175,8 @@ class SpeedPlan:
             return ""
         if time_dependence(unit) == 0:
             return "does not depend on the machine's speed: compared as measured"
-        low, high = self.factor_range
-        if high / low > 1.0005:
+        if self.workloads_disagree:
+            low, high = self.factor_range
             return (f"normalised by the machine speed factor x{self.factor.factor:.3g}; judged by each "
                     f"workload's, x{low:.3g} to x{high:.3g}")
         return f"normalised by the machine speed factor x{self.factor.factor:.3g}"
@@ -188,7 +195,7 @@ class SpeedPlan:
                     f"not from this one (the one that made the results), {self.results.describe()}. The calibrations say the results' machine is "
                     f"{self.factor.describe()} as fast; rates are divided and durations multiplied by that factor, "
                     f"and such a row is worse only beyond its floor times {self.spread:g}"
-                    + (" under every workload's factor" if self.factor_range[1] / self.factor_range[0] > 1.0005 else "")
+                    + (" under every workload's factor" if self.workloads_disagree else "")
                     + ". Bytes and FLOP counts are compared as measured." + (f" {self.reason}" if self.reason else ""))
         text = f"Speed: not compared. {self.reason}"
         if self.mode == SKIPPED and self.sections and self.baseline_from_this_machine is not None:
