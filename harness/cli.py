@@ -53,10 +53,10 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from harness.plugins import PluginError, get_harness
+    from harness.host import PluginError, get_host
 
     try:
-        host = get_harness()
+        host = get_host()
         return handlers[args.command](args, host)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -182,7 +182,7 @@ def samples_job(host, path, dataset: str, label: str, profile: str, metrics: Opt
     """Register ``path``'s samples as model ``label`` (family ``external``) and plan their job."""
     from harness.artifacts import sha256_file
     from harness.external import SamplesPlugin, read_samples
-    from harness.plugins import PluginError
+    from harness.host import PluginError
 
     dspec = host.dataset(dataset)
     if label in host.registry.models:

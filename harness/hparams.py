@@ -36,7 +36,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from harness.contracts import UserError
+from harness.errors import UserError
 
 SELECTOR_KEYS = ("profile", "dataset", "kind", "image", "tag")
 

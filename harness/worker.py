@@ -7,7 +7,7 @@ plugin host, the profile, the device and where data and caches live, and turns a
 NaN/inf or passes its time limit gives a failed result with its reason; nothing escapes.
 
 :class:`WorkerSetup` is the picklable description from which another process builds the same
-:class:`JobRunner` (the parent's plugins included, see :meth:`harness.plugins.Harness.worker_sources`).
+:class:`JobRunner` (the parent's plugins included, see :meth:`harness.host.PluginHost.worker_sources`).
 """
 
 from __future__ import annotations
@@ -99,10 +99,10 @@ class WorkerSetup:
     artifacts_dir: Optional[str] = None
 
     def build(self) -> "JobRunner":
-        from harness.plugins import Harness
+        from harness.host import PluginHost
         from harness.profiles import get_profile
 
-        return JobRunner(Harness.from_sources(self.plugin_sources), get_profile(self.profile), self.device,
+        return JobRunner(PluginHost.from_sources(self.plugin_sources), get_profile(self.profile), self.device,
                          Path(self.data_root), Path(self.cache_dir), self.metrics, self.job_timeout,
                          artifacts_dir=Path(self.artifacts_dir) if self.artifacts_dir else None)
 

@@ -11,11 +11,11 @@ if str(REPO) not in sys.path:
 
 @pytest.fixture
 def host():
-    """The installed plugins plus the fake plugins of tests/plugins/fakes.py."""
-    from harness.plugins import get_harness
-    from tests.plugins import fakes
+    """The installed plugins plus the fake plugins of tests/fake_plugins/fakes.py."""
+    from harness.host import get_host
+    from tests.fake_plugins import fakes
 
-    h = get_harness()
+    h = get_host()
     h.add_plugin(fakes, "fakes")
     return h
 
@@ -32,6 +32,6 @@ def cli_env(monkeypatch):
     """Environment for CLI subprocesses that must see the fake plugins."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["HARNESS_PLUGINS"] = "tests.plugins.fakes"
+    env["HARNESS_PLUGINS"] = "tests.fake_plugins.fakes"
     env.setdefault("OMP_NUM_THREADS", "1")
     return env

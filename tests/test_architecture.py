@@ -3,7 +3,7 @@
 - the core (harness/) never imports a built-in plugin and holds no metric name as a string literal
   (report, gate and --metric read the metrics' declarations);
 - a built-in plugin imports only the public harness API and modules of its own group
-  (plugins/models, plugins/datasets, plugins/metrics), never another group.
+  (harness_plugins/models, harness_plugins/datasets, harness_plugins/metrics), never another group.
 """
 
 import ast
@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = sorted((REPO / "harness").rglob("*.py"))
-PLUGINS = sorted((REPO / "plugins").rglob("*.py"))
+PLUGINS = sorted((REPO / "harness_plugins").rglob("*.py"))
 
 
 def imported_modules(path: Path) -> set:
@@ -28,7 +28,7 @@ def imported_modules(path: Path) -> set:
             if node.level:  # relative: resolve against the file's package (level 1 is the package itself)
                 package = path.relative_to(path.parents[len(path.relative_to(REPO).parts) - 2]).parent.parts
                 package = package[: len(package) - (node.level - 1)]
-                root = "harness_plugins" if path.is_relative_to(REPO / "plugins") else "harness"
+                root = "harness_plugins" if path.is_relative_to(REPO / "harness_plugins") else "harness"
                 names.add(".".join((root, *package, node.module)))
             else:
                 names.add(node.module)
@@ -66,7 +66,7 @@ def test_no_metric_name_is_a_string_literal_in_the_core(host):
 
 @pytest.mark.parametrize("path", PLUGINS, ids=lambda p: str(p.relative_to(REPO)))
 def test_a_plugin_imports_only_the_harness_api_and_its_own_group(path):
-    group = path.relative_to(REPO / "plugins").parts[0]
+    group = path.relative_to(REPO / "harness_plugins").parts[0]
     for module in imported_modules(path):
         parts = module.split(".")
         if parts[0] == "harness_plugins" and len(parts) > 1:

@@ -13,7 +13,7 @@ from scipy.stats import multivariate_normal
 from harness import artifacts
 from harness.profiles import get_profile
 from harness.runner import Runner
-from tests.plugins.extra import Registrations
+from tests.fake_plugins.extra import Registrations
 
 
 def run(host, out, models, metrics=("nll",), seeds=(0,), **kw):
@@ -85,7 +85,7 @@ class Unsaveable:
 
     @staticmethod
     def factory(spec, hparams):
-        from tests.plugins.fakes import StandardNormal
+        from tests.fake_plugins.fakes import StandardNormal
 
         class Broken(StandardNormal):
             def export_state(self):

@@ -49,11 +49,11 @@ def test_list_and_plugins_as_json(capsys):
 
 
 def test_plugins_lists_a_broken_plugin_with_its_error(cli_env):
-    cli_env["HARNESS_PLUGINS"] = "tests.plugins.broken"
+    cli_env["HARNESS_PLUGINS"] = "tests.fake_plugins.broken"
     out = subprocess.run([sys.executable, "-m", "harness", "plugins", "--format", "json"], env=cli_env,
                          capture_output=True, text=True)
     assert out.returncode == 0
-    broken = next(p for p in json.loads(out.stdout) if p["name"] == "tests.plugins.broken")
+    broken = next(p for p in json.loads(out.stdout) if p["name"] == "tests.fake_plugins.broken")
     assert broken["status"] == "failed" and "deliberately broken" in broken["error"]
 
 

@@ -7,10 +7,10 @@ the checks need a fitted model, not a good one. The cvae still gets enough steps
 discrete samples can collapse onto one point, which seed_varies reports.
 """
 
-from harness.plugins import get_harness
+from harness.host import get_host
 from harness.testing import conformance_suite
 
-BUILT_IN = sorted(name for name, info in get_harness().plugins.items() if info.module.startswith("harness_plugins."))
+BUILT_IN = sorted(name for name, info in get_host().plugins.items() if info.module.startswith("harness_plugins."))
 
 FEWER_STEPS = [
     "autoregressive.steps=40",

@@ -114,8 +114,8 @@ def test_provenance_hash_sees_every_byte_shape_and_label():
 LOAD_SCRIPT = """
 import json, time
 from harness.data import provenance_hash
-from harness.plugins import get_harness
-host = get_harness()
+from harness.host import get_host
+host = get_host()
 out = {}
 wall, cpu = time.perf_counter(), time.process_time()
 for name in NAMES:
@@ -144,12 +144,12 @@ def test_every_built_in_loads_offline_in_under_10_s_with_the_same_provenance_eve
 
 def test_datasets_command_json(tmp_path, capsys):
     from harness.cli import main
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
     assert main(["datasets", "--format", "json", "--data-root", str(tmp_path)]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert set(BUILT_INS + ["mnist", "cifar10"]) <= set(rows)
-    host = get_harness()
+    host = get_host()
     for name in BUILT_INS:
         row, spec = rows[name], host.dataset(name)
         splits = spec.load(None)

@@ -287,9 +287,9 @@ def test_ode_solver_rejects_unknown_divergence():
 def trained_toys():
     """score-sde and flow-matching with their smoke networks fitted on 8gaussians for 600 steps (a second
     or two; at 150 steps score-sde still leaves a percent of its mass in tails beyond the grid)."""
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
-    host = get_harness()
+    host = get_host()
     spec = host.dataset("8gaussians")
     data = spec.load(None)
     models = {}
@@ -332,11 +332,11 @@ def test_sampling_variants_share_the_fitted_network_and_differ_in_steps(trained_
 
 
 def test_an_exported_model_restores_to_the_same_likelihood(trained_toys):
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
     models, data = trained_toys
     model = models["flow-matching"]
-    spec = get_harness().dataset("8gaussians")
+    spec = get_host().dataset("8gaussians")
     fresh = FlowMatching(spec, dict(model.hparams))
     fresh.restore_state(model.export_state())
     x = data.test.x[:200]

@@ -1,4 +1,4 @@
-"""Tests of the energy-based family (plugins/models/ebm/) against brute-force enumeration and scipy.
+"""Tests of the energy-based family (harness_plugins/models/ebm/) against brute-force enumeration and scipy.
 
 Every reference is computed here independently: energies summed term by term over ALL joint states
 (visible and hidden), exact visible distributions for the chi-square tests of Gibbs sampling.

@@ -1,4 +1,4 @@
-"""Tests of the AIS / RAISE interval of the energy-based family (plugins/models/ebm/): the RAISE weights
+"""Tests of the AIS / RAISE interval of the energy-based family (harness_plugins/models/ebm/): the RAISE weights
 against the annealing model computed by brute force, the exact log Z inside the interval, and the
 ``nll_upper`` metric.
 

@@ -13,7 +13,7 @@ import torch
 
 from harness.cli import main
 from harness.external import ExternalSamples, SamplesRefused, check_array, read_png_folder
-from harness.plugins import get_harness
+from harness.host import get_host
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def eight():
-    return get_harness().dataset("8gaussians").load(None)
+    return get_host().dataset("8gaussians").load(None)
 
 
 def evaluate(path, out, dataset="8gaussians", name="mine", *extra):
@@ -117,7 +117,7 @@ def test_files_that_cannot_be_read_safely_are_refused(tmp_path, capsys):
     assert evaluate(tmp_path / "two.npz", tmp_path / "out") == 2
     assert "name the samples 'samples'" in capsys.readouterr().err
     np.savez(tmp_path / "named.npz", samples=np.zeros((4, 2)), other=np.ones(3))
-    assert check_array(np.load(tmp_path / "named.npz")["samples"], get_harness().dataset("8gaussians"), "x").shape \
+    assert check_array(np.load(tmp_path / "named.npz")["samples"], get_host().dataset("8gaussians"), "x").shape \
         == (4, 2)
     (tmp_path / "s.csv").write_text("1,2\n")
     assert evaluate(tmp_path / "s.csv", tmp_path / "out") == 2
@@ -141,21 +141,21 @@ def write_pngs(folder, levels_images, levels, size=None):
 
 
 def test_a_png_folder_reads_back_as_the_dataset_levels(tmp_path):
-    spec = get_harness().dataset("digits")
+    spec = get_host().dataset("digits")
     test = spec.load(None).test.x[:20].numpy()
     write_pngs(tmp_path / "pngs", test, spec.levels)
     np.testing.assert_array_equal(read_png_folder(tmp_path / "pngs", spec), test)
 
 
 def test_png_folders_of_mixed_or_wrong_sizes_are_refused(tmp_path, capsys):
-    spec = get_harness().dataset("digits")
+    spec = get_host().dataset("digits")
     test = spec.load(None).test.x[:5].numpy()
     write_pngs(tmp_path / "mixed", test, spec.levels, size=(10, 10))
     with pytest.raises(SamplesRefused, match=r"not all one size \(8x8: 4 \(e.g. 0000.png\); 10x10: 1 \(e.g. 0004.png\)\)"):
         read_png_folder(tmp_path / "mixed", spec)
     assert evaluate(tmp_path / "mixed", tmp_path / "out", "digits") == 2
     assert "not all one size" in capsys.readouterr().err and not (tmp_path / "out").exists()
-    big = get_harness().dataset("mnist5k")
+    big = get_host().dataset("mnist5k")
     write_pngs(tmp_path / "small", test, spec.levels)
     with pytest.raises(SamplesRefused, match="the images are 8x8; mnist5k images are 28x28"):
         read_png_folder(tmp_path / "small", big)
@@ -164,7 +164,7 @@ def test_png_folders_of_mixed_or_wrong_sizes_are_refused(tmp_path, capsys):
 
 
 def test_a_png_folder_is_measured_end_to_end(tmp_path):
-    spec = get_harness().dataset("digits")
+    spec = get_host().dataset("digits")
     images = spec.load(None).train.x.numpy()  # the validation split is smaller than the 500 smoke draws
     write_pngs(tmp_path / "pngs", images[:500], spec.levels)
     assert evaluate(tmp_path / "pngs", tmp_path / "out", "digits", "png-digits", "--metric", "precision") == 0

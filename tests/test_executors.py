@@ -17,8 +17,8 @@ from harness.executors.outcome import job_result, should_retry
 from harness.jobs import FAILED, OK, JobResult
 from harness.profiles import get_profile
 from harness.runner import Runner
-from tests.plugins import crashers
-from tests.plugins.extra import Registrations
+from tests.fake_plugins import crashers
+from tests.fake_plugins.extra import Registrations
 
 
 def run(host, out, models, executor, **kw):
@@ -136,7 +136,7 @@ def test_job_result_from_attempts():
 def test_resource_requests_follow_flags_then_declaration_then_defaults():
     from harness import DataKind, ModelSpec, UserError
     from harness.executors.resources import Request, request_for
-    from tests.plugins.fakes import StandardNormal
+    from tests.fake_plugins.fakes import StandardNormal
 
     def spec(resources=None):
         return ModelSpec(name="m", family="fake", factory=StandardNormal, data_kinds=[DataKind.CONTINUOUS],
@@ -221,7 +221,7 @@ def test_run_with_the_process_executor_from_the_command_line(tmp_path, cli_env):
 
     import pandas as pd
 
-    cli_env["HARNESS_PLUGINS"] = "tests.plugins.fakes,tests.plugins.crashers"
+    cli_env["HARNESS_PLUGINS"] = "tests.fake_plugins.fakes,tests.fake_plugins.crashers"
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "harness", "run", "--model", "stdnormal", "segv", "--dataset", "tiny",
                            "--profile", "smoke", "--metric", "nll", "--executor", "process", "--jobs", "2",
@@ -257,7 +257,7 @@ def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_bac
     from harness.executors.ray_cluster import RayExecutor
     from harness.executors.transfer import mark
     from harness.runner import Runner
-    from tests.plugins import file_writer
+    from tests.fake_plugins import file_writer
 
     host.add_plugin(file_writer, "file-writer")
     coordinator_dir, node_dir = tmp_path / "coordinator", tmp_path / "node"

@@ -19,7 +19,7 @@ from harness.hparams import parse_set
 from harness.jobs import FAILED, OK
 from harness.profiles import get_profile
 from harness.runner import Runner
-from tests.plugins import crashers
+from tests.fake_plugins import crashers
 
 
 @pytest.fixture(scope="module")

@@ -325,7 +325,7 @@ def test_the_reference_is_the_evaluation_split_of_the_test_split():
 
 def test_cached_reference_is_recomputed_when_the_evaluation_subset_changes(tmp_path, monkeypatch):
     """The stamp carries a hash of the selected indices: a different subset never reuses statistics."""
-    import harness.contracts as contracts
+    import harness.contracts.evaluation as contracts
 
     dataset = toy_dataset()  # 200 test examples, 100 used
     first = value("fid", context(PoolModel(model_samples(1, n=100)), dataset, 100, cache_dir=tmp_path)).value

@@ -5,7 +5,7 @@ import inspect
 import harness.hookspecs as hookspecs
 from harness.profiles import get_profile
 from harness.runner import Runner
-from tests.plugins import fakes
+from tests.fake_plugins import fakes
 
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("harness_")]
 

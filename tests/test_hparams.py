@@ -5,7 +5,7 @@ import pytest
 from harness import DataKind, DatasetSpec, Hyperparameters, ModelSpec, UserError
 from harness.contracts import Split, Splits
 from harness.hparams import Override, OverrideSet, parse_set, parse_value
-from tests.plugins.fakes import StandardNormal
+from tests.fake_plugins.fakes import StandardNormal
 
 
 def dataset(name="toy", kind=DataKind.CONTINUOUS, shape=(2,), tags=()):

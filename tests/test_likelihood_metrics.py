@@ -140,10 +140,10 @@ def test_gmm_on_8gaussians_at_quick_has_a_paired_gap_stderr_below_three_millinat
     """The issue's target, through the runner at the quick profile: the unpaired gap's standard
     error was 0.0138 nats; the paired one is below 0.003, and the gap itself is small and positive
     within its error (a 16-component GMM fitted to 8 Gaussians)."""
-    from harness.plugins import get_harness
+    from harness.host import get_host
     from harness.runner import Runner
 
-    runner = Runner(get_harness(), get_profile("quick"), tmp_path, seeds=[0], metrics=["nll"])
+    runner = Runner(get_host(), get_profile("quick"), tmp_path, seeds=[0], metrics=["nll"])
     store, summary = runner.run(runner.plan(["gmm"], ["8gaussians"], False))
     df = store.results()
     store.close()

@@ -22,12 +22,12 @@ from scipy import stats
 
 from harness import machine, regression
 from harness.cli import main
-from harness.plugins import Harness
+from harness.host import PluginHost
 from harness.profiles import get_profile
 from harness.regression.speed import time_dependence
 from harness.report import write_reports
 from harness.runner import Runner
-from tests.plugins.regression_fakes import RegressionFakes, TwinFakes
+from tests.fake_plugins.regression_fakes import RegressionFakes, TwinFakes
 
 MODELS = ["fake-gaussian", "fake-twin"]
 # Deterministic metrics only (fake_rate is a seeded stand-in for a throughput), for verdicts that must
@@ -36,9 +36,9 @@ EXACT_METRICS = ["nll", "fake_score", "fake_rate", "fake_loss"]
 TIMED_METRICS = EXACT_METRICS + ["sample_throughput", "sample_latency", "peak_memory"]
 
 
-def make_host(twin=True, twin_rate=1000.0) -> Harness:
+def make_host(twin=True, twin_rate=1000.0) -> PluginHost:
     """The built-in likelihood and speed metrics, the regression fakes and (if ``twin``) the twin plugin."""
-    host = Harness()
+    host = PluginHost()
     names = {ep.name for ep in importlib.metadata.entry_points(group="harness")}
     host.load_entry_points(strict=False, blocked=names - {"likelihood_metrics", "speed_metrics"})
     host.add_plugin(RegressionFakes(), "regression_fakes")
@@ -85,7 +85,7 @@ def as_another_machine(src, dst, speed=1.0, calibration_speed=None, processor="S
 
 def cli(capsys, monkeypatch, *argv, twin=True):
     """The CLI in-process with a host that has the fakes (and the twin plugin if ``twin``)."""
-    monkeypatch.setattr("harness.plugins.get_harness", lambda: make_host(twin=twin))
+    monkeypatch.setattr("harness.host.get_host", lambda: make_host(twin=twin))
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
     return code, out.out, out.err

@@ -1,4 +1,4 @@
-"""Every built-in metric plugin (plugins/metrics: likelihood, samples, truth, fidelity, speed) emits only the
+"""Every built-in metric plugin (harness_plugins/metrics: likelihood, samples, truth, fidelity, speed) emits only the
 outputs it declares, consistently with the declaration (MetricSpec.bind succeeds, as in the runner),
 and every declared output is emitted somewhere: computed on a small fitted model on the datasets
 that call for each branch (an image dataset with labels and a classifier extractor; a 2-D set with a
@@ -90,9 +90,9 @@ def _model_spec(name: str, with_likelihood: bool) -> ModelSpec:
 
 @pytest.fixture(scope="module")
 def datasets():
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
-    host = get_harness()
+    host = get_host()
     out = {}
     for name in ("digits", "8gaussians"):
         spec = host.dataset(name)
@@ -117,12 +117,12 @@ def _emit(spec, ctx) -> list:
 
 
 def _context(model, fit, model_spec, dataset, device="cpu", run_cache=None) -> MetricContext:
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
     profile = get_profile("smoke")
     return MetricContext(model=model, model_spec=model_spec, dataset=dataset, profile=profile,
                          device=torch.device(device), seed=0, fit=fit,
-                         feature_extractors=get_harness().registry.feature_extractors,
+                         feature_extractors=get_host().registry.feature_extractors,
                          run_cache={} if run_cache is None else run_cache)
 
 
@@ -188,13 +188,13 @@ def test_an_undeclared_output_fails_the_metric_in_the_runner(tmp_path, monkeypat
     """The runner binds every measurement: a speed metric emitting a name it does not declare is
     recorded as failed, with the reason, and nothing of it is stored."""
     from harness import Measurement
-    from harness.plugins import get_harness
+    from harness.host import get_host
     from harness.runner import Runner
 
     def rogue(ctx):
         return [Measurement("peak_memory", 1.0, n=1), Measurement("peak_rss", 2.0, n=1)]
 
-    host = get_harness()
+    host = get_host()
     spec = host.registry.metrics["peak_memory"]
     monkeypatch.setattr(spec, "compute", rogue)
     runner = Runner(host, get_profile("smoke"), tmp_path, seeds=[0], metrics=["peak_memory"])

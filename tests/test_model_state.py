@@ -9,7 +9,7 @@ import torch
 
 from harness.artifacts import load_state, save_state
 from harness.contracts import Capability, FitContext
-from harness.plugins import get_harness
+from harness.host import get_host
 from harness.worker import DatasetCache
 
 # Declared hyperparameters made small where a model declares them, so each fit, draw and score takes
@@ -17,7 +17,7 @@ from harness.worker import DatasetCache
 SMALL = {"steps": 3, "pretrain_steps": 1, "chain_burn_in": 1, "sample_burn_in": 2, "ais_betas": 10, "ais_chains": 4,
          "max_iter": 3, "n_init": 1, "val_every": 2, "eval_every": 2, "val_examples": 20, "init_batch": 64, "batch_size": 16,
          "eval_mean_field_iters": 5, "iwae_k": 2, "warmup": 1}
-HOST = get_harness()
+HOST = get_host()
 
 
 @pytest.fixture(autouse=True)

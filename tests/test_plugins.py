@@ -4,8 +4,8 @@ import importlib.metadata
 
 import pytest
 
-from harness.plugins import Harness, PluginError
-from tests.plugins import fakes
+from harness.host import PluginHost, PluginError
+from tests.fake_plugins import fakes
 
 
 class FakeEntryPoint:
@@ -18,7 +18,7 @@ class FakeEntryPoint:
 
 @pytest.fixture
 def fake_entry_points(monkeypatch):
-    eps = [FakeEntryPoint("fakes", "tests.plugins.fakes"), FakeEntryPoint("broken", "tests.plugins.broken")]
+    eps = [FakeEntryPoint("fakes", "tests.fake_plugins.fakes"), FakeEntryPoint("broken", "tests.fake_plugins.broken")]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: eps if group == "harness" else [])
     monkeypatch.delenv("HARNESS_STRICT_PLUGINS", raising=False)
     monkeypatch.delenv("HARNESS_DISABLE_PLUGINS", raising=False)
@@ -27,7 +27,7 @@ def fake_entry_points(monkeypatch):
 
 
 def test_plugin_that_fails_to_import_is_recorded_and_skipped(fake_entry_points):
-    h = Harness()
+    h = PluginHost()
     h.load_entry_points()
     assert "deliberately broken" in h.plugins["broken"].error
     assert h.plugins["fakes"].error is None
@@ -38,21 +38,21 @@ def test_plugin_that_fails_to_import_is_recorded_and_skipped(fake_entry_points):
 def test_strict_mode_makes_import_failure_fatal(fake_entry_points, monkeypatch):
     monkeypatch.setenv("HARNESS_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError, match="broken.*deliberately broken"):
-        Harness().load_entry_points()
+        PluginHost().load_entry_points()
 
 
 def test_block_list_disables_a_plugin(fake_entry_points, monkeypatch):
     monkeypatch.setenv("HARNESS_DISABLE_PLUGINS", "broken,fakes")
-    h = Harness()
+    h = PluginHost()
     h.load_entry_points()
     assert h.plugins["broken"].blocked and h.plugins["broken"].error is None
     assert "stdnormal" not in h.registry.models
 
 
 def test_duplicate_name_is_an_error_naming_both_plugins():
-    from tests.plugins import duplicate
+    from tests.fake_plugins import duplicate
 
-    h = Harness()
+    h = PluginHost()
     h.add_plugin(fakes, "fakes")
     h.add_plugin(duplicate, "dup")
     with pytest.raises(PluginError) as err:
@@ -68,7 +68,7 @@ def test_registering_the_wrong_type_is_rejected():
         def harness_register_models(self, register):
             register({"name": "not a spec"})
 
-    h = Harness()
+    h = PluginHost()
     h.add_plugin(Bad(), "bad")
     with pytest.raises(PluginError, match="expected ModelSpec"):
         h.registry
@@ -76,11 +76,11 @@ def test_registering_the_wrong_type_is_rejected():
 
 def test_harness_plugins_env_loads_modules_by_path(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
-    monkeypatch.setenv("HARNESS_PLUGINS", "tests.plugins.fakes, tests.plugins.broken")
-    h = Harness()
+    monkeypatch.setenv("HARNESS_PLUGINS", "tests.fake_plugins.fakes, tests.fake_plugins.broken")
+    h = PluginHost()
     h.load_entry_points(strict=False)
     assert "stdnormal" in h.registry.models
-    assert "deliberately broken" in h.plugins["tests.plugins.broken"].error
+    assert "deliberately broken" in h.plugins["tests.fake_plugins.broken"].error
 
 
 def test_unknown_name_suggests_close_match(host):

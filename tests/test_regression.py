@@ -1,6 +1,6 @@
 """The regression gate (harness/regression.py, `baseline` and `compare` commands).
 
-End to end through harness.runner.Runner with the fake plugins of tests/plugins/regression_fakes.py
+End to end through harness.runner.Runner with the fake plugins of tests/fake_plugins/regression_fakes.py
 and the built-in nll metric: a planted likelihood regression is caught (exit 1), a rerun with other
 seeds passes (exit 0), a baseline from other data or another profile exits 2, direction and speed
 rules hold. The decision itself is checked against scipy on hand-made summary statistics, and the
@@ -24,11 +24,11 @@ from harness import Tolerance, regression
 from harness.cli import main
 from harness.contracts import SPEED_TOLERANCE
 from harness.data import provenance_hash
-from harness.plugins import Harness
+from harness.host import PluginHost
 from harness.profiles import get_profile
 from harness.report import write_reports
 from harness.runner import Runner
-from tests.plugins.regression_fakes import RegressionFakes, blobs
+from tests.fake_plugins.regression_fakes import RegressionFakes, blobs
 
 torch.set_num_threads(1)
 
@@ -36,9 +36,9 @@ METRICS = ["nll", "fake_score", "fake_rate", "fake_loss"]
 BASE_SEEDS = (0, 1, 2)
 
 
-def make_host(**planted) -> Harness:
+def make_host(**planted) -> PluginHost:
     """Only the built-in nll metric from the installed plugins, plus the fakes with planted changes."""
-    host = Harness()
+    host = PluginHost()
     names = {ep.name for ep in importlib.metadata.entry_points(group="harness")}
     host.load_entry_points(strict=False, blocked=names - {"likelihood_metrics"})
     host.add_plugin(RegressionFakes(**planted), "regression_fakes")
@@ -242,7 +242,7 @@ def test_failed_job_with_a_baseline_row_is_a_regression(base, tmp_path, capsys):
 def test_missing_rows_fail_unless_allowed_and_new_rows_do_not(base, tmp_path, capsys, monkeypatch):
     """The fakes' plugin is installed (the CLI's host has it), so rows that went missing fail."""
     results, path = base
-    monkeypatch.setattr("harness.plugins.get_harness", lambda: make_host())
+    monkeypatch.setattr("harness.host.get_host", lambda: make_host())
     nll_only = run_suite(tmp_path / "nll-only", metrics=["nll"])
     code, report = compare_json(capsys, nll_only, path)
     assert code == 1 and report["counts"]["missing"] == 3

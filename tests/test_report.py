@@ -248,7 +248,7 @@ def test_sampler_settings_get_their_own_table_and_chart(tmp_path):
 def test_run_prints_compact_tables_the_report_path_and_one_line_per_failure(tmp_path, monkeypatch, capsys):
     from harness.cli import main
 
-    monkeypatch.setenv("HARNESS_PLUGINS", "tests.plugins.fakes")
+    monkeypatch.setenv("HARNESS_PLUGINS", "tests.fake_plugins.fakes")
     out = tmp_path / "run"
     code = main(["run", "--model", "stdnormal", "boom", "--dataset", "tiny", "--profile", "smoke", "--metric", "nll",
                  "--seeds", "2", "--out", str(out), "--no-progress"])

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from harness.plugins import get_harness
+from harness.host import get_host
 from harness.report import write_reports
 from harness.report.data import DatasetSource
 from harness.store import Store
@@ -36,7 +36,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    host = get_harness()
+    host = get_host()
     directory = fx.build(tmp_path_factory.mktemp("browser") / "run", host, seeds=(0, 1))
     store = Store(directory, read_only=True)
     paths = write_reports(store.results(), directory, outputs=store.outputs(), runs=store.runs(),

@@ -20,7 +20,7 @@ import torch
 from harness.artifacts import density_grid
 from harness.cli import main
 from harness.contracts import evaluation_indices
-from harness.plugins import get_harness
+from harness.host import get_host
 from harness.profiles import get_profile
 from harness.report import write_reports
 from harness.report.data import DatasetSource
@@ -103,7 +103,7 @@ def decode(src: str):
 
 @pytest.fixture(scope="module")
 def host():
-    return get_harness()
+    return get_host()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import main
 from harness.contracts import QUALITY
-from harness.plugins import get_harness
+from harness.host import get_host
 from harness.report import build_tables, summarise
 from harness.report.latex import escape
 from harness.store import Store
@@ -25,7 +25,7 @@ CELL_SPLIT = re.compile(r"(?<!\\)&")
 @pytest.fixture(scope="module")
 def tex(tmp_path_factory):
     root = tmp_path_factory.mktemp("latex")
-    directory = fx.build(root / "run", get_harness(), seeds=(0, 1), artifacts=False)
+    directory = fx.build(root / "run", get_host(), seeds=(0, 1), artifacts=False)
     return directory, root / "out"
 
 

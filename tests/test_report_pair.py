@@ -1,6 +1,6 @@
 """`report DIR_A DIR_B`: two runs side by side, each cell decided by the regression gate's rule.
 
-Runs of the fake plugins of tests/plugins/regression_fakes.py (a Gaussian fitted on a seeded subset,
+Runs of the fake plugins of tests/fake_plugins/regression_fakes.py (a Gaussian fitted on a seeded subset,
 so its NLL genuinely varies with the seed): the same code with other seeds marks nothing as changed;
 a planted, clearly worse likelihood is marked worse in exactly the likelihood cells, with the change
 pandas computes from the two results.csv files; other profiles are not compared."""
@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.plugins import Harness
+from harness.host import PluginHost
 from harness.profiles import get_profile
 from harness.regression import decide, load_results, summarise, tolerance_for
 from harness.report import write_reports
 from harness.runner import Runner
-from tests.plugins.regression_fakes import RegressionFakes
+from tests.fake_plugins.regression_fakes import RegressionFakes
 
 torch.set_num_threads(1)
 
@@ -28,7 +28,7 @@ METRICS = ["nll", "fake_score", "fake_rate", "fake_loss"]
 
 
 def run_suite(out, seeds, profile="smoke", **planted):
-    host = Harness()
+    host = PluginHost()
     names = {ep.name for ep in importlib.metadata.entry_points(group="harness")}
     host.load_entry_points(strict=False, blocked=names - {"likelihood_metrics"})
     host.add_plugin(RegressionFakes(**planted), "regression_fakes")

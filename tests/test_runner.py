@@ -11,7 +11,7 @@ from harness.profiles import get_profile
 from harness.report import write_reports
 from harness.runner import Runner
 from harness.store import RESULT_COLUMNS
-from tests.plugins.extra import Registrations
+from tests.fake_plugins.extra import Registrations
 
 
 def run(host, tmp_path, models, datasets=None, **kw):
@@ -70,7 +70,7 @@ def test_incompatible_pairs_are_skipped_with_their_reason(host, tmp_path):
 def test_metric_requirements_are_recorded_as_skips(host, tmp_path):
     """A metric whose requirement the model lacks is a skipped row with the reason."""
     from harness import Capability, DataKind, ModelSpec
-    from tests.plugins.fakes import StandardNormal
+    from tests.fake_plugins.fakes import StandardNormal
 
     host.add_plugin(Registrations(models=[ModelSpec(name="nolik", family="fake", factory=StandardNormal,
                                                     data_kinds=[DataKind.CONTINUOUS],
@@ -181,7 +181,7 @@ def test_nll_is_unconditional_and_conditional_models_add_nll_conditional(host, t
     """nll must mean -log p(x) for every model; -log p(x|y) is reported apart as nll_conditional."""
     from harness import Capability, DataKind, DatasetSpec, LikelihoodKind, LogLikelihood, ModelSpec
     from harness.contracts import Split, Splits
-    from tests.plugins.fakes import StandardNormal
+    from tests.fake_plugins.fakes import StandardNormal
 
     class Conditional(StandardNormal):
         def log_likelihood(self, x, labels=None):
@@ -211,7 +211,7 @@ def test_different_seeds_give_different_numbers(host, tmp_path):
 def test_a_model_that_ignores_its_seed_is_caught(host, tmp_path):
     """The check above fails for a model whose fit and sampling ignore the job's seed."""
     from harness import DataKind, ModelSpec
-    from tests.plugins.fakes import StandardNormal
+    from tests.fake_plugins.fakes import StandardNormal
 
     class SeedBlind(StandardNormal):
         def sample(self, n, generator, labels=None):
@@ -226,7 +226,7 @@ def test_a_model_that_ignores_its_seed_is_caught(host, tmp_path):
 
 def _keyed_model(tiny_width: int):
     from harness import DataKind, Hyperparameters, ModelSpec
-    from tests.plugins.fakes import StandardNormal
+    from tests.fake_plugins.fakes import StandardNormal
 
     return ModelSpec(name="keyed", family="fake", factory=StandardNormal, data_kinds=[DataKind.CONTINUOUS],
                      hyperparameters=Hyperparameters(defaults={"width": 1, "steps": 3},
@@ -234,11 +234,11 @@ def _keyed_model(tiny_width: int):
 
 
 def test_changing_one_datasets_override_leaves_the_other_job_keys_unchanged(tmp_path):
-    from harness.plugins import get_harness
-    from tests.plugins import fakes
+    from harness.host import get_host
+    from tests.fake_plugins import fakes
 
     def keys(tiny_width):
-        h = get_harness()
+        h = get_host()
         h.add_plugin(fakes, "fakes")
         h.add_plugin(Registrations(models=[_keyed_model(tiny_width)]), "extra")
         jobs = Runner(h, get_profile("smoke"), tmp_path, seeds=[0]).plan(["keyed"], ["tiny", "8gaussians"], False)
@@ -255,7 +255,7 @@ def test_process_pool_workers_see_plugins_added_at_run_time(host, tmp_path):
     """A plugin the parent added in code (not installed) must reach the pool's workers."""
     from harness import DataKind, ModelSpec
     from harness.executors import ProcessPool
-    from tests.plugins.fakes import StandardNormal
+    from tests.fake_plugins.fakes import StandardNormal
 
     late = ModelSpec(name="late", family="fake", factory=StandardNormal, data_kinds=[DataKind.CONTINUOUS])
     host.add_plugin(Registrations(models=[late]), "late-plugin")

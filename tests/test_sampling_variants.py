@@ -15,7 +15,7 @@ from harness.report import comparison_tables
 from harness.report.markdown import markdown_page
 from harness.report.sections import build_report
 from harness.runner import Runner
-from tests.plugins.extra import Registrations
+from tests.fake_plugins.extra import Registrations
 
 
 class ScaledNormal(Model):

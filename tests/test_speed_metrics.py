@@ -404,12 +404,12 @@ def test_cuda_code_paths_of_every_metric_run_on_cpu(fake_cuda):
 def test_gpu_metric_on_a_cpu_run_is_skipped_with_its_reason(fake_cuda, tmp_path):
     """On a machine with a GPU (faked here), a run on the CPU records the GPU metric as skipped."""
     from harness import MetricSkipped
-    from harness.plugins import get_harness
+    from harness.host import get_host
     from harness.runner import Runner
 
     with pytest.raises(MetricSkipped, match="this run's device is cpu"):
         sm.compute_gpu_sample_throughput(_context())
-    runner = Runner(get_harness(), get_profile("smoke"), tmp_path, seeds=[0], metrics=["gpu_sample_throughput"])
+    runner = Runner(get_host(), get_profile("smoke"), tmp_path, seeds=[0], metrics=["gpu_sample_throughput"])
     store, summary = runner.run(runner.plan(["gaussian"], ["8gaussians"], False))
     df = store.results()
     store.close()
@@ -431,10 +431,10 @@ SPEED_METRICS = ["sample_throughput", "sample_latency", "eval_throughput", "trai
 
 
 def test_every_speed_metric_is_finite_through_the_runner(tmp_path):
-    from harness.plugins import get_harness
+    from harness.host import get_host
     from harness.runner import Runner
 
-    host = get_harness()
+    host = get_host()
     runner = Runner(host, get_profile("smoke"), tmp_path, seeds=[0], metrics=SPEED_METRICS)
     store, summary = runner.run(runner.plan(["gaussian", "gmm"], ["8gaussians"], False))
     df = store.results()

@@ -19,7 +19,7 @@ from harness.testing.reference import REFERENCE, SAMPLER
 from harness.testing.datasets import check_dataset
 from harness.testing.tiny import (BINARY_ON, COVARIANCE, DISCRETE_PROBS, MEANS, continuous_log_density,
                                   tiny_datasets)
-from tests.plugins import nonconforming
+from tests.fake_plugins import nonconforming
 
 PLUGINS = {"nonconforming": nonconforming}
 
@@ -224,7 +224,7 @@ def cli(monkeypatch, capsys):
     """``python -m harness ARGS`` in this process, with the nonconforming plugins: (exit code, out, err)."""
     from harness.cli import main
 
-    def run(*args, plugins="tests.plugins.nonconforming"):
+    def run(*args, plugins="tests.fake_plugins.nonconforming"):
         monkeypatch.setenv("HARNESS_PLUGINS", plugins)
         code = main(list(args))
         out = capsys.readouterr()
@@ -246,7 +246,7 @@ def test_check_exits_0_when_everything_passes_and_1_naming_the_failed_check(cli)
 
 
 def test_check_names_a_plugin_or_family_and_refuses_unknown_names(cli):
-    code, out, _ = cli("check", "tests.plugins.nonconforming", "--format", "json")
+    code, out, _ = cli("check", "tests.fake_plugins.nonconforming", "--format", "json")
     assert code == 1
     assert {"model:diag", "dataset:normal2d", "metric:undeclared"} <= {r["subject"] for r in json.loads(out)["results"]}
     code, out, _ = cli("check", "nonconforming", "--format", "json")
@@ -257,15 +257,15 @@ def test_check_names_a_plugin_or_family_and_refuses_unknown_names(cli):
 
 
 def test_check_reports_a_plugin_that_failed_to_import(cli):
-    code, out, _ = cli("check", "tests.plugins.broken", plugins="tests.plugins.broken")
+    code, out, _ = cli("check", "tests.fake_plugins.broken", plugins="tests.fake_plugins.broken")
     assert code == 1
-    assert "plugin:tests.plugins.broken::loads failed: plugin 'tests.plugins.broken' (tests.plugins.broken) " \
+    assert "plugin:tests.fake_plugins.broken::loads failed: plugin 'tests.fake_plugins.broken' (tests.fake_plugins.broken) " \
            "failed: ImportError: this plugin is deliberately broken" in out
 
 
 def test_the_command_line_entry_point_exits_with_the_code(cli_env):
     """The same through a real process: ``python -m harness check`` exits 1 on a failing check."""
-    env = {**cli_env, "HARNESS_PLUGINS": "tests.plugins.nonconforming"}
+    env = {**cli_env, "HARNESS_PLUGINS": "tests.fake_plugins.nonconforming"}
     out = subprocess.run([sys.executable, "-m", "harness", "check", "shifted"], capture_output=True, text=True,
                          env=env, timeout=600)
     assert out.returncode == 1 and "model:shifted[continuous]::normalised failed" in out.stdout

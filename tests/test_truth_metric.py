@@ -53,11 +53,11 @@ def dataset(spec) -> Dataset:
 
 
 def context(model, data, n, run_cache=None, model_spec=None, prof=None) -> MetricContext:
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
     return MetricContext(model=model, model_spec=model_spec or sampler_spec(), dataset=data,
                          profile=prof or profile(n), device=torch.device("cpu"), seed=0,
-                         feature_extractors=get_harness().registry.feature_extractors,
+                         feature_extractors=get_host().registry.feature_extractors,
                          run_cache={} if run_cache is None else run_cache)
 
 
@@ -124,9 +124,9 @@ def test_nan_log_density_is_an_error_and_datasets_without_truth_are_skipped():
 
 
 def _fitted(name, data):
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
-    host = get_harness()
+    host = get_host()
     spec = host.registry.models[name]
     model = spec.factory(data.spec, spec.resolve_hparams("smoke", data.spec))
     fit = FitContext("cpu", seed=0)

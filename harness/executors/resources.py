@@ -9,7 +9,7 @@ for no GPU whatever is declared.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 from harness.contracts import UserError
 
@@ -35,16 +35,30 @@ def check_flags(cpus: Optional[float], gpus: Optional[float]) -> None:
         raise UserError("--gpus-per-job must be 0 or more")
 
 
+def declared(spec, profile: str) -> dict:
+    """The model's declared ``resources`` for one profile: ``{"cpus": n, "gpus": x}``, only the keys
+    declared; a UserError for an unknown key or a value that is not a number >= 0."""
+    out = {}
+    for key, value in (spec.resources or {}).items():
+        if key not in ("cpus", "gpus"):
+            raise UserError(f"model {spec.name!r}: unknown resource {key!r} (cpus, gpus)")
+        if isinstance(value, Mapping):
+            if profile not in value:
+                continue
+            value = value[profile]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UserError(f"model {spec.name!r}: resource {key!r} must be a number >= 0, not {value!r}")
+        out[key] = value
+    return out
+
+
 def request_for(spec, profile: str, device: str, cpus: Optional[float] = None,
                 gpus: Optional[float] = None) -> Request:
     """The request of one job of model ``spec`` (see the module doc)."""
-    try:
-        declared = spec.resources_for(profile)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    cpus = cpus if cpus is not None else declared.get("cpus", DEFAULT_CPUS)
+    asked = declared(spec, profile)
+    cpus = cpus if cpus is not None else asked.get("cpus", DEFAULT_CPUS)
     on_cuda = device.startswith("cuda")
-    gpus = (gpus if gpus is not None else declared.get("gpus", DEFAULT_GPUS_ON_CUDA)) if on_cuda else 0
+    gpus = (gpus if gpus is not None else asked.get("gpus", DEFAULT_GPUS_ON_CUDA)) if on_cuda else 0
     if on_cuda and gpus <= 0:
         raise UserError(f"model {spec.name}: a job on --device cuda needs a GPU share above 0 "
                         "(--gpus-per-job or the model's resources)")

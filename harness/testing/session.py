@@ -124,9 +124,9 @@ def _with_plugins(host, plugins) -> object:
     """``host`` (or the installed plugins) plus ``plugins``: modules or objects, or ``{name: module}``;
     one already registered (by an entry point, under its module name) is not added twice."""
     if host is None:
-        from harness.plugins import get_harness
+        from harness.host import get_host
 
-        host = get_harness()
+        host = get_host()
     items = plugins.items() if isinstance(plugins, dict) else [(getattr(p, "__name__", repr(p)), p) for p in plugins]
     loaded = {info.module for info in host.plugins.values()} | set(host.plugins)
     for name, obj in items:

@@ -41,9 +41,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _host():
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
-    return get_harness()
+    return get_host()
 
 
 def pytest_generate_tests(metafunc):

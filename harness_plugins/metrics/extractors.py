@@ -47,7 +47,7 @@ from harness.contracts import FeatureExtractorSpec
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
-# sha256 of the committed classifier weights (plugins/metrics/weights/README.md lists the same values).
+# sha256 of the committed classifier weights (harness_plugins/metrics/weights/README.md lists the same values).
 CLASSIFIER_SHA256 = {
     "digits-classifier": "f4b27ccebf97af7bfebe5c5e8f5093acf10636067b8073baf7ded04eaa1b7add",
     "mnist5k-classifier": "3e8f488dfdbff6b1307816cb5dc47c1228f80eb40e8f08aecdf1e4dcdf5d907f",
@@ -165,7 +165,7 @@ def load_classifier(name: str, path=None, expected_sha256: Optional[str] = None)
         raise WeightsChecksumError(
             f"{name} weights {path} have sha256 {actual}, expected {expected}: the file was changed or corrupted. "
             f"Restore it from the repository, or retrain with `python -m harness_plugins.metrics.extractors train {name}` "
-            f"and record the new checksum in CLASSIFIER_SHA256 and plugins/metrics/weights/README.md."
+            f"and record the new checksum in CLASSIFIER_SHA256 and harness_plugins/metrics/weights/README.md."
         )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     recipe = RECIPES[name]
@@ -477,11 +477,11 @@ def train_classifier(name: str, out_path=None, data_root=None) -> dict:
 
 def _train_classifier(name: str, out_path, data_root) -> dict:
     from harness.data import provenance_hash
-    from harness.plugins import get_harness
+    from harness.host import get_host
 
     recipe = RECIPES[name]
     torch.manual_seed(recipe.seed)
-    spec = get_harness().dataset(recipe.dataset)
+    spec = get_host().dataset(recipe.dataset)
     splits = spec.load(data_root)
     levels = int(spec.levels)
 
@@ -550,7 +550,7 @@ def main(argv=None) -> int:
     recorded = CLASSIFIER_SHA256.get(args.name)
     if info["sha256"] != recorded:
         print(f"note: sha256 differs from the recorded {recorded or '(none)'}; update CLASSIFIER_SHA256 and "
-              f"plugins/metrics/weights/README.md if these weights are to be used", file=sys.stderr)
+              f"harness_plugins/metrics/weights/README.md if these weights are to be used", file=sys.stderr)
     return 0
 
 

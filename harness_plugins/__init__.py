@@ -1,4 +1,4 @@
-"""Built-in plugins of harness (installed as ``harness_plugins``), laid out by the hook they serve:
+"""Built-in plugins of harness, laid out by the hook they serve:
 
 - ``harness_plugins.models``: one module (or package) per generative family;
 - ``harness_plugins.datasets``: dataset groups (2-D toys, digits/MNIST subsets, user-supplied files);

@@ -1,6 +1,6 @@
 """A fake model whose fit leaves a file where a job's artifacts go, for the test of files travelling
 back from a node that does not share the run directory: ``$HARNESS_TEST_RUN_DIR/artifacts/
-$HARNESS_TEST_JOB_KEY/note.txt`` (load with tests.plugins.fakes, whose ``tiny`` dataset it uses)."""
+$HARNESS_TEST_JOB_KEY/note.txt`` (load with tests.fake_plugins.fakes, whose ``tiny`` dataset it uses)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from harness import Capability, DataKind, LikelihoodKind, ModelSpec, hookimpl
-from tests.plugins.fakes import StandardNormal
+from tests.fake_plugins.fakes import StandardNormal
 
 
 class LeavesAFile(StandardNormal):

@@ -74,7 +74,7 @@ _KINDS = {
 _CURRENT_PLUGIN: contextvars.ContextVar = contextvars.ContextVar("harness_current_plugin", default=None)
 
 
-class Harness:
+class PluginHost:
     """The host: a pluggy manager plus the validated registries."""
 
     def __init__(self):
@@ -149,7 +149,7 @@ class Harness:
         return sources
 
     @classmethod
-    def from_sources(cls, sources: list) -> "Harness":
+    def from_sources(cls, sources: list) -> "PluginHost":
         """The host of a worker process: the parent's plugins, from :meth:`worker_sources`."""
         host = cls()
         for name, source in sources:
@@ -272,8 +272,8 @@ def _lookup(table: dict, name: str, what: str):
     raise UserError(f"unknown {what} {name!r}{hint} (known: {known})")
 
 
-def get_harness(load_entry_points: bool = True) -> Harness:
-    h = Harness()
+def get_host(load_entry_points: bool = True) -> PluginHost:
+    h = PluginHost()
     if load_entry_points:
         h.load_entry_points()
     return h

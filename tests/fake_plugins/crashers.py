@@ -1,4 +1,4 @@
-"""Fake models that take their worker process down, for the isolation tests (load with tests.plugins.fakes,
+"""Fake models that take their worker process down, for the isolation tests (load with tests.fake_plugins.fakes,
 whose ``tiny`` dataset they use):
 
 - ``segv``: fit kills its own process with SIGSEGV, as a crash in native code would;
@@ -17,7 +17,7 @@ import os
 import signal
 
 from harness import Capability, DataKind, LikelihoodKind, ModelSpec, hookimpl
-from tests.plugins.fakes import StandardNormal
+from tests.fake_plugins.fakes import StandardNormal
 
 
 def _segfault() -> None:

@@ -2,7 +2,7 @@
 
 from harness import hookimpl
 
-from tests.plugins import fakes
+from tests.fake_plugins import fakes
 
 
 @hookimpl

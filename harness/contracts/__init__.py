@@ -1,0 +1,19 @@
+"""The contracts of docs/architecture.md as Python types, one module per contract: what plugins hand
+to the host and what the host hands back. Everything is re-exported here (``harness.contracts.X``)."""
+
+from harness.contracts.datasets import Dataset, DatasetSpec, Split, Splits
+from harness.contracts.evaluation import EVALUATION_SUBSET_SEED, evaluation_indices
+from harness.contracts.fitting import FitContext, LogLikelihood
+from harness.contracts.kinds import ESTIMATORS, Capability, DataKind, LikelihoodKind
+from harness.contracts.metric import FeatureExtractorSpec, MetricContext, MetricSpec
+from harness.contracts.model import Model, ModelSpec
+from harness.contracts.outputs import (QUALITY, SPEED, SPEED_TOLERANCE, Measurement, Output, Tolerance,
+                                       UndeclaredMeasurement)
+from harness.contracts.variants import check_variant_label, split_variant, variant_identity
+from harness.errors import MetricSkipped, UserError
+
+__all__ = ["Capability", "DataKind", "Dataset", "DatasetSpec", "ESTIMATORS", "EVALUATION_SUBSET_SEED",
+           "FeatureExtractorSpec", "FitContext", "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext",
+           "MetricSkipped", "MetricSpec", "Model", "ModelSpec", "Output", "QUALITY", "SPEED", "SPEED_TOLERANCE",
+           "Split", "Splits", "Tolerance", "UndeclaredMeasurement", "UserError", "check_variant_label",
+           "evaluation_indices", "split_variant", "variant_identity"]

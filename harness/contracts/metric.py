@@ -1,0 +1,154 @@
+"""The metric contract: the registered :class:`MetricSpec`, what its compute step receives
+(:class:`MetricContext`), and the feature extractors fidelity metrics use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+
+from harness.contracts.datasets import Dataset, DatasetSpec, Split
+from harness.contracts.evaluation import evaluation_indices
+from harness.contracts.fitting import FitContext
+from harness.contracts.kinds import Capability, DataKind
+from harness.contracts.model import Model, ModelSpec
+from harness.contracts.outputs import Measurement, Output, UndeclaredMeasurement
+from harness.contracts.variants import variant_identity
+
+
+@dataclass
+class MetricContext:
+    """What a metric's compute step receives for one job."""
+
+    model: Model
+    model_spec: ModelSpec
+    dataset: Dataset
+    profile: "Any"  # harness.profiles.Profile
+    device: torch.device
+    seed: int
+    fit: Optional[FitContext] = None  # None when the model was loaded (saved weights), not fitted in this job
+    cache_dir: Optional[Any] = None  # pathlib.Path for on-disk caches shared across runs
+    data_root: Optional[Any] = None  # pathlib.Path: where user-supplied data and weights live
+    feature_extractors: Mapping[str, Any] = field(default_factory=dict)  # name -> FeatureExtractorSpec
+    run_cache: dict = field(default_factory=dict)  # shared across the jobs of one run
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + offset)
+
+    def evaluation_split(self, n: Optional[int] = None, split: str = "test") -> Split:
+        """The examples a metric evaluates on: ``split`` (test by default) limited to ``n`` examples
+        (default: the profile's ``eval_examples``; 0 means all) by :func:`evaluation_indices`. Every
+        metric takes its data from here, so the numbers of one table come from the same examples."""
+        data = getattr(self.dataset, split)
+        limit = self.profile.eval_examples if n is None else n
+        idx = evaluation_indices(len(data), limit)
+        if len(idx) == len(data):
+            return data
+        return Split(data.x[idx], None if data.y is None else data.y[idx])
+
+
+@dataclass
+class MetricSpec:
+    """A registered metric.
+
+    ``compute(ctx: MetricContext)`` returns a list of :class:`Measurement` (a metric may report
+    several related numbers, e.g. ``nll`` and ``bpd``).
+    ``outputs``: an :class:`Output` for every measurement name it can emit; the runner refuses
+    (as a failed metric) a measurement that is not declared. A metric with one output may give
+    ``unit`` and ``higher_is_better`` instead, which declare ``Output(name, unit, higher_is_better)``.
+    ``requires``: capabilities the model must declare. ``data_kinds``: kinds it applies to (empty:
+    all). ``applies(model_spec, dataset_spec)``: optional extra check returning None or a reason.
+    """
+
+    name: str
+    compute: Callable[[MetricContext], list]
+    outputs: Sequence[Output] = ()
+    requires: Sequence[Capability] = ()
+    data_kinds: Sequence[DataKind] = ()
+    applies: Optional[Callable[[ModelSpec, DatasetSpec], Optional[str]]] = None
+    description: str = ""
+    version: str = "1"
+    unit: Optional[str] = None
+    higher_is_better: Optional[bool] = None
+
+    def __post_init__(self):
+        self.requires = frozenset(Capability(c) for c in self.requires)
+        self.data_kinds = frozenset(DataKind(k) for k in self.data_kinds)
+        outputs = list(self.outputs)
+        if not outputs:
+            if self.unit is None or self.higher_is_better is None:
+                raise ValueError(f"metric {self.name!r} declares no outputs (give outputs=[Output(...)], or unit "
+                                 "and higher_is_better for a single output)")
+            outputs = [Output(self.name, self.unit, bool(self.higher_is_better))]
+        names = [o.name for o in outputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metric {self.name!r} declares an output twice: {names}")
+        self.outputs = tuple(outputs)
+
+    @property
+    def measures_samples_only(self) -> bool:
+        """True when the metric needs samples and not the likelihood: it measures the sampler, so the
+        runner runs it once more for each of a model's sampling variants."""
+        return Capability.SAMPLE in self.requires and Capability.LOG_LIKELIHOOD not in self.requires
+
+    @property
+    def output_names(self) -> tuple:
+        return tuple(o.name for o in self.outputs)
+
+    def output(self, name: str) -> Optional[Output]:
+        return next((o for o in self.outputs if o.name == name), None)
+
+    def bind(self, m: Measurement) -> Measurement:
+        """``m`` checked against its declaration, with unit, direction, estimator and identity filled in;
+        :class:`UndeclaredMeasurement` when it is not declared or contradicts the declaration."""
+        out = self.output(m.metric)
+        if out is None:
+            raise UndeclaredMeasurement(f"metric {self.name!r} emitted {m.metric!r}, which it does not declare "
+                                        f"(declared: {', '.join(self.output_names)})")
+        for attr, declared in (("unit", out.unit), ("higher_is_better", out.higher_is_better)):
+            given = getattr(m, attr)
+            if given is not None and given != declared:
+                raise UndeclaredMeasurement(f"metric {self.name!r}: {m.metric} has {attr} {given!r}, declared "
+                                            f"{declared!r}")
+        if m.estimator is None and out.estimator is None:
+            raise UndeclaredMeasurement(f"metric {self.name!r}: {m.metric} gives no estimator and its declaration "
+                                        "has none")
+        m.unit, m.higher_is_better = out.unit, out.higher_is_better
+        m.estimator = m.estimator or out.estimator
+        m.id = out.identity(m.n)
+        if m.variant is not None:
+            m.id = variant_identity(m.id, m.variant)
+            m.details = {**m.details, "variant": m.variant}
+        return m
+
+    def incompatibility(self, model: ModelSpec, dataset: DatasetSpec) -> Optional[str]:
+        missing = self.requires - model.capabilities
+        if missing:
+            return f"{model.name} lacks {', '.join(sorted(c.value for c in missing))}"
+        if self.data_kinds and dataset.kind not in self.data_kinds:
+            return f"{self.name} does not apply to {dataset.kind.value} data"
+        if self.applies is not None:
+            return self.applies(model, dataset)
+        return None
+
+
+@dataclass
+class FeatureExtractorSpec:
+    """A feature extractor for fidelity metrics (and classifier-based metrics).
+
+    ``build(dataset: Dataset, device)`` (builders may also accept a ``data_root`` keyword, passed where
+    they declare it) returns an extractor object with
+      - ``features(x: Tensor) -> Tensor`` of shape (N, F), taking data-space input
+        (N, *event_shape) exactly as ``Dataset`` splits and ``Model.sample`` give it;
+      - ``fingerprint: str``, a hash of its weights and configuration, stamped on cached statistics;
+      - optionally ``classify(x) -> Tensor`` of logits (N, num_classes) for classifier extractors.
+    ``check(data_root)`` returns None if usable, otherwise the reason it is not (e.g. a missing
+    weights file and how to supply it); metrics then skip with that reason.
+    """
+
+    name: str
+    build: Callable[[Any, Any], Any]
+    check: Optional[Callable[[Any], Optional[str]]] = None
+    description: str = ""
+    version: str = "1"

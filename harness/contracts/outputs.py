@@ -1,0 +1,148 @@
+"""What a metric declares about each measurement it emits (:class:`Output`, its regression
+:class:`Tolerance`) and the measurement itself."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping, Optional
+
+from harness.contracts.kinds import ESTIMATORS
+
+QUALITY, SPEED = "quality", "speed"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a measurement may move the wrong way before the regression gate calls it worse.
+
+    Difference form: ``|current - baseline| > max(absolute, relative * |baseline|)``.
+    Ratio form (``ratio=True``, for speed): the worse-way ratio exceeds ``1 / (1 - relative)``
+    (``relative=0.5``: half the throughput, or twice the time).
+    """
+
+    relative: float = 0.0
+    absolute: float = 0.0
+    ratio: bool = False
+
+    def floor(self, baseline: float) -> float:
+        """The allowed absolute change for a difference tolerance."""
+        return max(self.absolute, self.relative * abs(baseline))
+
+    @property
+    def factor(self) -> float:
+        """The allowed worse-way ratio for a ratio tolerance (2.0 for relative 0.5)."""
+        return 1.0 / (1.0 - self.relative) if self.relative < 1 else math.inf
+
+    def describe(self) -> str:
+        if self.ratio:
+            return f"x{self.factor:g}"
+        parts = []
+        if self.relative:
+            parts.append(f"{100 * self.relative:g}%")
+        if self.absolute:
+            parts.append(f"{self.absolute:g}")
+        return " or ".join(parts) if parts else "0"
+
+    def as_dict(self) -> dict:
+        return {"relative": self.relative, "absolute": self.absolute, "ratio": self.ratio}
+
+
+# A speed figure from a shared machine is noisy: only half the throughput (twice the time) counts.
+SPEED_TOLERANCE = Tolerance(relative=0.5, ratio=True)
+
+
+@dataclass(frozen=True)
+class Output:
+    """The declaration of one measurement a metric emits.
+
+    ``name``: what the measurement is called (``nll``, ``bpd``, ``sample_latency_p50``).
+    ``unit``, ``higher_is_better``: what the number is and which way is better.
+    ``kind``: ``quality`` (likelihoods, sample statistics) or ``speed`` (timings, memory, FLOPs).
+    ``estimator``: the mark when the metric always emits one (``statistic``, ``measured``); a
+    likelihood leaves it None and each measurement says exact, bound or estimate.
+    ``tolerance``: the regression gate's floor (:class:`Tolerance`); speed outputs default to a ratio.
+    ``order``: where its column goes in tables (smaller first).
+    ``sample_count_in_id``: the sample count is part of what the number means, so the measurement's
+    identity is ``name@n`` (``fid@2000``); FID at 2k is not FID at 10k.
+    ``integer``: printed without decimals (counts). ``headline``: shown in the terminal summary.
+    """
+
+    name: str
+    unit: str = ""
+    higher_is_better: bool = False
+    kind: str = QUALITY
+    estimator: Optional[str] = None
+    tolerance: Optional[Tolerance] = None
+    order: int = 100
+    sample_count_in_id: bool = False
+    integer: bool = False
+    headline: bool = False
+    description: str = ""
+
+    def __post_init__(self):
+        if self.kind not in (QUALITY, SPEED):
+            raise ValueError(f"output {self.name!r}: kind must be {QUALITY!r} or {SPEED!r}, not {self.kind!r}")
+        if self.estimator is not None and self.estimator not in ESTIMATORS:
+            raise ValueError(f"output {self.name!r}: estimator must be one of {ESTIMATORS}")
+        if self.tolerance is None:
+            object.__setattr__(self, "tolerance", SPEED_TOLERANCE if self.kind == SPEED else Tolerance(relative=0.05))
+
+    def identity(self, n: Optional[int]) -> str:
+        return f"{self.name}@{n}" if self.sample_count_in_id and n is not None else self.name
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "unit": self.unit, "higher_is_better": self.higher_is_better, "kind": self.kind,
+                "estimator": self.estimator, "tolerance": self.tolerance.as_dict(), "order": self.order,
+                "sample_count_in_id": self.sample_count_in_id, "integer": self.integer,
+                "headline": self.headline, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Output":
+        d = dict(d)
+        d["tolerance"] = Tolerance(**d.get("tolerance") or {})
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Measurement:
+    """One number. ``estimator`` is exact, bound, estimate (likelihoods), measured (timings) or
+    statistic (a sample statistic such as FID). ``n`` is the sample count behind it.
+
+    ``unit``, ``higher_is_better`` and ``estimator`` may be left out where the metric's
+    :class:`Output` declaration gives them; the runner fills them in, and sets ``id`` (``fid@2000``
+    where the sample count is part of the identity, else the name). ``variant`` is the label of the
+    sampling variant it measures (:meth:`Model.sampling_variants`), set by the runner; the identity
+    then ends in ``[variant]``."""
+
+    metric: str
+    value: float
+    unit: Optional[str] = None
+    estimator: Optional[str] = None
+    higher_is_better: Optional[bool] = None
+    stderr: Optional[float] = None
+    n: Optional[int] = None
+    details: dict = field(default_factory=dict)
+    id: Optional[str] = None
+    variant: Optional[str] = None
+
+    def __post_init__(self):
+        if isinstance(self.estimator, Enum):
+            self.estimator = self.estimator.value
+        if self.estimator is not None and self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, not {self.estimator!r}")
+        self.value = float(self.value)
+        if self.stderr is not None:
+            self.stderr = float(self.stderr)
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.value) and (self.stderr is None or math.isfinite(self.stderr))
+
+
+class UndeclaredMeasurement(ValueError):
+    """A metric emitted a measurement its spec does not declare, or one that contradicts it."""
+
+
+# The fixed permutation behind every evaluation subset: independent of the job's seed, so every model
