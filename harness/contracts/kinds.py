@@ -1,4 +1,5 @@
-"""The vocabularies of the contracts: data kinds, likelihood kinds, model capabilities, estimator marks."""
+"""The vocabularies of the contracts: data kinds, likelihood kinds, model capabilities, estimator marks,
+and what an output declares about its number (role, scaling with machine speed)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,28 @@ class Capability(str, Enum):
 
 # Estimator marks used in measurements. The first three are the likelihood kinds.
 ESTIMATORS = ("exact", "bound", "estimate", "measured", "statistic")
+
+
+class Role(str, Enum):
+    """What a measurement is, as far as the core needs to know (:class:`harness.Output` ``role``)."""
+
+    LIKELIHOOD = "likelihood"  # a negative log-likelihood per example in nats, lower is better: it can be
+    #                            set against the dataset's entropy and compared per example between models
+    SAMPLE_QUALITY = "sample_quality"  # a statistic of the model's samples (FID, precision, coverage, ...)
+    SPEED = "speed"  # how fast or how large the model is (timings, rates, memory, FLOPs)
+    OTHER = "other"  # any other quality number
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value
+
+
+class Scaling(str, Enum):
+    """How a speed figure scales with the speed of the machine that measured it (:class:`harness.Output`
+    ``scaling``): what the regression gate does with it across machines."""
+
+    RATE = "rate"  # per unit of time (samples/s): divided by the machine speed factor
+    DURATION = "duration"  # a time (ms): multiplied by the machine speed factor
+    NONE = "none"  # does not depend on the machine's speed (bytes, FLOP counts, fractions, quality numbers)
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value

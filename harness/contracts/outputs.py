@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping, Optional
 
-from harness.contracts.kinds import ESTIMATORS
+from harness.contracts.kinds import ESTIMATORS, Role, Scaling
 
 QUALITY, SPEED = "quality", "speed"
 
@@ -67,6 +67,14 @@ class Output:
     ``sample_count_in_id``: the sample count is part of what the number means, so the measurement's
     identity is ``name@n`` (``fid@2000``); FID at 2k is not FID at 10k.
     ``integer``: printed without decimals (counts). ``headline``: shown in the terminal summary.
+    ``role`` (:class:`harness.contracts.kinds.Role`): what the number is for the core: a likelihood (a
+    negative log-likelihood per example in nats), a sample-quality statistic, a speed figure, or other.
+    Default: ``speed`` for a speed output, ``sample_quality`` for a quality output whose estimator is
+    ``statistic``, else ``other``.
+    ``scaling`` (:class:`harness.contracts.kinds.Scaling`): how a speed figure scales with the machine's
+    speed: ``rate`` (per second), ``duration`` (a time) or ``none`` (bytes, FLOP counts, fractions).
+    Quality outputs are ``none``; a speed output that leaves it undeclared (None) is never normalised
+    across machines, so the regression gate compares it only with figures of the same machine.
     """
 
     name: str
@@ -80,6 +88,8 @@ class Output:
     integer: bool = False
     headline: bool = False
     description: str = ""
+    role: Optional[Role] = None
+    scaling: Optional[Scaling] = None
 
     def __post_init__(self):
         if self.kind not in (QUALITY, SPEED):
@@ -88,6 +98,18 @@ class Output:
             raise ValueError(f"output {self.name!r}: estimator must be one of {ESTIMATORS}")
         if self.tolerance is None:
             object.__setattr__(self, "tolerance", SPEED_TOLERANCE if self.kind == SPEED else Tolerance(relative=0.05))
+        role = self.role
+        if role is None:
+            role = (Role.SPEED if self.kind == SPEED else Role.SAMPLE_QUALITY if self.estimator == "statistic"
+                    else Role.OTHER)
+        object.__setattr__(self, "role", Role(role))
+        if (self.role is Role.SPEED) != (self.kind == SPEED):
+            raise ValueError(f"output {self.name!r}: role {self.role.value!r} does not fit kind {self.kind!r} "
+                             "(role speed goes with kind speed)")
+        scaling = self.scaling
+        if scaling is None and self.kind != SPEED:
+            scaling = Scaling.NONE
+        object.__setattr__(self, "scaling", None if scaling is None else Scaling(scaling))
 
     def identity(self, n: Optional[int]) -> str:
         return f"{self.name}@{n}" if self.sample_count_in_id and n is not None else self.name
@@ -96,7 +118,8 @@ class Output:
         return {"name": self.name, "unit": self.unit, "higher_is_better": self.higher_is_better, "kind": self.kind,
                 "estimator": self.estimator, "tolerance": self.tolerance.as_dict(), "order": self.order,
                 "sample_count_in_id": self.sample_count_in_id, "integer": self.integer,
-                "headline": self.headline, "description": self.description}
+                "headline": self.headline, "description": self.description, "role": self.role.value,
+                "scaling": None if self.scaling is None else self.scaling.value}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Output":

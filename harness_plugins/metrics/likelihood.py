@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from harness import Capability, LikelihoodKind, Measurement, MetricContext, MetricSpec, Output, Tolerance, hookimpl
+from harness import Capability, LikelihoodKind, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance, hookimpl
 from harness.data import bits_per_dim
 
 # The declarations of what ``compute_nll`` emits. No fixed estimator: each row carries the kind the
@@ -37,7 +37,7 @@ from harness.data import bits_per_dim
 # likelihood in nats like nll, with nll's floor.
 NATS_TOLERANCE = Tolerance(relative=0.02, absolute=0.05)
 OUTPUTS = (
-    Output("nll", "nats", higher_is_better=False, order=10, headline=True, tolerance=NATS_TOLERANCE,
+    Output("nll", "nats", higher_is_better=False, role=Role.LIKELIHOOD, order=10, headline=True, tolerance=NATS_TOLERANCE,
            description="-log p(x) per test example (unconditional), nats"),
     Output("bpd", "bits/dim", higher_is_better=False, order=20, headline=True,
            tolerance=Tolerance(relative=0.02, absolute=0.005),
@@ -45,7 +45,7 @@ OUTPUTS = (
     Output("nll_gap", "nats", higher_is_better=False, order=30, tolerance=Tolerance(absolute=0.05),
            description="mean over test examples of log p_true - log p_model (paired; estimates KL(true || "
                        "model)), synthetic data: 0 is a perfect model"),
-    Output("nll_conditional", "nats", higher_is_better=False, order=100, tolerance=NATS_TOLERANCE,
+    Output("nll_conditional", "nats", higher_is_better=False, role=Role.LIKELIHOOD, order=100, tolerance=NATS_TOLERANCE,
            description="-log p(x | y) with the true labels, for conditional models"),
 )
 

@@ -46,7 +46,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from harness import Capability, DataKind, Measurement, MetricContext, MetricSpec, Output, Tolerance, hookimpl
+from harness import Capability, DataKind, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance, hookimpl
 from harness.data import dequantize
 
 # ----------------------------------------------------------------------------- declarations
@@ -58,7 +58,7 @@ from harness.data import dequantize
 # 1 for a good model) it is about 0.05 absolute.
 FRACTION_TOLERANCE = Tolerance(relative=0.05)
 PARZEN_OUTPUT = Output(
-    "parzen_nll", "nats", higher_is_better=False, estimator="estimate", order=50,
+    "parzen_nll", "nats", higher_is_better=False, estimator="estimate", role=Role.LIKELIHOOD, order=50,
     tolerance=Tolerance(relative=0.02, absolute=0.05),
     description="Gaussian Parzen-window NLL of the test split from model samples; weak, biased estimate")
 MODE_OUTPUTS = (

@@ -42,7 +42,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, Output, hookimpl
+from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, Output, Scaling, hookimpl
 from harness.contracts import SPEED, SPEED_TOLERANCE
 from harness_plugins.metrics.timing import (
     BatchChoice,
@@ -586,24 +586,25 @@ def compute_gpu_sample_throughput(ctx: MetricContext) -> list:
 # time, memory or FLOPs, counts as worse. Speed columns come after the quality ones (order >= 200).
 
 
-def _speed(name: str, unit: str, higher_is_better: bool, order: int, description: str, **kw) -> Output:
-    return Output(name, unit, higher_is_better=higher_is_better, kind=SPEED, estimator="measured",
+def _speed(name: str, unit: str, higher_is_better: bool, scaling: Scaling, order: int, description: str,
+           **kw) -> Output:
+    return Output(name, unit, higher_is_better=higher_is_better, kind=SPEED, scaling=scaling, estimator="measured",
                   tolerance=SPEED_TOLERANCE, order=order, description=description, **kw)
 
 
 OUTPUTS = {o.name: o for o in (
-    _speed("sample_throughput", "samples/s", True, 200, "samples per second at the profile's sample batch",
+    _speed("sample_throughput", "samples/s", True, Scaling.RATE, 200, "samples per second at the profile's sample batch",
            headline=True),
-    _speed("sample_latency_p50", "ms", False, 210, "median time to draw one sample"),
-    _speed("sample_latency_p95", "ms", False, 220, "95th percentile of the time to draw one sample"),
-    _speed("eval_throughput", "examples/s", True, 230, "log-likelihood evaluations per second"),
-    _speed("train_throughput", "examples/s", True, 240, "training examples per second over the whole fit"),
-    _speed("peak_memory", "bytes", False, 250, "peak memory allocated during one sampling call"),
-    _speed("flops_per_sample", "FLOP/sample", False, 260, "FLOPs of a sampling call per sample"),
-    _speed("flops_per_evaluation", "FLOP/example", False, 270, "FLOPs of a log-likelihood call per example"),
-    _speed("achieved_flops", "FLOP/s", True, 280, "flops_per_sample x sample_throughput"),
-    _speed("achieved_flops_fraction", "fraction of peak", True, 290, "achieved_flops / the GPU's datasheet peak"),
-    _speed("gpu_sample_throughput", "samples/s", True, 300, "samples per second on a CUDA device at 16x the batch"),
+    _speed("sample_latency_p50", "ms", False, Scaling.DURATION, 210, "median time to draw one sample"),
+    _speed("sample_latency_p95", "ms", False, Scaling.DURATION, 220, "95th percentile of the time to draw one sample"),
+    _speed("eval_throughput", "examples/s", True, Scaling.RATE, 230, "log-likelihood evaluations per second"),
+    _speed("train_throughput", "examples/s", True, Scaling.RATE, 240, "training examples per second over the whole fit"),
+    _speed("peak_memory", "bytes", False, Scaling.NONE, 250, "peak memory allocated during one sampling call"),
+    _speed("flops_per_sample", "FLOP/sample", False, Scaling.NONE, 260, "FLOPs of a sampling call per sample"),
+    _speed("flops_per_evaluation", "FLOP/example", False, Scaling.NONE, 270, "FLOPs of a log-likelihood call per example"),
+    _speed("achieved_flops", "FLOP/s", True, Scaling.RATE, 280, "flops_per_sample x sample_throughput"),
+    _speed("achieved_flops_fraction", "fraction of peak", True, Scaling.NONE, 290, "achieved_flops / the GPU's datasheet peak"),
+    _speed("gpu_sample_throughput", "samples/s", True, Scaling.RATE, 300, "samples per second on a CUDA device at 16x the batch"),
 )}
 
 

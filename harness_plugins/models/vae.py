@@ -60,6 +60,7 @@ from harness import (
     Model,
     ModelSpec,
     Output,
+    Role,
     Split,
     Tolerance,
     hookimpl,
@@ -605,7 +606,7 @@ def harness_register_metrics(register):
     register(MetricSpec(
         name="elbo_nll",
         compute=elbo_nll,
-        outputs=[Output("elbo_nll", unit="nats", higher_is_better=False,
+        outputs=[Output("elbo_nll", unit="nats", higher_is_better=False, role=Role.LIKELIHOOD,
                         tolerance=Tolerance(relative=0.02, absolute=0.05), order=40,
                         description="-ELBO per example (nats), an upper bound on the NLL; looser than the IWAE "
                                     "bound that nll reports")],

@@ -136,7 +136,7 @@ class RegressionFakes:
         register(MetricSpec(name="fake_score", unit="score", higher_is_better=True, compute=_score,
                             applies=_only_fakes, description="a higher-is-better statistic (test fake)"))
         register(MetricSpec(name="fake_rate", compute=_rate, applies=_only_fakes,
-                            outputs=[Output("fake_rate", "samples/s", True, kind="speed")],
+                            outputs=[Output("fake_rate", "samples/s", True, kind="speed", scaling="rate")],
                             description="a deterministic stand-in for a throughput (test fake)"))
         register(MetricSpec(name="fake_loss", compute=_loss, outputs=[LOSS_OUTPUT], applies=_only_fakes,
                             description="a lower-is-better metric with its own tolerance (test fake)"))

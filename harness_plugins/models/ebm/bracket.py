@@ -28,11 +28,11 @@ from typing import Optional
 
 import torch
 
-from harness import Capability, Measurement, MetricContext, MetricSpec, Output, Tolerance
+from harness import Capability, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance
 
 NATS = Tolerance(relative=0.02, absolute=0.05)
 OUTPUTS = (
-    Output("nll_upper", "nats", higher_is_better=False, order=11, tolerance=NATS,
+    Output("nll_upper", "nats", higher_is_better=False, role=Role.LIKELIHOOD, order=11, tolerance=NATS,
            description="the conservative end of an EBM's nll: RAISE (reverse annealing), pessimistic in "
                        "expectation where nll (AIS) is optimistic"),
     Output("nll_bracket", "nats", higher_is_better=False, order=12, tolerance=Tolerance(absolute=0.25),
