@@ -22,6 +22,7 @@ import torch
 
 import harness
 from harness import artifacts
+from harness.applicable_metrics import metrics_for
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
@@ -29,7 +30,7 @@ from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SKIPPED, TRAINED, Job
 from harness.machine import Calibration, machine_info
 from harness.profiles import Profile
 from harness.store import Store
-from harness.worker import JobRunner, metrics_for
+from harness.worker import JobRunner
 
 __all__ = ["Runner", "RunInfo", "Job", "JobResult", "OK", "FAILED", "SKIPPED", "select_pairs", "environment_info"]
 

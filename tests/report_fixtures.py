@@ -97,7 +97,7 @@ def build(directory: Path, host, seeds=(0, 1, 2), shift: dict | None = None, pro
     """Write the fixture results into ``directory``; ``shift``: (model, dataset, identity) -> added value."""
     from harness.runner import environment_info
     from harness.data import resolve_data_root
-    from harness.worker import DatasetCache
+    from harness.dataset_cache import DatasetCache
 
     shift = shift or {}
     directory = Path(directory)
