@@ -174,8 +174,8 @@ class JobRunner:
                 "note": "loaded, not trained: this job fitted nothing"}
 
     def _save(self, job: Job, model, mspec, data, result: JobResult) -> None:
-        """Save the model as ``artifacts_dir/<job key>``; a failure to save is noted in the details, and the
-        job's numbers stand."""
+        """Save the model under ``artifacts_dir`` (:func:`harness.artifacts.write_artifact`); a failure to
+        save is noted in the details, and the job's numbers stand."""
         from harness import artifacts
 
         meta = {"model": job.model, "family": job.family, "dataset": job.dataset, "seed": job.seed,
