@@ -62,8 +62,8 @@ SAMPLE_SEED_OFFSET = 777
 GRID_SIZE = 64
 
 
-def density_grid(dataset, size: int = GRID_SIZE) -> tuple:
-    """``(x, y)``: 1-D float64 tensors of ``size`` points spanning the dataset's test split (its 0.5% to
+def density_grid(dataset) -> tuple:
+    """``(x, y)``: 1-D float64 tensors of :data:`GRID_SIZE` points spanning the dataset's test split (its 0.5% to
     99.5% quantiles per axis, widened by 10% on each side) for 2-D density plots."""
     test = dataset.test.x.double().reshape(len(dataset.test), -1)
     if test.shape[1] != 2:
@@ -72,8 +72,8 @@ def density_grid(dataset, size: int = GRID_SIZE) -> tuple:
     hi = torch.quantile(test, 0.995, dim=0)
     pad = 0.1 * (hi - lo)
     lo, hi = lo - pad, hi + pad
-    return (torch.linspace(float(lo[0]), float(hi[0]), size, dtype=torch.float64),
-            torch.linspace(float(lo[1]), float(hi[1]), size, dtype=torch.float64))
+    return (torch.linspace(float(lo[0]), float(hi[0]), GRID_SIZE, dtype=torch.float64),
+            torch.linspace(float(lo[1]), float(hi[1]), GRID_SIZE, dtype=torch.float64))
 
 
 def grid_points(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ class JobTimeout(Exception):
 def time_limit(seconds: Optional[float]):
     """Raise :class:`JobTimeout` in the main thread after ``seconds``; no limit for None or 0, on a platform
     without SIGALRM, or outside the main thread."""
-    usable = seconds and seconds > 0 and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    usable = (seconds and seconds > 0 and hasattr(signal, "SIGALRM")
+              and threading.current_thread() is threading.main_thread())
     if not usable:
         yield
         return
