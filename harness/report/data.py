@@ -9,8 +9,8 @@ from typing import Optional
 
 class DatasetSource:
     """Datasets by name through the plugin host, each loaded at most once. ``cache``: a
-    :class:`harness.dataset_cache.DatasetCache` already holding the run's datasets (``run`` passes its own, so
-    nothing is loaded twice)."""
+    :class:`harness.dataset_cache.DatasetCache` already holding the run's datasets (``run`` passes its own,
+    so nothing is loaded twice)."""
 
     def __init__(self, host, data_root: Optional[Path] = None, cache=None):
         from harness.data import resolve_data_root
