@@ -2,9 +2,9 @@
 so the model outlives its job (re-measured by ``evaluate``, reused by ``run --resume``, shown by the
 report).
 
-Layout, one folder per job key::
+Layout, one folder per job, named so a reader finds the model they want without opening it::
 
-    DIR/artifacts/<job key>/
+    DIR/artifacts/<model>-<dataset>-s<seed>-<first 8 hex digits of the job key>/
       state.safetensors   the fitted model (``Model.export_state``); loads without executing code
       meta.json           model, family, dataset, seed, profile, resolved hyperparameters, dataset
                           provenance, versions, job key, model key, state format, size and sha256
@@ -15,6 +15,10 @@ Layout, one folder per job key::
                           models on labelled data (0..C-1 cycling)
       density.npz         2-D continuous datasets, models with a likelihood: ``x`` (G,), ``y`` (G,),
                           ``log_density`` (G, G) on :func:`density_grid` (row i is y[i], column j is x[j])
+
+The job key in meta.json is the artifact's identity: readers find an artifact by the key it records
+(:func:`find_artifact`, :func:`list_artifacts`), never by parsing the folder's name, so folders named
+by the bare job key (the layout before named folders) read the same.
 
 The grid is a function of the dataset alone, so every model of a dataset and the true density are
 drawn on the same axes.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -48,13 +53,17 @@ SAMPLES_FILE = "samples.npy"
 SAMPLE_LABELS_FILE = "sample_labels.npy"
 DENSITY_FILE = "density.npz"
 
+SHORT_KEY = 8  # hex digits of the job key in a folder's name
+NAME_PART_LIMIT = 60  # characters of the model's and the dataset's name in a folder's name
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
 SAMPLE_COUNT = 64  # images: an 8x8 grid; 2-D data: a scatter (reports may draw more from the model)
 SAMPLE_SEED_OFFSET = 777
 GRID_SIZE = 64
 
 
-def density_grid(dataset, size: int = GRID_SIZE) -> tuple:
-    """``(x, y)``: 1-D float64 tensors of ``size`` points spanning the dataset's test split (its 0.5% to
+def density_grid(dataset) -> tuple:
+    """``(x, y)``: 1-D float64 tensors of :data:`GRID_SIZE` points spanning the dataset's test split (its 0.5% to
     99.5% quantiles per axis, widened by 10% on each side) for 2-D density plots."""
     test = dataset.test.x.double().reshape(len(dataset.test), -1)
     if test.shape[1] != 2:
@@ -63,8 +72,8 @@ def density_grid(dataset, size: int = GRID_SIZE) -> tuple:
     hi = torch.quantile(test, 0.995, dim=0)
     pad = 0.1 * (hi - lo)
     lo, hi = lo - pad, hi + pad
-    return (torch.linspace(float(lo[0]), float(hi[0]), size, dtype=torch.float64),
-            torch.linspace(float(lo[1]), float(hi[1]), size, dtype=torch.float64))
+    return (torch.linspace(float(lo[0]), float(hi[0]), GRID_SIZE, dtype=torch.float64),
+            torch.linspace(float(lo[1]), float(hi[1]), GRID_SIZE, dtype=torch.float64))
 
 
 def grid_points(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -93,6 +102,16 @@ class Written:
 
 def artifacts_dir(run_dir) -> Path:
     return Path(run_dir) / ARTIFACTS_DIR
+
+
+def folder_name(model: str, dataset: str, seed: int, key: str) -> str:
+    """``<model>-<dataset>-s<seed>-<short key>``: the artifact folder of a job. Characters unsafe in a
+    file name become ``_``; a name never starts with a dot (hidden folders are temporaries)."""
+    return f"{_safe(model)}-{_safe(dataset)}-s{int(seed)}-{key[:SHORT_KEY]}"
+
+
+def _safe(name: str) -> str:
+    return _UNSAFE.sub("_", str(name)).lstrip(".")[:NAME_PART_LIMIT] or "_"
 
 
 def sample_generator(seed: int) -> torch.Generator:
@@ -151,13 +170,19 @@ def load_state(path) -> dict:
 
 
 def write_artifact(root, key: str, model, model_spec, dataset, meta: dict) -> Written:
-    """Save a fitted model under ``root/<key>`` (atomically): its state, ``meta`` completed with the
-    state file's size and hash, the seeded sample batch and, for 2-D continuous data, the log-density
-    on the dataset's grid."""
+    """Save a fitted model under ``root`` (atomically) in the folder :func:`folder_name` names: its state,
+    ``meta`` (model, dataset, seed, ...) completed with the key and the state file's size and hash, the
+    seeded sample batch and, for 2-D continuous data, the log-density on the dataset's grid. The
+    artifact replaces one of the same key (under either layout's name); a folder of that name that
+    records another key is refused with :class:`ArtifactError`, never overwritten."""
     started = time.perf_counter()
     root = Path(root)
+    final = root / folder_name(meta["model"], meta["dataset"], meta["seed"], key)
+    holder = _recorded_key(final) if final.exists() else None
+    if holder not in (None, key):
+        raise ArtifactError(f"{final} holds the model of job {holder}, not of job {key}")
     root.mkdir(parents=True, exist_ok=True)
-    temp = root / f"{TEMP_PREFIX}{key}-{uuid.uuid4().hex[:8]}"
+    temp = root / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     temp.mkdir()
     try:
         save_state(temp / STATE_FILE, model.export_state())
@@ -188,11 +213,13 @@ def write_artifact(root, key: str, model, model_spec, dataset, meta: dict) -> Wr
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (temp / META_FILE).write_text(json.dumps(full, indent=1, sort_keys=True, default=str))
         size = sum(p.stat().st_size for p in temp.iterdir())
-        final = root / key
         _replace_dir(temp, final)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    bare = root / key
+    if bare != final and _recorded_key(bare) == key:  # the same job's artifact under the bare-key name
+        shutil.rmtree(bare, ignore_errors=True)
     return Written(final, size, time.perf_counter() - started)
 
 
@@ -266,6 +293,26 @@ def load_artifact(path) -> tuple:
     """(meta, state) of a verified artifact."""
     meta = verify(path)
     return meta, load_state(Path(path) / meta["state"].get("file", STATE_FILE))
+
+
+def _recorded_key(path: Path) -> Optional[str]:
+    """The job key the meta.json of folder ``path`` records; None when there is none to read."""
+    try:
+        return json.loads((path / META_FILE).read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def find_artifact(root, key: str) -> Optional[Path]:
+    """The folder under ``root`` whose meta.json records job key ``key``, or None. Only the folders that
+    can hold it are opened: those named for the key (:func:`folder_name`) and the bare key's."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in [root / key, *sorted(root.glob(f"*-{key[:SHORT_KEY]}"))]:
+        if path.is_dir() and not path.name.startswith(".") and _recorded_key(path) == key:
+            return path
+    return None
 
 
 def list_artifacts(root) -> list:

@@ -87,8 +87,3 @@ def flatten(obj, path, prefix: str = "") -> dict:
             raise CheckpointRefused(f"{path}: key {key!r} is not a string")
         out.update(flatten(value, path, f"{prefix}.{key}" if prefix else key))
     return out
-
-
-def describe_expected(state: Mapping) -> str:
-    """``name (shape dtype), ...`` of a reference state, for messages."""
-    return ", ".join(f"{k} {tuple(v.shape)} {str(v.dtype).replace('torch.', '')}" for k, v in sorted(state.items()))

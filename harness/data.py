@@ -53,11 +53,6 @@ def dequantize(x: torch.Tensor, levels: int, generator: Optional[torch.Generator
     return (x.float() + u) / levels
 
 
-def to_unit_interval(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """The centre of each level's bin in [0, 1): (x + 1/2) / K (for sampling, plotting)."""
-    return (x.float() + 0.5) / levels
-
-
 def quantize(y: torch.Tensor, levels: int) -> torch.Tensor:
     """Inverse of :func:`dequantize`: continuous values in [0, 1) back to levels 0..K-1."""
     return torch.clamp(torch.floor(y * levels), 0, levels - 1)

@@ -21,10 +21,11 @@ from typing import Optional
 import torch
 
 from harness import artifacts
+from harness.applicable_metrics import metrics_for
 from harness.contracts import Capability, UserError
+from harness.dataset_cache import DatasetCache
 from harness.hparams import OverrideSet
 from harness.jobs import ARTIFACT, CHECKPOINT, SAMPLES, Job, job_key, model_key
-from harness.worker import DatasetCache, metrics_for
 
 
 def _keyed(host, job: Job, mspec) -> Job:

@@ -11,7 +11,7 @@ object, also when a metric draws in chunks) starts at the first sample and conti
 chunk ended; a draw that needs more samples than were given fails, saying how many it needed.
 :class:`SamplesPlugin` registers the adapter under the user's label, so jobs, workers and reports
 treat it as any other model. There is no likelihood and nothing to time: only sample-based quality
-metrics apply (:func:`harness.worker.metrics_for`).
+metrics apply (:func:`harness.applicable_metrics.metrics_for`).
 """
 
 from __future__ import annotations

@@ -111,11 +111,6 @@ class Hyperparameters:
         self._rules = tuple(Rule(dict(r.when), {k: self.check(k, v) for k, v in r.values.items()}) for r in rules)
 
     # ------------------------------------------------------------------ declarations
-    @property
-    def all_rules(self) -> tuple:
-        """The profile shorthands and the rules, in the order they apply."""
-        return self._rules
-
     def declares(self, key: str) -> bool:
         return key in self.defaults
 

@@ -22,14 +22,15 @@ import torch
 
 import harness
 from harness import artifacts
+from harness.applicable_metrics import metrics_for
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
 from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SKIPPED, TRAINED, Job, JobResult, job_key, model_key
-from harness.machine import Calibration, machine_info
+from harness.machine import Calibration, fingerprint, machine_info
 from harness.profiles import Profile
 from harness.store import Store
-from harness.worker import JobRunner, metrics_for
+from harness.worker import JobRunner
 
 __all__ = ["Runner", "RunInfo", "Job", "JobResult", "OK", "FAILED", "SKIPPED", "select_pairs", "environment_info"]
 
@@ -51,7 +52,7 @@ def environment_info(device: torch.device, plugins: dict) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": fingerprint(device)["processor"],  # the model name, e.g. "AMD EPYC 7B13"
         "threads": torch.get_num_threads(),
         "device": str(device),
         "plugins": {name: p.version for name, p in plugins.items()},

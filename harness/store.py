@@ -169,10 +169,6 @@ class Store:
         return df.reset_index(drop=True)
 
 
-def open_store(directory) -> Store:
-    return Store(Path(directory))
-
-
 def find_store(directory) -> Path:
     path = Path(directory) / STORE_NAME
     if not path.exists():

@@ -12,10 +12,7 @@ NaN/inf or passes its time limit gives a failed result with its reason; nothing 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -24,65 +21,17 @@ from typing import Callable, Optional
 
 import torch
 
-from harness.contracts import (SPEED, Capability, Dataset, FitContext, Measurement, MetricContext, MetricSkipped,
-                               UndeclaredMeasurement, UserError, check_variant_label, variant_identity)
-from harness.data import provenance_hash
+from harness.applicable_metrics import metrics_for
+from harness.contracts import FitContext, MetricContext, UserError
+from harness.dataset_cache import DatasetCache
 from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SAMPLES, TRAINED, Job, JobResult
+from harness.measuring import measure, measure_variants
+from harness.time_limit import JobTimeout, time_limit
 
 log = logging.getLogger(__name__)
 
 # Training gets this share of the job's time limit; the rest is kept for evaluation.
 FIT_SHARE_OF_TIMEOUT = 0.6
-
-
-class JobTimeout(Exception):
-    pass
-
-
-class DatasetCache:
-    """Materialised datasets by name, each loaded once with its provenance hash."""
-
-    def __init__(self, data_root: Path):
-        self.data_root = data_root
-        self._datasets: dict = {}
-
-    def get(self, spec) -> Dataset:
-        if spec.name not in self._datasets:
-            if spec.check is not None:
-                missing = spec.check(self.data_root)
-                if missing:
-                    raise UserError(f"dataset {spec.name!r} is not available: {missing}")
-            splits = spec.load(self.data_root)
-            self._datasets[spec.name] = Dataset(spec, splits, provenance_hash(splits, f"{spec.name}:{spec.version}"))
-        return self._datasets[spec.name]
-
-
-def metrics_for(host, model_spec, dataset_spec, names: Optional[list] = None, origin: str = TRAINED):
-    """(metrics that apply, [(metric name, reason) for those that do not]) for one pair.
-
-    For samples another generator drew (``origin`` SAMPLES) only quality metrics that need nothing but
-    samples apply: a speed metric would time the adapter that hands the samples out, not the generator."""
-    chosen, skipped = [], []
-    for name in names or sorted(host.registry.metrics):
-        metric = host.metric(name)
-        if any(m.name == metric.name for m in chosen) or any(n == metric.name for n, _ in skipped):
-            continue  # named twice (by itself and by one of its outputs)
-        reason = metric.incompatibility(model_spec, dataset_spec)
-        if not reason and origin == SAMPLES:
-            reason = _samples_only_reason(metric)
-        if reason:
-            skipped.append((metric.name, reason))
-        else:
-            chosen.append(metric)
-    return chosen, skipped
-
-
-def _samples_only_reason(metric) -> Optional[str]:
-    if all(o.kind == SPEED for o in metric.outputs):
-        return "a speed metric times a model; external samples come without one"
-    if set(metric.requires) != {Capability.SAMPLE}:
-        return "external samples give samples only"
-    return None
 
 
 @dataclass
@@ -136,7 +85,7 @@ class JobRunner:
     def run(self, job: Job) -> JobResult:
         started = time.perf_counter()
         try:
-            with _time_limit(self.job_timeout):
+            with time_limit(self.job_timeout):
                 result = self._execute(job)
         except JobTimeout:
             result = JobResult(FAILED, f"timed out after {self.job_timeout:g} s")
@@ -169,8 +118,8 @@ class JobRunner:
                        fit=fit, cache_dir=self.cache_dir, data_root=self.data_root,
                        feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache)
         for metric in metrics:
-            self._measure(metric, MetricContext(model=model, **context), result)
-        self._measure_variants(model, metrics, context, result)
+            measure(metric, MetricContext(model=model, **context), result)
+        measure_variants(model, metrics, context, result)
         bad = [m.metric if m.variant is None else m.id for m in result.measurements if not m.finite]
         reasons = [f"{name}: {why}" for name, why in result.metric_failures]
         if bad:
@@ -225,8 +174,8 @@ class JobRunner:
                 "note": "loaded, not trained: this job fitted nothing"}
 
     def _save(self, job: Job, model, mspec, data, result: JobResult) -> None:
-        """Save the model as ``artifacts_dir/<job key>``; a failure to save is noted in the details, and the
-        job's numbers stand."""
+        """Save the model under ``artifacts_dir`` (:func:`harness.artifacts.write_artifact`); a failure to
+        save is noted in the details, and the job's numbers stand."""
         from harness import artifacts
 
         meta = {"model": job.model, "family": job.family, "dataset": job.dataset, "seed": job.seed,
@@ -247,47 +196,6 @@ class JobRunner:
         result.details["artifact"] = {"path": f"{artifacts.ARTIFACTS_DIR}/{written.path.name}",
                                       "bytes": written.bytes, "seconds": round(written.seconds, 4)}
 
-    def _measure(self, metric, ctx: MetricContext, result: JobResult, variant: Optional[str] = None) -> None:
-        """Compute one metric into ``result``: its measurements (bound to their declarations, and to
-        ``variant`` when measuring a sampling variant), or the metric's skip or failure."""
-        name = metric.name if variant is None else variant_identity(metric.name, variant)
-        started = time.perf_counter()
-        try:
-            bound = []
-            for m in metric.compute(ctx) or []:
-                if not isinstance(m, Measurement):
-                    raise UndeclaredMeasurement(f"metric {metric.name} returned {type(m).__name__}, not Measurement")
-                m.variant = variant
-                bound.append(metric.bind(m))
-        except JobTimeout:
-            raise
-        except MetricSkipped as exc:
-            result.metric_skips.append((name, str(exc)))
-            return
-        except Exception as exc:
-            result.metric_failures.append((name, f"{type(exc).__name__}: {exc}"))
-            return
-        result.measurements.extend(bound)
-        result.details.setdefault("metric_seconds", {})[name] = round(time.perf_counter() - started, 4)
-
-    def _measure_variants(self, model, metrics, context: dict, result: JobResult) -> None:
-        """Measure each of the model's sampling variants (:meth:`harness.Model.sampling_variants`) with
-        the metrics that measure samples only and applied to the model itself (not skipped at run time)."""
-        variants = model.sampling_variants() or {}
-        skipped = {name for name, _ in result.metric_skips}
-        sampling = [m for m in metrics if m.measures_samples_only and m.name not in skipped]
-        measured = []
-        for label, view in variants.items():
-            check_variant_label(label)
-            if view is model:
-                result.details["sampling_label"] = label
-                continue
-            measured.append(label)
-            for metric in sampling:
-                self._measure(metric, MetricContext(model=view, **context), result, variant=label)
-        if measured:
-            result.details["sampling_variants"] = measured
-
 
 def _harness_version() -> str:
     import harness
@@ -299,23 +207,3 @@ def _safetensors_version() -> str:
     import safetensors
 
     return safetensors.__version__
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: Optional[float]):
-    """Raise JobTimeout in the main thread after ``seconds`` (SIGALRM); no limit elsewhere."""
-    usable = seconds and seconds > 0 and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
-    if not usable:
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise JobTimeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)

@@ -15,13 +15,14 @@ and ``gamma`` on digits is a skipped pair.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from harness.artifacts import ARTIFACTS_DIR, density_grid, grid_points
+from harness.artifacts import ARTIFACTS_DIR, META_FILE, density_grid, folder_name, grid_points
 from harness.contracts import Measurement
 from harness.jobs import FAILED, OK, SKIPPED, Job, JobResult
 from harness.store import Store
@@ -76,8 +77,10 @@ def _measurement(identity: str, plan: tuple, seed: int, outputs: dict, shift: fl
 
 
 def write_artifacts(directory: Path, key: str, model: str, dataset, seed: int) -> None:
-    folder = Path(directory) / ARTIFACTS_DIR / key
+    """The files the report reads from a job's artifact folder, and a meta.json recording its key."""
+    folder = Path(directory) / ARTIFACTS_DIR / folder_name(model, dataset.name, seed, key)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / META_FILE).write_text(json.dumps({"key": key, "model": model, "dataset": dataset.name, "seed": seed}))
     rng = np.random.default_rng(seed)
     train = dataset.train.x.numpy()
     samples = train[rng.choice(len(train), 64, replace=False)].astype(np.float32)
@@ -97,7 +100,7 @@ def build(directory: Path, host, seeds=(0, 1, 2), shift: dict | None = None, pro
     """Write the fixture results into ``directory``; ``shift``: (model, dataset, identity) -> added value."""
     from harness.runner import environment_info
     from harness.data import resolve_data_root
-    from harness.worker import DatasetCache
+    from harness.dataset_cache import DatasetCache
 
     shift = shift or {}
     directory = Path(directory)

@@ -32,12 +32,14 @@ def folder_bytes(path):
 def test_every_fitted_model_is_saved_in_the_fixed_layout(host, tmp_path):
     jobs, df, summary = run(host, tmp_path, ["gaussian", "stdnormal"], seeds=[0, 1])
     root = tmp_path / artifacts.ARTIFACTS_DIR
-    assert sorted(p.name for p in root.iterdir()) == sorted(j["key"] for j in jobs)
+    names = {f"{j['model']}-tiny-s{j['seed']}-{j['key'][:8]}": j["key"] for j in jobs}
+    assert sorted(p.name for p in root.iterdir()) == sorted(names)
     assert summary["artifacts"] == 4 and summary["artifact_bytes"] == folder_bytes(root)
     data = host.dataset("tiny").load(None)
     for job in jobs:
-        folder = root / job["key"]
-        assert job["details"]["artifact"]["path"] == f"artifacts/{job['key']}"
+        folder = artifacts.find_artifact(root, job["key"])
+        assert names[folder.name] == job["key"]
+        assert job["details"]["artifact"]["path"] == f"artifacts/{folder.name}"
         meta = json.loads((folder / artifacts.META_FILE).read_text())
         assert (meta["model"], meta["dataset"], meta["seed"], meta["profile"]) == \
             (job["model"], "tiny", job["seed"], "smoke")
@@ -108,7 +110,7 @@ def test_a_model_that_cannot_be_saved_keeps_its_numbers_and_leaves_no_partial_fo
 
 def test_a_truncated_changed_or_incomplete_artifact_is_refused(host, tmp_path):
     jobs, _, _ = run(host, tmp_path, ["gaussian"])
-    folder = tmp_path / artifacts.ARTIFACTS_DIR / jobs[0]["key"]
+    folder = tmp_path / jobs[0]["details"]["artifact"]["path"]
     state = folder / artifacts.STATE_FILE
     original = state.read_bytes()
     artifacts.verify(folder)
@@ -140,10 +142,11 @@ def test_resume_with_another_metric_restores_the_saved_model_instead_of_training
     assert summary["loaded"] == 1 and summary["ok"] == 1
     second = next(j for j in jobs if j["key"] != first[0]["key"])
     assert second["details"]["source"] == "artifact" and "fit_seconds" not in second["details"]
-    assert second["details"]["loaded_from"] == str(out / "artifacts" / first[0]["key"])
+    saved = out / first[0]["details"]["artifact"]["path"]
+    assert second["details"]["loaded_from"] == str(saved)
     rows = df2[df2["key"] == second["key"]]
     assert rows.query("metric == 'nll'")["value"].tolist() == df1.query("metric == 'nll'")["value"].tolist()
-    assert set(rows["source"]) == {f"artifact {out / 'artifacts' / first[0]['key']}"}
+    assert set(rows["source"]) == {f"artifact {saved}"}
     throughput = rows.query("metric == 'train_throughput'")
     assert throughput["status"].tolist() == ["skipped"] and "loaded, not trained" in throughput["reason"].iloc[0]
 
@@ -161,3 +164,27 @@ def test_resume_trains_again_when_the_store_never_recorded_the_saved_model(host,
     _, _, summary = run(host, out, ["sleepy"], metrics=["nll"], resume=True)
     assert len(fits(log)) == 2 and summary["loaded"] == 0
 
+
+
+def test_folder_names_are_safe_file_names():
+    key = "0123456789abcdef0123456789abcdef"
+    assert artifacts.folder_name("gmm", "8gaussians", 0, key) == "gmm-8gaussians-s0-01234567"
+    assert artifacts.folder_name("my model/v2", "../data:x", 3, key) == "my_model_v2-_data_x-s3-01234567"
+    assert artifacts.folder_name(".hidden", "\u00e9t\u00e9", 1, key) == "hidden-_t_-s1-01234567"
+    assert len(artifacts.folder_name("m" * 300, "d", 0, key)) < 100
+
+
+def test_an_artifact_replaces_its_own_older_folder_and_never_another_jobs(host, tmp_path):
+    jobs, _, _ = run(host, tmp_path, ["gaussian"])
+    key, root = jobs[0]["key"], tmp_path / artifacts.ARTIFACTS_DIR
+    named = tmp_path / jobs[0]["details"]["artifact"]["path"]
+    named.rename(root / key)  # the same job's model under the bare-key name
+    assert artifacts.find_artifact(root, key) == root / key
+    run(host, tmp_path, ["gaussian"])  # the same job again: its artifact is written anew
+    assert [p.name for p in root.iterdir()] == [named.name] and artifacts.find_artifact(root, key) == named
+
+    meta = json.loads((named / artifacts.META_FILE).read_text())
+    other = key[:8] + "f" * 24  # another job whose key begins the same
+    with pytest.raises(artifacts.ArtifactError, match=f"holds the model of job {key}, not of job {other}"):
+        artifacts.write_artifact(root, other, None, None, None, meta)
+    assert artifacts.find_artifact(root, other) is None and artifacts.verify(named)["key"] == key

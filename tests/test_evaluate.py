@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shutil
+import sqlite3
 
 import pandas as pd
 import pytest
@@ -179,3 +180,52 @@ def test_evaluate_reports_as_json(trained, tmp_path, capsys):
     rows = [r for r in report["results"] if r["metric"] == "precision"]
     assert {r["model"] for r in rows} == {"gmm", "vae"}
     assert all(r["source"].startswith(f"artifact {trained / 'artifacts'}") for r in rows)
+
+
+def as_bare_key_layout(source, target):
+    """A copy of results directory ``source`` laid out as runs wrote it before artifact folders were named:
+    each folder named by its bare job key, and the store's artifact paths pointing there."""
+    shutil.copytree(source, target)
+    root = target / artifacts.ARTIFACTS_DIR
+    for folder in list(root.iterdir()):
+        folder.rename(root / json.loads((folder / artifacts.META_FILE).read_text())["key"])
+    db = sqlite3.connect(target / "results.sqlite")
+    for key, text in db.execute("SELECT key, details FROM jobs").fetchall():
+        details = json.loads(text)
+        if "artifact" in details:
+            details["artifact"]["path"] = f"{artifacts.ARTIFACTS_DIR}/{key}"
+            db.execute("UPDATE jobs SET details = ? WHERE key = ?", (json.dumps(details), key))
+    db.commit()
+    db.close()
+    return target
+
+
+def test_artifact_folders_named_by_the_bare_key_are_still_read(trained, tmp_path, capsys):
+    """evaluate DIR, run --resume and the report's sample panels find a model by the key its meta.json
+    records, whatever its folder is called."""
+    from harness.report.panels import NO_SAMPLES, shown_jobs
+
+    old = as_bare_key_layout(trained, tmp_path / "old")
+    keys = {j["model"]: j["key"] for j in jobs(old)}
+    assert sorted(p.name for p in (old / "artifacts").iterdir()) == sorted(keys.values())
+
+    out = tmp_path / "E"
+    assert main(["evaluate", str(old), "--metric", "nll", "--out", str(out), "--no-progress"]) == 0
+    assert nll(out) == nll(trained)
+    assert {j["details"]["loaded_from"] for j in jobs(out)} == {str(old / "artifacts" / k) for k in keys.values()}
+    assert sorted(p.name.split("-s0-")[0] for p in (out / "artifacts").iterdir()) == ["gmm-8gaussians",
+                                                                                       "vae-8gaussians"]
+
+    store = Store(old, read_only=True)
+    shown = shown_jobs(store.results(), "8gaussians", old)
+    store.close()
+    assert {m: j.folder.name for m, j in shown.items()} == keys
+    assert main(["report", str(old)]) == 0
+    assert NO_SAMPLES not in (old / "report.html").read_text()
+
+    assert main(["run", "--model", "gmm", "vae", "--dataset", "8gaussians", "--profile", "smoke", "--metric", "nll",
+                 "precision", "recall", "--set", "vae.steps=40", "--out", str(old), "--resume", "--no-progress"]) == 0
+    capsys.readouterr()
+    resumed = [j for j in jobs(old) if j["key"] not in keys.values()]
+    assert {j["details"]["source"] for j in resumed} == {"artifact"}
+    assert {j["details"]["loaded_from"] for j in resumed} == {str(old / "artifacts" / k) for k in keys.values()}

@@ -170,7 +170,7 @@ def test_files_a_job_left_on_an_unshared_node_travel_to_the_run_directory(tmp_pa
     (node / "artifacts" / "k1" / "sub" / "state.bin").write_bytes(b"\x00\x01")
     (node / "artifacts" / "k2").mkdir()
     (node / "artifacts" / "k2" / "other").write_text("another job's")
-    files = transfer.collect(node, transfer.job_dirs("k1"))
+    files = transfer.collect(node, ["artifacts/k1"])
     assert files == {"artifacts/k1/meta.json": b"{}", "artifacts/k1/sub/state.bin": b"\x00\x01"}
     assert not (node / "artifacts" / "k1").exists() and (node / "artifacts" / "k2" / "other").exists()
     transfer.deliver(coordinator, files)
@@ -248,11 +248,12 @@ def test_a_request_no_node_offers_is_named_with_what_the_nodes_offer():
 
 def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_back(host, tmp_path, monkeypatch):
     """The Ray task's own code, called here without Ray: its node's copy of the run directory lacks the
-    coordinator's token, so what the job wrote under artifacts/<key>/ comes back with the attempt and
+    coordinator's token, so what the job wrote into its artifact folder comes back with the attempt and
     the coordinator writes it into its run directory."""
     import sys
 
-    from harness.executors import ray_task
+    from harness import artifacts
+    from harness.executors import ray_task, transfer
     from harness.executors.isolation import ANSWERED
     from harness.executors.ray_cluster import RayExecutor
     from harness.executors.transfer import mark
@@ -264,16 +265,18 @@ def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_bac
     runner = Runner(host, get_profile("smoke"), coordinator_dir, seeds=[3], metrics=["nll"])
     (job,) = runner.plan(["leaves-a-file"], ["tiny"], False)
     monkeypatch.setenv("HARNESS_TEST_RUN_DIR", str(node_dir))  # the job writes on "its node"
-    monkeypatch.setenv("HARNESS_TEST_JOB_KEY", job.key)
+    folder = artifacts.folder_name(job.model, job.dataset, job.seed, job.key)
+    monkeypatch.setenv("HARNESS_TEST_ARTIFACT_FOLDER", folder)
     context = ray_task.TaskContext(pickle.dumps(runner.job_runner.setup), list(sys.path), {}, 60.0,
                                    str(node_dir), mark(coordinator_dir))
     try:
-        attempt = ray_task.run_job(context, pickle.dumps(job), job.key, 1)
+        attempt = ray_task.run_job(context, pickle.dumps(job), transfer.job_dirs(job), 1)
     finally:
         ray_task._close()
     assert attempt.outcome == ANSWERED and pickle.loads(attempt.result).status == OK
-    assert attempt.files == {f"artifacts/{job.key}/note.txt": b"fitted with seed 3"}
-    assert not (node_dir / "artifacts" / job.key).exists()  # the node's copy is gone
+    assert attempt.files == {f"artifacts/{folder}/note.txt": b"fitted with seed 3"}
+    assert folder == f"leaves-a-file-tiny-s3-{job.key[:8]}"
+    assert not (node_dir / "artifacts" / folder).exists()  # the node's copy is gone
     result = RayExecutor(run_dir=coordinator_dir)._deliver(pickle.loads(attempt.result), attempt.files)
     assert result.status == OK
-    assert (coordinator_dir / "artifacts" / job.key / "note.txt").read_text() == "fitted with seed 3"
+    assert (coordinator_dir / "artifacts" / folder / "note.txt").read_text() == "fitted with seed 3"

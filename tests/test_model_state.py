@@ -10,7 +10,7 @@ import torch
 from harness.artifacts import load_state, save_state
 from harness.contracts import Capability, FitContext
 from harness.host import get_host
-from harness.worker import DatasetCache
+from harness.dataset_cache import DatasetCache
 
 # Declared hyperparameters made small where a model declares them, so each fit, draw and score takes
 # a moment: a couple of training steps still move every parameter away from its initial value.

@@ -14,12 +14,12 @@ from scipy import stats
 from harness import DataKind
 from harness.testing import check, conformance_suite
 from harness.testing.density import enumeration_sum, grid_integral, states
-from harness.testing.models import check_model
 from harness.testing.reference import REFERENCE, SAMPLER
 from harness.testing.datasets import check_dataset
 from harness.testing.tiny import (BINARY_ON, COVARIANCE, DISCRETE_PROBS, MEANS, continuous_log_density,
                                   tiny_datasets)
 from tests.fake_plugins import nonconforming
+from tests.fake_plugins.extra import Registrations
 
 PLUGINS = {"nonconforming": nonconforming}
 
@@ -99,9 +99,10 @@ def test_a_plugin_raising_outside_any_check_fails_its_group_and_every_test_of_th
         suite(ids[-1])
 
 
-def test_the_shifted_model_is_off_by_exactly_its_offset():
+def test_the_shifted_model_is_off_by_exactly_its_offset(nonconforming_report):
     """The normalisation check's mass is exp(offset) times that of the correct model."""
-    diag, shifted = (next(r for r in check_model(spec) if r.name == "normalised")
+    diag, shifted = (next(r for r in nonconforming_report.results
+                          if r.subject == f"model:{spec.name}" and r.name == "normalised")
                      for spec in nonconforming.MODELS[:2])
     mass = lambda r: float(r.message.split("mass ")[1].split()[0])  # noqa: E731
     assert mass(shifted) / mass(diag) == pytest.approx(math.exp(nonconforming.OFFSET), rel=1e-3)
@@ -120,10 +121,11 @@ def test_an_ais_estimate_of_log_z_passes_the_estimate_rule():
 
 
 def test_the_reference_models_pass_every_model_check():
-    for spec in (REFERENCE, SAMPLER):
-        results = check_model(spec)
-        assert not [r.describe() for r in results if r.failed]
-    labels = [r for r in check_model(REFERENCE) if r.name == "labels"]
+    references = Registrations(models=[REFERENCE, SAMPLER])
+    report = check([REFERENCE.name, SAMPLER.name], plugins={"kit-references": references})
+    assert {r.subject for r in report.results} == {f"model:{REFERENCE.name}", f"model:{SAMPLER.name}"}
+    assert not [r.describe() for r in report.results if r.failed]
+    labels = [r for r in report.results if r.subject == f"model:{REFERENCE.name}" and r.name == "labels"]
     assert [r.status for r in labels] == ["passed"] * 3  # one per data kind
 
 

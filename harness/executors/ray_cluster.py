@@ -131,7 +131,7 @@ class RayExecutor:
                         continue
                     ref = task.options(num_cpus=request.cpus, num_gpus=request.gpus, max_retries=0,
                                        name=f"harness:{job.label}").remote(context_ref, pickle.dumps(job),
-                                                                           job.key, request.threads)
+                                                                           transfer.job_dirs(job), request.threads)
                     self._inflight[ref] = (job, attempts)
                 if not self._inflight:
                     continue

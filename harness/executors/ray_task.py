@@ -47,11 +47,13 @@ _worker: Optional[IsolatedWorker] = None
 _worker_key: Optional[tuple] = None
 
 
-def run_job(context: TaskContext, job_blob: bytes, key: str, threads: int) -> Attempt:
+def run_job(context: TaskContext, job_blob: bytes, job_dirs: list, threads: int) -> Attempt:
+    """Run one job (pickled) in this node's isolated worker; ``job_dirs``: the directories it writes into
+    (:func:`harness.executors.transfer.job_dirs`), collected when this node does not share the run directory."""
     worker = _worker_for(context, threads)
     attempt = worker.run(job_blob, context.timeout)
     if context.run_dir and not transfer.shares(Path(context.run_dir), context.token):
-        attempt.files = transfer.collect(Path(context.run_dir), transfer.job_dirs(key))
+        attempt.files = transfer.collect(Path(context.run_dir), job_dirs)
     return attempt
 
 

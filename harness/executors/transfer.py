@@ -1,6 +1,6 @@
 """Files for the run directory from workers that do not share it with the coordinator.
 
-A job writes its files (its artifacts, ``DIR/artifacts/<job key>/``, see :mod:`harness.artifacts`) into
+A job writes its files (its artifact folder under ``DIR/artifacts/``, see :mod:`harness.artifacts`) into
 the run directory at the coordinator's absolute path. With a shared filesystem that *is* the run
 directory and nothing travels. Without one, the worker's copy is a local directory of that node: after
 the job the worker collects what it wrote into the attempt's ``files`` (path relative to the run
@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from harness.artifacts import ARTIFACTS_DIR
+from harness.artifacts import ARTIFACTS_DIR, folder_name
 
 TOKEN_FILE = ".harness-run-token"
 
@@ -39,9 +39,9 @@ def shares(run_dir: Path, token: str) -> bool:
         return False
 
 
-def job_dirs(key: str) -> list:
-    """The directories, relative to the run directory, a job writes into."""
-    return [f"{ARTIFACTS_DIR}/{key}"]
+def job_dirs(job) -> list:
+    """The directories, relative to the run directory, ``job`` writes into."""
+    return [f"{ARTIFACTS_DIR}/{folder_name(job.model, job.dataset, job.seed, job.key)}"]
 
 
 def collect(run_dir: Path, relative_dirs: list) -> dict:

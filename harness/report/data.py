@@ -9,12 +9,12 @@ from typing import Optional
 
 class DatasetSource:
     """Datasets by name through the plugin host, each loaded at most once. ``cache``: a
-    :class:`harness.worker.DatasetCache` already holding the run's datasets (``run`` passes its own, so
-    nothing is loaded twice)."""
+    :class:`harness.dataset_cache.DatasetCache` already holding the run's datasets (``run`` passes its own,
+    so nothing is loaded twice)."""
 
     def __init__(self, host, data_root: Optional[Path] = None, cache=None):
         from harness.data import resolve_data_root
-        from harness.worker import DatasetCache
+        from harness.dataset_cache import DatasetCache
 
         self.host = host
         self.cache = cache if cache is not None else DatasetCache(resolve_data_root(data_root))

@@ -1,6 +1,6 @@
-"""The environment a results directory was made in, per run: versions, device, threads, profile,
-seeds, run id, start and wall time, the machine id its speed figures are compared by, and how its jobs
-ended (from the store's runs and jobs)."""
+"""The environment a results directory was made in, per run: versions, device, threads, the processor's
+model name, profile, seeds, run id, start and wall time, the machine id its speed figures are compared
+by, and how its jobs ended (from the store's runs and jobs)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,13 @@ def run_rows(runs: list, df: Optional[pd.DataFrame] = None) -> list:
                "started": _when(run.get("started")),
                "wall time": wall_time(None if run.get("finished") is None
                                       else run["finished"] - run["started"])}
+        machine = info.get("machine") or {}
         for key in MACHINE_KEYS + VERSION_KEYS:
             if key in info:
                 row[key] = str(info[key])
-        machine = info.get("machine") or {}
+        named = (machine.get("fingerprint") or {}).get("processor")
+        if named:  # the processor's model name; some runs recorded only its architecture ("x86_64") above
+            row["processor"] = str(named)
         if machine.get("id"):
             # The id the regression gate matches baseline speed sections by (docs/regression.md).
             row["machine id"] = machine["id"]

@@ -19,7 +19,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from harness.artifacts import ARTIFACTS_DIR, DENSITY_FILE, SAMPLE_COUNT, SAMPLE_LABELS_FILE, SAMPLES_FILE
+from harness.artifacts import (DENSITY_FILE, SAMPLE_COUNT, SAMPLE_LABELS_FILE, SAMPLES_FILE, artifacts_dir,
+                               find_artifact)
 from harness.report import charts
 from harness.report.images import Image, png, tile, to_unit
 
@@ -65,8 +66,8 @@ def shown_jobs(df: pd.DataFrame, dataset: str, directory: Path) -> dict:
         jobs = g[["seed", "key"]].drop_duplicates().sort_values("seed")
         chosen = None
         for seed, key in jobs.itertuples(index=False):
-            folder = Path(directory) / ARTIFACTS_DIR / str(key)
-            if folder.is_dir():
+            folder = find_artifact(artifacts_dir(directory), str(key))
+            if folder is not None:
                 chosen = JobArtifacts(str(model), int(seed), folder)
                 break
         out[str(model)] = chosen or JobArtifacts(str(model), int(jobs["seed"].iloc[0]), None)

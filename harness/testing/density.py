@@ -39,11 +39,11 @@ class Integral:
     hi: Optional[torch.Tensor] = None
 
 
-def box(x: torch.Tensor, margin: float = BOX_MARGIN) -> tuple:
-    """(lo, hi): the per-axis range of ``x`` (N, 2) widened by ``margin`` of the range on each side."""
+def box(x: torch.Tensor) -> tuple:
+    """(lo, hi): the per-axis range of ``x`` (N, 2) widened by :data:`BOX_MARGIN` of the range on each side."""
     x = x.reshape(x.shape[0], -1).double()
     lo, hi = x.min(0).values, x.max(0).values
-    pad = margin * (hi - lo).clamp_min(1e-6)
+    pad = BOX_MARGIN * (hi - lo).clamp_min(1e-6)
     return lo - pad, hi + pad
 
 

@@ -17,17 +17,9 @@ that kind it accepts (:mod:`harness.testing.tiny`), then checked:
                       stronger one (exact > bound > estimate; a stronger claim gets the stronger check
                       below), or a bound where a model declaring ``exact`` scores discrete or binary data
                       through a continuous density (the dequantisation bound).
-``normalised``        the density integrates to 1: the 2-D midpoint rule for continuous 2-D data (see
-                      :mod:`harness.testing.density`), a sum over every state for tiny discrete and binary
-                      spaces (each state scored :data:`REPLICATES` times, rows drawing their own noise,
-                      and averaged). Against the kind reported: ``exact`` must match the reference;
-                      ``bound`` may not exceed it by more than :data:`BOUND_SLACK` (Monte-Carlo bounds
-                      such as IWAE or one dequantisation draw are bounds on average, not draw by draw);
-                      ``estimate`` must match within 4 of its reported standard errors plus
-                      :data:`ESTIMATE_SLACK` nats. The reference is 1 for an enumeration; for quadrature
-                      it is the share of the model's own samples inside the box (1 for a model that
-                      does not sample), so mass in the tails beyond the box is not counted against it.
-                      Conditional models are checked for p(x) and for p(x | y) of each class.
+``normalised``        the density integrates to 1, judged by the likelihood kind reported
+                      (:mod:`harness.testing.normalised`); for conditional models for p(x) and for
+                      p(x | y) of each class.
 ``labels``            for conditional models: samples drawn for class 0 lie nearer (mean to mean) to the
                       training data of class 0 than of class 1, and vice versa; with a likelihood, the
                       class with the higher log p(x | y) is the true class for at least
@@ -45,8 +37,9 @@ from typing import Mapping, Optional
 
 import torch
 
-from harness.contracts import Capability, DataKind, FitContext, LikelihoodKind, LogLikelihood
-from harness.testing.density import box, enumerable, enumeration_sum, grid_integral, inside
+from harness.contracts import Capability, DataKind, FitContext, LogLikelihood
+from harness.testing.agreement import allowed_kinds, disturb_global_rng, generator, sample_problem, sameness
+from harness.testing.normalised import check_normalised
 from harness.testing.results import FAILED, PASSED, SKIPPED, CheckFailed, CheckResult, NotApplicable
 from harness.testing.tiny import tiny_datasets
 
@@ -55,74 +48,10 @@ CHECKS = ("fit", "samples", "seed_reproducible", "seed_varies", "log_likelihood"
 KIND_ORDER = (DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY)
 
 SAMPLES = 512  # samples per draw in the sample and seed checks
-BOX_SAMPLES = 4000  # samples whose share inside the quadrature box is the reference mass
 LABEL_SAMPLES = 500  # samples per class in the labels check
 LL_EXAMPLES = 200  # test examples scored in the likelihood checks
 SEED_A, SEED_B = 101, 202  # generator seeds of the draws compared
-DISTURBING_SEED = 918273645  # the global random state is moved here between draws that must agree
-REPLICATES = 16  # times each state is scored in an enumeration (averages Monte-Carlo bounds)
-ENUMERATION_TOLERANCE = 1e-3  # |sum - 1| for an exact likelihood over every state (float32 rounding)
-QUADRATURE_FLOOR = 0.01  # added to the quadrature's own error estimate
-BOUND_SLACK = 0.03  # how far the mass of a Monte-Carlo bound may exceed the reference
-ESTIMATE_SLACK = 0.05  # nats beyond 4 reported standard errors for an estimate
 MIN_LABEL_ACCURACY = 0.75
-SAME_RTOL, SAME_ATOL = 1e-4, 1e-5  # "the same" for continuous values
-SAME_SHARE = 0.99  # "the same" for discrete samples: this share of entries equal
-STRENGTH = {LikelihoodKind.EXACT: 2, LikelihoodKind.BOUND: 1, LikelihoodKind.ESTIMATE: 0}
-
-
-def allowed_kinds(declared: LikelihoodKind, data_kind: DataKind) -> set:
-    kinds = {k for k in LikelihoodKind if STRENGTH[k] >= STRENGTH[declared]}
-    if declared is LikelihoodKind.EXACT and data_kind is not DataKind.CONTINUOUS:
-        kinds.add(LikelihoodKind.BOUND)
-    return kinds
-
-
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def sample_problem(s, n: int, dspec) -> Optional[str]:
-    """What is wrong with ``s`` as ``n`` samples of ``dspec``'s data, or None."""
-    if not isinstance(s, torch.Tensor):
-        return f"sample() returned {type(s).__name__}, not a torch.Tensor"
-    want = (n, *dspec.event_shape)
-    if tuple(s.shape) != want:
-        return f"shape {tuple(s.shape)}, expected {want}"
-    if s.dtype != torch.float32:
-        return f"dtype {s.dtype}, expected torch.float32 (the data's dtype)"
-    s = s.detach().cpu()
-    if not torch.isfinite(s).all():
-        return f"{int((~torch.isfinite(s)).sum())} non-finite values"
-    if dspec.kind is DataKind.CONTINUOUS:
-        return None
-    levels = int(dspec.levels)
-    bad = (s != s.round()) | (s < 0) | (s > levels - 1)
-    if bad.any():
-        wrong = s[bad].unique()[:5].tolist()
-        allowed = "0 or 1" if dspec.kind is DataKind.BINARY else f"integer levels 0..{levels - 1}"
-        return f"{int(bad.sum())} values are not {allowed} (e.g. {', '.join(f'{v:g}' for v in wrong)})"
-    return None
-
-
-def sameness(a: torch.Tensor, b: torch.Tensor, discrete: bool) -> tuple:
-    """(whether ``a`` and ``b`` are the same, how they differ in words)."""
-    a, b = a.detach().cpu().double(), b.detach().cpu().double()
-    if a.shape != b.shape:
-        return False, f"shapes {tuple(a.shape)} and {tuple(b.shape)}"
-    if discrete:
-        share = float((a == b).double().mean()) if a.numel() else 1.0
-        return share >= SAME_SHARE, f"{100 * (1 - share):.1f}% of entries differ"
-    close = torch.allclose(a, b, rtol=SAME_RTOL, atol=SAME_ATOL, equal_nan=True)
-    diff = float((a - b).abs().nan_to_num(0.0).max()) if a.numel() else 0.0
-    return close, f"max |difference| {diff:.3g}"
-
-
-def _disturb_global_rng() -> None:
-    """Move the global random state somewhere unrelated (a model must not depend on it when given a
-    generator)."""
-    torch.manual_seed(DISTURBING_SEED)
-    torch.rand(17)
 
 
 class ModelKindChecks:
@@ -268,7 +197,7 @@ class ModelKindChecks:
         checked = []
         if self.samples:
             first = self.draw(self.model, SAMPLES, SEED_A, labels)
-            _disturb_global_rng()
+            disturb_global_rng()
             again = self.draw(self.model, SAMPLES, SEED_A, labels)
             same, how = sameness(first, again, self.discrete)
             if not same:
@@ -276,7 +205,7 @@ class ModelKindChecks:
                                   "its randomness from the generator it is given, not the global random state")
             checked.append("the same generator seed gives the same samples")
         twin = self.fit_instance()
-        _disturb_global_rng()
+        disturb_global_rng()
         if self.samples:
             same, how = sameness(self.draw(self.model, SAMPLES, SEED_A, labels),
                                  self.draw(twin, SAMPLES, SEED_A, labels), self.discrete)
@@ -287,7 +216,7 @@ class ModelKindChecks:
         if self.likelihood:
             x, _ = self.test_examples()
             a = self.score(self.model, x).values
-            _disturb_global_rng()
+            disturb_global_rng()
             b = self.score(twin, x).values
             same, how = sameness(a, b, False)
             if not same:
@@ -336,61 +265,7 @@ class ModelKindChecks:
         return f"shape ({len(x)},), finite; " + ", ".join(kinds) + f" (declared {self.spec.likelihood.value})"
 
     def check_normalised(self) -> str:
-        if not self.likelihood:
-            raise NotApplicable(f"{self.spec.name} declares no likelihood")
-        cases = [("p(x)", None)]
-        if self.conditional:
-            cases += [(f"p(x | y={c})", c) for c in (0, 1)]
-        lines = []
-        for what, label in cases:
-            ok, line = self._normalised_one(what, label)
-            if not ok:
-                raise CheckFailed(line)
-            lines.append(line)
-        return "; ".join(lines)
-
-    def _normalised_one(self, what: str, label: Optional[int]) -> tuple:
-        seen = []
-
-        def log_prob(x):
-            ll = self.score(self.model, x, None if label is None else self.labels(len(x), label))
-            seen.append(ll)
-            return ll.values.detach().cpu().double()
-
-        dim, shape = self.dspec.dim, self.dspec.event_shape
-        if self.kind is DataKind.CONTINUOUS and dim == 2:
-            lo, hi = box(self.splits.train.x)
-            integral = grid_integral(log_prob, lo, hi, shape)
-            reference, ref_err, ref_text = 1.0, 0.0, "1"
-            if self.samples:
-                s = self.draw(self.model, BOX_SAMPLES, SEED_A, None if label is None else
-                              self.labels(BOX_SAMPLES, label))
-                reference = float(inside(s, lo, hi).double().mean())
-                ref_err = math.sqrt(reference * (1 - reference) / BOX_SAMPLES)
-                ref_text = f"{reference:.4f}, the share of its {BOX_SAMPLES} samples inside the box"
-            tolerance = integral.error + QUADRATURE_FLOOR + 4 * ref_err
-        elif self.kind is not DataKind.CONTINUOUS and enumerable(self.dspec.levels, dim):
-            integral = enumeration_sum(log_prob, int(self.dspec.levels), shape, REPLICATES)
-            reference, ref_text, tolerance = 1.0, "1", ENUMERATION_TOLERANCE
-        else:
-            raise NotApplicable(f"{self.dspec.name} ({self.kind.value}, {dim} dimensions) is neither 2-D continuous "
-                                "nor a tiny discrete space")
-        kind = seen[0].kind
-        shared = max(float(ll.shared_stderr) for ll in seen)
-        total = integral.value
-        if kind is LikelihoodKind.EXACT:
-            ok = abs(total - reference) <= tolerance
-            rule = f"|mass - {ref_text}| <= {tolerance:.3g}"
-        elif kind is LikelihoodKind.BOUND:
-            ok = total <= reference + tolerance + BOUND_SLACK
-            rule = f"mass <= {ref_text} + {tolerance + BOUND_SLACK:.3g} (a lower bound)"
-        else:
-            limit = 4 * shared + ESTIMATE_SLACK + math.log1p(tolerance)
-            ok = total > 0 and reference > 0 and abs(math.log(total / reference)) <= limit
-            rule = f"|log(mass / {ref_text})| <= {limit:.3g} (4 x shared_stderr {shared:.3g} + {ESTIMATE_SLACK})"
-        line = (f"{what} ({kind.value}) over {integral.what}: mass {total:.4f}"
-                + (f" (quadrature error {integral.error:.2g})" if integral.error else "") + f"; expected {rule}")
-        return ok, line
+        return check_normalised(self)
 
     def check_labels(self) -> str:
         if Capability.CONDITIONAL not in self.spec.capabilities:
@@ -463,7 +338,6 @@ class ModelKindChecks:
         text = f"{len(copy)} tensors; the restored instance gives the same {' and '.join(checked) or 'state'}"
         return f"{text}; {note}" if note else text
 
-
     @staticmethod
     def _restored(call, what: str):
         try:
@@ -473,12 +347,3 @@ class ModelKindChecks:
         except Exception as exc:
             raise CheckFailed(f"the restored instance cannot {what}: {type(exc).__name__}: {exc} (export_state() "
                               "misses fitted state)") from None
-
-
-def check_model(spec, profile: str = "smoke", overrides: Mapping = None, seed: int = 0, device="cpu",
-                datasets=(), data_root=None) -> list:
-    """Every check of :mod:`harness.testing.models` for one model, each data kind it declares."""
-    results = []
-    for kind in [k for k in KIND_ORDER if k in spec.data_kinds]:
-        results += ModelKindChecks(spec, kind, profile, overrides, seed, device, datasets, data_root).run()
-    return results

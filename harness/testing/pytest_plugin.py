@@ -9,7 +9,9 @@ the ``harness_check`` fixture available to every test suite (or enable it by han
 
 ``harness_check(*names, **options)`` runs :func:`harness.testing.check` and fails the test with every
 failing check, each named with what it found; it returns the :class:`harness.testing.Report`
-otherwise. Importing this module is cheap: the kit is imported when the fixture is used.
+otherwise. pytest imports this module in every session where harness is installed, so it imports
+neither torch nor the kit (``harness`` and ``harness.testing`` import their names on first use); the
+kit is imported when a test uses the fixture.
 """
 
 import pytest

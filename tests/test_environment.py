@@ -1,0 +1,42 @@
+"""The report's environment block: what a run records about where it ran, and how stored runs display."""
+
+import platform
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.report.environment import run_rows
+from harness.runner import environment_info
+
+
+def cpuinfo_model_name():
+    """The first ``model name`` of /proc/cpuinfo, read here independently of harness; None elsewhere."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return None
+    match = re.search(r"^model name\s*:\s*(.+)$", path.read_text(), re.MULTILINE)
+    return " ".join(match.group(1).split()) if match else None
+
+
+def test_a_run_records_the_processor_model_not_its_architecture():
+    info = environment_info(torch.device("cpu"), {})
+    expected = cpuinfo_model_name()
+    if expected is None:
+        pytest.skip("no model name in /proc/cpuinfo on this machine")
+    assert info["processor"] == expected and info["processor"] != platform.machine()
+
+
+def run(info):
+    return {"run_id": "r1", "profile": "smoke", "started": 0.0, "finished": 65.0, "info": info}
+
+
+def test_stored_runs_show_the_processor_they_recorded_or_their_fingerprints():
+    (bare,) = run_rows([run({"processor": "x86_64", "threads": 2})])
+    assert bare["processor"] == "x86_64" and bare["threads"] == "2" and bare["wall time"] == "1 min 05 s"
+    (named,) = run_rows([run({"processor": "x86_64", "machine": {"id": "m1", "fingerprint":
+                                                                 {"processor": "AMD EPYC 7B13"}}})])
+    assert named["processor"] == "AMD EPYC 7B13" and named["machine id"] == "m1"
+    (recorded,) = run_rows([run({"processor": "Intel(R) Xeon(R) CPU @ 2.20GHz"})])
+    assert recorded["processor"] == "Intel(R) Xeon(R) CPU @ 2.20GHz"
