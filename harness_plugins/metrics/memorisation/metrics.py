@@ -56,14 +56,14 @@ def _binomial_stderr(p: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n)
 
 
-def measure(ref: reference.CopyReference, sample_features: np.ndarray, base: Optional[dict] = None) -> list:
+def measure(ref: reference.CopyReference, sample_features: np.ndarray) -> list:
     """The three measurements of samples with features ``sample_features`` against ``ref``."""
     m = len(sample_features)
     located = reference.locate(ref, sample_features)
     ct = statistics.c_t(located.cell_distance, located.cells, ref.test_cell_distance, ref.test_cells, ref.cells)
     auth = reference.sample_authenticity(ref, located)
     rate = statistics.copy_rate(located.distance, ref.threshold)
-    base = {**(base or {}), "n": m, "n_train": len(ref.train), "n_test": len(ref.test),
+    base = {"n": m, "n_train": len(ref.train), "n_test": len(ref.test),
             "extractor": ref.extractor, "extractor_fingerprint": ref.fingerprint[:16],
             "feature_dim": int(ref.train.shape[1]), "reference": "train (nearest neighbour) vs test",
             "median_distance": float(np.median(located.distance)),
@@ -71,7 +71,8 @@ def measure(ref: reference.CopyReference, sample_features: np.ndarray, base: Opt
     return [
         Measurement("copying_ct", ct.value, stderr=ct.null_sd, n=m, details={
             **base, "test_reference": 0.0, "stderr_kind": "standard deviation under the null (Z_U ~ N(0,1) per cell)",
-            "cells": ct.cells, "cells_used": len(ct.z), "cell_min_samples": statistics.CELL_SAMPLES + 1,
+            "cells": ct.cells, "cells_used": len(ct.z),
+            "cell_rule": f"cells holding more than {statistics.CELL_SAMPLES} samples, weighted by their test share",
             "z_min": float(min(ct.z)), "z_max": float(max(ct.z))}),
         Measurement("authenticity", auth, stderr=_binomial_stderr(auth, m), n=m, details={
             **base, "test_reference": ref.test_authenticity}),

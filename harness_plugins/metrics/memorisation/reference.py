@@ -113,6 +113,7 @@ class SampleCopies:
 
 
 def locate(reference: CopyReference, sample_features: np.ndarray) -> SampleCopies:
+    """Each sample's nearest training example, its cell and its nearest training example in the cell."""
     index, distance = statistics.nearest(sample_features, reference.train)
     cells = statistics.assign(sample_features, reference.centres)
     cell_distance = statistics.cell_distances(sample_features, cells, reference.train, reference.train_cells)
@@ -120,6 +121,7 @@ def locate(reference: CopyReference, sample_features: np.ndarray) -> SampleCopie
 
 
 def sample_authenticity(reference: CopyReference, located: SampleCopies) -> float:
+    """The authentic share of the located samples (:func:`statistics.authentic`)."""
     return _authenticity(reference, located.index, located.distance)
 
 

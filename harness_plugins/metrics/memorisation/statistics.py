@@ -4,10 +4,10 @@ against held-out test examples. Plain numpy on (N, F) float arrays; no harness t
 - :func:`nearest`: each query's nearest reference row (index and Euclidean distance), brute force.
 - :func:`nearest_other_distance`: for chosen training rows, the distance to their nearest *other*
   training row.
-- :func:`authenticity`: Alaa, van Breugel, Saveliev & van der Schaar, "How faithful is your synthetic
+- :func:`authentic`: Alaa, van Breugel, Saveliev & van der Schaar, "How faithful is your synthetic
   data? Sample-level metrics for evaluating and auditing generative models", ICML 2022 (AuthPct). A
   sample s is unauthentic when d(s, t) <= d(t, T minus t), t its nearest training example: it lies at
-  least as close to t as t's own nearest other training example. The value is the authentic share.
+  least as close to t as t's own nearest other training example. Authenticity is the authentic share.
 - :func:`copy_threshold` and :func:`copy_rate`: the share of samples at most the ``q``-quantile of the
   test examples' distances to their nearest training example away from a training example.
 - :func:`partition`, :func:`z_u` and :func:`c_t`: the three-sample data-copying test of Meehan,
@@ -102,15 +102,6 @@ def authentic(distance, index, train_other_distance) -> np.ndarray:
     distance to t's nearest other training example. ``train_other_distance`` is indexed by training
     row (:func:`nearest_other_distance` of the rows in ``index``, scattered to their places)."""
     return np.asarray(distance) > np.asarray(train_other_distance)[np.asarray(index)]
-
-
-def authenticity(samples, train) -> float:
-    """The authentic share of ``samples`` against ``train`` (AuthPct / 100)."""
-    index, distance = nearest(samples, train)
-    rows = np.unique(index)
-    other = np.zeros(len(_float64(train)))
-    other[rows] = nearest_other_distance(train, rows)
-    return float(authentic(distance, index, other).mean())
 
 
 # ----------------------------------------------------------------------------- copy rate
