@@ -1,5 +1,5 @@
-"""Every built-in metric plugin (harness_plugins/metrics: likelihood, samples, truth, fidelity, speed) emits only the
-outputs it declares, consistently with the declaration (MetricSpec.bind succeeds, as in the runner),
+"""Every built-in metric plugin (harness_plugins/metrics: likelihood, samples, truth, fidelity, memorisation,
+speed) emits only the outputs it declares, consistently with the declaration (MetricSpec.bind succeeds, as in the runner),
 and every declared output is emitted somewhere: computed on a small fitted model on the datasets
 that call for each branch (an image dataset with labels and a classifier extractor; a 2-D set with a
 known entropy and known modes), for a likelihood model and a sample-only one, and the speed metrics
@@ -16,10 +16,10 @@ from harness import Capability, DataKind, LikelihoodKind, LogLikelihood, Model, 
 from harness.contracts import Dataset, FitContext, MetricContext, MetricSkipped
 from harness.data import provenance_hash
 from harness.profiles import get_profile
-from harness_plugins.metrics import fidelity, likelihood, samples, speed, truth
+from harness_plugins.metrics import fidelity, likelihood, memorisation, samples, speed, truth
 from tests.test_speed_metrics import fake_cuda  # noqa: F401  (a fixture)
 
-PLUGINS = (likelihood, samples, truth, fidelity, speed)
+PLUGINS = (likelihood, samples, truth, fidelity, memorisation, speed)
 
 
 def _specs() -> list:
@@ -161,13 +161,14 @@ def test_declarations_keep_todays_units_and_directions_and_order_the_tables():
     units = {"nll": "nats", "bpd": "bits/dim", "nll_gap": "nats", "nll_conditional": "nats", "parzen_nll": "nats",
              "modes_covered": "modes", "high_quality_share": "fraction", "conditional_accuracy": "fraction",
              "fid": "", "kid": "", "precision": "fraction", "recall": "fraction", "density": "",
-             "coverage": "fraction", "sample_xent_gap": "nats", "sample_throughput": "samples/s", "sample_latency_p50": "ms", "sample_latency_p95": "ms",
+             "coverage": "fraction", "copying_ct": "z", "authenticity": "fraction", "copy_rate": "fraction",
+             "sample_xent_gap": "nats", "sample_throughput": "samples/s", "sample_latency_p50": "ms", "sample_latency_p95": "ms",
              "eval_throughput": "examples/s", "train_throughput": "examples/s", "peak_memory": "bytes",
              "flops_per_sample": "FLOP/sample", "flops_per_evaluation": "FLOP/example", "achieved_flops": "FLOP/s",
              "achieved_flops_fraction": "fraction of peak", "gpu_sample_throughput": "samples/s"}
     higher = {"modes_covered", "high_quality_share", "conditional_accuracy", "precision", "recall", "density",
-              "coverage", "sample_throughput", "eval_throughput", "train_throughput", "achieved_flops",
-              "achieved_flops_fraction", "gpu_sample_throughput"}
+              "coverage", "copying_ct", "authenticity", "sample_throughput", "eval_throughput", "train_throughput",
+              "achieved_flops", "achieved_flops_fraction", "gpu_sample_throughput"}
     assert {name: o.unit for name, o in outputs.items()} == units
     assert {name for name, o in outputs.items() if o.higher_is_better} == higher
     quality = [o for o in outputs.values() if o.kind == "quality"]
@@ -175,7 +176,8 @@ def test_declarations_keep_todays_units_and_directions_and_order_the_tables():
     assert max(o.order for o in quality) < min(o.order for o in speed_outputs)  # speed columns after quality
     head = sorted((o for o in quality if o.order < 100), key=lambda o: o.order)
     assert [o.name for o in head] == ["nll", "bpd", "nll_gap", "sample_xent_gap", "parzen_nll", "fid", "kid", "precision",
-                                      "density", "recall", "coverage"]
+                                      "density", "recall", "coverage", "copying_ct", "authenticity",
+                                      "copy_rate"]
     assert len({o.order for o in outputs.values()}) == len(outputs) and 40 not in {o.order for o in outputs.values()}
     assert all(o.estimator == "measured" and o.tolerance.ratio for o in speed_outputs)
     assert all(not o.tolerance.ratio for o in quality)

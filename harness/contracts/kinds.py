@@ -43,6 +43,8 @@ class Role(str, Enum):
     LIKELIHOOD = "likelihood"  # a negative log-likelihood per example in nats, lower is better: it can be
     #                            set against the dataset's entropy and compared per example between models
     SAMPLE_QUALITY = "sample_quality"  # a statistic of the model's samples (FID, precision, coverage, ...)
+    MEMORISATION = "memorisation"  # how close the samples lie to the training split against held-out data
+    #                                (copy tests): a copier scores well on sample quality and badly here
     SPEED = "speed"  # how fast or how large the model is (timings, rates, memory, FLOPs)
     OTHER = "other"  # any other quality number
 
