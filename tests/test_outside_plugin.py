@@ -81,7 +81,8 @@ def test_plugins_and_list_name_the_plugin_that_registered_each(with_outside, cap
     assert plugins["csv_json_results"]["registers"] == {"report_formats": ["csv", "json"]}
     assert main(["list", "executors", "--format", "json"]) == 0
     executors = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
-    assert executors["outside"]["plugin"] == "tests.fake_plugins.outside" and executors["outside"]["accepts"] == ["--jobs"]
+    assert executors["outside"]["plugin"] == "tests.fake_plugins.outside"
+    assert executors["outside"]["accepts"] == ["--jobs"]
     assert executors["local"]["plugin"] == "local_executor" and executors["local"]["accepts"] == []
     assert main(["list", "report-formats", "--format", "json"]) == 0
     formats = {f["name"]: f for f in json.loads(capsys.readouterr().out)}
@@ -92,7 +93,8 @@ def test_plugins_and_list_name_the_plugin_that_registered_each(with_outside, cap
 
 def test_options_are_checked_against_what_the_executor_declares(with_outside, tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["run", "--model", "stdnormal", "--dataset", "tiny", "--profile", "smoke", "--out", str(out), "--no-progress"]
+    base = ["run", "--model", "stdnormal", "--dataset", "tiny", "--profile", "smoke", "--out", str(out),
+            "--no-progress"]
     assert main([*base, "--executor", "outside", "--ray-address", "auto", "--retries", "1"]) == 2
     err = capsys.readouterr().err
     assert ("--ray-address only applies to executors that join a cluster at an address: ray (not --executor outside)"
@@ -185,3 +187,15 @@ def test_specs_that_break_the_contract_are_refused():
     h.add_plugin(_registering("harness_register_executors", ReportFormatSpec("x", str)), "confused")
     with pytest.raises(PluginError, match="expected ExecutorSpec"):
         h.registry
+
+
+def test_registering_the_built_in_executors_does_not_import_ray(cli_env):
+    """Ray is imported when a run uses the ray executor, not when the plugins are loaded and listed."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.host import get_host; host = get_host(); "
+            "assert 'ray' in host.registry.executors; print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

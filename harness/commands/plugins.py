@@ -42,5 +42,6 @@ def execute(args, host) -> int:
                      "hooks": info.hooks if args.format == "json" else ", ".join(h.replace("harness_", "") for h in info.hooks),
                      "registers": kinds if args.format == "json" else _registers_text(kinds),
                      "error": info.error or ""})
-    emit(rows, args.format, ["name", "version", "status", "hooks", "registers", "error"] if args.format == "table" else None)
+    columns = ["name", "version", "status", "hooks", "registers", "error"]
+    emit(rows, args.format, columns if args.format == "table" else None)
     return 0

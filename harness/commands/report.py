@@ -39,7 +39,7 @@ def execute(args, host) -> int:
     dirs = args.directories
     if len(dirs) > 2:
         raise UserError(f"report takes one results directory, or two to compare (A B); got {len(dirs)}")
-    spec = host.report_format(args.format) if args.format not in VIEWS else None
+    spec = _format(host, args.format)
     if len(dirs) == 2:
         if spec is not None:
             raise UserError(f"--format {spec.name} takes one results directory")
@@ -49,6 +49,16 @@ def execute(args, host) -> int:
     if spec is not None:
         return _one_format(args, host, spec)
     return _single(args, host)
+
+
+def _format(host, name: str):
+    """The report format ``--format`` names, or None for the command's own views."""
+    if name in VIEWS:
+        return None
+    try:
+        return host.report_format(name)
+    except UserError as exc:
+        raise UserError(f"{exc}; or --format {' or '.join(VIEWS)}: the summary for people or for machines") from None
 
 
 def _read(args, host):
