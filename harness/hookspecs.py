@@ -58,6 +58,34 @@ def harness_register_feature_extractors(register):
 
 
 @hookspec
+def harness_register_executors(register):
+    """Register executors: where the jobs of a run go (``run --executor NAME``).
+
+    :param register: ``register(spec: harness.executors.ExecutorSpec)``; call it once per executor.
+
+    The spec's factory receives the generic :class:`harness.executors.ExecutorOptions` and returns an
+    object that runs jobs and yields their results (the protocol is in :mod:`harness.executors.spec`);
+    the spec declares which options it accepts, and the command line refuses the others.
+
+    Since 0.3.0.
+    """
+
+
+@hookspec
+def harness_register_report_formats(register):
+    """Register report formats: renderings of a results directory (``report DIR --format NAME``).
+
+    :param register: ``register(spec: harness.report.ReportFormatSpec)``; call it once per format.
+
+    The spec's ``render`` receives a :class:`harness.report.SummarisedRun` and returns the text, which
+    goes into the file the spec names, or to standard output; a format declared ``every_run`` is
+    written at the end of every run.
+
+    Since 0.3.0.
+    """
+
+
+@hookspec
 def harness_run_started(run):
     """A run is about to execute its jobs.
 

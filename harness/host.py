@@ -22,6 +22,8 @@ import pluggy
 
 from harness import PROJECT, hookspecs
 from harness.contracts import DatasetSpec, FeatureExtractorSpec, MetricSpec, ModelSpec, UserError
+from harness.executors.spec import ExecutorSpec
+from harness.report.formats import ReportFormatSpec
 
 ENTRY_POINT_GROUP = "harness"
 
@@ -48,6 +50,8 @@ class Registry:
     datasets: Mapping = field(default_factory=dict)
     metrics: Mapping = field(default_factory=dict)
     feature_extractors: Mapping = field(default_factory=dict)
+    executors: Mapping = field(default_factory=dict)
+    report_formats: Mapping = field(default_factory=dict)
     owners: Mapping = field(default_factory=dict)
 
     def families(self) -> dict:
@@ -67,6 +71,8 @@ _KINDS = {
     "datasets": DatasetSpec,
     "metrics": MetricSpec,
     "feature_extractors": FeatureExtractorSpec,
+    "executors": ExecutorSpec,
+    "report_formats": ReportFormatSpec,
 }
 
 # The plugin whose hook implementation is running while the registration hooks are called (pluggy calls
@@ -243,6 +249,12 @@ class PluginHost:
 
     def dataset(self, name: str) -> DatasetSpec:
         return _lookup(self.registry.datasets, name, "dataset")
+
+    def executor(self, name: str) -> ExecutorSpec:
+        return _lookup(self.registry.executors, name, "executor")
+
+    def report_format(self, name: str) -> ReportFormatSpec:
+        return _lookup(self.registry.report_formats, name, "report format")
 
     def metric(self, name: str) -> MetricSpec:
         """A metric by its name, or by the name of a measurement it declares (``bpd`` -> ``nll``)."""

@@ -106,7 +106,9 @@ def select_pairs(host, models: Optional[list], datasets: Optional[list], run_all
 
 class Runner:
     """Plans and runs jobs. ``overrides``: the user's hyperparameter overrides
-    (:class:`harness.hparams.Override`), checked against the registered models and applied in ``plan``."""
+    (:class:`harness.hparams.Override`), checked against the registered models and applied in ``plan``.
+    ``executor``: where the jobs run (an executor object, :mod:`harness.executors.spec`; default: one
+    after another in this process)."""
 
     def __init__(self, host, profile: Profile, out: Path, seeds: list, device: str = "cpu",
                  data_root: Optional[Path] = None, cache_dir: Optional[Path] = None, resume: bool = False,
@@ -193,7 +195,9 @@ class Runner:
                     if job.origin == TRAINED and job.model_key in saved:
                         job.origin, job.origin_path = ARTIFACT, str(saved[job.model_key])
                     todo.append(job)
-            between_jobs = self.executor.name == "local"  # elsewhere jobs run beside the coordinator
+            # Only while jobs run in this process is the machine idle between them; elsewhere they run
+            # beside the coordinator.
+            between_jobs = self.executor.in_process
             for i, (job, result) in enumerate(self.executor.results(self.job_runner, todo)):
                 self._finish(store, info, job, result, counts, bar)
                 if between_jobs and i < len(todo) - 1:
@@ -211,7 +215,7 @@ class Runner:
         return store, summary
 
     def _machine(self, calibration: Calibration) -> dict:
-        return machine_info(self.device, self.executor.name, getattr(self.executor, "workers", 1), calibration)
+        return machine_info(self.device, self.executor.name, self.executor.workers, calibration)
 
     def _saved_models(self, store) -> dict:
         """model key -> artifact folder, for the intact artifacts of jobs the store recorded (a model saved

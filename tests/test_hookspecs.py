@@ -11,7 +11,7 @@ HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) 
 
 
 def test_every_hook_is_documented():
-    assert len(HOOKS) == 7
+    assert len(HOOKS) == 9
     for name in HOOKS:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert "Since " in doc, f"{name} does not say the version it appeared in"
@@ -29,7 +29,9 @@ def test_every_hook_is_exercised(host, tmp_path):
             impls = getattr(host.pm.hook, name).get_hookimpls()
             assert impls, f"no plugin implements {name}"
     reg = host.registry
-    assert reg.models and reg.datasets and reg.metrics
+    assert reg.models and reg.datasets and reg.metrics and reg.feature_extractors
+    assert {"local", "process", "ray"} <= set(reg.executors)
+    assert {"csv", "json", "markdown", "html", "latex", "terminal"} <= set(reg.report_formats)
     called |= {n for n in HOOKS if n.startswith("harness_register_") and getattr(host.pm.hook, n).get_hookimpls()}
     runner = Runner(host, get_profile("smoke"), tmp_path, seeds=[0], metrics=["nll"])
     runner.run(runner.plan(["stdnormal"], ["tiny"], False))

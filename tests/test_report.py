@@ -17,7 +17,8 @@ from harness.report import comparison_tables, summarise
 from harness.report import roles
 from harness.report.pareto import pareto_front
 from harness.report.tables import Cell, Column, Table, build_tables, mark_best
-from harness.report.terminal import WIDTH, terminal_summary
+from harness.report.summarised import SummarisedRun
+from harness.report.terminal import KEY, WIDTH, terminal_summary
 
 
 def rows(values, metric="nll", estimator="exact", stderr=0.5, unit="nats", model="m", hib=False, ident=None,
@@ -191,32 +192,30 @@ def test_quality_and_speed_axes_are_the_first_headline_statistic_and_speed_figur
 
 # ----------------------------------------------------------------------------- terminal summary
 
-def test_the_terminal_summary_fits_100_columns_and_points_at_the_report():
+def test_the_terminal_summary_fits_100_columns_in_declared_order(tmp_path):
     decl = {f"metric_{i}": Output(f"metric_{i}", "fraction of something", True, order=i, headline=True)
             for i in range(9)}
     df = pd.DataFrame([r for i in range(9) for m in ("a-very-long-model-name", "short")
                        for r in rows([0.5 + i, 0.6 + i, 0.55 + i], metric=f"metric_{i}", estimator="statistic",
                                      unit="fraction of something", hib=True, model=m)])
-    text = terminal_summary(df, decl, "DIR/report.html")
+    text = terminal_summary(SummarisedRun(df, tmp_path, decl))
     lines = text.splitlines()
     assert max(map(len, lines)) <= WIDTH
     assert lines[0].startswith("## d") and "not shown:" in lines[0]  # says what it dropped
-    assert "metric_0" in lines[1] and lines[-1].endswith("DIR/report.html")
+    assert "metric_0" in lines[1] and lines[-1] == KEY
     shown = [i for i in range(9) if f"metric_{i} " in lines[1]]
     assert shown == list(range(len(shown))) and len(shown) >= 2  # the first columns, in declared order
 
 
-def test_the_terminal_summary_keeps_errors_and_marks_when_they_fit():
+def test_the_terminal_summary_keeps_errors_and_marks_when_they_fit(tmp_path):
     df = pd.DataFrame(rows([3.0, 3.2], model="a") + rows([4.0, 4.1], model="b"))
-    text = terminal_summary(df, {"nll": Output("nll", "nats", order=1, headline=True)})
+    text = terminal_summary(SummarisedRun(df, tmp_path, {"nll": Output("nll", "nats", order=1, headline=True)}))
     assert "3.100±0.10 (x)*" in text and "4.050±0.050 (x)" in text and "± left out" not in text
 
 
 # ----------------------------------------------------------------------------- sampler settings
 
 def test_sampler_settings_get_their_own_table_and_chart(tmp_path):
-    from harness.report.sections import build_report
-
     decl = {"stat": Output("stat", "", order=60, estimator="statistic", headline=True),
             "rate": Output("rate", "samples/s", True, kind=SPEED, order=200, headline=True)}
     df = []
@@ -228,7 +227,7 @@ def test_sampler_settings_get_their_own_table_and_chart(tmp_path):
                    ident=f"stat@500[steps={steps}]")
         df += rows([r, r * 1.1], metric="rate", estimator="measured", unit="samples/s", hib=True, model="diff",
                    ident=f"rate[steps={steps}]")
-    report = build_report(pd.DataFrame(df), tmp_path, decl)
+    report = SummarisedRun(pd.DataFrame(df), tmp_path, decl)
     section, = report.sections
     assert [c.label for c in section.quality.columns] == ["stat@500"]  # the plain measurements only
     assert [c.label for c in section.speed.columns] == ["rate"]

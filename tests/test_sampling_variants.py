@@ -13,7 +13,7 @@ from harness.contracts import check_variant_label, split_variant, variant_identi
 from harness.profiles import get_profile
 from harness.report import comparison_tables
 from harness.report.markdown import markdown_page
-from harness.report.sections import build_report
+from harness.report.summarised import SummarisedRun
 from harness.runner import Runner
 from tests.fake_plugins.extra import Registrations
 
@@ -128,7 +128,7 @@ def test_the_report_shows_variants_in_their_own_table(variant_host, tmp_path):
     df, _ = run(variant_host, tmp_path, ["sample_std", "mean_loglik"])
     main = comparison_tables(df)["tiny"]
     assert not [c for c in main.columns if "[scale=" in c]  # variants stay out of the main table
-    report = build_report(df, tmp_path)
+    report = SummarisedRun(df, tmp_path)
     table = report.sections[0].variants
     assert table.models == ["scaled · scale=0.5", "scaled · scale=1 (as fitted)", "scaled · scale=2"]
     assert [c.label for c in table.columns] == ["sample_std"]
@@ -144,4 +144,4 @@ def test_models_without_variants_are_measured_once(host, tmp_path):
     df = store.results()
     store.close()
     assert list(df["id"]) == ["nll"]
-    assert all(section.variants is None for section in build_report(df, tmp_path).sections)
+    assert all(section.variants is None for section in SummarisedRun(df, tmp_path).sections)

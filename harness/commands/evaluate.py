@@ -74,4 +74,4 @@ def execute(args, host) -> int:
                         "--checkpoint FILE --dataset D")
     store, summary = measure.run_jobs(host, jobs, out, args, save_artifacts=not args.no_artifacts)
     meta.update({"profile": ", ".join(sorted({j.profile for j in jobs})), "device": args.device})
-    return measure.report(store, summary, out, jobs, meta, args, saving=not args.no_artifacts)
+    return measure.report(host, store, summary, out, jobs, meta, args, saving=not args.no_artifacts)

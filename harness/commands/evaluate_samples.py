@@ -43,4 +43,4 @@ def execute(args, host) -> int:
                       resolve_data_root(args.data_root))
     store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=False)
     meta = {"evaluated": f"samples {args.path} as {args.name}", "profile": profile.name}
-    return measure.report(store, summary, out, [job], meta, args, saving=None)
+    return measure.report(host, store, summary, out, [job], meta, args, saving=None)

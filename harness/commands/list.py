@@ -1,13 +1,19 @@
-"""`harness list`: models, datasets and metrics with their declarations."""
+"""`harness list`: models, datasets, metrics, executors and report formats with their declarations and
+the plugin that registered each."""
 
 from harness.commands.output import add_format_option, emit
 
 NAME = "list"
-HELP = "list models, datasets and metrics with their declarations"
+HELP = "list models, datasets, metrics, executors and report formats with their declarations"
+
+
+# Kinds whose descriptions are too long for a table row (shown with --format json).
+DESCRIBED_IN_JSON_ONLY = ("models", "datasets", "metrics")
 
 
 def configure(parser) -> None:
-    parser.add_argument("what", nargs="?", choices=["models", "datasets", "metrics", "all"], default="all",
+    parser.add_argument("what", nargs="?", choices=["models", "datasets", "metrics", "executors", "report-formats",
+                                                    "all"], default="all",
                         help="which registry to list (default: all)")
     add_format_option(parser)
 
@@ -41,6 +47,22 @@ def _metrics(host):
     } for s in sorted(host.registry.metrics.values(), key=lambda s: s.name)]
 
 
+def _executors(host):
+    from harness.executors import OPTIONS
+
+    return [{
+        "name": s.name, "plugin": host.owner("executors", s.name),
+        "accepts": [OPTIONS[o].flag for o in OPTIONS if o in s.accepts], "description": s.description,
+    } for s in sorted(host.registry.executors.values(), key=lambda s: s.name)]
+
+
+def _report_formats(host):
+    return [{
+        "name": s.name, "file": s.file, "every_run": s.every_run, "plugin": host.owner("report_formats", s.name),
+        "description": s.description,
+    } for s in sorted(host.registry.report_formats.values(), key=lambda s: s.name)]
+
+
 def _outputs_text(outputs) -> str:
     """``nll [nats, lower]``-style summary of a metric's outputs for the table."""
     return "; ".join(f"{o['name']} [{o['unit'] + ', ' if o['unit'] else ''}{'higher' if o['higher_is_better'] else 'lower'}]"
@@ -61,7 +83,8 @@ def _flat(rows):
 
 
 def execute(args, host) -> int:
-    tables = {"models": _models, "datasets": _datasets, "metrics": _metrics}
+    tables = {"models": _models, "datasets": _datasets, "metrics": _metrics, "executors": _executors,
+              "report-formats": _report_formats}
     chosen = list(tables) if args.what == "all" else [args.what]
     if args.format == "json":
         result = {name: tables[name](host) for name in chosen}
@@ -70,7 +93,8 @@ def execute(args, host) -> int:
     for name in chosen:
         rows = tables[name](host)
         for r in rows:
-            r.pop("description", None)
+            if name in DESCRIBED_IN_JSON_ONLY:
+                r.pop("description", None)
             r.pop("default_datasets", None)
             if "hyperparameters" in r:
                 r["hyperparameters"] = len(r["hyperparameters"]["defaults"])

@@ -1,5 +1,7 @@
-"""What `evaluate` and `evaluate-samples` share: the options of where and how jobs run, running planned
-jobs through the runner (one run per profile), and writing and printing the results as `run` does."""
+"""What `run`, `evaluate` and `evaluate-samples` share: the options of where and how jobs run (the
+executor among those registered, and the options it accepts), running planned jobs through the runner
+(one run per profile), and writing and printing the results: every report format declared to be
+written by every run."""
 
 from __future__ import annotations
 
@@ -10,6 +12,40 @@ from pathlib import Path
 from harness.commands import skips
 from harness.commands.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
+
+
+def add_executor_options(parser) -> None:
+    """--executor NAME and the options an executor may accept (harness.executors.OPTIONS)."""
+    where = parser.add_argument_group("where jobs run (docs/cluster.md)")
+    where.add_argument("--executor", default="local", metavar="NAME",
+                       help="local: one job after another in this process (default); process: isolated worker "
+                            "processes on this machine; ray: a Ray task per job on a local or existing Ray "
+                            "cluster (pip install 'harness[ray]'); or an executor a plugin registers (`python -m "
+                            "harness list executors`). Under process and ray a job past its time limit is killed "
+                            "with its worker and a crash fails only its job")
+    where.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="jobs at once: process: N workers (default: the number of cores); ray: at most N "
+                            "tasks in flight (default: every job is submitted and Ray runs as many as fit)")
+    where.add_argument("--retries", type=int, default=0, metavar="N",
+                       help="process, ray: run a job whose worker died (a signal, the out-of-memory killer, a lost "
+                            "node) up to N more times; a job that raised or timed out is never retried (default 0)")
+    where.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="ray: join the Ray cluster at ADDRESS (host:port of its head, or auto) instead of "
+                            "starting a local one")
+    where.add_argument("--cpus-per-job", type=float, default=None, metavar="N",
+                       help="ray: CPUs each job asks for (default: the model's declaration, else 1)")
+    where.add_argument("--gpus-per-job", type=float, default=None, metavar="X",
+                       help="ray with --device cuda: GPUs each job asks for, whole or fractional (0.25: four jobs "
+                            "share a GPU; default: the model's declaration, else 1)")
+
+
+def executor_from(args, host, out: Path):
+    """The executor the arguments name, built by its registered factory; a UserError (exit 2) for an
+    unknown name or an option it does not accept. Not yet entered (see :func:`run_jobs`)."""
+    from harness.executors import ExecutorOptions, make_executor
+
+    return make_executor(host, ExecutorOptions(args.executor, args.jobs, args.retries, args.ray_address,
+                                               args.cpus_per_job, args.gpus_per_job, out))
 
 
 def add_options(parser, out_default: str) -> None:
@@ -23,6 +59,7 @@ def add_options(parser, out_default: str) -> None:
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                         help="per-job time limit (default: the profile's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_executor_options(parser)
     add_format_option(parser)
 
 
@@ -42,8 +79,8 @@ def check_metrics(host, names) -> None:
 
 
 def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> tuple:
-    """Run ``jobs`` into ``out`` (a Runner per profile); (store, merged summary). Exits 2 (UserError) when
-    no job can run."""
+    """Run ``jobs`` into ``out`` (a Runner per profile, all on the executor the arguments name); (store,
+    merged summary). Exits 2 (UserError) when no job can run or the executor options do not fit."""
     from harness.commands.run import progress_factory, resolve_device
     from harness.data import resolve_data_root
     from harness.profiles import get_profile
@@ -52,6 +89,7 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> 
     if all(job.skip_reason is not None for job in jobs):
         lines = ["nothing to measure:"] + [f"  {m} on {d}: {why}" for m, d, _, why in skips.pairs(jobs)]
         raise UserError("\n".join(lines))
+    executor = executor_from(args, host, out)
     profiles = {}
     for job in jobs:
         profiles.setdefault(job.profile, []).append(job)
@@ -59,43 +97,64 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> 
                        device=resolve_device(args.device), data_root=resolve_data_root(args.data_root),
                        metrics=args.metric or None, job_timeout=args.job_timeout,
                        progress=progress_factory(args.no_progress or args.format == "json"),
-                       save_artifacts=save_artifacts), group) for name, group in sorted(profiles.items())]
-    out.mkdir(parents=True, exist_ok=True)
+                       executor=executor, save_artifacts=save_artifacts), group)
+               for name, group in sorted(profiles.items())]
     summary: dict = {}
     store = None
-    for runner, group in runners:
-        if store is not None:
-            store.close()
-        store, part = runner.run(group)
-        for key, value in part.items():
-            summary[key] = summary.get(key, 0) + value if isinstance(value, int) else value
+    with executor:  # joins or starts what it runs on now: a bad address exits 2 before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        for runner, group in runners:
+            if store is not None:
+                store.close()
+            store, part = runner.run(group)
+            for key, value in part.items():
+                summary[key] = summary.get(key, 0) + value if isinstance(value, int) else value
     return store, summary
 
 
-def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving, source=None) -> int:
-    """Write results and reports, print the compact tables (or JSON); the exit code (1 if anything failed).
-    ``saving``: whether models were saved (None: there are no models to save, say nothing about them).
-    ``source``: where the report loads datasets from (a run passes its already loaded ones). `run`,
-    `evaluate` and `evaluate-samples` all end here."""
-    from harness.report import write_reports
-    from harness.report.terminal import terminal_summary
-    from harness.store import RESULT_COLUMNS
+# Which file of the formats every run writes holds what, for the lines that point at them.
+POINTERS = {"csv": "results", "markdown": "tables"}
+FULL_REPORT = "html"
+
+
+def pointers(paths: dict, names=("csv", "markdown")) -> str:
+    """``results in DIR/results.csv, tables in DIR/report.md``: where to read on, of the files written."""
+    return ", ".join(f"{POINTERS[name]} in {paths[name]}" for name in names if name in paths)
+
+
+def show(run, formats, paths: dict) -> None:
+    """Print the stdout formats every run prints (the terminal summary) and where the full report is."""
+    from harness.report.formats import printed_every_run
+
+    parts = printed_every_run(run, formats)
+    if FULL_REPORT in paths:
+        parts.append(f"every metric, samples and charts: {paths[FULL_REPORT]}")
+    print("\n".join(part for part in parts if part))
+
+
+def report(host, store, summary: dict, out: Path, jobs: list, meta: dict, args, saving, source=None) -> int:
+    """Write every report format declared for every run, print the compact tables (or JSON); the exit
+    code (1 if anything failed). ``saving``: whether models were saved (None: there are no models to save,
+    say nothing about them). ``source``: where the report loads datasets from (a run passes its already
+    loaded ones). `run`, `evaluate` and `evaluate-samples` all end here."""
+    from harness.report import SummarisedRun
+    from harness.report.formats import write_every_run
 
     df = store.results()
-    outputs = store.outputs()
-    paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs, runs=store.runs(),
-                          source=source)
+    run = SummarisedRun(df, out, store.outputs(), store.runs(), source, meta={**meta, "run": summary["run_id"]})
     store.close()
+    formats = host.registry.report_formats
+    paths = write_every_run(run, formats, out)
     failed = summary["failed"] > 0 or (df["status"] == "failed").any()
     if args.format == "json":
         emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
-              "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
-              .to_dict(orient="records")}, "json")
+              "results": run.tidy.astype(object).where(df.notna(), None).to_dict(orient="records")}, "json")
         return 1 if failed else 0
-    print(terminal_summary(df, outputs, paths["html"]))
+    show(run, formats, paths)
     reused = f", {summary['reused']} reused" if summary.get("reused") else ""
-    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped{reused}; results in "
-          f"{paths['csv']}, tables in {paths['markdown']}")
+    where = pointers(paths)
+    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped{reused}"
+          + (f"; {where}" if where else ""))
     if saving is not None:
         print(artifact_line(summary, out, saving=saving))
     lines = skips.terminal_lines(jobs)

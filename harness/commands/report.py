@@ -1,18 +1,21 @@
-"""`harness report DIR`: rebuild the report files from DIR's store; `report DIR_A DIR_B`: two runs side
-by side; `report DIR --format latex`: booktabs tables for a paper."""
+"""`harness report DIR`: rewrite the files every run writes from DIR's store and print its summary;
+`report DIR --format NAME`: one report format alone (latex: booktabs tables for a paper; html, markdown,
+csv, terminal, or one a plugin registers); `report DIR_A DIR_B`: two runs side by side."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from harness.commands import measure
 from harness.contracts import UserError
 
 NAME = "report"
 HELP = ("rebuild report.html/md and results.csv/json from a results directory; with two directories, "
-        "compare them cell by cell; --format latex writes booktabs tables")
+        "compare them cell by cell; --format latex writes booktabs tables, --format NAME any report format")
 
-FORMATS = ["table", "json", "latex"]
+# The command's own views: the summary for people, or for machines; any other --format names a report format.
+VIEWS = ("table", "json")
 
 
 def configure(parser) -> None:
@@ -20,9 +23,11 @@ def configure(parser) -> None:
                         help="a directory written by `harness run --out`; give two (A B) to set B against A")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="where the files go (default: DIR for one directory, DIR_B for two)")
-    parser.add_argument("--format", choices=FORMATS, default="table",
-                        help="table: the summary for people (default); json: for machines; latex: write "
-                             "tables.tex (booktabs) and print it")
+    parser.add_argument("--format", default="table", metavar="NAME",
+                        help="table: rewrite the files every run writes and print the summary for people "
+                             "(default); json: the same, the summary for machines; or a report format to write "
+                             "alone: latex (tables.tex, booktabs, also printed), html, markdown, csv, terminal, "
+                             "or one a plugin registers (`python -m harness list report-formats`)")
     parser.add_argument("--alpha", type=float, default=None,
                         help="significance level when comparing two runs (default: compare's, 0.01)")
     parser.add_argument("--data-root", type=Path, default=None,
@@ -34,61 +39,65 @@ def execute(args, host) -> int:
     dirs = args.directories
     if len(dirs) > 2:
         raise UserError(f"report takes one results directory, or two to compare (A B); got {len(dirs)}")
+    spec = _format(host, args.format)
     if len(dirs) == 2:
-        if args.format == "latex":
-            raise UserError("--format latex takes one results directory")
+        if spec is not None:
+            raise UserError(f"--format {spec.name} takes one results directory")
         return _pair(args, host)
     if args.alpha is not None:
         raise UserError("--alpha applies when comparing two directories (report DIR_A DIR_B)")
-    if args.format == "latex":
-        return _latex(args)
+    if spec is not None:
+        return _one_format(args, host, spec)
     return _single(args, host)
 
 
-def _read(directory: Path):
-    from harness.store import Store
-
-    store = Store(directory, read_only=True)
+def _format(host, name: str):
+    """The report format ``--format`` names, or None for the command's own views."""
+    if name in VIEWS:
+        return None
     try:
-        return store.results(), store.outputs(), store.runs()
-    finally:
-        store.close()
+        return host.report_format(name)
+    except UserError as exc:
+        raise UserError(f"{exc}; or --format {' or '.join(VIEWS)}: the summary for people or for machines") from None
+
+
+def _read(args, host):
+    from harness.report import SummarisedRun
+    from harness.report.data import DatasetSource
+
+    return SummarisedRun.read(args.directories[0], source=DatasetSource(host, args.data_root))
 
 
 def _single(args, host) -> int:
     from harness.commands.output import emit
-    from harness.report import summarise, write_reports
-    from harness.report.data import DatasetSource
-    from harness.report.terminal import terminal_summary
+    from harness.report.formats import write_every_run
 
-    directory = args.directories[0]
-    df, outputs, runs = _read(directory)
-    out = args.out or directory
-    paths = write_reports(df, out, outputs=outputs, runs=runs, source=DatasetSource(host, args.data_root),
-                          directory=directory)
+    run = _read(args, host)
+    formats = host.registry.report_formats
+    paths = write_every_run(run, formats, args.out or run.directory)
     if args.format == "json":
-        emit(summarise(df).drop(columns=["seed_values"]).to_dict(orient="records"), "json")
+        emit(run.summary.drop(columns=["seed_values"]).to_dict(orient="records"), "json")
     else:
-        print(terminal_summary(df, outputs, paths["html"]))
-        print(f"tables in {paths['markdown']}, results in {paths['csv']}")
+        measure.show(run, formats, paths)
+        where = measure.pointers(paths, ("markdown", "csv"))
+        if where:
+            print(where)
     return 0
 
 
-def _latex(args) -> int:
-    from harness.contracts import QUALITY, SPEED
-    from harness.report import atomic_write, build_tables, summarise
-    from harness.report.latex import latex_document
+def _one_format(args, host, spec) -> int:
+    """One report format: printed (a stdout format), or written into --out (default DIR) and, where the
+    format says so, printed too."""
+    from harness.report.formats import write
 
-    directory = args.directories[0]
-    df, outputs, _ = _read(directory)
-    summary = summarise(df)
-    quality, speed = build_tables(summary, outputs, QUALITY), build_tables(summary, outputs, SPEED)
-    if not quality and not speed:
-        raise UserError(f"no ok measurements in {directory}: no table to write")
-    text = latex_document(quality, speed)
-    path = (args.out or directory) / "tables.tex"
-    atomic_write(path, text)
-    print(text, end="")
+    run = _read(args, host)
+    if spec.to_stdout:
+        print(spec.render(run))
+        return 0
+    path = write(spec, run, args.out or run.directory)
+    if spec.prints:
+        text = path.read_text(encoding="utf-8")
+        print(text, end="" if text.endswith("\n") else "\n")
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -15,7 +15,6 @@ from harness.commands import measure, skips
 from harness.commands.output import add_format_option
 from harness.contracts import UserError
 from harness.data import resolve_data_root
-from harness.executors import EXECUTORS
 from harness.profiles import PROFILES, get_profile
 
 NAME = "run"
@@ -56,26 +55,7 @@ def configure(parser) -> None:
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                         help="per-job time limit (default: the profile's)")
-    where = parser.add_argument_group("where jobs run (docs/cluster.md)")
-    where.add_argument("--executor", default="local", choices=list(EXECUTORS),
-                       help="local: one job after another in this process (default); process: isolated worker "
-                            "processes on this machine; ray: a Ray task per job on a local or existing Ray "
-                            "cluster (pip install 'harness[ray]'). Under process and ray a job past its time "
-                            "limit is killed with its worker and a crash fails only its job")
-    where.add_argument("--jobs", type=int, default=None, metavar="N",
-                       help="jobs at once: process: N workers (default: the number of cores); ray: at most N "
-                            "tasks in flight (default: every job is submitted and Ray runs as many as fit)")
-    where.add_argument("--retries", type=int, default=0, metavar="N",
-                       help="process, ray: run a job whose worker died (a signal, the out-of-memory killer, a lost "
-                            "node) up to N more times; a job that raised or timed out is never retried (default 0)")
-    where.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                       help="ray: join the Ray cluster at ADDRESS (host:port of its head, or auto) instead of "
-                            "starting a local one")
-    where.add_argument("--cpus-per-job", type=float, default=None, metavar="N",
-                       help="ray: CPUs each job asks for (default: the model's declaration, else 1)")
-    where.add_argument("--gpus-per-job", type=float, default=None, metavar="X",
-                       help="ray with --device cuda: GPUs each job asks for, whole or fractional (0.25: four jobs "
-                            "share a GPU; default: the model's declaration, else 1)")
+    measure.add_executor_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_format_option(parser)
 
@@ -128,7 +108,6 @@ def settings(args):
 
 def execute(args, host) -> int:
     from harness.config import RunConfig, seeds_from, write_config
-    from harness.executors import ExecutorOptions, make_executor
     from harness.report.data import DatasetSource
     from harness.runner import Runner
 
@@ -143,8 +122,7 @@ def execute(args, host) -> int:
     out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     for name in run.get("metrics") or []:
         host.metric(name)
-    executor = make_executor(ExecutorOptions(args.executor, args.jobs, args.retries, args.ray_address,
-                                             args.cpus_per_job, args.gpus_per_job, out))
+    executor = measure.executor_from(args, host, out)
     runner = Runner(host, profile, out, seeds=seeds, device=resolve_device(run.get("device", "cpu")),
                     data_root=resolve_data_root(args.data_root), resume=args.resume,
                     metrics=run.get("metrics") or None, job_timeout=run.get("job_timeout"),
@@ -157,7 +135,7 @@ def execute(args, host) -> int:
     if explicit and all(job.skip_reason is not None for job in jobs):
         raise UserError(skips.explain(host, jobs))
     meta = {"profile": profile.name, "seeds": ", ".join(map(str, seeds)), "device": str(runner.device)}
-    with executor:  # joins or starts a Ray cluster now: a bad address exits 2 before anything is written
+    with executor:  # connects to what it runs on (a Ray cluster) now: a bad address exits 2 before anything is written
         out.mkdir(parents=True, exist_ok=True)
         resolved: dict = {}
         for job in jobs:
@@ -172,24 +150,28 @@ def execute(args, host) -> int:
             store, summary = runner.run(jobs)
         except KeyboardInterrupt:
             executor.close()  # cancel what is still running before the tables are written
-            return interrupted(out, jobs, meta, executor.resume_flags())
+            return interrupted(host, out, jobs, meta, executor.resume_flags())
     source = DatasetSource(host, runner.data_root, cache=runner.job_runner.datasets)
-    return measure.report(store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source)
+    return measure.report(host, store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source)
 
 
-def interrupted(out: Path, jobs: list, meta: dict, executor_flags: list = ()) -> int:
-    """Ctrl-C: write the tables of the jobs that finished, say how to resume, exit 130."""
-    from harness.report import write_reports
+def interrupted(host, out: Path, jobs: list, meta: dict, executor_flags: list = ()) -> int:
+    """Ctrl-C: write the report formats of the jobs that finished, say how to resume, exit 130."""
+    from harness.report import SummarisedRun
+    from harness.report.formats import write_every_run
     from harness.store import Store
 
     store = Store(out)
     try:
         df = store.results()
         done = int(df.loc[df["key"].isin({job.key for job in jobs}), "key"].nunique())
-        paths = write_reports(df, out, meta=meta, outputs=store.outputs(), runs=store.runs())
+        run = SummarisedRun(df, out, store.outputs(), store.runs(), meta=meta)
     finally:
         store.close()
-    print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept; their results are in {paths['csv']} "
-          f"and {paths['markdown']}.\nResume with:\n  python -m harness run --config {out / 'config.toml'} "
+    paths = write_every_run(run, host.registry.report_formats, out)
+    where = " and ".join(str(paths[name]) for name in ("csv", "markdown") if name in paths)
+    print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept"
+          + (f"; their results are in {where}" if where else "")
+          + f".\nResume with:\n  python -m harness run --config {out / 'config.toml'} "
           f"--out {out} --resume{''.join(' ' + flag for flag in executor_flags)}", file=sys.stderr)
     return 130

@@ -11,7 +11,11 @@ from typing import Iterator
 
 
 class InProcess:
+    """Runs each job with the coordinator's own job runner, in the coordinator's process."""
+
     name = "local"
+    in_process = True
+    workers = 1
 
     def __enter__(self):
         return self

@@ -22,7 +22,11 @@ from harness.executors.outcome import job_result, should_retry
 
 
 class ProcessPool:
+    """``workers`` isolated worker processes (default: one per core); ``retries``: more attempts for a
+    job whose worker died."""
+
     name = "process"
+    in_process = False
 
     def __init__(self, workers: Optional[int] = None, retries: int = 0):
         self.workers = max(1, int(workers or os.cpu_count() or 1))

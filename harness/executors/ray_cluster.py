@@ -38,6 +38,10 @@ ENV_PREFIX = "HARNESS_"  # variables the workers get from the coordinator
 
 class RayExecutor:
     name = "ray"
+    in_process = False
+    # Ray decides how many tasks run at once, on this machine or others; the machine fingerprint
+    # (harness.machine) records the coordinator's machine as running one.
+    workers = 1
 
     def __init__(self, address: Optional[str] = None, jobs: Optional[int] = None, retries: int = 0,
                  cpus_per_job: Optional[float] = None, gpus_per_job: Optional[float] = None,

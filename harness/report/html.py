@@ -11,8 +11,8 @@ import re
 
 import pandas as pd
 
-from harness.report.environment import headline, run_rows
-from harness.report.sections import Report, Section
+from harness.report.sections import Section
+from harness.report.summarised import SummarisedRun
 from harness.report.tables import BEST_RULE, MARK_LEGEND, VALUES_RULE, Table
 
 STYLE = """
@@ -174,7 +174,7 @@ def _plain_table(frame: pd.DataFrame) -> str:
     return f"<table class='plain'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def problems_html(report: Report) -> str:
+def problems_html(report: SummarisedRun) -> str:
     """Failed jobs and metrics, skipped pairs (each with its reason), then the metrics that did not
     apply, folded."""
     if report.failed.empty and report.skipped.empty and report.not_applicable.empty:
@@ -194,8 +194,8 @@ def problems_html(report: Report) -> str:
     return "\n".join(parts)
 
 
-def environment_html(report: Report) -> str:
-    rows = run_rows(report.runs)
+def environment_html(report: SummarisedRun) -> str:
+    rows = report.environment
     if not rows and not report.meta:
         return ""
     parts = ["<section id='environment'><h2>Environment</h2>"]
@@ -225,11 +225,12 @@ def legend_html() -> str:
             "by the job's seed, so the same run shows the same samples.</li></ul></section>")
 
 
-def html_page(report: Report) -> str:
+def html_page(report: SummarisedRun) -> str:
+    """The whole page (the ``html`` report format)."""
     nav = " ".join(f"<a href='#{slug(s.dataset)}'>{e(s.dataset)}</a>" for s in report.sections)
     extra = [f"<a href='#problems'>failed and skipped ({report.problem_count})</a>"] if report.problem_count else []
     extra.append("<a href='#environment'>environment</a>")
-    line = headline(report.runs) or "; ".join(f"{k} {v}" for k, v in report.meta.items())
+    line = report.headline
     parts = ["<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
              "<meta name='viewport' content='width=device-width, initial-scale=1'>",
              f"<title>{e(report.title)}</title><style>{STYLE}</style></head><body>",

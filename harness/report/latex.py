@@ -10,6 +10,8 @@ import re
 
 import pandas as pd
 
+from harness.contracts import QUALITY, SPEED, UserError
+from harness.report.summarised import SummarisedRun
 from harness.report.tables import LEGEND, Table
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -51,9 +53,13 @@ def table_tex(table: Table) -> str:
     return styler.to_latex(hrules=True, column_format="l" + "r" * len(table.columns))
 
 
-def latex_document(quality: dict, speed: dict, title: str = "harness results") -> str:
-    """Every dataset's quality and speed tables, each preceded by a comment naming it."""
-    lines = [f"% {escape(title)}: tables written by `python -m harness report --format latex`.",
+def latex_document(run: SummarisedRun) -> str:
+    """Every dataset's quality and speed tables, each preceded by a comment naming it (the ``latex``
+    report format); a UserError when the run has no ok measurement to put in a table."""
+    quality, speed = run.tables(QUALITY), run.tables(SPEED)
+    if not quality and not speed:
+        raise UserError(f"no ok measurements in {run.directory}: no table to write")
+    lines = [f"% {escape(run.title)}: tables written by `python -m harness report --format latex`.",
              "% Each tabular needs \\usepackage{booktabs}; \\input it inside a table environment.",
              *(f"% {line}" for line in _wrap(LEGEND + " Bold: best in column.")), ""]
     for dataset in sorted(set(quality) | set(speed)):

@@ -3,8 +3,7 @@ environment and the legend. Images live in report.html only."""
 
 from __future__ import annotations
 
-from harness.report.environment import run_rows
-from harness.report.sections import Report
+from harness.report.summarised import SummarisedRun
 from harness.report.tables import LEGEND, Table
 
 
@@ -14,7 +13,8 @@ def table_markdown(table: Table) -> str:
     return frame.to_markdown()
 
 
-def markdown_page(report: Report) -> str:
+def markdown_page(report: SummarisedRun) -> str:
+    """The whole page (the ``markdown`` report format)."""
     lines = [f"# {report.title}", ""]
     for k, v in report.meta.items():
         lines.append(f"- {k}: {v}")
@@ -37,7 +37,7 @@ def markdown_page(report: Report) -> str:
                              ("Metrics that did not apply to a job that ran", report.not_applicable)):
             if not frame.empty:
                 lines += [f"{title}:", "", frame.fillna("").to_markdown(index=False), ""]
-    rows = run_rows(report.runs)
+    rows = report.environment
     if rows:
         lines += ["## Environment", ""]
         for row in rows:

@@ -1,23 +1,20 @@
-"""A results directory's report as data: one section per dataset (tables, charts, sample panels), the
-environment and what failed or was skipped. The Markdown and HTML renderers read this; nothing here
-formats text for a particular output."""
+"""One dataset's section of a report: its tables at once, its charts and sample panels drawn when a
+format first asks for them (the terminal and the Markdown page never do). Nothing here formats text
+for a particular output."""
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Mapping, Optional
-
-import pandas as pd
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Optional
 
 from harness.contracts import QUALITY, SPEED
 from harness.report import charts, roles
 from harness.report.images import Image
-from harness.report.summary import summarise
-from harness.report.tables import Table, build_tables
-from harness.report.variants import sampling_labels, settings_table
+from harness.report.tables import Table
+from harness.report.variants import settings_table
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +26,52 @@ class Chart:
     note: str = ""  # why there is no chart, or what to read from it
 
 
-@dataclass
 class Section:
-    dataset: str
-    description: str = ""
-    quality: Optional[Table] = None
-    speed: Optional[Table] = None
-    variants: Optional[Table] = None
-    panels: list = field(default_factory=list)
-    panel_note: str = ""
-    charts: list = field(default_factory=list)
+    """One dataset of a :class:`~harness.report.summarised.SummarisedRun`: ``description``, the
+    ``quality``, ``speed`` and sampler-``variants`` tables (None where there is nothing to show), and,
+    drawn on first use, ``charts`` and the sample ``panels`` (with ``panel_note`` when there are none)."""
 
+    def __init__(self, run, dataset: str):
+        self.run = run
+        self.dataset = dataset
+        self.spec = run.source.spec(dataset) if run.source is not None else None
+        self.description = describe(self.spec)
+        self.quality = run.tables(QUALITY).get(dataset)
+        self.speed = run.tables(SPEED).get(dataset)
+        self.everything = run.tables("all").get(dataset)
+        varied = run.tables("all", variants=True).get(dataset)
+        self.variants = (settings_table(varied, self.everything, run.sampling_labels)
+                         if varied is not None else None)
 
-@dataclass
-class Report:
-    title: str
-    sections: list
-    runs: list
-    failed: pd.DataFrame  # failed jobs and metrics (summary.failures)
-    skipped: pd.DataFrame  # pairs that did not run (summary.skipped_jobs)
-    not_applicable: pd.DataFrame  # metrics that did not apply to a job (summary.skipped_metrics)
-    meta: dict = field(default_factory=dict)
+    @cached_property
+    def charts(self) -> list:
+        out = []
+        if self.everything is not None:
+            out = _drawn("the charts", lambda: dataset_charts(self.dataset, self.everything, self.spec),
+                         lambda note: [Chart("charts", note=note)])
+        if self.variants is not None:
+            chart = _drawn("the sampler-settings chart", lambda: variant_chart(self.dataset, self.variants),
+                           lambda note: Chart("sampler settings", note=note))
+            if chart is not None:
+                out.append(chart)
+        return out
+
+    @cached_property
+    def _samples(self) -> tuple:
+        from harness.report.panels import dataset_panels
+
+        run = self.run
+        return _drawn("the samples", lambda: dataset_panels(run.results, self.dataset, run.directory, run.source,
+                                                            run.eval_examples),
+                      lambda note: ([], note))
 
     @property
-    def problem_count(self) -> int:
-        return len(self.failed) + len(self.skipped)
+    def panels(self) -> list:
+        return self._samples[0]
+
+    @property
+    def panel_note(self) -> str:
+        return self._samples[1]
 
 
 def describe(spec) -> str:
@@ -141,43 +159,3 @@ def _drawn(what: str, draw, fallback):
     except Exception as exc:  # matplotlib or an unreadable artifact: say so in the page
         log.warning("report: %s could not be drawn: %s", what, exc, exc_info=True)
         return fallback(f"{what} could not be drawn: {type(exc).__name__}: {exc}")
-
-
-def build_report(df: pd.DataFrame, directory: Path, outputs: Optional[Mapping] = None, runs: Optional[list] = None,
-                 source=None, title: str = "harness results", meta: Optional[dict] = None) -> Report:
-    """Everything a report shows, from the store's rows. ``source``: a
-    :class:`harness.report.data.DatasetSource` for entropies, test images and true densities (None:
-    leave those out)."""
-    from harness.report.panels import dataset_panels, eval_examples_of
-    from harness.report.summary import failures, skipped_jobs, skipped_metrics
-
-    outputs = outputs or {}
-    summary = summarise(df)
-    quality, speed = build_tables(summary, outputs, QUALITY), build_tables(summary, outputs, SPEED)
-    everything = build_tables(summary, outputs, "all")
-    variants = build_tables(summary, outputs, "all", variants=True)
-    labels = sampling_labels(df)
-    datasets = sorted(set(df["dataset"].dropna().unique()) - {"-"}) if not df.empty else []
-    datasets = [d for d in datasets if d in everything or d in variants
-                or ((df["dataset"] == d) & (df["status"] == "ok")).any()]
-    eval_examples = eval_examples_of(df)
-    sections = []
-    for dataset in datasets:
-        spec = source.spec(dataset) if source is not None else None
-        varied = variants.get(dataset)
-        settings = settings_table(varied, everything.get(dataset), labels) if varied is not None else None
-        section = Section(dataset, describe(spec), quality.get(dataset), speed.get(dataset), settings)
-        if dataset in everything:
-            section.charts = _drawn("the charts", lambda: dataset_charts(dataset, everything[dataset], spec),
-                                    lambda note: [Chart("charts", note=note)])
-        if varied is not None:
-            chart = _drawn("the sampler-settings chart", lambda: variant_chart(dataset, settings),
-                           lambda note: Chart("sampler settings", note=note))
-            if chart is not None:
-                section.charts.append(chart)
-        section.panels, section.panel_note = _drawn(
-            "the samples", lambda: dataset_panels(df, dataset, directory, source, eval_examples),
-            lambda note: ([], note))
-        sections.append(section)
-    return Report(title, sections, list(runs or []), failures(df), skipped_jobs(df), skipped_metrics(df),
-                  dict(meta or {}))

@@ -1,16 +1,12 @@
-"""The terminal summary of ``run`` and ``report``: one compact table per dataset with the headline
-metrics (the outputs their metrics declare ``headline``), fitted to a terminal width: standard
-errors are dropped first, then trailing columns, and the summary says so."""
+"""The terminal summary of ``run`` and ``report`` (the ``terminal`` report format): one compact table per
+dataset with the headline metrics (the outputs their metrics declare ``headline``), fitted to a terminal
+width: standard errors are dropped first, then trailing columns, and the summary says so."""
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
-
-import pandas as pd
-
 from harness.report import roles
-from harness.report.summary import summarise
-from harness.report.tables import Table, build_tables
+from harness.report.summarised import SummarisedRun
+from harness.report.tables import Table
 
 WIDTH = 100
 GAP = "  "
@@ -71,10 +67,9 @@ def fit_table(table: Table, width: int = WIDTH) -> tuple:
     return lines, "; ".join(notes)
 
 
-def terminal_summary(df: pd.DataFrame, outputs: Optional[Mapping] = None, report_path=None,
-                     width: int = WIDTH) -> str:
-    """Every dataset's headline table, the key to the marks and where the full report is."""
-    tables = build_tables(summarise(df), outputs or {}, "all")
+def terminal_summary(run: SummarisedRun, width: int = WIDTH) -> str:
+    """Every dataset's headline table and the key to the marks."""
+    tables = run.tables("all")
     out = []
     for dataset, table in tables.items():
         lines, note = fit_table(table, width)
@@ -83,6 +78,4 @@ def terminal_summary(df: pd.DataFrame, outputs: Optional[Mapping] = None, report
         out.append("")
     if tables:
         out.append(KEY)
-    if report_path is not None:
-        out.append(f"every metric, samples and charts: {report_path}")
     return "\n".join(out)
