@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
+import os
 import re
 import subprocess
 
@@ -66,6 +67,19 @@ def test_since_makes_a_newer_regression_fail_ci(history, capsys):
     code, out, _ = cli(capsys, "history", "regressions", "--history", path, "--format", "md")
     assert out.startswith("## Metric history: 1 regression(s)") and "| toy-a" in out
     assert cli(capsys, "history", "regressions", "--history", path, "--since", "0000000")[0] == 2
+
+
+def test_since_places_a_commit_the_history_lacks_by_its_committer_date(history, tmp_path, capsys, monkeypatch):
+    path, _ = history
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    # 10:30 UTC on the day of commits 16 (10:00) and 17 (11:00), written in another time zone.
+    env = {"GIT_COMMITTER_DATE": "2026-11-09T12:30:00+02:00", "GIT_AUTHOR_DATE": "2026-11-09T12:30:00+02:00"}
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "elsewhere"], check=True, env={**os.environ, **env})
+    monkeypatch.chdir(repo)
+    assert cli(capsys, "history", "regressions", "--history", path, "--since", "HEAD")[0] == 1
 
 
 def test_the_protocol_change_splits_the_curve_instead_of_making_a_step(history):

@@ -2,6 +2,8 @@
 docs/regression.md "Metric history").
 
 - ``history add DIR``: append a results directory's summary to the history file, keyed by commit;
+- ``history run COMMIT... --run-args ARGS``: run the same jobs at several commits (a worktree each, the
+  current environment) and add each to the history;
 - ``history report --out SITE``: the static site (an index and a page per dataset);
 - ``history regressions``: the steps that made a metric worse; with ``--since COMMIT``, exit 1 when one
   newer than COMMIT is still worse (for CI);
@@ -59,6 +61,19 @@ def configure(parser) -> None:
                      help="the commit the run was made at (default: HEAD of the git repository holding DIR, else "
                           "of the current directory)")
     _common(add)
+    run = sub.add_parser("run", help="run the same jobs at several commits and add each to the history",
+                         description="For each COMMIT: check it out as a git worktree, run `python -m harness run "
+                                     "RUN_ARGS` there with the current environment, and add the results to the "
+                                     "history. Builds a history of past commits.")
+    run.add_argument("commits", nargs="+", metavar="COMMIT", help="commits of the repository of the current directory")
+    run.add_argument("--run-args", required=True, metavar="ARGS",
+                     help='the arguments of `harness run`, quoted, e.g. "--all --profile smoke --seeds 3" (not --out)')
+    _history_option(run)
+    run.add_argument("--work", type=Path, metavar="DIR",
+                     help="keep each commit's results directory and log here (default: a temporary folder, removed)")
+    run.add_argument("--data-root", type=Path, default=None,
+                     help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
+    _common(run)
     report = sub.add_parser("report", help="build the static site of the history",
                             description="Write a self-contained static site: index.html and one page per dataset "
                                         "with a chart per metric over commits, models overlaid.")
@@ -71,7 +86,8 @@ def configure(parser) -> None:
                                      "metric's tolerance floor), with the commit range, size and significance.")
     _history_option(reg)
     reg.add_argument("--since", metavar="COMMIT",
-                     help="exit 1 when a regression after COMMIT is still worse (for CI: the last commit checked)")
+                     help="exit 1 when a regression after COMMIT is still worse (for CI: the last commit checked; "
+                          "one the history does not hold is placed by its committer date)")
     _analysis_options(reg)
     _common(reg)
     bis = sub.add_parser("bisect", help="find the commit that changed a metric",
@@ -94,7 +110,7 @@ def configure(parser) -> None:
 
 
 def execute(args, host) -> int:
-    handlers = {"add": _add, "report": _report, "regressions": _regressions, "bisect": _bisect}
+    handlers = {"add": _add, "run": _run, "report": _report, "regressions": _regressions, "bisect": _bisect}
     if not args.history_command:
         print(args.history_usage(), file=sys.stderr)
         return 2
@@ -117,31 +133,82 @@ def _json(doc) -> None:
     sys.stdout.write("\n")
 
 
-def _add(args, host) -> int:
+def _record_set(results: Path, commit, host):
+    """The history line of the results directory ``results`` made at ``commit``."""
     import datetime as dt
 
     from harness.commands.baseline import installed_outputs
-    from harness.history import git
-    from harness.history.format import RecordSet, append
+    from harness.history.format import RecordSet
     from harness.history.records import records_from_results
 
-    summary = records_from_results(args.results, outputs=installed_outputs(host))
+    summary = records_from_results(results, outputs=installed_outputs(host))
+    return RecordSet(commit=commit.sha, commit_date=commit.date, subject=commit.subject, date=summary.date,
+                     added=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), source=summary.source,
+                     runs=summary.runs, machines=summary.machines, environment=summary.environment,
+                     records=[r.as_dict() for r in summary.records])
+
+
+def _add(args, host) -> int:
+    from harness.history import git
+    from harness.history.format import append
+
     commit = git.commit_of([args.results, Path.cwd()], args.commit)
-    record_set = RecordSet(commit=commit.sha, commit_date=commit.date, subject=commit.subject, date=summary.date,
-                           added=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                           source=summary.source, runs=summary.runs, machines=summary.machines,
-                           environment=summary.environment, records=[r.as_dict() for r in summary.records])
+    record_set = _record_set(args.results, commit, host)
     appended = append(args.history, record_set)
-    datasets = sorted({r.dataset for r in summary.records})
+    datasets = sorted({r["dataset"] for r in record_set.records})
     if args.format == "json":
         _json({"history": str(args.history), "appended": appended, "commit": commit.sha,
-               "records": len(summary.records), "datasets": datasets, "machines": sorted(summary.machines)})
+               "records": len(record_set.records), "datasets": datasets, "machines": sorted(record_set.machines)})
     elif appended:
-        print(f"appended {len(summary.records)} records of {args.results} at commit {commit.short} "
+        print(f"appended {len(record_set.records)} records of {args.results} at commit {commit.short} "
               f"({len(datasets)} datasets) to {args.history}")
     else:
         print(f"{args.results} at commit {commit.short} is in {args.history} already; nothing appended")
     return 0
+
+
+def _run(args, host) -> int:
+    import shlex
+
+    from harness.data import resolve_data_root
+    from harness.history import git
+    from harness.history.format import append
+    from harness.history.worktrees import checkout, run_harness
+
+    run_args = shlex.split(args.run_args)
+    if any(a == "--out" or a.startswith("--out=") for a in run_args):
+        raise UserError("--run-args must not name --out: each commit's results go under --work")
+    repo = git.toplevel(Path.cwd())
+    if repo is None:
+        raise UserError("history run runs inside the git repository whose commits to run; cd into it")
+    commits = [git.resolve(repo, name) for name in args.commits]
+    work = (args.work or Path(tempfile.mkdtemp(prefix="harness-history-"))).resolve()
+    data_root = resolve_data_root(args.data_root).resolve()
+    rows = []
+    try:
+        for commit in commits:
+            name = commit.sha[:12]
+            out, log = work / "runs" / name, work / "logs" / f"{name}.log"
+            print(f"{commit.short} running: python -m harness run {args.run_args}", file=sys.stderr)
+            with checkout(repo, commit.sha, work / "trees" / name) as tree:
+                code = run_harness(tree, ["run", *run_args, "--out", str(out), "--no-progress"], log, data_root)
+            row = {"commit": commit.short, "exit": code, "records": 0, "appended": False, "log": str(log), "note": ""}
+            try:
+                record_set = _record_set(out, commit, host)
+                row.update(records=len(record_set.records), appended=append(args.history, record_set))
+            except UserError as exc:
+                row["note"] = str(exc)
+            rows.append(row)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.format == "json":
+        _json({"history": str(args.history), "commits": rows})
+    else:
+        columns = ["commit", "exit", "records", "appended", "note"] + (["log"] if args.work else [])
+        print(_table(rows, columns, args.format), end="")
+        print(f"history: {args.history}")
+    return 0 if all(r["records"] for r in rows) else 1
 
 
 def _load(args):
@@ -173,12 +240,27 @@ def _fmt(value, se=None) -> str:
     return f"{value:.5g}" + (f" ± {se:.2g}" if se is not None and math.isfinite(se) else "")
 
 
+def _since(history, name: str) -> int:
+    """The place of commit ``name`` in the history; one it does not hold is placed by its committer date,
+    read from the git repository of the current directory."""
+    from harness.history import git
+
+    repo = git.toplevel(Path.cwd())
+    date = None
+    if repo is not None and not any(c.sha.startswith(name) for c in history.commits):
+        try:
+            date = git.resolve(repo, name).date
+        except git.GitError:
+            pass
+    return history.position(name, date)
+
+
 def _regressions(args, host) -> int:
     from harness.history.regressions import newer_than, regressions
 
     history = _load(args)
     found = regressions(history, args.alpha, floor=not args.no_floor)
-    failing = newer_than(found, history.position(args.since)) if args.since else []
+    failing = newer_than(found, _since(history, args.since)) if args.since else []
     if args.format == "json":
         _json({"history": str(args.history), "alpha": args.alpha, "since": args.since,
                "regressions": [f.to_dict() for f in found], "failing": [f.to_dict() for f in failing]})

@@ -1,6 +1,6 @@
-"""Measuring one metric of one model at one commit, for bisection: a throwaway ``git worktree`` of the
-commit, the current Python environment with ``PYTHONPATH`` pointing at the worktree, and only the jobs
-of that model and dataset.
+"""Measuring one metric of one model at one commit, for bisection: the commit checked out as a
+throwaway worktree in the current environment (:mod:`harness.history.worktrees`), and only the jobs of
+that model and dataset.
 
 A commit is measured one of two ways:
 
@@ -9,19 +9,12 @@ A commit is measured one of two ways:
   plugin module that registered it, its private sibling modules, and the harness core where it lives in
   the repository), ``python -m harness evaluate`` re-measures that commit's saved models with this
   commit's code instead of training again.
-
-Entry points come from the installed environment, so a commit that adds or renames a plugin
-distribution is measured with the installed list; modules named in ``HARNESS_PLUGINS`` resolve
-through ``PYTHONPATH`` to the worktree's files.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,6 +22,7 @@ from typing import Optional
 from harness.contracts import UserError
 from harness.history import git
 from harness.history.git import Commit
+from harness.history.worktrees import checkout, run_harness
 
 
 @dataclass(frozen=True)
@@ -101,20 +95,6 @@ class CommitRunner:
         self.data_root, self.paths, self.reuse = Path(data_root).resolve(), list(paths), reuse
         self.done: list = []  # Measured with saved models, in the order measured
 
-    def _env(self, tree: Path) -> dict:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(tree)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        env["HARNESS_DATA_ROOT"] = str(self.data_root)
-        return env
-
-    def _harness(self, tree: Path, args: list, log: Path) -> int:
-        with open(log, "a") as out:
-            out.write("$ python -m harness " + " ".join(args) + "\n")
-            out.flush()
-            done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=tree, env=self._env(tree),
-                                  stdout=out, stderr=subprocess.STDOUT)
-        return done.returncode
-
     def _source_for(self, commit: Commit) -> Optional[Measured]:
         """An earlier measurement whose saved models this commit can re-measure (the model's code is the same)."""
         if not self.reuse:
@@ -132,21 +112,18 @@ class CommitRunner:
         common = ["--metric", self.target.metric_name, "--out", str(out), "--no-progress"]
         rank = {sha: i for i, sha in enumerate(order)}
         self.done.sort(key=lambda m: rank.get(m.commit.sha, len(rank)))
-        git.add_worktree(self.repo, tree, commit.sha)
-        try:
+        with checkout(self.repo, commit.sha, tree):
             source = self._source_for(commit)
             if source is not None:
-                code = self._harness(tree, ["evaluate", str(source.out), *common], log)
+                code = run_harness(tree, ["evaluate", str(source.out), *common], log, self.data_root)
                 measured = self._read(commit, out, code, log, "reused", source.commit.sha)
                 if measured.value is not None:
                     return measured
             shutil.rmtree(out, ignore_errors=True)  # what a failed re-measurement left
             t = self.target
-            code = self._harness(tree, ["run", "--model", t.model, "--dataset", t.dataset, "--profile", t.profile,
-                                        "--seeds", str(t.seeds), *common], log)
+            code = run_harness(tree, ["run", "--model", t.model, "--dataset", t.dataset, "--profile", t.profile,
+                                        "--seeds", str(t.seeds), *common], log, self.data_root)
             return self._read(commit, out, code, log, "trained", None)
-        finally:
-            git.remove_worktree(self.repo, tree)
 
     def _read(self, commit: Commit, out: Path, code: int, log: Path, how: str, source: Optional[str]) -> Measured:
         from harness.history.records import records_from_results

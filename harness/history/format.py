@@ -18,6 +18,7 @@ line. A reader takes every line in file order; a line never changes once written
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import os
@@ -59,7 +60,17 @@ class RecordSet:
     @property
     def order(self) -> tuple:
         """Where the set goes on a curve: by commit date (the run's date when unknown), then run date."""
-        return (self.commit_date or self.date, self.date, self.line)
+        return (instant(self.commit_date or self.date), instant(self.date), self.line)
+
+
+def instant(text: Optional[str]) -> dt.datetime:
+    """An ISO 8601 date as an aware UTC datetime (dates of other time zones compare correctly); the
+    earliest datetime when it is missing or unreadable."""
+    try:
+        when = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
 
 def parse_line(text: str, where: str) -> RecordSet:

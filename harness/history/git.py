@@ -75,13 +75,13 @@ def commit_of(places: list, given: Optional[str]) -> Commit:
 
 
 def first_parent_chain(repo, good: str, bad: str) -> list:
-    """The commits from just after ``good`` to ``bad`` (included) along ``bad``'s first parents, oldest
-    first; :class:`GitError` when ``good`` is not on that chain."""
-    chain = git(repo, "rev-list", "--first-parent", "--reverse", f"{good}..{bad}").split()
+    """The commits (:class:`Commit`) from just after ``good`` to ``bad`` (included) along ``bad``'s first
+    parents, oldest first; :class:`GitError` when ``good`` is not on that chain."""
+    lines = git(repo, "log", "--first-parent", "--reverse", "--format=%H%x00%cI%x00%s", f"{good}..{bad}")
+    chain = [Commit(*line.split("\x00", 2)) for line in lines.splitlines() if line]
     if not chain:
         raise GitError(f"{bad[:10]} is not a descendant of {good[:10]}: give BAD (the newer commit) first, then GOOD")
-    first = git(repo, "rev-parse", f"{chain[0]}^1", check=False)
-    if first != good:
+    if git(repo, "rev-parse", f"{chain[0].sha}^1", check=False) != good:
         raise GitError(f"{good[:10]} is not on the first-parent history of {bad[:10]} (it came in through a "
                        "merge); name a commit of that history instead, e.g. the merge base")
     return chain
@@ -107,4 +107,3 @@ def add_worktree(repo, path: Path, sha: str) -> Path:
 
 def remove_worktree(repo, path: Path) -> None:
     git(repo, "worktree", "remove", "--force", str(path), check=False)
-    git(repo, "worktree", "prune", check=False)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from harness.contracts import UserError
+from harness.history.format import instant
 
 SPEED_ROLE = "speed"
 RATE, DURATION = "rate", "duration"
@@ -41,7 +42,7 @@ class SeriesKey:
 @dataclass
 class CommitInfo:
     sha: str
-    date: Optional[str]
+    date: Optional[str]  # the committer date; the run's date where the history does not know it
     subject: Optional[str]
     position: int
 
@@ -107,13 +108,16 @@ class History:
     series: dict  # SeriesKey -> Series
     normalised_to: dict = field(default_factory=dict)  # device type -> reference machine id
 
-    def position(self, name: str) -> int:
-        """The place of the commit ``name`` (a full hash or a prefix of at least 4 characters)."""
+    def position(self, name: str, date: Optional[str] = None) -> int:
+        """The place of the commit ``name`` (a full hash or a prefix of at least 4 characters); for a commit
+        the history does not hold, the place of the last commit up to its ``date`` (committer date), if given."""
         found = [c for c in self.commits if len(name) >= 4 and c.sha.startswith(name)]
-        if len(found) != 1:
-            raise UserError(f"commit {name!r} is {'ambiguous' if found else 'not'} in the history "
-                            f"({len(self.commits)} commits)")
-        return found[0].position
+        if len(found) == 1:
+            return found[0].position
+        if not found and date is not None:
+            return max((c.position for c in self.commits if instant(c.date) <= instant(date)), default=-1)
+        raise UserError(f"commit {name!r} is {'ambiguous' if found else 'not'} in the history "
+                        f"({len(self.commits)} commits)")
 
     def datasets(self) -> list:
         return sorted({k.dataset for k in self.series})
@@ -158,7 +162,7 @@ def build(sets: list, normalise: bool = False) -> History:
     commits: dict = {}
     for s in ordered:
         if s.commit not in commits:
-            commits[s.commit] = CommitInfo(s.commit, s.commit_date, s.subject, len(commits))
+            commits[s.commit] = CommitInfo(s.commit, s.commit_date or s.date, s.subject, len(commits))
     refs = _references(ordered) if normalise else {}
     chosen: dict = {}  # (key, position) -> Point; later sets replace earlier ones
     for s in ordered:
