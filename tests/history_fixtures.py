@@ -39,9 +39,8 @@ def sha(i: int) -> str:
 def record(dataset, model, metric, values, plan, profile="smoke") -> dict:
     _, _, hib, unit, role, scaling, tol = plan
     speed = role == "speed"
-    protocol = {"profile": profile, "identity": metric, "sample_count": 500, "variant": None, "dataset_version": "v1"}
-    if speed:
-        protocol.update(device="cpu", torch_threads=1)
+    protocol = {"profile": profile, "identity": metric, "variant": None, "dataset_version": "v1"}
+    protocol.update({"device": "cpu", "torch_threads": 1} if speed else {"sample_count": 500})
     return {"dataset": dataset, "model": model, "metric": metric, "id": metric, "mean": float(np.mean(values)),
             "stderr": float(np.std(values, ddof=1) / np.sqrt(len(values))), "n_seeds": len(values),
             "seeds": list(range(len(values))), "unit": unit, "higher_is_better": hib, "role": role,

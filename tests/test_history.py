@@ -212,9 +212,11 @@ def test_add_reads_a_results_directory_and_the_commit_from_git(tmp_path, capsys)
     rate = got[("fake-gaussian", "reg-blobs", "fake_rate")]
     assert (rate["role"], rate["scaling"], rate["machine"]) == ("speed", "rate", machine_id)
     assert rate["protocol"]["torch_threads"] == 1 and rate["protocol"]["device"] == "cpu"
+    assert "sample_count" not in rate["protocol"]  # its count is of timings, not part of what it means
     nll = next(r for r in line.records if r["role"] == "likelihood")
     assert nll["protocol"]["profile"] == "smoke" and nll["protocol"]["dataset_version"] == loaded.datasets["reg-blobs"]
     assert "device" not in nll["protocol"] and line.environment["torch"]
+    assert nll["protocol"]["sample_count"] == int(loaded.rows.loc[loaded.rows["id"] == nll["id"], "n"].iloc[0])
     # The same run again: nothing appended; with --commit another key, outside any repository.
     assert "nothing appended" in cli(capsys, "history", "add", results, "--history", path)[1]
     assert cli(capsys, "history", "add", results, "--history", path, "--commit", "f" * 40)[0] == 0

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from harness.contracts import UserError
+from harness.profiles import PROFILES
 
 NAME = "history"
 HELP = "metric history across commits: add runs, build a static site, list regressions, bisect a change"
@@ -98,7 +99,8 @@ def configure(parser) -> None:
     bis.add_argument("--metric", required=True, metavar="ID", help="the metric identity, e.g. nll or fid@500")
     bis.add_argument("--model", required=True, metavar="M")
     bis.add_argument("--dataset", required=True, metavar="D")
-    bis.add_argument("--profile", default="smoke", help="the profile the jobs run with (default smoke)")
+    bis.add_argument("--profile", default="smoke", choices=list(PROFILES),
+                     help="the profile the jobs run with (default smoke)")
     bis.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 at each commit (default 1)")
     bis.add_argument("--work", type=Path, metavar="DIR",
                      help="keep each commit's results and log here (default: a temporary folder, removed)")

@@ -25,9 +25,9 @@ class Record:
     """One (model, dataset, metric identity) of one results directory, as a history line stores it.
 
     ``protocol``: what must be equal for two values to be one curve: ``profile``, ``identity`` (the
-    measurement's identity, with its sample count where that is part of it), ``sample_count``,
-    ``variant`` (the sampling variant, or null), ``dataset_version`` (the dataset's provenance hash) and,
-    for speed figures, ``device`` and ``torch_threads``. Readers treat every key alike, so a writer may
+    measurement's identity, with its sample count where that is part of it), ``variant`` (the sampling
+    variant, or null), ``dataset_version`` (the dataset's provenance hash), and ``sample_count`` (the
+    examples or samples behind a quality figure) or, for speed figures, ``device`` and ``torch_threads``. Readers treat every key alike, so a writer may
     add keys (more settings) without a new format version."""
 
     dataset: str
@@ -124,9 +124,11 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
         info = info_of_run.get(newest["run_id"], {})
         out = results.outputs.get(entry.metric)
         speed = (out is not None and out.kind == SPEED) or entry.kind == SPEED
-        protocol = {"profile": profile, "identity": entry.id, "sample_count": _sample_count(rows["n"]),
-                    "variant": split_variant(entry.id)[1], "dataset_version": results.datasets.get(entry.dataset)}
-        if speed:
+        protocol = {"profile": profile, "identity": entry.id, "variant": split_variant(entry.id)[1],
+                    "dataset_version": results.datasets.get(entry.dataset)}
+        if not speed:  # a speed figure's count is how many timings it took, which varies from run to run
+            protocol["sample_count"] = _sample_count(rows["n"])
+        else:
             fingerprint = machines.get(machine_of_run.get(newest["run_id"]), {}).get("fingerprint", {})
             protocol["device"] = info.get("device")
             protocol["torch_threads"] = fingerprint.get("torch_threads", info.get("threads"))
