@@ -263,3 +263,58 @@ def test_the_site_renders_in_headless_chromium(history, tmp_path, capsys):
     assert seen.errors == [] and seen.facts["sections"] == ["toy-a"]
     assert seen.facts["images"] and all(i["decoded"] and i["naturalWidth"] > 0 for i in seen.facts["images"])
     assert seen.facts["external"] == ["index.html"] and blank_fraction(seen.screenshot) < 0.95
+
+
+def test_normalised_speed_puts_machines_on_one_curve_by_their_calibrations():
+    from harness.machine import speed_factor
+
+    def calibration(seconds):
+        return {"version": 1, "workloads": {"matmul": {"seconds": seconds}, "small_ops": {"seconds": seconds / 10}}}
+
+    machines = {"fast": calibration(0.01), "slow": calibration(0.02)}  # "slow" takes twice as long
+    sets = []
+    for i in range(6):
+        machine = "fast" if i % 2 else "slow"
+        rate = 1000.0 if machine == "fast" else 500.0
+        rec = fx.record("toy", "m", "rate", [rate, rate * 1.01, rate * 0.99], fx.PLAN[("toy-b", "alpha", "rate")])
+        rec["machine"] = machine
+        day = f"2026-11-0{1 + i}T10:00:00+00:00"
+        sets.append(RecordSet(commit=fx.sha(i), date=day, commit_date=day, runs=[str(i)], records=[rec],
+                              machines={machine: {"fingerprint": {"device": "cpu"},
+                                                  "calibration": machines[machine]}}))
+    per_machine = build(sets)
+    assert sorted(k.machine for k in per_machine.series) == ["fast", "slow"]
+    normalised = build(sets, normalise=True)
+    (series,) = normalised.series.values()
+    assert series.key.machine is None and normalised.normalised_to == {"cpu": "fast"}  # the newest calibrated
+    assert speed_factor(machines["fast"], machines["slow"]).factor == pytest.approx(0.5)
+    assert [p.mean for p in series.points] == pytest.approx([1000.0] * 6)  # a rate divided by the factor
+    assert [p.factor for p in series.points] == pytest.approx([0.5, 1.0] * 3)
+
+
+@pytest.mark.parametrize("sub", [[], ["add"], ["run"], ["report"], ["regressions"], ["bisect"]])
+def test_help_everywhere(sub, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["history", *sub, "--help"])
+    assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+    assert main(["history"]) == 2
+
+
+@pytest.mark.parametrize("shift, regression, unfloored", [(+0.2, False, False), (-0.2, True, True),
+                                                          (-0.03, False, True)])
+def test_direction_and_floor_decide_which_steps_are_regressions(shift, regression, unfloored):
+    from harness.history.regressions import all_steps, regressions
+
+    rng = np.random.default_rng(5)
+    plan = fx.PLAN[("toy-a", "alpha", "score")]  # higher is better, floor 0.05 absolute
+    sets = []
+    for i in range(20):
+        level = 0.8 + (shift if i >= 10 else 0.0)
+        rec = fx.record("toy", "m", "score", level + 0.002 * rng.standard_normal(3), plan)
+        day = f"2026-11-{1 + i:02d}T10:00:00+00:00"
+        sets.append(RecordSet(commit=fx.sha(i), date=day, commit_date=day, runs=[str(i)], records=[rec]))
+    h = build(sets)
+    (step,) = all_steps(h)  # significant in every case
+    assert (step.good, step.bad) == (fx.sha(9), fx.sha(10)) and step.worse is (shift < 0)
+    assert bool(regressions(h)) is regression
+    assert bool(regressions(h, floor=False)) is unfloored
