@@ -295,7 +295,8 @@ def _bisect(args, host) -> int:
     repo = git.toplevel(Path.cwd())
     if repo is None:
         raise UserError("history bisect runs inside the git repository to bisect; cd into it")
-    host.model(args.model), host.dataset(args.dataset)
+    host.model(args.model)  # unknown names exit 2 with a suggestion
+    host.dataset(args.dataset)
     target = Target(args.metric, args.model, args.dataset, args.profile, args.seeds)
     host.metric(target.metric_name)
     good, bad = git.resolve(repo, args.good), git.resolve(repo, args.bad)
