@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.commands import skips
 from harness.commands.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
+from harness.jobs import JobStatus
 
 
 def add_options(parser, out_default: str) -> None:
@@ -86,7 +87,7 @@ def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving
     paths = write_reports(df, out, meta={**meta, "run": summary["run_id"]}, outputs=outputs, runs=store.runs(),
                           source=source)
     store.close()
-    failed = summary["failed"] > 0 or (df["status"] == "failed").any()
+    failed = summary[JobStatus.FAILED] > 0 or (df["status"] == JobStatus.FAILED).any()
     if args.format == "json":
         emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
               "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
@@ -94,8 +95,8 @@ def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving
         return 1 if failed else 0
     print(terminal_summary(df, outputs, paths["html"]))
     reused = f", {summary['reused']} reused" if summary.get("reused") else ""
-    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped{reused}; results in "
-          f"{paths['csv']}, tables in {paths['markdown']}")
+    counts = ", ".join(f"{summary[status]} {status}" for status in JobStatus)
+    print(f"{counts}{reused}; results in {paths['csv']}, tables in {paths['markdown']}")
     if saving is not None:
         print(artifact_line(summary, out, saving=saving))
     lines = skips.terminal_lines(jobs)

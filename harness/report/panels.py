@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.artifacts import ARTIFACTS_DIR, DENSITY_FILE, SAMPLE_COUNT, SAMPLE_LABELS_FILE, SAMPLES_FILE
+from harness.jobs import JobStatus
 from harness.report import charts
 from harness.report.images import Image, png, tile, to_unit
 
@@ -57,7 +58,7 @@ class JobArtifacts:
 def shown_jobs(df: pd.DataFrame, dataset: str, directory: Path) -> dict:
     """model -> :class:`JobArtifacts` of the job shown for it on ``dataset``: the lowest seed whose job
     has an ok measurement and an artifacts folder, else the lowest ok seed (without artifacts)."""
-    rows = df[(df["dataset"] == dataset) & (df["status"] == "ok")]
+    rows = df[(df["dataset"] == dataset) & (df["status"] == JobStatus.OK)]
     if "key" not in rows:
         return {}
     out = {}
