@@ -1,10 +1,10 @@
-"""The decision rule of the regression gate: is a row worse, better or unchanged?
+"""The decision rule of a comparison: is a row worse, better or unchanged?
 
 A row is *worse* only when both hold:
 
 1. it moved in the worse direction by more than its **tolerance floor**
    (:class:`harness.contracts.Tolerance`, declared by the metric's output): ``max(absolute,
-   relative * |baseline|)`` for quality measurements; for speed a ratio: worse by more than a factor
+   relative * |reference|)`` for quality measurements; for speed a ratio: worse by more than a factor
    ``1 / (1 - relative)`` (2x by default: half the throughput, or twice the latency);
 2. the seeds' spread does not explain it: a one-sided **Welch t-test** from the summary statistics
    (``scipy.stats.ttest_ind_from_stats``, ``equal_var=False``) gives p < alpha. When either side has
@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from harness.comparison.verdicts import Verdict
 from harness.contracts import Tolerance
 
 DEFAULT_ALPHA = 0.01
@@ -37,7 +38,7 @@ class Stats:
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # worse, better, unchanged
+    verdict: Verdict  # WORSE, BETTER or UNCHANGED
     delta: float  # current - baseline
     worse_by: float  # positive when current is worse (in the metric's direction)
     ratio: float  # current / baseline (NaN when the baseline is 0)
@@ -85,11 +86,11 @@ def decide(base: Stats, cur: Stats, higher_is_better: bool, tolerance: Tolerance
         past_worse, past_better = worse_by > allowed, -worse_by > allowed
     p_worse, p_better, test = _tests(base, cur, higher_is_better)
     if past_worse and (p_worse is None or p_worse < alpha):
-        verdict = "worse"
+        verdict = Verdict.WORSE
     elif past_better and (p_better is None or p_better < alpha):
-        verdict = "better"
+        verdict = Verdict.BETTER
     else:
-        verdict = "unchanged"
+        verdict = Verdict.UNCHANGED
     return Decision(verdict, delta, worse_by, ratio, past_worse or past_better, p_worse, p_better, test)
 
 
