@@ -15,10 +15,10 @@ from harness.comparison.engine import (UNDECLARED_TOLERANCE, RowComparison, Side
 from harness.comparison.machines import (MACHINE_SPREAD, MachineSide, SpeedMode, SpeedPlan, WhyNotCompared,
                                          plan_speed, results_machine)
 from harness.comparison.results import Entry, ResultsSet, load_results, summarise
-from harness.comparison.rule import DEFAULT_ALPHA, Decision, Stats, decide
+from harness.comparison.rule import DEFAULT_ALPHA, Decision, SignificanceTest, Stats, decide
 from harness.comparison.verdicts import Verdict
 
 __all__ = ["UNDECLARED_TOLERANCE", "RowComparison", "Side", "compare_sides", "declaration", "is_speed",
            "tolerance_for", "MACHINE_SPREAD", "MachineSide", "SpeedMode", "SpeedPlan", "WhyNotCompared", "plan_speed",
-           "results_machine", "Entry", "ResultsSet", "load_results", "summarise", "DEFAULT_ALPHA", "Decision", "Stats",
-           "decide", "Verdict"]
+           "results_machine", "Entry", "ResultsSet", "load_results", "summarise", "DEFAULT_ALPHA", "Decision",
+           "SignificanceTest", "Stats", "decide", "Verdict"]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import pandas as pd
 
-from harness.comparison import Entry, RowComparison, Verdict
+from harness.comparison import Entry, RowComparison, SignificanceTest, Verdict
 from harness.formatting import number
 from harness.regression.baseline import REFRESH_COMMANDS
 from harness.regression.compare import VERDICT_ORDER, Comparison, seed_text
@@ -38,7 +38,7 @@ def _p(r: RowComparison) -> str:
     d = r.decision
     if d is None:
         return ""
-    if d.test == "floor-only":
+    if d.test == SignificanceTest.FLOOR_ONLY:
         return "floor only"
     p = d.p_better if r.verdict == Verdict.BETTER else d.p_worse
     return f"{p:.2g} ({d.test})"

@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from harness.comparison import (DEFAULT_ALPHA, RowComparison, Side, SpeedMode, Verdict, compare_sides, load_results,
-                                plan_speed, results_machine, summarise)
+from harness.comparison import (DEFAULT_ALPHA, RowComparison, SignificanceTest, Side, SpeedMode, Verdict,
+                                compare_sides, load_results, plan_speed, results_machine, summarise)
 from harness.contracts import UserError
 from harness.formatting import error, number, value_with_error
 from harness.machine import describe
@@ -92,7 +92,7 @@ class PairCell:
         d = self.decision
         if d is None:
             return ""
-        if d.test in ("floor-only", "no-spread"):
+        if d.test in (SignificanceTest.FLOOR_ONLY, SignificanceTest.NO_SPREAD):
             return d.test
         p = (d.p_worse if self.verdict == Verdict.WORSE else d.p_better if self.verdict == Verdict.BETTER
              else min(d.p_worse, d.p_better))

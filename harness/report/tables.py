@@ -14,12 +14,12 @@ from typing import Mapping, Optional
 import pandas as pd
 
 from harness.comparison import is_speed
-from harness.contracts import QUALITY, SPEED, Role, split_variant
+from harness.contracts import QUALITY, SPEED, LikelihoodKind, Role, split_variant
 from harness.formatting import has_error, value_with_error
 from harness.summary import summarise
 
-# The estimator marks of likelihoods (the kinds of LikelihoodKind) and their letters.
-MARKS = {"exact": "x", "bound": "b", "estimate": "e"}
+# The estimator marks of likelihoods and their letters.
+MARKS = {LikelihoodKind.EXACT: "x", LikelihoodKind.BOUND: "b", LikelihoodKind.ESTIMATE: "e"}
 
 MARK_LEGEND = ("(x) exact, (b) bound: a lower bound on log-likelihood, so the NLL shown is an upper bound, "
                "(e) stochastic estimate")
