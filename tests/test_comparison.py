@@ -9,18 +9,21 @@ metrics defined here:
 - a third-party speed output that does not declare how it scales with machine speed is compared on
   the same machine and not across machines (where one declaring a rate is normalised);
 - a failed quality metric stays a quality row (its stored row carries no estimator mark), a failed
-  speed metric a speed row: the row's kind comes from the metric's declaration.
+  speed metric a speed row: the row's kind comes from the metric's declaration;
+- declarations stored before outputs declared role and scaling take them from the installed metric's.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import shutil
 import sqlite3
 
 import pytest
 import torch
 
-from harness import Measurement, MetricSpec, Output, Scaling, hookimpl, regression
+from harness import Measurement, MetricSpec, Output, Role, Scaling, hookimpl, regression
 from harness.comparison import Verdict, is_speed, load_results
 from harness.contracts import SPEED, Tolerance
 from harness.host import PluginHost
@@ -111,10 +114,14 @@ def test_compare_and_report_a_b_give_every_row_the_same_verdict(runs):
     assert set(gate_verdicts.values()) == {Verdict.WORSE, Verdict.BETTER, Verdict.MISSING}
     assert gate_verdicts[("fake-gaussian", "reg-blobs", "fake_rate")] == Verdict.WORSE  # a speed row
     assert gate_verdicts[("fake-gaussian", "reg-blobs", "fake_loss")] == Verdict.MISSING
-    # Across machines: B as a machine 2.5 times as fast whose calibration says so; both normalise.
-    faster = as_another_machine(b, root / "faster", speed=2.5, calibration_speed=2.5)
+    # Across machines: B as a machine 2.5 times as fast as A's whose calibration says so (A's calibration,
+    # its times divided by 2.5: the two runs' own calibrations differ with this machine's load); both
+    # normalise.
+    (info,) = load_results(a).machines.values()
+    calibration = json.loads(json.dumps(info["calibration"]))
+    faster = as_another_machine(b, root / "faster", speed=2.5, calibration_speed=2.5, calibration=calibration)
     comparison = gate(a, faster)
-    assert comparison.speed.mode == "normalised"
+    assert comparison.speed.mode == "normalised" and comparison.speed.factor.factor == pytest.approx(2.5)
     gate_verdicts = {r.key: r.verdict for r in comparison.rows}
     assert pair_verdicts(compare_runs(a, faster)) == gate_verdicts
     assert gate_verdicts[("fake-gaussian", "reg-blobs", "fake_rate")] == Verdict.WORSE
@@ -190,3 +197,24 @@ def test_a_failed_metric_keeps_the_kind_its_declaration_gives(tmp_path):
     leftover = {r["metric"]: r for r in rows if "no baseline row" in r["note"]}
     assert {m: r["kind"] for m, r in leftover.items()} == {"fragile_score": "quality", "fragile_rate": "speed"}
     assert all(r["verdict"] == "failed" and "planted failure" in r["note"] for r in leftover.values())
+
+
+def test_declarations_stored_before_role_and_scaling_take_them_from_the_installed_metric(outside, tmp_path):
+    _, run = outside
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    db = sqlite3.connect(old / "results.sqlite")
+    for name, text in db.execute("SELECT name, declaration FROM outputs").fetchall():
+        decl = {k: v for k, v in json.loads(text).items() if k not in ("role", "scaling")}
+        db.execute("UPDATE outputs SET declaration = ? WHERE name = ?", (json.dumps(decl), name))
+    db.commit()
+    db.close()
+    assert load_results(old).outputs[DECLARED].scaling is None  # read alone: undeclared
+    installed = {DECLARED: Output(DECLARED, "samples/s", True, kind=SPEED, scaling=Scaling.RATE),
+                 "nll": Output("nll", "nats", role=Role.LIKELIHOOD)}
+    outputs = load_results(old, installed).outputs
+    assert outputs[DECLARED].scaling == Scaling.RATE and outputs[UNDECLARED].scaling is None
+    assert Output.from_dict({"name": "nll", "unit": "nats"}, installed["nll"]).role == Role.LIKELIHOOD
+    assert Output.from_dict({"name": "nll", "unit": "nats"}).role == Role.OTHER
+    # A declaration of another kind says nothing about it.
+    assert Output.from_dict({"name": "x", "kind": SPEED}, installed["nll"]).scaling is None

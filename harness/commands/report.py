@@ -45,24 +45,27 @@ def execute(args, host) -> int:
     return _single(args, host)
 
 
-def _read(directory: Path):
+def _read(directory: Path, known=None):
+    """The store's results, output declarations (those stored before outputs declared role and scaling
+    completed from ``known``, the installed metrics') and runs."""
     from harness.store import Store
 
     store = Store(directory, read_only=True)
     try:
-        return store.results(), store.outputs(), store.runs()
+        return store.results(), store.outputs(known), store.runs()
     finally:
         store.close()
 
 
 def _single(args, host) -> int:
+    from harness.commands.baseline import installed_outputs
     from harness.commands.output import emit
     from harness.report import summarise, write_reports
     from harness.report.data import DatasetSource
     from harness.report.terminal import terminal_summary
 
     directory = args.directories[0]
-    df, outputs, runs = _read(directory)
+    df, outputs, runs = _read(directory, installed_outputs(host))
     out = args.out or directory
     paths = write_reports(df, out, outputs=outputs, runs=runs, source=DatasetSource(host, args.data_root),
                           directory=directory)

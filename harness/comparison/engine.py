@@ -144,7 +144,8 @@ def compare_sides(reference: Side, current: Side, plan: SpeedPlan, alpha: float,
             row.verdict, row.note = Verdict.NOT_COMPARED, plan.row_note(scaling) if plan.compared else speed_note
             continue
         row.decision = plan.judge(ref, cur, scaling, higher_is_better, tol, alpha)
-        row.verdict, row.tolerance, row.note = row.decision.verdict, plan.tolerance(tol, scaling), plan.row_note(scaling)
+        row.verdict, row.tolerance = row.decision.verdict, plan.tolerance(tol, scaling)
+        row.note = plan.row_note(scaling)
         normalised = plan.normalise(cur, scaling)
         row.normalised = normalised if normalised is not cur else None
     return rows

@@ -125,9 +125,10 @@ def build_tables(summary: pd.DataFrame, outputs: Optional[Mapping] = None, part:
                  variants: bool = False) -> dict:
     """dataset -> :class:`Table` from :func:`harness.summary.summarise`'s summary.
 
-    ``part``: ``quality``, ``speed`` or ``all``, by each output's declaration (an undeclared one is quality). Sampling variants
-    (identities with a ``[setting]`` suffix) are left out unless ``variants``; columns go in the
-    declared order, then by identity; best cells are marked (:func:`mark_best`)."""
+    ``part``: ``quality``, ``speed`` or ``all``, by each output's declaration (an undeclared one is
+    quality). Sampling variants (identities with a ``[setting]`` suffix) are left out unless
+    ``variants``; columns go in the declared order, then by identity; best cells are marked
+    (:func:`mark_best`)."""
     outputs = outputs or {}
     tables = {}
     for dataset, g in summary.groupby("dataset", sort=True):
