@@ -10,7 +10,8 @@ each model's hyperparameters), and it records which plugin registered each model
 Quality rows are in ``entries``. Speed rows are in ``machines``, one section per machine fingerprint
 id (:mod:`harness.machine`): the fingerprint, the calibration and that machine's speed entries.
 ``baseline save --merge`` (:func:`merge_speed`) adds or replaces one machine's section of an existing
-baseline and leaves its quality rows alone.
+baseline and leaves its quality rows alone. :func:`check_match` refuses results made from other data or
+with another profile (:class:`BaselineMismatch`).
 """
 
 from __future__ import annotations
