@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 from harness.contracts import SPEED, Capability
-from harness.jobs import SAMPLES, TRAINED
+from harness.jobs import Origin
 
 
-def metrics_for(host, model_spec, dataset_spec, names: Optional[list] = None, origin: str = TRAINED):
+def metrics_for(host, model_spec, dataset_spec, names: Optional[list] = None, origin: Origin = Origin.TRAINED):
     """(metrics that apply, [(metric name, reason) for those that do not]) for one pair; ``names``: the
     metrics or outputs asked for (None: every registered metric).
 
@@ -20,7 +20,7 @@ def metrics_for(host, model_spec, dataset_spec, names: Optional[list] = None, or
         if any(m.name == metric.name for m in chosen) or any(n == metric.name for n, _ in skipped):
             continue  # named twice (by itself and by one of its outputs)
         reason = metric.incompatibility(model_spec, dataset_spec)
-        if not reason and origin == SAMPLES:
+        if not reason and origin == Origin.SAMPLES:
             reason = _samples_only_reason(metric)
         if reason:
             skipped.append((metric.name, reason))

@@ -25,7 +25,7 @@ from harness.applicable_metrics import metrics_for
 from harness.contracts import Capability, UserError
 from harness.dataset_cache import DatasetCache
 from harness.hparams import OverrideSet
-from harness.jobs import ARTIFACT, CHECKPOINT, SAMPLES, Job, job_key, model_key
+from harness.jobs import Job, Origin, SkipKind, job_key, model_key
 
 
 def _keyed(host, job: Job, mspec) -> Job:
@@ -80,7 +80,7 @@ def jobs_from_run(host, run_dir, metrics: Optional[list], data_root) -> list:
     jobs = []
     for row, path, meta in saved_models(run_dir):
         job = Job(meta["model"], meta.get("family", row["family"]), meta["dataset"], int(meta["seed"]),
-                  meta["profile"], dict(meta["hparams"]), meta["provenance"], origin=ARTIFACT,
+                  meta["profile"], dict(meta["hparams"]), meta["provenance"], origin=Origin.ARTIFACT,
                   origin_path=str(Path(path).resolve()), weights=meta["state"]["sha256"])
         reason, mspec = None, None
         try:
@@ -93,11 +93,11 @@ def jobs_from_run(host, run_dir, metrics: Optional[list], data_root) -> list:
             else:
                 stored = [(k, v, f"{path}/{artifacts.META_FILE}") for k, v in job.hparams.items()]
                 job.hparams = mspec.resolve_hparams(job.profile, dspec, stored)
-                job.metrics = _metric_ids(host, mspec, dspec, metrics, ARTIFACT)
+                job.metrics = _metric_ids(host, mspec, dspec, metrics, Origin.ARTIFACT)
         except UserError as exc:
             reason = str(exc)
         if reason is not None:
-            job.skip_reason, job.skip_kind = reason, "other"
+            job.skip_reason, job.skip_kind = reason, SkipKind.OTHER
         jobs.append(_keyed(host, job, mspec))
     return jobs
 
@@ -120,8 +120,8 @@ def checkpoint_job(host, model: str, dataset: str, checkpoint, profile: str, see
     state, digest = load_weights(checkpoint)
     try_restore(mspec, data, hparams, state, device, source=str(checkpoint))
     job = Job(mspec.name, mspec.family, dspec.name, int(seed), profile, hparams, data.provenance,
-              origin=CHECKPOINT, origin_path=str(Path(checkpoint).resolve()), weights=digest)
-    job.metrics = _metric_ids(host, mspec, dspec, metrics, CHECKPOINT)
+              origin=Origin.CHECKPOINT, origin_path=str(Path(checkpoint).resolve()), weights=digest)
+    job.metrics = _metric_ids(host, mspec, dspec, metrics, Origin.CHECKPOINT)
     return _keyed(host, job, mspec)
 
 
@@ -197,11 +197,11 @@ def samples_job(host, path, dataset: str, label: str, profile: str, metrics: Opt
         mspec = host.model(label)
     except PluginError as exc:
         raise UserError(str(exc)) from None
-    job = Job(label, mspec.family, dspec.name, 0, profile, {}, data.provenance, origin=SAMPLES,
+    job = Job(label, mspec.family, dspec.name, 0, profile, {}, data.provenance, origin=Origin.SAMPLES,
               origin_path=str(path), weights=digest)
-    job.metrics = _metric_ids(host, mspec, dspec, metrics, SAMPLES)
+    job.metrics = _metric_ids(host, mspec, dspec, metrics, Origin.SAMPLES)
     if not job.metrics:
-        job.skip_reason, job.skip_kind = "no sample-based metric applies to these samples", "other"
+        job.skip_reason, job.skip_kind = "no sample-based metric applies to these samples", SkipKind.OTHER
     return _keyed(host, job, mspec)
 
 

@@ -11,13 +11,45 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 import harness
 from harness.contracts import Measurement
 
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-TRAINED, ARTIFACT, CHECKPOINT, SAMPLES = "trained", "artifact", "checkpoint", "samples"
+
+class JobStatus(str, Enum):
+    """How a job, or one of its measurements, ended (the store's ``status``)."""
+
+    OK = "ok"
+    FAILED = "failed"  # raised, produced NaN/inf, passed its time limit, or its worker died
+    SKIPPED = "skipped"  # could not run (see :class:`SkipKind`), or a metric did not apply
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Origin(str, Enum):
+    """Where a job's model comes from (job details ``source``)."""
+
+    TRAINED = "trained"  # fitted by the job
+    ARTIFACT = "artifact"  # restored from a model an earlier job saved (``origin_path``: its folder)
+    CHECKPOINT = "checkpoint"  # restored from a weights file (``origin_path``: the file)
+    SAMPLES = "samples"  # samples another generator drew: nothing to fit or restore
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SkipKind(str, Enum):
+    """Why a planned job cannot run."""
+
+    INCOMPATIBLE = "incompatible"  # the model does not accept the dataset
+    DATA = "data"  # the dataset's files are missing or refused
+    OTHER = "other"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -32,11 +64,8 @@ class Job:
     metrics: tuple = ()
     key: str = ""
     skip_reason: Optional[str] = None
-    skip_kind: str = ""  # why it cannot run: incompatible, data (missing or refused files), or other
-    # Where the model comes from: fitted here (TRAINED), restored from a saved artifact (ARTIFACT, origin_path
-    # its folder) or a weights file (CHECKPOINT, origin_path the file), or a set of samples some other generator
-    # drew (SAMPLES: nothing to fit or restore; only sample-based quality metrics apply).
-    origin: str = "trained"
+    skip_kind: Optional[SkipKind] = None  # why it cannot run (None: it can)
+    origin: Origin = Origin.TRAINED  # for SAMPLES only sample-based quality metrics apply
     origin_path: str = ""
     weights: str = ""  # sha256 of the weights or samples a loaded job starts from; part of its key
     model_key: str = ""  # the job key without the metrics: what determines the fitted model
@@ -48,7 +77,7 @@ class Job:
 
 @dataclass
 class JobResult:
-    status: str
+    status: JobStatus
     reason: str = ""
     measurements: list = field(default_factory=list)
     metric_failures: list = field(default_factory=list)  # (metric name, reason)
@@ -59,15 +88,17 @@ class JobResult:
     def rows(self):
         """(Measurement, status, reason) for the store: measured values, then failed/skipped metrics."""
         for m in self.measurements:
-            yield m, OK if m.finite else FAILED, "" if m.finite else "non-finite value"
+            yield m, JobStatus.OK if m.finite else JobStatus.FAILED, "" if m.finite else "non-finite value"
         for name, reason in self.metric_failures:
-            yield _placeholder(name), FAILED, reason
+            yield _placeholder(name), JobStatus.FAILED, reason
         for name, reason in self.metric_skips:
-            yield _placeholder(name), SKIPPED, reason
+            yield _placeholder(name), JobStatus.SKIPPED, reason
 
 
 def _placeholder(metric: str) -> Measurement:
-    return Measurement(metric, math.nan, "", "measured", higher_is_better=False)
+    """The row of a metric that failed or was skipped: no value and no estimator (what kind of row it is
+    comes from its metric's declaration, not from a mark it never earned)."""
+    return Measurement(metric, math.nan, "", None, higher_is_better=False)
 
 
 def _model_payload(job: Job, model_version: str, plugin_version: str) -> dict:

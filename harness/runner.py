@@ -26,13 +26,13 @@ from harness.applicable_metrics import metrics_for
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
-from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SKIPPED, TRAINED, Job, JobResult, job_key, model_key
+from harness.jobs import Job, JobResult, JobStatus, Origin, SkipKind, job_key, model_key
 from harness.machine import Calibration, fingerprint, machine_info
 from harness.profiles import Profile
 from harness.store import Store
 from harness.worker import JobRunner
 
-__all__ = ["Runner", "RunInfo", "Job", "JobResult", "OK", "FAILED", "SKIPPED", "select_pairs", "environment_info"]
+__all__ = ["Runner", "RunInfo", "Job", "JobResult", "JobStatus", "select_pairs", "environment_info"]
 
 
 @dataclass
@@ -145,18 +145,18 @@ class Runner:
             hparams = (mspec.resolve_hparams(self.profile.name, dspec, self.overrides.for_job(mspec, dname))
                        if dspec is not None else {})
             provenance, metrics = "", ()
-            kind = "incompatible" if reason is not None and dspec is not None else "other"
+            kind = SkipKind.INCOMPATIBLE if reason is not None and dspec is not None else SkipKind.OTHER
             if reason is None:
                 try:
                     provenance = self.job_runner.datasets.get(dspec).provenance
                 except UserError as exc:
-                    reason, kind = str(exc), "data"
+                    reason, kind = str(exc), SkipKind.DATA
             if reason is None:
                 chosen, _ = metrics_for(self.host, mspec, dspec, self.metric_names)
                 metrics = tuple(f"{m.name}:{m.version}" for m in chosen)
             for seed in self.seeds:
                 job = Job(mspec.name, mspec.family, dname, seed, self.profile.name, dict(hparams), provenance,
-                          metrics, skip_reason=reason, skip_kind=kind if reason is not None else "")
+                          metrics, skip_reason=reason, skip_kind=kind if reason is not None else None)
                 versions = (mspec.version, self.host.plugin_version("models", mspec.name))
                 job.key, job.model_key = job_key(job, *versions), model_key(job, *versions)
                 jobs.append(job)
@@ -178,22 +178,23 @@ class Runner:
         store.start_run(run_id, self.profile.name, run_info)
         store.record_outputs(self.host.registry.metrics.values())
         self.host.pm.hook.harness_run_started(run=info)
-        counts = {OK: 0, FAILED: 0, SKIPPED: 0, "reused": 0, "loaded": 0, "artifacts": 0, "artifact_bytes": 0}
+        counts = {JobStatus.OK: 0, JobStatus.FAILED: 0, JobStatus.SKIPPED: 0,
+                  "reused": 0, "loaded": 0, "artifacts": 0, "artifact_bytes": 0}
         bar = self.progress(len(jobs), "jobs") if self.progress else None
         todo = []
         artifacts.remove_stale_temporaries(artifacts.artifacts_dir(self.out))  # of a killed run; none is writing
         saved = self._saved_models(store) if self.resume else {}
         try:
             for job in jobs:
-                if self.resume and store.job_status(job.key) in (OK, SKIPPED):
+                if self.resume and store.job_status(job.key) in (JobStatus.OK, JobStatus.SKIPPED):
                     counts["reused"] += 1
                     if bar is not None:
                         bar.update(1)
                 elif job.skip_reason is not None:
-                    self._finish(store, info, job, JobResult(SKIPPED, job.skip_reason), counts, bar)
+                    self._finish(store, info, job, JobResult(JobStatus.SKIPPED, job.skip_reason), counts, bar)
                 else:
-                    if job.origin == TRAINED and job.model_key in saved:
-                        job.origin, job.origin_path = ARTIFACT, str(saved[job.model_key])
+                    if job.origin == Origin.TRAINED and job.model_key in saved:
+                        job.origin, job.origin_path = Origin.ARTIFACT, str(saved[job.model_key])
                     todo.append(job)
             # Only while jobs run in this process is the machine idle between them; elsewhere they run
             # beside the coordinator.
@@ -234,7 +235,7 @@ class Runner:
     def _finish(self, store, info, job, result, counts, bar) -> None:
         store.record_job(job, result, info.run_id)
         counts[result.status] += 1
-        if result.details.get("source") in (ARTIFACT, CHECKPOINT):  # restored, not trained
+        if result.details.get("source") in (Origin.ARTIFACT, Origin.CHECKPOINT):  # restored, not trained
             counts["loaded"] += 1
         saved = result.details.get("artifact")
         if saved:

@@ -10,9 +10,11 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 import pandas as pd
+
+from harness.jobs import JobStatus, Origin
 
 STORE_NAME = "results.sqlite"
 
@@ -86,15 +88,20 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
 
-    def outputs(self) -> dict:
-        """Measurement name -> :class:`harness.contracts.Output`, as declared when the results were made."""
+    def outputs(self, known: Optional[Mapping] = None) -> dict:
+        """Measurement name -> :class:`harness.contracts.Output`, as declared when the results were made.
+
+        A declaration stored before outputs declared their role and scaling takes them from ``known``'s
+        declaration of the same output (the installed metrics'), if there is one
+        (:meth:`~harness.contracts.Output.from_dict`)."""
         from harness.contracts import Output
 
+        known = known or {}
         try:
             rows = self.db.execute("SELECT name, declaration FROM outputs").fetchall()
         except sqlite3.OperationalError:  # a store written before declarations were stored
             return {}
-        return {name: Output.from_dict(json.loads(decl)) for name, decl in rows}
+        return {name: Output.from_dict(json.loads(decl), known.get(name)) for name, decl in rows}
 
     def update_run_info(self, run_id: str, info: dict) -> None:
         """Replace a run's info (what a run learns only as it goes, such as its machine's calibration)."""
@@ -157,13 +164,13 @@ class Store:
                    COALESCE(m.reason, j.reason) AS reason,
                    m.higher_is_better, m.details, j.key, j.seconds, j.finished, j.hparams,
                    j.dataset_provenance, j.details AS job_details,
-                   CASE WHEN j.status = 'skipped' THEN NULL
-                        ELSE COALESCE(json_extract(j.details, '$.source'), 'trained')
+                   CASE WHEN j.status = ? THEN NULL
+                        ELSE COALESCE(json_extract(j.details, '$.source'), ?)
                              || COALESCE(' ' || json_extract(j.details, '$.loaded_from'), '') END AS source
             FROM jobs j LEFT JOIN measurements m ON m.key = j.key
             ORDER BY j.dataset, j.model, j.seed, m.rowid
         """
-        df = pd.read_sql_query(query, self.db)
+        df = pd.read_sql_query(query, self.db, params=(JobStatus.SKIPPED.value, Origin.TRAINED.value))
         if keys is not None:
             df = df[df["key"].isin(set(keys))]
         return df.reset_index(drop=True)

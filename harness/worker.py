@@ -24,7 +24,7 @@ import torch
 from harness.applicable_metrics import metrics_for
 from harness.contracts import FitContext, MetricContext, UserError
 from harness.dataset_cache import DatasetCache
-from harness.jobs import ARTIFACT, CHECKPOINT, FAILED, OK, SAMPLES, TRAINED, Job, JobResult
+from harness.jobs import Job, JobResult, JobStatus, Origin
 from harness.measuring import measure, measure_variants
 from harness.time_limit import JobTimeout, time_limit
 
@@ -88,11 +88,12 @@ class JobRunner:
             with time_limit(self.job_timeout):
                 result = self._execute(job)
         except JobTimeout:
-            result = JobResult(FAILED, f"timed out after {self.job_timeout:g} s")
+            result = JobResult(JobStatus.FAILED, f"timed out after {self.job_timeout:g} s")
         except Exception as exc:  # a failing plugin never takes the run down
             log.debug("job %s failed", job.label, exc_info=True)
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            result = JobResult(FAILED, f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})")
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{Path(frame.filename).name}:{frame.lineno}"
+            result = JobResult(JobStatus.FAILED, f"{type(exc).__name__}: {exc} (at {where})")
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -106,14 +107,14 @@ class JobRunner:
         torch.manual_seed(job.seed)
         model = mspec.factory(dspec, dict(job.hparams))
         model.to(self.device)
-        if job.origin == TRAINED:
+        if job.origin == Origin.TRAINED:
             fit = self._fit(job, model, data)
-            details = {"source": TRAINED, "fit_seconds": fit.seconds, "fit_steps": fit.steps,
+            details = {"source": Origin.TRAINED, "fit_seconds": fit.seconds, "fit_steps": fit.steps,
                        "fit_examples": fit.examples, "stopped_at_deadline": fit.should_stop()}
         else:  # loaded: no fit, so nothing for a metric to time (MetricContext.fit is None)
             fit, details = None, self._load(job, model)
         metrics, skipped = metrics_for(self.host, mspec, dspec, self.metric_names, job.origin)
-        result = JobResult(OK, details=details, metric_skips=skipped)
+        result = JobResult(JobStatus.OK, details=details, metric_skips=skipped)
         context = dict(model_spec=mspec, dataset=data, profile=self.profile, device=self.device, seed=job.seed,
                        fit=fit, cache_dir=self.cache_dir, data_root=self.data_root,
                        feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache)
@@ -125,8 +126,8 @@ class JobRunner:
         if bad:
             reasons.insert(0, "non-finite " + ", ".join(bad))
         if reasons:
-            result.status, result.reason = FAILED, "; ".join(reasons)
-        if self.artifacts_dir is not None and job.origin != SAMPLES:
+            result.status, result.reason = JobStatus.FAILED, "; ".join(reasons)
+        if self.artifacts_dir is not None and job.origin != Origin.SAMPLES:
             self._save(job, model, mspec, data, result)
         return result
 
@@ -158,13 +159,13 @@ class JobRunner:
 
         started = time.perf_counter()
         state = None
-        if job.origin == ARTIFACT:
+        if job.origin == Origin.ARTIFACT:
             _, state = artifacts.load_artifact(job.origin_path)
-        elif job.origin == CHECKPOINT:
+        elif job.origin == Origin.CHECKPOINT:
             state, digest = checkpoints.load_weights(job.origin_path)
             if job.weights and digest != job.weights:
                 raise UserError(f"checkpoint {job.origin_path} changed since the job was planned")
-        elif job.origin != SAMPLES:
+        elif job.origin != Origin.SAMPLES:
             raise ValueError(f"unknown job origin {job.origin!r}")
         if state is not None:
             model.restore_state(state)

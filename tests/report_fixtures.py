@@ -24,7 +24,7 @@ import torch
 
 from harness.artifacts import ARTIFACTS_DIR, META_FILE, density_grid, folder_name, grid_points
 from harness.contracts import Measurement
-from harness.jobs import FAILED, OK, SKIPPED, Job, JobResult
+from harness.jobs import Job, JobResult, JobStatus
 from harness.store import Store
 
 TOY, IMAGES = "8gaussians", "digits"
@@ -115,7 +115,7 @@ def build(directory: Path, host, seeds=(0, 1, 2), shift: dict | None = None, pro
             job = Job(model, "fixture", dname, seed, profile, {"width": 8}, data.provenance)
             job.key = key_of(model, dname, seed, run_id)
             ms = [_measurement(i, p, seed, outputs, shift.get((model, dname, i), 0.0)) for i, p in plan.items()]
-            result = JobResult(OK, measurements=ms, seconds=1.0,
+            result = JobResult(JobStatus.OK, measurements=ms, seconds=1.0,
                                metric_skips=[("conditional_accuracy", f"{model} lacks conditional")])
             store.record_job(job, result, run_id)
             if artifacts and (model, dname) in WITH_SAMPLES:
@@ -123,10 +123,10 @@ def build(directory: Path, host, seeds=(0, 1, 2), shift: dict | None = None, pro
     for seed in seeds:
         broken = Job("broken", "fixture", IMAGES, seed, profile, {}, "")
         broken.key = key_of("broken", IMAGES, seed, run_id)
-        store.record_job(broken, JobResult(FAILED, "RuntimeError: deliberate failure in fit"), run_id)
+        store.record_job(broken, JobResult(JobStatus.FAILED, "RuntimeError: deliberate failure in fit"), run_id)
         skipped = Job("gamma", "fixture", IMAGES, seed, profile, {}, "", skip_reason="gamma handles continuous data")
         skipped.key = key_of("gamma", IMAGES, seed, run_id)
-        store.record_job(skipped, JobResult(SKIPPED, "gamma handles continuous data; digits is discrete"), run_id)
+        store.record_job(skipped, JobResult(JobStatus.SKIPPED, "gamma handles continuous data; digits is discrete"), run_id)
     store.finish_run(run_id)
     store.close()
     return directory

@@ -1,7 +1,9 @@
 """The layout rules of docs/architecture.md, checked on the source:
 
 - the core (harness/) never imports a built-in plugin and holds no metric name as a string literal
-  (report, gate and --metric read the metrics' declarations);
+  (report, gate and --metric read the metrics' declarations), and compares no unit with a string (what a
+  number is comes from its output's declared role and scaling);
+- the report and the regression gate do not import each other (both use harness.comparison);
 - a built-in plugin imports only the public harness API and modules of its own group
   (harness_plugins/models, harness_plugins/datasets, harness_plugins/metrics), never another group;
 - the module map of docs/architecture.md lists every module of the core and every module or package of
@@ -168,3 +170,64 @@ def test_a_module_is_under_the_line_limit_and_starts_with_its_concept(path):
 def test_known_over_limit_only_shrinks():
     stale = sorted(p for p in KNOWN_OVER_LIMIT if not (REPO / p).is_file() or line_count(REPO / p) < LINE_LIMIT)
     assert not stale, "no longer over the limit (remove from KNOWN_OVER_LIMIT):\n" + "\n".join(stale)
+
+
+def _modules_under(package: str) -> list:
+    return sorted((REPO / "harness" / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package, other", [("report", "regression"), ("regression", "report")])
+def test_report_and_regression_do_not_import_each_other(package, other):
+    """Both read harness.comparison and harness.summary; neither reaches into the other, not even inside a
+    function (every import statement of the file counts)."""
+    found = [f"{path.relative_to(REPO)} imports {module}" for path in _modules_under(package)
+             for module in imported_modules(path) if module == f"harness.{other}" or
+             module.startswith(f"harness.{other}.")]
+    assert not found, "\n".join(found)
+
+
+def _names_bound_to_strings(tree) -> set:
+    """Module-level names assigned a string, or a tuple, list or set of strings."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and _is_strings(node.value, set()):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _is_strings(node, names: set) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) and all(_is_strings(e, names) for e in node.elts)
+    return isinstance(node, ast.Name) and node.id in names
+
+
+def _is_unit(node) -> bool:
+    """``unit``, ``x.unit``, ``x["unit"]`` or ``x.get("unit")``."""
+    if isinstance(node, ast.Name):
+        return node.id == "unit"
+    if isinstance(node, ast.Attribute):
+        return node.attr == "unit"
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and node.slice.value == "unit"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        return bool(node.args) and isinstance(node.args[0], ast.Constant) and node.args[0].value == "unit"
+    return False
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(REPO)))
+def test_the_core_reads_no_unit_string(path):
+    """Units are for people: what a number is (a likelihood, a speed figure, a rate or a duration) comes
+    from its output's declared role and scaling, never from comparing its unit with a string."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    strings = _names_bound_to_strings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(_is_unit(o) for o in operands) and any(_is_strings(o, strings) for o in operands):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    assert not found, "unit strings compared in the core:\n" + "\n".join(found)
+    assert "time_dependence" not in source, "how a speed figure scales is its output's declared scaling"

@@ -14,7 +14,7 @@ import pytest
 from harness.executors import ProcessPool
 from harness.executors.isolation import ANSWERED, DIED, NOT_STARTED, TIMED_OUT, Attempt, describe_exit, kill_after
 from harness.executors.outcome import job_result, should_retry
-from harness.jobs import FAILED, OK, JobResult
+from harness.jobs import JobResult, JobStatus
 from harness.profiles import get_profile
 from harness.runner import Runner
 from tests.fake_plugins import crashers
@@ -54,11 +54,11 @@ def test_segfault_and_native_hang_fail_only_their_jobs(host, tmp_path):
     df, summary = run(host, tmp_path, ["segv", "stdnormal", "deadlock", "gaussian"], ProcessPool(2), job_timeout=4)
     assert summary["ok"] == 2 and summary["failed"] == 2
     jobs = job_rows(tmp_path)
-    assert jobs["segv"][:2] == (FAILED, "worker process died: killed by SIGSEGV (11)")
+    assert jobs["segv"][:2] == (JobStatus.FAILED, "worker process died: killed by SIGSEGV (11)")
     status, reason, _ = jobs["deadlock"]
-    assert status == FAILED and reason.startswith("timed out after 4 s") and "killed with its worker" in reason
+    assert status == JobStatus.FAILED and reason.startswith("timed out after 4 s") and "killed with its worker" in reason
     nll = df.query("metric == 'nll'").set_index("model")
-    assert set(nll.index) == {"stdnormal", "gaussian"} and (nll["status"] == OK).all()
+    assert set(nll.index) == {"stdnormal", "gaussian"} and (nll["status"] == JobStatus.OK).all()
     assert nll.loc["stdnormal", "value"] == pytest.approx(analytic_nll(host), rel=1e-6)
 
 
@@ -69,12 +69,12 @@ def test_retries_rerun_a_job_whose_worker_died_and_never_one_that_raised(host, t
     run(host, tmp_path / "run", ["flaky", "segv", "raiser"], ProcessPool(2, retries=1))
     jobs = job_rows(tmp_path / "run")
     status, reason, details = jobs["flaky"]  # died once, then succeeded on a fresh worker
-    assert status == OK and details["worker_deaths"] == ["worker process died: killed by SIGSEGV (11)"]
+    assert status == JobStatus.OK and details["worker_deaths"] == ["worker process died: killed by SIGSEGV (11)"]
     status, reason, details = jobs["segv"]  # died on the first attempt and on its retry
-    assert status == FAILED and reason == "worker process died: killed by SIGSEGV (11) (on each of 2 attempts)"
+    assert status == JobStatus.FAILED and reason == "worker process died: killed by SIGSEGV (11) (on each of 2 attempts)"
     assert len(details["worker_deaths"]) == 1
     status, reason, details = jobs["raiser"]  # raised: the job's own failure, tried once
-    assert status == FAILED and "deliberate failure after logging" in reason and "worker_deaths" not in details
+    assert status == JobStatus.FAILED and "deliberate failure after logging" in reason and "worker_deaths" not in details
     assert (tmp_path / "fits.log").read_text().splitlines() == ["raiser fit"]
 
 
@@ -120,15 +120,15 @@ def test_only_a_dead_worker_is_retried():
 
 
 def test_job_result_from_attempts():
-    ok = JobResult(OK, details={"fit_steps": 3})
+    ok = JobResult(JobStatus.OK, details={"fit_steps": 3})
     result = job_result([Attempt(DIED, reason="worker process died: killed by SIGKILL (9)"),
                          Attempt(ANSWERED, result=pickle.dumps(ok))])
-    assert result.status == OK and result.details == {"fit_steps": 3, "worker_deaths": [
+    assert result.status == JobStatus.OK and result.details == {"fit_steps": 3, "worker_deaths": [
         "worker process died: killed by SIGKILL (9)"]}
     mixed = job_result([Attempt(DIED, reason="a"), Attempt(DIED, reason="b")])
-    assert mixed.status == FAILED and mixed.reason == "b (attempt 2; before: a)"
+    assert mixed.status == JobStatus.FAILED and mixed.reason == "b (attempt 2; before: a)"
     unreadable = job_result([Attempt(ANSWERED, result=b"not a pickle", seconds=2.0)])
-    assert unreadable.status == FAILED and "could not be read" in unreadable.reason and unreadable.seconds == 2.0
+    assert unreadable.status == JobStatus.FAILED and "could not be read" in unreadable.reason and unreadable.seconds == 2.0
 
 
 # ---------------------------------------------------------------------------- resources
@@ -277,10 +277,10 @@ def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_bac
         attempt = ray_task.run_job(context, pickle.dumps(job), transfer.job_dirs(job), 1)
     finally:
         ray_task._close()
-    assert attempt.outcome == ANSWERED and pickle.loads(attempt.result).status == OK
+    assert attempt.outcome == ANSWERED and pickle.loads(attempt.result).status == JobStatus.OK
     assert attempt.files == {f"artifacts/{folder}/note.txt": b"fitted with seed 3"}
     assert folder == f"leaves-a-file-tiny-s3-{job.key[:8]}"
     assert not (node_dir / "artifacts" / folder).exists()  # the node's copy is gone
     result = RayExecutor(run_dir=coordinator_dir)._deliver(pickle.loads(attempt.result), attempt.files)
-    assert result.status == OK
+    assert result.status == JobStatus.OK
     assert (coordinator_dir / "artifacts" / folder / "note.txt").read_text() == "fitted with seed 3"

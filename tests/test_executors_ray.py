@@ -16,7 +16,7 @@ import pytest
 
 from harness.executors import InProcess, ProcessPool
 from harness.hparams import parse_set
-from harness.jobs import FAILED, OK
+from harness.jobs import JobStatus
 from harness.profiles import get_profile
 from harness.runner import Runner
 from tests.fake_plugins import crashers
@@ -62,7 +62,7 @@ def test_local_process_and_ray_give_identical_exact_likelihoods(host, tmp_path, 
                           overrides=[parse_set("made.steps=20")])
         nll = df.query("metric == 'nll'")
         assert summary["ok"] == 6 and len(nll) == 6
-        assert (nll["status"] == OK).all() and (nll["estimator"] == "exact").all()
+        assert (nll["status"] == JobStatus.OK).all() and (nll["estimator"] == "exact").all()
         values[name] = nll.set_index(["model", "dataset"])["value"].sort_index()
     for name in ("process", "ray"):
         pd.testing.assert_series_equal(values[name], values["local"], check_exact=False, rtol=1e-6, check_names=False)
@@ -79,12 +79,12 @@ def test_segfault_and_native_hang_under_ray_fail_only_their_jobs_and_retries_app
     db = sqlite3.connect(tmp_path / "run" / "results.sqlite")
     jobs = {model: (status, reason) for model, status, reason in db.execute("SELECT model, status, reason FROM jobs")}
     db.close()
-    assert jobs["segv"] == (FAILED, "worker process died: killed by SIGSEGV (11) (on each of 2 attempts)")
-    assert jobs["deadlock"][0] == FAILED and jobs["deadlock"][1].startswith("timed out after 4 s")
+    assert jobs["segv"] == (JobStatus.FAILED, "worker process died: killed by SIGSEGV (11) (on each of 2 attempts)")
+    assert jobs["deadlock"][0] == JobStatus.FAILED and jobs["deadlock"][1].startswith("timed out after 4 s")
     assert "killed with its worker" in jobs["deadlock"][1]  # once, not retried
-    assert jobs["flaky"] == (OK, "")  # segfaulted once, then ran on a fresh worker
+    assert jobs["flaky"] == (JobStatus.OK, "")  # segfaulted once, then ran on a fresh worker
     nll = df.query("metric == 'nll'").set_index("model")
-    assert set(nll.index) == {"stdnormal", "gaussian", "flaky"} and (nll["status"] == OK).all()
+    assert set(nll.index) == {"stdnormal", "gaussian", "flaky"} and (nll["status"] == JobStatus.OK).all()
 
 
 def ok_jobs(out):

@@ -1,9 +1,10 @@
-"""The machine rule of the regression gate (harness/machine.py, harness/regression/speed.py) and the
-rows of plugins that are not installed.
+"""The machine rule of the regression gate (harness/machine.py, harness/comparison/machines.py,
+harness/regression/speed.py) and the rows of plugins that are not installed.
 
 A results directory is moved to "another machine" by rewriting its store as that machine would have
 written it (:func:`as_another_machine`): another processor in the fingerprint (so another machine
-id), every rate multiplied and every duration divided by a speed factor, and, or not, the
+id), every figure its output declares a rate multiplied and every one declared a duration divided by a
+speed factor, and, or not, the
 calibration's times divided by the same factor. The same measured numbers, scaled, so the verdicts
 do not depend on this machine's load. The numbers the gate prints are checked against the factors
 applied and scipy's geometric mean.
@@ -20,11 +21,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness import machine, regression
+from harness import Scaling, machine, regression
 from harness.cli import main
+from harness.comparison import Entry, MachineSide, SpeedMode, SpeedPlan
 from harness.host import PluginHost
+from harness.machine import SpeedFactor
 from harness.profiles import get_profile
-from harness.regression.speed import time_dependence
 from harness.report import write_reports
 from harness.runner import Runner
 from tests.fake_plugins.regression_fakes import RegressionFakes, TwinFakes
@@ -34,6 +36,19 @@ MODELS = ["fake-gaussian", "fake-twin"]
 # not depend on timing; the real speed metrics where the same numbers are compared, scaled.
 EXACT_METRICS = ["nll", "fake_score", "fake_rate", "fake_loss"]
 TIMED_METRICS = EXACT_METRICS + ["sample_throughput", "sample_latency", "peak_memory"]
+
+
+# How a figure moves with the machine's speed, by its output's declared scaling (rates with it, durations
+# against it); the figures of other outputs do not move.
+EXPONENT = {"rate": 1, "duration": -1}
+
+
+def exponents(results) -> dict:
+    """Measurement name -> +1 (rate), -1 (duration) or 0, from the declarations a results store holds."""
+    db = sqlite3.connect(results / "results.sqlite")
+    decls = {name: json.loads(decl) for name, decl in db.execute("SELECT name, declaration FROM outputs")}
+    db.close()
+    return {name: EXPONENT.get(decl.get("scaling"), 0) for name, decl in decls.items()}
 
 
 def make_host(twin=True, twin_rate=1000.0) -> PluginHost:
@@ -61,10 +76,9 @@ def as_another_machine(src, dst, speed=1.0, calibration_speed=None, processor="S
     fingerprint processor replaced (``processor=None`` keeps the machine as it was)."""
     shutil.copytree(src, dst)
     db = sqlite3.connect(dst / "results.sqlite")
-    units = {name: json.loads(decl) for name, decl in db.execute("SELECT name, declaration FROM outputs")}
-    for name, decl in units.items():
-        if decl["kind"] == "speed" and time_dependence(decl["unit"]):
-            k = speed ** time_dependence(decl["unit"])
+    for name, d in exponents(src).items():
+        if d:
+            k = speed ** d
             db.execute("UPDATE measurements SET value = value * ?, stderr = stderr * ? WHERE metric = ?", (k, k, name))
     for run_id, text in db.execute("SELECT run_id, info FROM runs").fetchall():
         info = json.loads(text)
@@ -170,11 +184,21 @@ def test_speed_factor_is_the_geometric_mean_of_the_workload_ratios():
     assert pooled["workloads"] == {"matmul": {"seconds": 0.02}}  # the median, over workloads all runs timed
 
 
-@pytest.mark.parametrize("unit, dependence", [("samples/s", 1), ("examples/s", 1), ("FLOP/s", 1), ("ms", -1),
-                                              ("s", -1), ("s/step", -1), ("bytes", 0), ("FLOP/sample", 0),
-                                              ("fraction of peak", 0), ("", 0)])
-def test_rates_and_durations_are_told_apart_by_their_unit(unit, dependence):
-    assert time_dependence(unit) == dependence
+@pytest.mark.parametrize("scaling, expected", [(Scaling.RATE, 100.0 / 0.4), (Scaling.DURATION, 100.0 * 0.4),
+                                               (Scaling.NONE, 100.0), (None, 100.0)])
+def test_across_machines_a_figure_moves_as_its_output_declares_it_scales(scaling, expected):
+    """A machine 0.4 times as fast: a rate reads 1/0.4 times higher on the reference machine, a duration
+    0.4 times as long; a figure declared not to depend on speed stays; an undeclared one is not compared."""
+    plan = SpeedPlan(SpeedMode.NORMALISED, MachineSide("cur"), reference_id="ref", reference=MachineSide("ref"),
+                     factor=SpeedFactor(0.4, {"matmul": 0.4}))
+    entry = Entry("m", "d", "x", "x", "f", "", "measured", True, 100.0, 5.0, 3, [0, 1, 2])
+    normalised = plan.normalise(entry, scaling)
+    assert normalised.mean == pytest.approx(expected, rel=1e-12)
+    assert normalised.stderr == pytest.approx(5.0 * expected / 100.0, rel=1e-12)
+    assert plan.comparable(scaling) == (scaling is not None)
+    assert "does not declare how it scales" in plan.row_note(None)
+    same = SpeedPlan(SpeedMode.SAME_MACHINE, MachineSide("cur"), reference_id="cur")
+    assert same.comparable(None) and same.normalise(entry, Scaling.RATE) is entry
 
 
 def test_every_run_records_its_machine_and_calibration(timed):
@@ -218,14 +242,14 @@ def test_a_slower_machine_with_a_slower_calibration_compares_clean(timed, tmp_pa
     assert speed["factor"] == pytest.approx(0.4, rel=1e-9)
     assert speed["factor_by_workload"] == pytest.approx({"matmul": 0.4, "conv2d": 0.4, "small_ops": 0.4}, rel=1e-9)
     rows = speed_rows(report)
-    units = {r["unit"] for r in rows}
-    assert {"samples/s", "ms", "bytes"} <= units  # rates, durations and a count
+    moves = exponents(results)
+    assert {moves[r["metric"]] for r in rows} == {1, -1, 0}  # rates, durations and a count
     for r in rows:
         assert r["verdict"] == "unchanged", r
-        if time_dependence(r["unit"]):
+        if moves[r["metric"]]:
             # Raw: 0.4x the throughput, 2.5x the latency; normalised: the baseline's figure again.
             raw = r["current"]["mean"] / r["baseline"]["mean"]
-            assert raw == pytest.approx(0.4 ** time_dependence(r["unit"]), rel=1e-9)
+            assert raw == pytest.approx(0.4 ** moves[r["metric"]], rel=1e-9)
             assert r["normalised"]["mean"] == pytest.approx(r["baseline"]["mean"], rel=1e-9)
             assert r["tolerance"]["ratio"] and 2.0 < 1 / (1 - r["tolerance"]["relative"]) < 3.0
         else:
@@ -251,9 +275,10 @@ def test_slower_figures_without_a_slower_calibration_fail_on_the_speed_rows(time
         # wrong way, past its floor (whether the seeds' spread of a real timing also makes it significant
         # depends on this machine's load while the fixture ran).
         assert {r["model"] for r in failing if r["metric"] == "fake_rate"} == set(MODELS)
+        moves = exponents(results)
         for r in speed_rows(report):
-            if time_dependence(r["unit"]):
-                assert r["ratio"] == pytest.approx(0.4 ** time_dependence(r["unit"]), rel=1e-9)
+            if moves[r["metric"]]:
+                assert r["ratio"] == pytest.approx(0.4 ** moves[r["metric"]], rel=1e-9)
                 assert 1 / (1 - r["tolerance"]["relative"]) < 2.5
 
 

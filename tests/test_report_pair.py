@@ -17,7 +17,7 @@ import torch
 from harness.cli import main
 from harness.host import PluginHost
 from harness.profiles import get_profile
-from harness.regression import decide, load_results, summarise, tolerance_for
+from harness.comparison import decide, load_results, summarise, tolerance_for
 from harness.report import write_reports
 from harness.runner import Runner
 from tests.fake_plugins.regression_fakes import RegressionFakes
@@ -82,7 +82,7 @@ def test_a_worse_run_is_marked_worse_in_the_likelihood_cells(runs, capsys, tmp_p
     ra, rb = load_results(runs["a"]), load_results(runs["worse"])
     ea = {e.id: e for e in summarise(ra)}
     eb = {e.id: e for e in summarise(rb)}
-    expected = decide(ea["nll"].stats, eb["nll"].stats, False, tolerance_for(eb["nll"], rb.outputs, {}))
+    expected = decide(ea["nll"].stats, eb["nll"].stats, False, tolerance_for(eb["nll"], rb.outputs["nll"]))
     assert row["p_worse"] == pytest.approx(expected.p_worse)
     html = (tmp_path / "comparison.html").read_text()
     assert html.count("class='worse'") == 2 and "B is significantly worse" in html

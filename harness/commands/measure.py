@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.commands import skips
 from harness.commands.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
+from harness.jobs import JobStatus
 
 
 def add_executor_options(parser) -> None:
@@ -145,7 +146,7 @@ def report(host, store, summary: dict, out: Path, jobs: list, meta: dict, args, 
     store.close()
     formats = host.registry.report_formats
     paths = write_every_run(run, formats, out)
-    failed = summary["failed"] > 0 or (df["status"] == "failed").any()
+    failed = summary[JobStatus.FAILED] > 0 or (df["status"] == JobStatus.FAILED).any()
     if args.format == "json":
         emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
               "results": run.tidy.astype(object).where(df.notna(), None).to_dict(orient="records")}, "json")
@@ -153,8 +154,8 @@ def report(host, store, summary: dict, out: Path, jobs: list, meta: dict, args, 
     show(run, formats, paths)
     reused = f", {summary['reused']} reused" if summary.get("reused") else ""
     where = pointers(paths)
-    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped{reused}"
-          + (f"; {where}" if where else ""))
+    counts = ", ".join(f"{summary[status]} {status}" for status in JobStatus)
+    print(f"{counts}{reused}" + (f"; {where}" if where else ""))
     if saving is not None:
         print(artifact_line(summary, out, saving=saving))
     lines = skips.terminal_lines(jobs)

@@ -31,8 +31,8 @@ def emit(rows: list, fmt: str, columns: list | None = None, stream=None) -> None
 def byte_size(n: int) -> str:
     """``123 B``, ``4.5 kB``, ``6.7 MB``, ``1.2 GB`` (powers of 1000)."""
     value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for suffix in ("B", "kB", "MB", "GB"):
+        if value < 1000 or suffix == "GB":
+            return f"{int(value)} {suffix}" if suffix == "B" else f"{value:.1f} {suffix}"
         value /= 1000
     return f"{value:.1f} GB"  # pragma: no cover - unreachable

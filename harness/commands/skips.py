@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-KIND_LABELS = {"incompatible": "incompatible", "data": "data missing", "other": "not run"}
+from harness.jobs import SkipKind
+
+KIND_LABELS = {SkipKind.INCOMPATIBLE: "incompatible", SkipKind.DATA: "data missing", SkipKind.OTHER: "not run"}
 
 
 def pairs(jobs) -> list:
@@ -12,7 +14,7 @@ def pairs(jobs) -> list:
         if job.skip_reason is None or (job.model, job.dataset) in seen:
             continue
         seen.add((job.model, job.dataset))
-        out.append((job.model, job.dataset, job.skip_kind or "other", job.skip_reason))
+        out.append((job.model, job.dataset, job.skip_kind or SkipKind.OTHER, job.skip_reason))
     return out
 
 
@@ -37,7 +39,7 @@ def explain(host, jobs) -> str:
     lines = ["nothing to run: every model and dataset pair you named cannot run"]
     for model, dataset, kind, reason in pairs(jobs):
         lines.append(f"  {model} on {dataset}: {reason}")
-        if kind == "incompatible":
+        if kind == SkipKind.INCOMPATIBLE:
             lines.append(f"    {what_fits(host, model, dataset)}")
     lines.append("See `python -m harness list` for every model and dataset with what they accept, and "
                  "`python -m harness datasets` for which datasets are available.")
@@ -50,7 +52,7 @@ def terminal_lines(jobs) -> list:
     if not found:
         return []
     lines = [f"skipped {len(found)} model/dataset pair(s) (`python -m harness list` shows what fits):"]
-    for kind in ("data", "incompatible", "other"):
+    for kind in (SkipKind.DATA, SkipKind.INCOMPATIBLE, SkipKind.OTHER):
         for model, dataset, k, reason in found:
             if k == kind:
                 lines.append(f"  {KIND_LABELS[kind]:<12}  {model} / {dataset}: {reason}")

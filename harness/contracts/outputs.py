@@ -122,9 +122,16 @@ class Output:
                 "scaling": None if self.scaling is None else self.scaling.value}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Output":
+    def from_dict(cls, d: Mapping, known: Optional["Output"] = None) -> "Output":
+        """The declaration :meth:`as_dict` wrote. One written before outputs declared ``role`` and
+        ``scaling`` takes them from ``known`` (the installed metric's declaration of the same output) when
+        that is of the same kind; otherwise they stay undeclared (the default role; no scaling for a
+        speed output, so its figures are compared only with the same machine's)."""
         d = dict(d)
         d["tolerance"] = Tolerance(**d.get("tolerance") or {})
+        if known is not None and known.kind == d.get("kind", QUALITY):
+            for key in ("role", "scaling"):
+                d.setdefault(key, getattr(known, key))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 

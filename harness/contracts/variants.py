@@ -15,11 +15,13 @@ def variant_identity(identity: str, label: str) -> str:
     return f"{identity}[{check_variant_label(label)}]"
 
 
-def split_variant(identity: str) -> tuple:
+def split_variant(identity) -> tuple:
     """(identity without the variant, variant label or None): ``fid@2000[steps=10]`` -> (``fid@2000``,
-    ``steps=10``); ``fid@2000`` -> (``fid@2000``, None)."""
-    if identity.endswith("]") and "[" in identity:
-        base, _, label = identity[:-1].partition("[")
+    ``steps=10``); ``fid@2000`` -> (``fid@2000``, None). A label holds no square brackets, so the variant
+    is the bracketed suffix after the last ``[``."""
+    identity = str(identity)
+    if identity.endswith("]"):
+        base, _, label = identity[:-1].rpartition("[")
         if base and label:
             return base, label
     return identity, None

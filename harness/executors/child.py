@@ -50,17 +50,18 @@ def main(argv: list) -> int:
 
 
 def _answer(runner, job_blob: bytes) -> bytes:
-    from harness.jobs import FAILED, JobResult
+    from harness.jobs import JobResult, JobStatus
 
     try:
         job = pickle.loads(job_blob)
     except Exception as exc:
-        return pickle.dumps(JobResult(FAILED, f"the worker could not read the job: {type(exc).__name__}: {exc}"))
+        reason = f"the worker could not read the job: {type(exc).__name__}: {exc}"
+        return pickle.dumps(JobResult(JobStatus.FAILED, reason))
     result = runner.run(job)
     try:
         return pickle.dumps(result)
     except Exception as exc:  # e.g. a plugin put something unpicklable into details
-        failed = JobResult(FAILED, f"the job's result could not be sent back: {type(exc).__name__}: {exc}",
+        failed = JobResult(JobStatus.FAILED, f"the job's result could not be sent back: {type(exc).__name__}: {exc}",
                            seconds=result.seconds)
         return pickle.dumps(failed)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickle
 
 from harness.executors.isolation import ANSWERED, DIED, Attempt
-from harness.jobs import FAILED, JobResult
+from harness.jobs import JobResult, JobStatus
 
 
 def should_retry(attempts: list, retries: int) -> bool:
@@ -24,10 +24,10 @@ def job_result(attempts: list) -> JobResult:
         try:
             result = pickle.loads(last.result)
         except Exception as exc:
-            result = JobResult(FAILED, f"the worker's result could not be read: {type(exc).__name__}: {exc}",
+            result = JobResult(JobStatus.FAILED, f"the worker's result could not be read: {type(exc).__name__}: {exc}",
                                seconds=last.seconds)
     else:
-        result = JobResult(FAILED, last.reason, seconds=last.seconds)
+        result = JobResult(JobStatus.FAILED, last.reason, seconds=last.seconds)
         earlier = [a.reason for a in attempts[:-1]]
         if earlier and all(reason == last.reason for reason in earlier):
             result.reason += f" (on each of {len(attempts)} attempts)"

@@ -28,7 +28,7 @@ from harness.executors.isolation import DIED, NOT_STARTED, Attempt
 from harness.executors.outcome import job_result, should_retry
 from harness.executors.ray_task import TaskContext, run_job
 from harness.executors.resources import check_flags, request_for
-from harness.jobs import FAILED, JobResult
+from harness.jobs import JobResult, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,12 @@ class RayExecutor:
                         request = request_for(job_runner.host.model(job.model), job_runner.profile.name,
                                               str(job_runner.device), self.cpus_per_job, self.gpus_per_job)
                     except UserError as exc:
-                        yield job, JobResult(FAILED, str(exc))
+                        yield job, JobResult(JobStatus.FAILED, str(exc))
                         continue
                     if request not in placeable:
                         placeable[request] = self._unplaceable(request)
                     if placeable[request]:
-                        yield job, JobResult(FAILED, placeable[request])
+                        yield job, JobResult(JobStatus.FAILED, placeable[request])
                         continue
                     ref = task.options(num_cpus=request.cpus, num_gpus=request.gpus, max_retries=0,
                                        name=f"harness:{job.label}").remote(context_ref, pickle.dumps(job),
@@ -180,7 +180,7 @@ class RayExecutor:
             try:
                 transfer.deliver(self.run_dir, files)
             except (OSError, ValueError) as exc:
-                result.status, result.reason = FAILED, f"the job's files could not be written: {exc}"
+                result.status, result.reason = JobStatus.FAILED, f"the job's files could not be written: {exc}"
         return result
 
     def _cancel(self) -> None:

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from harness.contracts import SPEED, UserError
+from harness.contracts import UserError, split_variant
+from harness.jobs import JobStatus
 
 ENVIRONMENT_KEYS = ("harness", "torch", "python", "platform", "plugins")
 
@@ -94,8 +95,7 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
 
     ``outputs`` (measurement name -> Output; the CLI passes the installed metrics') declare what the
     store does not. One directory must hold one profile (:class:`UserError` otherwise)."""
-    from harness.regression import load_results, summarise
-    from harness.report.summary import split_variant
+    from harness.comparison import is_speed, load_results, summarise
     from harness.store import Store, find_store
 
     directory = Path(directory)
@@ -110,7 +110,7 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
         runs = store.runs()
     finally:
         store.close()
-    ok = results.rows[results.rows["status"] == "ok"]
+    ok = results.rows[results.rows["status"] == JobStatus.OK]
     used = set(ok["run_id"])
     runs = [r for r in runs if r["run_id"] in used]
     if not runs:
@@ -123,7 +123,7 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
         newest = rows.sort_values("finished").iloc[-1]
         info = info_of_run.get(newest["run_id"], {})
         out = results.outputs.get(entry.metric)
-        speed = (out is not None and out.kind == SPEED) or entry.kind == SPEED
+        speed = is_speed(out)
         protocol = {"profile": profile, "identity": entry.id, "variant": split_variant(entry.id)[1],
                     "dataset_version": results.datasets.get(entry.dataset)}
         if not speed:  # a speed figure's count is how many timings it took, which varies from run to run

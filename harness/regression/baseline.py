@@ -10,7 +10,8 @@ each model's hyperparameters), and it records which plugin registered each model
 Quality rows are in ``entries``. Speed rows are in ``machines``, one section per machine fingerprint
 id (:mod:`harness.machine`): the fingerprint, the calibration and that machine's speed entries.
 ``baseline save --merge`` (:func:`merge_speed`) adds or replaces one machine's section of an existing
-baseline and leaves its quality rows alone.
+baseline and leaves its quality rows alone. :func:`check_match` refuses results made from other data or
+with another profile (:class:`BaselineMismatch`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
-from harness.contracts import UserError
+from harness.comparison import Entry, ResultsSet, is_speed, results_machine, summarise
+from harness.contracts import SPEED, Output, UserError
 from harness.machine import describe
-from harness.regression.results import Entry, ResultsSet, summarise
-from harness.regression.speed import is_speed, results_machine
 
 BASELINE_FORMAT = "harness-baseline/2"
 OLD_FORMATS = ("harness-baseline/1",)  # read, with their speed rows in a section of an unknown machine
@@ -37,6 +36,30 @@ REFRESH_COMMANDS = ("python -m harness run --all --profile {profile} --seeds 3 -
 
 class BaselineMismatch(UserError):
     """The baseline was made from other data or another profile: its numbers are not comparable."""
+
+
+def check_match(doc: dict, results: ResultsSet, baseline_path: str = "the baseline") -> None:
+    """Raise :class:`BaselineMismatch` when the profile differs or a dataset both hold has another hash."""
+    problems = []
+    profiles = results.profiles
+    if profiles != [doc["profile"]]:
+        problems.append(f"profile: the baseline was made with {doc['profile']!r}, the results with "
+                        f"{', '.join(repr(p) for p in profiles) or 'none'}")
+    for name, base_hash in sorted(doc["datasets"].items()):
+        cur_hash = results.datasets.get(name)
+        if base_hash and cur_hash and base_hash != cur_hash:
+            problems.append(f"dataset {name!r}: baseline hash {base_hash[:12]}, results hash {cur_hash[:12]} "
+                            "(the data differ)")
+    if problems:
+        refresh = REFRESH_COMMANDS.format(profile=profiles[0] if len(profiles) == 1 else doc["profile"],
+                                          path=baseline_path)
+        raise BaselineMismatch(
+            f"baseline {baseline_path} does not match the results in {results.source}:\n  - "
+            + "\n  - ".join(problems)
+            + "\nNumbers made from other data or another profile are not comparable, so nothing was compared.\n"
+              "If the change is deliberate, refresh the baseline:\n  " + refresh
+            + "\nand commit it with a message that says why the numbers moved. Otherwise compare results made "
+              f"with the baseline's profile ({doc['profile']}) and data.")
 
 
 def hparams_hash(hparams) -> str:
@@ -78,10 +101,20 @@ def _owners(results: ResultsSet, entries) -> dict:
             for kind, names in used.items()}
 
 
-def _entry_dicts(entries) -> list:
-    keys = ("dataset", "model", "id", "metric", "unit", "estimator", "higher_is_better", "kind", "mean", "stderr",
-            "n_seeds", "seeds")
-    return [{k: asdict(e)[k] for k in keys} for e in sorted(entries, key=lambda e: (e.dataset, e.model, e.id))]
+def _entry_dicts(entries, outputs: Mapping) -> list:
+    """The entries as the file keeps them, each with its output's declared kind ("" when undeclared)."""
+    keys = ("dataset", "model", "id", "metric", "unit", "estimator", "higher_is_better")
+    rows = []
+    for e in sorted(entries, key=lambda e: (e.dataset, e.model, e.id)):
+        out = outputs.get(e.metric)
+        rows.append({**{k: getattr(e, k) for k in keys}, "kind": out.kind if out is not None else "",
+                     "mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds, "seeds": e.seeds})
+    return rows
+
+
+def _speed(results: ResultsSet, entries) -> list:
+    """The entries whose outputs declare them speed figures."""
+    return [e for e in entries if is_speed(results.outputs.get(e.metric))]
 
 
 def speed_section(results: ResultsSet, entries, created: Optional[str] = None) -> tuple:
@@ -93,7 +126,7 @@ def speed_section(results: ResultsSet, entries, created: Optional[str] = None) -
     if len(mine.ids) > 1:
         raise UserError(f"results in {results.source} come from {len(mine.ids)} machines ({', '.join(mine.ids)}); "
                         "a baseline's speed section holds one machine's figures: run again into a fresh directory")
-    speed = [e for e in entries if is_speed(e)]
+    speed = _speed(results, entries)
     section = {
         "description": describe(mine.fingerprint) if mine.id else "unknown machine (the results record none)",
         "fingerprint": mine.fingerprint,
@@ -101,7 +134,7 @@ def speed_section(results: ResultsSet, entries, created: Optional[str] = None) -
         "created": created or _now(),
         "source": results.source,
         "seeds": sorted({s for e in speed for s in e.seeds}),
-        "entries": _entry_dicts(speed),
+        "entries": _entry_dicts(speed, results.outputs),
     }
     return (mine.id or UNKNOWN_MACHINE), section
 
@@ -110,9 +143,10 @@ def make_baseline(results: ResultsSet, created: Optional[str] = None) -> dict:
     """The baseline document of a results set (see :func:`write_baseline`)."""
     entries = _checked_entries(results)
     created = created or _now()
-    quality = [e for e in entries if not is_speed(e)]
+    speed = _speed(results, entries)
+    quality = [e for e in entries if e not in speed]
     machines = {}
-    if len(quality) < len(entries):
+    if speed:
         machine, section = speed_section(results, entries, created)
         machines[machine] = section
     used = sorted({e.dataset for e in entries})
@@ -128,7 +162,7 @@ def make_baseline(results: ResultsSet, created: Optional[str] = None) -> dict:
         "owners": _owners(results, entries),
         "outputs": {name: out.as_dict() for name, out in sorted(results.outputs.items())
                     if name in {e.metric for e in entries}},
-        "entries": _entry_dicts(quality),
+        "entries": _entry_dicts(quality, results.outputs),
         "machines": machines,
     }
 
@@ -138,17 +172,15 @@ def merge_speed(doc: dict, results: ResultsSet, baseline_path: str = "the baseli
 
     Returns (the new document, machine id, whether a section of that machine was replaced). The results
     must match the baseline (profile, dataset hashes) and come from one machine that they record."""
-    from harness.regression.compare import check_match
-
     check_match(doc, results, baseline_path)
     entries = _checked_entries(results)
-    if not any(is_speed(e) for e in entries):
+    speed = _speed(results, entries)
+    if not speed:
         raise UserError(f"no speed measurements in {results.source}: nothing to merge into {baseline_path}")
     machine, section = speed_section(results, entries)
     if machine == UNKNOWN_MACHINE:
         raise UserError(f"the results in {results.source} record no machine (a CSV, or a store written before runs "
                         "recorded their machine): a merged speed section must name its machine")
-    speed = [e for e in entries if is_speed(e)]
     new = json.loads(json.dumps(doc))
     replaced = machine in new.get("machines", {})
     new.setdefault("machines", {})[machine] = section
@@ -182,19 +214,16 @@ def _upgrade(doc: dict) -> dict:
     """A format-1 baseline as format 2: its speed rows in a section of an unknown machine, which
     ``compare`` never judges (format 1 recorded no machine)."""
     doc = dict(doc)
-    entries = [e for e in doc["entries"] if not _entry_is_speed(e)]
-    speed = [e for e in doc["entries"] if _entry_is_speed(e)]
-    doc["entries"] = entries
+    outputs = doc.get("outputs") or {}
+    speed = [e for e in doc["entries"] if e.get("kind") == SPEED
+             or (e.get("metric") in outputs and is_speed(Output.from_dict(outputs[e["metric"]])))]
+    doc["entries"] = [e for e in doc["entries"] if e not in speed]
     doc["machines"] = {UNKNOWN_MACHINE: {
         "description": f"unknown machine (a {doc['format']} baseline records none)", "fingerprint": {},
         "calibration": None, "created": doc.get("created"), "source": doc.get("source"),
         "seeds": doc.get("seeds", []), "entries": speed}} if speed else {}
     doc["format"] = BASELINE_FORMAT
     return doc
-
-
-def _entry_is_speed(e: dict) -> bool:
-    return e.get("kind") == "speed" or (not e.get("kind") and e.get("estimator") == "measured")
 
 
 def read_baseline(path) -> dict:
@@ -221,9 +250,14 @@ def _entries(doc: dict, rows: list) -> list:
     return [Entry(model=e["model"], dataset=e["dataset"], id=e["id"], metric=e.get("metric", e["id"]),
                   family=doc.get("models", {}).get(e["model"], {}).get("family", ""), unit=e.get("unit", ""),
                   estimator=e.get("estimator", ""), higher_is_better=e["higher_is_better"], mean=float(e["mean"]),
-                  stderr=e.get("stderr"), n_seeds=int(e.get("n_seeds", 1)), seeds=list(e.get("seeds", [])),
-                  kind=e.get("kind", ""))
+                  stderr=e.get("stderr"), n_seeds=int(e.get("n_seeds", 1)), seeds=list(e.get("seeds", [])))
             for e in rows]
+
+
+def baseline_outputs(doc: dict, known: Mapping) -> dict:
+    """Measurement name -> :class:`~harness.contracts.Output` as the baseline declares it; a declaration
+    saved before outputs declared role and scaling takes them from ``known`` (the results')."""
+    return {name: Output.from_dict(d, known.get(name)) for name, d in (doc.get("outputs") or {}).items()}
 
 
 def baseline_entries(doc: dict) -> list:

@@ -1,16 +1,18 @@
 """``compare``: set a results set against a baseline, row by row.
 
-Each (model, dataset, metric identity) of the baseline is decided by :func:`harness.regression.rule.decide`
-with the tolerance its metric declares. Rows only in the results are *new*; rows only in the baseline
-are *missing* (they fail the gate unless ``allow_missing``), or *not-installed* when the plugin that
+The baseline is the reference side and the results the current side of the comparison engine
+(:func:`harness.comparison.compare_sides`): each (model, dataset, metric identity) is matched, checked
+and decided with the tolerance its metric declares, speed rows under the machine rule (as measured on
+the same machine, normalised by the two runs' calibrations on another; :mod:`harness.regression.speed`
+picks the baseline's section). The gate adds what only a baseline has: rows only in the baseline are
+*missing* (they fail the gate unless ``allow_missing``), or *not-installed* when the plugin that
 registered their model, dataset or metric is not installed now (they fail only with
 ``require_all_plugins``); a failed job or metric in the results is *failed* and always fails the gate;
-a row whose unit, estimator or direction changed is *changed* (not comparable) and fails the gate
-until the baseline is refreshed. Speed rows follow the machine rule of
-:mod:`harness.regression.speed`: compared as measured on the same machine, normalised by the two
-runs' calibrations on another, or *not-compared* (never failing). A baseline made with another
-profile, or with a different hash for a dataset both contain, raises
-:class:`~harness.regression.baseline.BaselineMismatch` (the CLI exits 2) and nothing is compared.
+a row whose unit, estimator, direction or declaration changed is *changed* and fails the gate until
+the baseline is refreshed; rows only in the results are *new*. When no section of the baseline can be
+set against the results (or ``quality_only``), the results' speed rows are listed *not-compared* and
+never fail. A baseline made with another profile, or with a different hash for a dataset both contain,
+raises :class:`~harness.regression.baseline.BaselineMismatch` (the CLI exits 2) and nothing is compared.
 """
 
 from __future__ import annotations
@@ -21,70 +23,38 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
-from harness.contracts import SPEED, SPEED_TOLERANCE, Output, Tolerance, UserError
-from harness.regression.baseline import (REFRESH_COMMANDS, BaselineMismatch, baseline_entries, hparams_hash,
+from harness.comparison import (DEFAULT_ALPHA, MACHINE_SPREAD, ResultsSet, RowComparison, Side, SpeedPlan, Verdict,
+                                compare_sides, declaration, is_speed, summarise)
+from harness.contracts import QUALITY, SPEED, UserError
+from harness.jobs import JobStatus
+from harness.regression.baseline import (baseline_entries, baseline_outputs, check_match, hparams_hash,
                                          section_entries)
-from harness.regression.results import Entry, ResultsSet, summarise
-from harness.regression.rule import DEFAULT_ALPHA, Decision, decide
-from harness.regression.speed import MACHINE_SPREAD, SAME_MACHINE, SpeedPlan, is_speed, plan_speed
+from harness.regression.speed import plan_for, speed_dict
 
-# Used only for a measurement that neither the results nor the baseline declares.
-UNDECLARED_TOLERANCE = Tolerance(relative=0.05)
-
-
-def tolerance_for(entry: Entry, outputs: Mapping, baseline_outputs: Mapping,
-                  overrides: Optional[Mapping] = None) -> Tolerance:
-    """A row's floor: an override (by identity or name), else the tolerance its metric declares (in the
-    results' declarations, else the baseline's), else 5% (a ratio of 2 for a speed row)."""
-    if overrides and (entry.id in overrides or entry.metric in overrides):
-        return overrides.get(entry.id, overrides.get(entry.metric))
-    declared = outputs.get(entry.metric)
-    if declared is None and entry.metric in baseline_outputs:
-        declared = Output.from_dict(baseline_outputs[entry.metric])
-    if declared is not None:
-        return declared.tolerance
-    return SPEED_TOLERANCE if entry.kind == SPEED or entry.estimator == "measured" else UNDECLARED_TOLERANCE
-
-
-FAILING = ("failed", "worse", "changed", "missing")
-NOT_INSTALLED, NOT_COMPARED = "not-installed", "not-compared"
-VERDICT_ORDER = ("failed", "worse", "changed", "missing", NOT_INSTALLED, "better", "new", "unchanged", NOT_COMPARED)
+FAILING = (Verdict.FAILED, Verdict.WORSE, Verdict.CHANGED, Verdict.MISSING)
+VERDICT_ORDER = (Verdict.FAILED, Verdict.WORSE, Verdict.CHANGED, Verdict.MISSING, Verdict.NOT_INSTALLED,
+                 Verdict.BETTER, Verdict.NEW, Verdict.UNCHANGED, Verdict.NOT_COMPARED)
 
 # The state of each installed plugin, for telling rows of a plugin that is not installed from rows that
 # went missing: "" loaded, DISABLED blocked by HARNESS_DISABLE_PLUGINS, else why it failed to load.
 DISABLED = "disabled"
 
 
-@dataclass
-class Row:
-    verdict: str
-    model: str
-    dataset: str
-    id: str
-    unit: str = ""
-    baseline: Optional[Entry] = None
-    current: Optional[Entry] = None
-    decision: Optional[Decision] = None
-    tolerance: Optional[Tolerance] = None
-    note: str = ""
-    speed: bool = False
-    normalised: Optional[Entry] = None  # the current entry as it would read on the baseline's machine
-
-    def as_dict(self) -> dict:
-        d = {"verdict": self.verdict, "model": self.model, "dataset": self.dataset, "metric": self.id,
-             "unit": self.unit, "kind": "speed" if self.speed else "quality", "note": self.note}
-        for side in ("baseline", "current", "normalised"):
-            e = getattr(self, side)
-            if e is None and side == "normalised":
-                continue
-            d[side] = None if e is None else {"mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds,
-                                               "estimator": e.estimator}
-        if self.decision is not None:
-            d["delta"], d["ratio"] = _finite(self.decision.delta), _finite(self.decision.ratio)
-            d["p_worse"], d["p_better"], d["test"] = self.decision.p_worse, self.decision.p_better, self.decision.test
-        if self.tolerance is not None:
-            d["tolerance"] = asdict(self.tolerance)
-        return d
+def row_dict(row: RowComparison) -> dict:
+    """One row of ``compare --format json``."""
+    d = {"verdict": row.verdict, "model": row.model, "dataset": row.dataset, "metric": row.id, "unit": row.unit,
+         "kind": SPEED if row.speed else QUALITY, "note": row.note}
+    for name, e in (("baseline", row.reference), ("current", row.current), ("normalised", row.normalised)):
+        if e is None and name == "normalised":
+            continue
+        d[name] = None if e is None else {"mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds,
+                                          "estimator": e.estimator}
+    if row.decision is not None:
+        d["delta"], d["ratio"] = _finite(row.decision.delta), _finite(row.decision.ratio)
+        d["p_worse"], d["p_better"], d["test"] = row.decision.p_worse, row.decision.p_better, row.decision.test
+    if row.tolerance is not None:
+        d["tolerance"] = asdict(row.tolerance)
+    return d
 
 
 def _finite(x):
@@ -93,7 +63,7 @@ def _finite(x):
 
 @dataclass
 class Comparison:
-    rows: list
+    rows: list  # [RowComparison]
     alpha: float
     allow_missing: bool
     notes: list
@@ -111,9 +81,9 @@ class Comparison:
 
     @property
     def failures(self) -> list:
-        failing = set(FAILING) - ({"missing"} if self.allow_missing else set())
+        failing = set(FAILING) - ({Verdict.MISSING} if self.allow_missing else set())
         if self.require_all_plugins:
-            failing.add(NOT_INSTALLED)
+            failing.add(Verdict.NOT_INSTALLED)
         return [r for r in self.rows if r.verdict in failing]
 
     @property
@@ -121,7 +91,7 @@ class Comparison:
         """note -> rows, for the baseline rows of plugins that are not installed."""
         out: dict = {}
         for r in self.rows:
-            if r.verdict == NOT_INSTALLED:
+            if r.verdict == Verdict.NOT_INSTALLED:
                 out.setdefault(r.note, []).append(r)
         return out
 
@@ -132,51 +102,16 @@ class Comparison:
     def to_dict(self) -> dict:
         return {"passed": not self.failures, "exit_code": self.exit_code, "alpha": self.alpha,
                 "allow_missing": self.allow_missing, "require_all_plugins": self.require_all_plugins,
-                "counts": self.counts, "notes": self.notes, "speed": _speed_dict(self.speed),
+                "counts": self.counts, "notes": self.notes, "speed": speed_dict(self.speed, self.baseline),
                 "baseline": {k: self.baseline.get(k) for k in ("source", "created", "profile", "seeds", "versions")},
                 "results": {"source": self.results.source, "profiles": self.results.profiles,
                             "seeds": self.results.seeds, "versions": self.results.versions},
-                "rows": [r.as_dict() for r in self.rows]}
+                "rows": [row_dict(r) for r in self.rows]}
 
     def to_markdown(self, baseline_path: str = "", all_rows: bool = False) -> str:
         from harness.regression.render import render_markdown
 
         return render_markdown(self, baseline_path, all_rows)
-
-
-def _speed_dict(plan: Optional[SpeedPlan]) -> Optional[dict]:
-    if plan is None:
-        return None
-    return {"mode": plan.mode, "summary": plan.describe(), "results_machine": plan.results.id,
-            "results_machines": plan.results.ids, "baseline_machine": plan.section_id,
-            "baseline_machines": plan.sections, "same_machine": plan.mode == SAME_MACHINE,
-            "baseline_from_this_machine": plan.baseline_from_this_machine,
-            "factor": plan.factor.factor if plan.factor else None,
-            "factor_by_workload": plan.factor.ratios if plan.factor else None, "spread": plan.spread}
-
-
-def check_match(doc: dict, results: ResultsSet, baseline_path: str = "the baseline") -> None:
-    """Raise :class:`BaselineMismatch` when the profile differs or a dataset both hold has another hash."""
-    problems = []
-    profiles = results.profiles
-    if profiles != [doc["profile"]]:
-        problems.append(f"profile: the baseline was made with {doc['profile']!r}, the results with "
-                        f"{', '.join(repr(p) for p in profiles) or 'none'}")
-    for name, base_hash in sorted(doc["datasets"].items()):
-        cur_hash = results.datasets.get(name)
-        if base_hash and cur_hash and base_hash != cur_hash:
-            problems.append(f"dataset {name!r}: baseline hash {base_hash[:12]}, results hash {cur_hash[:12]} "
-                            "(the data differ)")
-    if problems:
-        refresh = REFRESH_COMMANDS.format(profile=profiles[0] if len(profiles) == 1 else doc["profile"],
-                                          path=baseline_path)
-        raise BaselineMismatch(
-            f"baseline {baseline_path} does not match the results in {results.source}:\n  - "
-            + "\n  - ".join(problems)
-            + "\nNumbers made from other data or another profile are not comparable, so nothing was compared.\n"
-              "If the change is deliberate, refresh the baseline:\n  " + refresh
-            + "\nand commit it with a message that says why the numbers moved. Otherwise compare results made "
-              f"with the baseline's profile ({doc['profile']}) and data.")
 
 
 def _provenance_notes(doc: dict, results: ResultsSet) -> list:
@@ -194,11 +129,11 @@ def _provenance_notes(doc: dict, results: ResultsSet) -> list:
             if now != info["hparams_hash"]:
                 notes.append(f"hyperparameters of {model} changed since the baseline ({info['hparams_hash']} -> {now})")
     if doc.get("seeds") and results.seeds and doc["seeds"] != results.seeds:
-        notes.append(f"seeds differ: baseline {_seed_text(doc['seeds'])}, results {_seed_text(results.seeds)}")
+        notes.append(f"seeds differ: baseline {seed_text(doc['seeds'])}, results {seed_text(results.seeds)}")
     return notes
 
 
-def _seed_text(seeds) -> str:
+def seed_text(seeds) -> str:
     seeds = list(seeds)
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}..{seeds[-1]}"
@@ -240,55 +175,54 @@ def _uninstalled(doc: dict, model: str, dataset: str, output: str, plugins: Opti
     return "", broken
 
 
-def _judge(doc, base: dict, current: dict, results: ResultsSet, failed, skipped, explained: set, alpha: float,
-           tolerances, plugins, plan: Optional[SpeedPlan]) -> list:
-    """Rows for the baseline entries ``base`` against the results' entries ``current`` (one kind)."""
-    rows = []
-    for key, b in base.items():
-        model, dataset, ident = key
-        speed = plan is not None
-        pair_failed = failed[(failed["model"] == model) & (failed["dataset"] == dataset)]
-        job_level = pair_failed[pair_failed["metric"].isna()]
-        metric_level = pair_failed[pair_failed["metric"].isin({b.metric, b.id})]
-        c = current.get(key)
-        if not pair_failed.empty and (not job_level.empty or not metric_level.empty or c is None):
-            reasons = job_level if not job_level.empty else metric_level if not metric_level.empty else pair_failed
-            explained.update(reasons.index)
-            rows.append(Row("failed", model, dataset, ident, b.unit, b, c, note=_failure_reasons(reasons), speed=speed))
-            continue
-        if c is None:
-            absent, broken = _uninstalled(doc, model, dataset, b.metric, plugins)
+class _Gate:
+    """What the gate adds to the engine's rows: failures, missing and not-installed rows, new rows."""
+
+    def __init__(self, doc: dict, results: ResultsSet, plugins: Optional[Mapping]):
+        self.doc, self.plugins = doc, plugins
+        df = results.rows
+        self.failed = df[df["status"] == JobStatus.FAILED]
+        self.skipped = df[df["status"] == JobStatus.SKIPPED]
+        self.explained: set = set()  # failed rows a baseline row accounts for
+
+    def row(self, row: RowComparison) -> RowComparison:
+        b = row.reference
+        if b is None:
+            row.note = "not in the baseline"
+            return row
+        failed = self.failed[(self.failed["model"] == row.model) & (self.failed["dataset"] == row.dataset)]
+        job_level = failed[failed["metric"].isna()]
+        metric_level = failed[failed["metric"].isin({b.metric, b.id})]
+        if not failed.empty and (not job_level.empty or not metric_level.empty or row.current is None):
+            reasons = job_level if not job_level.empty else metric_level if not metric_level.empty else failed
+            self.explained.update(reasons.index)
+            return RowComparison(Verdict.FAILED, row.model, row.dataset, row.id, row.unit, b, row.current,
+                                 note=_failure_reasons(reasons), speed=row.speed)
+        if row.verdict == Verdict.MISSING:
+            absent, broken = _uninstalled(self.doc, row.model, row.dataset, b.metric, self.plugins)
             if absent:
-                rows.append(Row(NOT_INSTALLED, model, dataset, ident, b.unit, b, None, note=absent, speed=speed))
-                continue
-            pair_skipped = skipped[(skipped["model"] == model) & (skipped["dataset"] == dataset)
-                                   & (skipped["metric"].isna() | skipped["metric"].isin({b.metric, b.id}))]
-            note = broken or "not in the results"
-            if not pair_skipped.empty:
-                note = "skipped: " + "; ".join(sorted(set(pair_skipped["reason"].fillna(""))))
-            rows.append(Row("missing", model, dataset, ident, b.unit, b, None, note=note, speed=speed))
-            continue
-        changed = [f"{what} {getattr(b, attr)!s} -> {getattr(c, attr)!s}"
-                   for what, attr in (("unit", "unit"), ("estimator", "estimator"), ("direction", "higher_is_better"))
-                   if getattr(c, attr) is not None and getattr(b, attr) != getattr(c, attr)]
-        if changed:
-            rows.append(Row("changed", model, dataset, ident, b.unit, b, c,
-                            note="; ".join(changed) + ": not comparable, refresh the baseline", speed=speed))
-            continue
-        tol = tolerance_for(b, results.outputs, doc.get("outputs", {}), tolerances)
-        judged, note = c, ""
-        if plan is not None:
-            judged, note = plan.normalise(c, unit=b.unit), plan.row_note(b.unit)
-            decision = plan.judge(b.stats, c, b.unit, bool(b.higher_is_better), tol, alpha)
-            tol = plan.tolerance(tol, b.unit)
-        else:
-            decision = decide(b.stats, judged.stats, bool(b.higher_is_better), tol, alpha)
-        rows.append(Row(decision.verdict, model, dataset, ident, b.unit, b, c, decision, tol, note, speed,
-                        judged if judged is not c else None))
-    for key, c in current.items():
-        if key not in base:
-            rows.append(Row("new", *key, c.unit, None, c, note="not in the baseline", speed=plan is not None))
-    return rows
+                row.verdict, row.note = Verdict.NOT_INSTALLED, absent
+                return row
+            skipped = self.skipped[(self.skipped["model"] == row.model) & (self.skipped["dataset"] == row.dataset)
+                                   & (self.skipped["metric"].isna() | self.skipped["metric"].isin({b.metric, b.id}))]
+            row.note = broken or "not in the results"
+            if not skipped.empty:
+                row.note = "skipped: " + "; ".join(sorted(set(skipped["reason"].fillna(""))))
+        elif row.verdict == Verdict.CHANGED:
+            row.note += ": not comparable, refresh the baseline"
+        return row
+
+    def unexplained(self, outputs: Mapping) -> list:
+        """A failed row for every failure no baseline row accounts for."""
+        rows = []
+        leftover = self.failed.drop(index=[i for i in self.failed.index if i in self.explained])
+        for (model, dataset), g in leftover.groupby(["model", "dataset"], sort=True):
+            for metric in sorted({m for m in g["metric"].dropna()}) or ["-"]:
+                sub = g[g["metric"] == metric] if metric != "-" else g
+                rows.append(RowComparison(Verdict.FAILED, model, dataset, metric,
+                                          note=_failure_reasons(sub) + " (no baseline row)",
+                                          speed=is_speed(outputs.get(metric))))
+        return rows
 
 
 def compare(doc: dict, results: ResultsSet, alpha: float = DEFAULT_ALPHA, allow_missing: bool = False,
@@ -299,33 +233,23 @@ def compare(doc: dict, results: ResultsSet, alpha: float = DEFAULT_ALPHA, allow_
 
     ``plugins``: installed plugin name -> "" (loaded), ``DISABLED`` or why it failed to load; None counts
     every plugin as installed. ``quality_only``: speed rows are not judged. ``machine_spread``: how much
-    wider a time-dependent speed row's floor is when compared across machines."""
+    wider the floor of a rate or duration is when compared across machines."""
     if not 0 < alpha < 1:
         raise UserError(f"alpha must be between 0 and 1, not {alpha}")
     check_match(doc, results, baseline_path)
-    plan = plan_speed(doc, results, quality_only, machine_spread)
-    entries = summarise(results)
-    quality = {e.key: e for e in entries if not is_speed(e)}
-    speed = {e.key: e for e in entries if is_speed(e)}
-    df = results.rows
-    failed = df[df["status"] == "failed"]
-    skipped = df[df["status"] == "skipped"]
-    explained: set = set()
-    base = {e.key: e for e in baseline_entries(doc)}
-    rows = _judge(doc, base, quality, results, failed, skipped, explained, alpha, tolerances, plugins, None)
+    plan = plan_for(doc, results, quality_only, machine_spread)
+    reference = Side({e.key: e for e in baseline_entries(doc)}, baseline_outputs(doc, results.outputs))
     if plan.compared:
-        base_speed = {e.key: e for e in section_entries(doc, plan.section_id)}
-        rows += _judge(doc, base_speed, speed, results, failed, skipped, explained, alpha, tolerances, plugins, plan)
-    else:
-        rows += [Row(NOT_COMPARED, *key, c.unit, None, c, note="speed not compared", speed=True) for key, c in speed.items()]
-
-    leftover = failed.drop(index=[i for i in failed.index if i in explained])
-    for (model, dataset), g in leftover.groupby(["model", "dataset"], sort=True):
-        metrics = sorted({m for m in g["metric"].dropna()}) or ["-"]
-        for metric in metrics:
-            sub = g[g["metric"] == metric] if metric != "-" else g
-            rows.append(Row("failed", model, dataset, metric, note=_failure_reasons(sub) + " (no baseline row)"))
-
+        reference.entries.update({e.key: e for e in section_entries(doc, plan.reference_id)})
+    current = Side({e.key: e for e in summarise(results)}, results.outputs)
+    unjudged = {} if plan.compared else {key: e for key, e in current.entries.items()
+                                         if is_speed(declaration(e.metric, current, reference))}
+    current.entries = {key: e for key, e in current.entries.items() if key not in unjudged}
+    gate = _Gate(doc, results, plugins)
+    rows = [gate.row(row) for row in compare_sides(reference, current, plan, alpha, tolerances)]
+    rows += [RowComparison(Verdict.NOT_COMPARED, *key, e.unit, None, e, note="speed not compared", speed=True)
+             for key, e in unjudged.items()]
+    rows += gate.unexplained({**reference.outputs, **current.outputs})
     rows.sort(key=lambda r: (VERDICT_ORDER.index(r.verdict), r.dataset, r.model, r.id))
     return Comparison(rows, alpha, allow_missing, _provenance_notes(doc, results), doc, results, plan,
                       require_all_plugins)

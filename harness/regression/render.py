@@ -7,10 +7,11 @@ from typing import Optional
 
 import pandas as pd
 
+from harness.comparison import Entry, RowComparison, SignificanceTest, Verdict
 from harness.formatting import number
 from harness.regression.baseline import REFRESH_COMMANDS
-from harness.regression.compare import NOT_COMPARED, NOT_INSTALLED, VERDICT_ORDER, Comparison, Row, _seed_text
-from harness.regression.results import Entry
+from harness.regression.compare import VERDICT_ORDER, Comparison, seed_text
+from harness.regression.speed import describe
 
 
 def _cell(e: Optional[Entry]) -> str:
@@ -22,7 +23,7 @@ def _cell(e: Optional[Entry]) -> str:
     return f"{text} (n={e.n_seeds})"
 
 
-def _change(r: Row) -> str:
+def _change(r: RowComparison) -> str:
     d = r.decision
     if d is None:
         return ""
@@ -33,13 +34,13 @@ def _change(r: Row) -> str:
     return f"{'+' if d.delta >= 0 else ''}{number(d.delta)}{rel}"
 
 
-def _p(r: Row) -> str:
+def _p(r: RowComparison) -> str:
     d = r.decision
     if d is None:
         return ""
-    if d.test == "floor-only":
+    if d.test == SignificanceTest.FLOOR_ONLY:
         return "floor only"
-    p = d.p_better if r.verdict == "better" else d.p_worse
+    p = d.p_better if r.verdict == Verdict.BETTER else d.p_worse
     return f"{p:.2g} ({d.test})"
 
 
@@ -57,19 +58,19 @@ def render_markdown(cmp: Comparison, baseline_path: str = "", all_rows: bool = F
     versions = doc.get("versions", {})
     lines = [f"## Regression check: {status}", "",
              f"Baseline `{baseline_path or doc.get('source', '')}` (profile {doc['profile']}, seeds "
-             f"{_seed_text(doc.get('seeds', []))}, harness {versions.get('harness', '?')}, torch "
+             f"{seed_text(doc.get('seeds', []))}, harness {versions.get('harness', '?')}, torch "
              f"{versions.get('torch', '?')}, made {doc.get('created', '?')}) against `{cmp.results.source}` "
-             f"(seeds {_seed_text(cmp.results.seeds)}).", "",
+             f"(seeds {seed_text(cmp.results.seeds)}).", "",
              f"A row is *worse* only when it moved the wrong way by more than its floor AND a one-sided test "
              f"(Welch's t across seeds; z with one seed) gives p < {cmp.alpha:g}. Speed rows compare ratios.", ""]
     if cmp.speed is not None:
-        lines += [cmp.speed.describe(), ""]
-    quiet = {"unchanged", NOT_COMPARED} | (set() if cmp.require_all_plugins else {NOT_INSTALLED})
+        lines += [describe(cmp.speed, doc), ""]
+    quiet = {Verdict.UNCHANGED, Verdict.NOT_COMPARED} | (set() if cmp.require_all_plugins else {Verdict.NOT_INSTALLED})
     shown = [r for r in cmp.rows if all_rows or r.verdict not in quiet]
     if shown:
         table = pd.DataFrame([{
             "verdict": r.verdict, "model": r.model, "dataset": r.dataset,
-            "metric": f"{r.id} [{r.unit}]" if r.unit else r.id, "baseline": _cell(r.baseline),
+            "metric": f"{r.id} [{r.unit}]" if r.unit else r.id, "baseline": _cell(r.reference),
             "current": _cell(r.current), "change": _change(r),
             "floor": r.tolerance.describe() if r.tolerance else "", "p": _p(r), "note": _short(r.note),
         } for r in shown])
@@ -85,7 +86,7 @@ def render_markdown(cmp: Comparison, baseline_path: str = "", all_rows: bool = F
         lines += [f"- {note}: {len(rows)} row(s)" for note, rows in sorted(absent.items())]
     if cmp.notes:
         lines += ["", "Notes:", *[f"- {n}" for n in cmp.notes]]
-    if any(r.verdict != "failed" for r in failures):  # a failed job needs a fix, not a new baseline
+    if any(r.verdict != Verdict.FAILED for r in failures):  # a failed job needs a fix, not a new baseline
         lines += ["", "If a change is intended, refresh the baseline deliberately: `"
                   + REFRESH_COMMANDS.format(profile=doc["profile"], path=baseline_path or "reports/baseline/NAME.json")
                   + "` and commit it with a message that says why the numbers moved."]
@@ -96,7 +97,7 @@ def render_baseline(doc: dict) -> str:
     """A Markdown view of a baseline document (``baseline show``)."""
     lines = [f"# baseline ({doc['profile']})", "",
              f"- created: {doc.get('created', '?')}", f"- source: {doc.get('source', '?')}",
-             f"- seeds: {_seed_text(doc.get('seeds', []))}"]
+             f"- seeds: {seed_text(doc.get('seeds', []))}"]
     for k, v in doc.get("versions", {}).items():
         lines.append(f"- {k}: {v}")
     lines += ["", "| dataset | hash |", "|:--|:--|"]
@@ -108,7 +109,7 @@ def render_baseline(doc: dict) -> str:
     lines += ["", "## quality", "", _entry_table(doc["entries"])]
     for machine, section in doc.get("machines", {}).items():
         lines += ["", f"## speed on machine {machine}", "", f"- {section.get('description', '')}",
-                  f"- created: {section.get('created', '?')}, seeds {_seed_text(section.get('seeds', []))}"]
+                  f"- created: {section.get('created', '?')}, seeds {seed_text(section.get('seeds', []))}"]
         workloads = (section.get("calibration") or {}).get("workloads", {})
         if workloads:
             lines.append("- calibration: " + ", ".join(f"{name} {1e3 * w['seconds']:.3g} ms"

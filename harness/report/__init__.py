@@ -2,7 +2,8 @@
 
 By role:
 
-- :mod:`~harness.report.summary`: ok measurements aggregated over seeds (the gate reads it too);
+- :mod:`~harness.report.summary`: failures and skips with their reasons, beside
+  :func:`harness.summary.summarise` (ok measurements aggregated over seeds, which the comparison reads too);
 - :mod:`~harness.report.tables`: per-dataset tables as data, best per column marked;
 - :mod:`~harness.report.roles`: which measurements the charts and the terminal show, from declarations;
 - :mod:`~harness.report.panels`, :mod:`~harness.report.charts`, :mod:`~harness.report.images`: sample
@@ -13,7 +14,7 @@ By role:
   formats every run writes; :mod:`~harness.report.html`, :mod:`~harness.report.markdown`,
   :mod:`~harness.report.latex`, :mod:`~harness.report.terminal` are the renderers the built-in
   formats register;
-- :mod:`~harness.report.pair`: two runs side by side, each cell decided by the regression rule.
+- :mod:`~harness.report.pair`: two runs side by side, each cell decided by :mod:`harness.comparison`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
+from harness.contracts import split_variant
 from harness.report.formats import ReportFormatSpec, atomic_write, write_every_run
 from harness.report.summarised import TITLE, SummarisedRun
-from harness.report.summary import SUMMARY_COLUMNS, metric_label, problems, split_variant, summarise
+from harness.report.summary import SUMMARY_COLUMNS, metric_label, problems, summarise
 from harness.report.tables import LEGEND, MARKS, build_tables, comparison_tables
 
 __all__ = ["SUMMARY_COLUMNS", "LEGEND", "MARKS", "metric_label", "problems", "split_variant", "summarise",

@@ -9,6 +9,8 @@ from typing import Optional
 
 import pandas as pd
 
+from harness.jobs import JobStatus
+
 VERSION_KEYS = ("harness", "torch", "python")
 MACHINE_KEYS = ("device", "gpu", "threads", "processor", "platform")
 
@@ -67,11 +69,11 @@ def run_rows(runs: list, df: Optional[pd.DataFrame] = None) -> list:
 def _job_status(statuses) -> str:
     """A job's status from its rows: failed if its only row failed, skipped if skipped, else ok."""
     s = set(statuses)
-    if s == {"failed"}:
-        return "failed"
-    if s == {"skipped"}:
-        return "skipped"
-    return "ok" if "ok" in s else sorted(s)[0]
+    if s == {JobStatus.FAILED}:
+        return JobStatus.FAILED
+    if s == {JobStatus.SKIPPED}:
+        return JobStatus.SKIPPED
+    return JobStatus.OK if JobStatus.OK in s else sorted(s)[0]
 
 
 def headline(runs: list) -> str:

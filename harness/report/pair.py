@@ -1,14 +1,15 @@
-"""Two runs side by side (``report DIR_A DIR_B``): per (dataset, model, metric identity) both
-summaries, the change and whether it is significant, decided by the regression gate's own rule
-(:func:`harness.regression.rule.decide` with the tolerance the metric declares: worse or better only
-beyond the tolerance floor *and* the seeds' noise, one-sided Welch or z test at ``alpha``).
+"""Two runs side by side (``report DIR_A DIR_B``): A is the reference side and B the current side of
+the comparison engine (:func:`harness.comparison.compare_sides`) that ``compare`` uses too, so each cell
+is decided as the gate would decide B against a baseline made of A: worse or better only beyond the
+tolerance floor its metric declares *and* the seeds' noise (one-sided Welch or z test at ``alpha``).
 
 Cells are not compared (and say why) when the runs used other profiles or other data for the
-dataset, or when a row's unit, estimator or direction differs between the runs. Speed cells follow the
-gate's machine rule (:mod:`harness.regression.speed`), A's machine standing for the baseline's: as
-measured when both runs come from the same machine, B's figures normalised by the two calibrations
-(a floor wider by the machine spread) when they come from different ones, not compared when a run
-records no machine or no calibration.
+dataset, or when a row's unit, estimator, direction or declared role or scaling differs between the
+runs. Speed cells follow the machine rule (:mod:`harness.comparison.machines`), A's machine standing for
+the baseline's: as measured when both runs come from the same machine, B's rates and durations
+normalised by the two calibrations (a floor wider by the machine spread) when they come from different
+ones, not compared when a run records no machine or no calibration, nor across machines for an output
+that does not declare how it scales with machine speed.
 """
 
 from __future__ import annotations
@@ -17,22 +18,58 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from harness.comparison import (DEFAULT_ALPHA, RowComparison, SignificanceTest, Side, SpeedMode, Verdict,
+                                compare_sides, load_results, plan_speed, results_machine, summarise)
+from harness.contracts import UserError
 from harness.formatting import error, number, value_with_error
+from harness.machine import describe
 from harness.report.tables import MARKS, column_for
 
-WORSE, BETTER, UNCHANGED = "worse", "better", "unchanged"
+# How this view names the engine's verdicts that are not worse, better or unchanged.
 ONLY_A, ONLY_B, NOT_COMPARABLE = "only in A", "only in B", "not comparable"
+LABELS = {Verdict.MISSING: ONLY_A, Verdict.NEW: ONLY_B, Verdict.CHANGED: NOT_COMPARABLE,
+          Verdict.NOT_COMPARED: NOT_COMPARABLE}
 
 
 @dataclass
 class PairCell:
-    a: Optional[object]  # harness.regression.Entry
-    b: Optional[object]
-    verdict: str
-    decision: Optional[object] = None  # harness.regression.Decision
-    tolerance: Optional[object] = None
-    note: str = ""
-    normalised: Optional[object] = None  # B's entry as it would read on A's machine (speed, across machines)
+    """One cell: the engine's row, A its reference and B its current side."""
+
+    row: RowComparison
+
+    @property
+    def a(self):
+        return self.row.reference
+
+    @property
+    def b(self):
+        return self.row.current
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.row.verdict
+
+    @property
+    def label(self) -> str:
+        """The verdict as this view names it (``only in A``, ``not comparable``, ``worse``, ...)."""
+        return LABELS.get(self.row.verdict, self.row.verdict.value)
+
+    @property
+    def decision(self):
+        return self.row.decision
+
+    @property
+    def tolerance(self):
+        return self.row.tolerance
+
+    @property
+    def note(self) -> str:
+        return self.row.note
+
+    @property
+    def normalised(self):
+        """B's entry as it would read on A's machine (speed, across machines)."""
+        return self.row.normalised
 
     def value_text(self, entry, integer: bool = False, sep: str = " ± ") -> str:
         if entry is None:
@@ -55,14 +92,14 @@ class PairCell:
         d = self.decision
         if d is None:
             return ""
-        if d.test in ("floor-only", "no-spread"):
+        if d.test in (SignificanceTest.FLOOR_ONLY, SignificanceTest.NO_SPREAD):
             return d.test
-        p = d.p_worse if self.verdict == WORSE else d.p_better if self.verdict == BETTER else min(d.p_worse,
-                                                                                                  d.p_better)
+        p = (d.p_worse if self.verdict == Verdict.WORSE else d.p_better if self.verdict == Verdict.BETTER
+             else min(d.p_worse, d.p_better))
         return f"p={error(p) if p >= 1e-3 else f'{p:.0e}'} ({d.test})"
 
     def as_dict(self) -> dict:
-        out = {"verdict": self.verdict, "note": self.note}
+        out = {"verdict": self.label, "note": self.note}
         for side in ("a", "b"):
             e = getattr(self, side)
             out[side] = None if e is None else {"mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds,
@@ -89,7 +126,7 @@ class PairTable:
     def counts(self) -> dict:
         out: dict = {}
         for c in self.cells.values():
-            out[c.verdict] = out.get(c.verdict, 0) + 1
+            out[c.label] = out.get(c.label, 0) + 1
         return out
 
 
@@ -141,92 +178,56 @@ def _mismatches(ra, rb) -> tuple:
     return notes, bad
 
 
-def _speed_plan(ra, rb):
-    """The machine rule with A's machine as the baseline's: (plan, the sentence that says how speed
-    cells were compared)."""
-    from harness.machine import describe
-    from harness.regression.speed import NORMALISED, SAME_MACHINE, plan_speed, results_machine
-
-    mine = results_machine(ra)
-    doc = {"machines": {mine.id: {"fingerprint": mine.fingerprint, "calibration": mine.calibration}}} if mine.id else {}
-    plan = plan_speed(doc, rb)
-    if plan.mode == SAME_MACHINE:
-        return plan, f"Speed: both runs come from the same machine, {plan.results.describe()}: compared as measured."
-    if plan.mode == NORMALISED:
-        return plan, (f"Speed: the runs come from different machines, A {mine.describe()} and B "
-                      f"{plan.results.describe()}. The calibrations say B's machine is {plan.factor.describe()} "
-                      f"as fast; B's rates are divided and its durations multiplied by that factor, and such a "
-                      f"cell is worse or better only beyond its floor times {plan.spread:g}. Bytes and FLOP counts "
-                      "are compared as measured.")
-    if len(mine.ids) > 1 or len(plan.results.ids) > 1:
+def _speed_note(plan, a) -> str:
+    """The sentence that says how speed cells were compared (``a``: A's machine)."""
+    b = plan.current
+    if plan.mode == SpeedMode.SAME_MACHINE:
+        return f"Speed: both runs come from the same machine, {b.describe()}: compared as measured."
+    if plan.mode == SpeedMode.NORMALISED:
+        return (f"Speed: the runs come from different machines, A {a.describe()} and B {b.describe()}. The "
+                f"calibrations say B's machine is {plan.factor.describe()} as fast; B's rates are divided and its "
+                f"durations multiplied by that factor, and such a cell is worse or better only beyond its floor "
+                f"times {plan.spread:g}. Bytes and FLOP counts are compared as measured; a figure whose metric "
+                "does not declare how it scales with machine speed is not compared.")
+    if len(a.ids) > 1 or len(b.ids) > 1:
         why = "a run holds results of several machines"
-    elif mine.id is None or plan.results.id is None:
+    elif a.id is None or b.id is None:
         why = "a run records no machine (a CSV, or a store written before runs recorded their machine)"
     else:
-        why = (f"the runs come from different machines, A `{mine.id}` ({describe(mine.fingerprint)}) and B "
-               f"{plan.results.describe()}, without calibrations that can be set against each other")
-    return plan, f"Speed: not compared; {why}."
+        why = (f"the runs come from different machines, A `{a.id}` ({describe(a.fingerprint)}) and B "
+               f"{b.describe()}, without calibrations that can be set against each other")
+    return f"Speed: not compared; {why}."
 
 
 def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float] = None) -> Pair:
     """Compare results directory (or results.csv) ``b`` with ``a`` cell by cell (see the module doc)."""
-    from harness.regression import DEFAULT_ALPHA, decide, load_results, summarise, tolerance_for
-    from harness.contracts import UserError
-    from harness.regression.speed import NORMALISED, SAME_MACHINE, is_speed
-
     alpha = DEFAULT_ALPHA if alpha is None else alpha
     if not 0 < alpha < 1:
         raise UserError(f"alpha must be between 0 and 1, not {alpha}")
     ra, rb = load_results(a, outputs), load_results(b, outputs)
     notes, bad = _mismatches(ra, rb)
-    plan, speed_note = _speed_plan(ra, rb)
+    machine = results_machine(ra)
+    plan = plan_speed({machine.id: machine} if machine.id else {}, results_machine(rb))
+    speed_note = _speed_note(plan, machine)
     notes.append(speed_note)
     declared = {**ra.outputs, **rb.outputs}
-    a_outputs = {name: o.as_dict() for name, o in ra.outputs.items()}
-    ea = {e.key: e for e in summarise(ra)}
-    eb = {e.key: e for e in summarise(rb)}
+    reference = Side({e.key: e for e in summarise(ra)}, ra.outputs)
+    current = Side({e.key: e for e in summarise(rb)}, rb.outputs)
     tables: dict = {}
-    for key in sorted(set(ea) | set(eb)):
-        model, dataset, label = key
-        ca, cb = ea.get(key), eb.get(key)
-        ref = cb or ca
-        col = column_for(label, ref.metric, ref.unit, ref.higher_is_better, declared, ref.estimator)
-        table = tables.setdefault(dataset, PairTable(dataset, [], [], {}, bad.get(dataset, "")))
+    for row in compare_sides(reference, current, plan, alpha, excluded=bad, speed_note=speed_note):
+        entry = row.current or row.reference
+        col = column_for(row.id, entry.metric, entry.unit, entry.higher_is_better, declared)
+        table = tables.setdefault(row.dataset, PairTable(row.dataset, [], [], {}, bad.get(row.dataset, "")))
         if col.label not in {c.label for c in table.columns}:
             table.columns.append(col)
-        if model not in table.models:
-            table.models.append(model)
-        if ca is None or cb is None:
-            table.cells[(model, label)] = PairCell(ca, cb, ONLY_B if ca is None else ONLY_A)
-            continue
-        if dataset in bad:
-            table.cells[(model, label)] = PairCell(ca, cb, NOT_COMPARABLE, note=bad[dataset])
-            continue
-        changed = [f"{what} {getattr(ca, attr)} -> {getattr(cb, attr)}"
-                   for what, attr in (("unit", "unit"), ("estimator", "estimator"), ("direction", "higher_is_better"))
-                   if getattr(ca, attr) != getattr(cb, attr)]
-        if changed or ca.higher_is_better is None:
-            why = "; ".join(changed) or "direction unknown"
-            table.cells[(model, label)] = PairCell(ca, cb, NOT_COMPARABLE, note=why)
-            continue
-        tol = tolerance_for(cb, rb.outputs, a_outputs)
-        judged, note = cb, ""
-        if is_speed(ca):
-            if not plan.compared:
-                table.cells[(model, label)] = PairCell(ca, cb, NOT_COMPARABLE, note=speed_note)
-                continue
-            judged, note = plan.normalise(cb, unit=ca.unit), plan.row_note(ca.unit)
-            decision = plan.judge(ca.stats, cb, ca.unit, bool(ca.higher_is_better), tol, alpha)
-            tol = plan.tolerance(tol, ca.unit)
-        else:
-            decision = decide(ca.stats, judged.stats, bool(ca.higher_is_better), tol, alpha)
-        table.cells[(model, label)] = PairCell(ca, cb, decision.verdict, decision, tol, note,
-                                               judged if judged is not cb else None)
+        if row.model not in table.models:
+            table.models.append(row.model)
+        table.cells[(row.model, row.id)] = PairCell(row)
     for table in tables.values():
         table.columns.sort(key=lambda c: (c.order, c.label))
         table.models.sort()
-    speed = {"mode": plan.mode, "summary": speed_note, "a_machine": plan.section_id,
-             "b_machine": plan.results.id, "same_machine": plan.mode == SAME_MACHINE,
+    speed = {"mode": plan.mode, "summary": speed_note, "a_machine": plan.reference_id,
+             "b_machine": plan.current.id, "same_machine": plan.mode == SpeedMode.SAME_MACHINE,
              "factor": plan.factor.factor if plan.compared and plan.factor else None,
-             "spread": plan.spread if plan.mode == NORMALISED else None}
+             "spread": plan.spread if plan.mode == SpeedMode.NORMALISED else None}
     return Pair(str(a), str(b), alpha, dict(sorted(tables.items())), notes, speed)

@@ -8,9 +8,10 @@ import html
 
 import pandas as pd
 
+from harness.comparison import Verdict
 from harness.contracts import QUALITY, SPEED
 from harness.report.html import SCRIPT, STYLE, slug
-from harness.report.pair import BETTER, NOT_COMPARABLE, ONLY_A, ONLY_B, UNCHANGED, WORSE, Pair
+from harness.report.pair import NOT_COMPARABLE, ONLY_A, ONLY_B, Pair
 
 e = html.escape
 
@@ -18,7 +19,8 @@ RULE = ("A cell is worse (or better) only when it moved beyond the tolerance flo
         "seeds' spread does not explain it: a one-sided Welch test (z test when a side has one seed) at "
         "alpha = {alpha:g}; the same rule as `harness compare`. Speed figures use a ratio floor, and its machine "
         "rule: as measured on the same machine, normalised by the two runs' calibrations across machines.")
-VERDICT_ORDER = (WORSE, BETTER, NOT_COMPARABLE, ONLY_A, ONLY_B, UNCHANGED)
+CHANGES = (Verdict.WORSE, Verdict.BETTER)  # what the terminal lists and the grids colour
+LABEL_ORDER = (Verdict.WORSE.value, Verdict.BETTER.value, NOT_COMPARABLE, ONLY_A, ONLY_B, Verdict.UNCHANGED.value)
 
 PAIR_STYLE = """
 td.worse{background:#fde2e1;box-shadow:inset 3px 0 0 #c62828}
@@ -32,7 +34,7 @@ td .verdict{font-weight:700}
 
 
 def _counts_text(counts: dict) -> str:
-    return ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if counts.get(v))
+    return ", ".join(f"{counts[v]} {v}" for v in LABEL_ORDER if counts.get(v))
 
 
 def terminal_lines(pair: Pair, path=None) -> str:
@@ -44,9 +46,9 @@ def terminal_lines(pair: Pair, path=None) -> str:
         for col in table.columns:
             for model in table.models:
                 c = table.cells.get((model, col.label))
-                if c is None or c.verdict not in (WORSE, BETTER):
+                if c is None or c.verdict not in CHANGES:
                     continue
-                out.append(f"  {c.verdict.upper():6} {model:12} {col.title}: {c.value_text(c.a, col.integer, '±')} -> "
+                out.append(f"  {c.label.upper():6} {model:12} {col.title}: {c.value_text(c.a, col.integer, '±')} -> "
                            f"{c.value_text(c.b, col.integer, '±')}  {c.change_text()}  {c.p_text()}")
     if path is not None:
         out += ["", f"every cell side by side: {path}"]
@@ -64,7 +66,7 @@ def markdown_pair(pair: Pair) -> str:
                 c = table.cells.get((model, col.label))
                 if c is None:
                     continue
-                verdict = f"**{c.verdict}**" if c.verdict in (WORSE, BETTER) else c.verdict
+                verdict = f"**{c.label}**" if c.verdict in CHANGES else c.label
                 rows.append({"model": model, "metric": f"{col.title} {col.arrow}".strip(),
                              "A": c.value_text(c.a, col.integer), "B": c.value_text(c.b, col.integer),
                              "change": c.change_text(), "test": c.p_text(), "verdict": verdict,
@@ -74,14 +76,14 @@ def markdown_pair(pair: Pair) -> str:
 
 
 def _cell_html(c, col) -> str:
-    cls = c.verdict.replace(" ", "")
-    tip = "; ".join(t for t in (c.verdict, c.p_text(), c.note,
+    cls = c.label.replace(" ", "")
+    tip = "; ".join(t for t in (c.label, c.p_text(), c.note,
                                 f"tolerance {c.tolerance.describe()}" if c.tolerance is not None else "") if t)
-    verdict = f"<span class='verdict'>{e(c.verdict)}</span> " if c.verdict in (WORSE, BETTER) else ""
+    verdict = f"<span class='verdict'>{e(c.label)}</span> " if c.verdict in CHANGES else ""
     sort = repr(c.decision.delta) if c.decision is not None else ""
     return (f"<td class='{cls}' title='{e(tip)}' data-v='{sort}'><span class='a'>A {e(c.value_text(c.a, col.integer))}"
             f"</span><span class='b'>B {e(c.value_text(c.b, col.integer))}</span>"
-            f"<span class='chg'>{verdict}{e(c.change_text())} {e(c.p_text() if c.verdict != UNCHANGED else '')}"
+            f"<span class='chg'>{verdict}{e(c.change_text())} {e(c.p_text() if c.verdict != Verdict.UNCHANGED else '')}"
             "</span></td>")
 
 

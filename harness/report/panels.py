@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.artifacts import (DENSITY_FILE, SAMPLE_COUNT, SAMPLE_LABELS_FILE, SAMPLES_FILE, artifacts_dir,
                                find_artifact)
+from harness.jobs import JobStatus
 from harness.report import charts
 from harness.report.images import Image, png, tile, to_unit
 
@@ -58,7 +59,7 @@ class JobArtifacts:
 def shown_jobs(df: pd.DataFrame, dataset: str, directory: Path) -> dict:
     """model -> :class:`JobArtifacts` of the job shown for it on ``dataset``: the lowest seed whose job
     has an ok measurement and an artifacts folder, else the lowest ok seed (without artifacts)."""
-    rows = df[(df["dataset"] == dataset) & (df["status"] == "ok")]
+    rows = df[(df["dataset"] == dataset) & (df["status"] == JobStatus.OK)]
     if "key" not in rows:
         return {}
     out = {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Optional
 
-from harness.contracts import QUALITY, SPEED
+from harness.contracts import QUALITY, SPEED, Role
 from harness.report import charts, roles
 from harness.report.images import Image
 from harness.report.tables import Table
@@ -106,8 +106,7 @@ def dataset_charts(dataset: str, table: Table, spec=None) -> list:
             dataset, points, entropy, getattr(spec, "entropy_stderr", 0.0) or 0.0)))
     else:
         out.append(Chart("likelihood vs entropy", note="no model reports a likelihood on this dataset"))
-    estimators = roles.estimators_by_label(table)
-    qcol, scol = roles.quality_column(table, estimators), roles.speed_column(table)
+    qcol, scol = roles.quality_column(table), roles.speed_column(table)
     if qcol is not None and scol is not None:
         models = [m for m in table.models if table.cell(m, qcol.label) and table.cell(m, scol.label)]
         image = charts.quality_speed_chart(dataset, models, [_point(table, m, qcol.label) for m in models],
@@ -133,10 +132,8 @@ def dataset_charts(dataset: str, table: Table, spec=None) -> list:
 def variant_chart(dataset: str, settings: Table) -> Optional[Chart]:
     """Quality against samples/s per sampler setting (the fitted one included), a line per model, from
     :func:`harness.report.variants.settings_table`'s rows ``model · setting``."""
-    estimators = roles.estimators_by_label(settings)
-    quality = [c for c in settings.columns if c.kind == QUALITY and estimators.get(c.label) == "statistic"
-               and c.higher_is_better is not None]
-    speed = [c for c in settings.columns if c.kind == SPEED and c.higher_is_better is not None]
+    quality = [c for c in settings.columns if c.role == Role.SAMPLE_QUALITY and c.higher_is_better is not None]
+    speed = [c for c in settings.columns if c.role == Role.SPEED and c.higher_is_better is not None]
     if not quality or not speed:
         return None
     qcol = min(quality, key=lambda c: (not c.headline, c.order, c.label))

@@ -17,6 +17,7 @@ import pandas as pd
 from harness.report import environment
 from harness.report.summary import failures, skipped_jobs, skipped_metrics, summarise
 from harness.report.tables import build_tables
+from harness.jobs import JobStatus
 from harness.store import RESULT_COLUMNS
 
 TITLE = "harness results"
@@ -46,12 +47,16 @@ class SummarisedRun:
 
     @classmethod
     def read(cls, directory: Path, source=None, title: str = TITLE, meta: Optional[dict] = None) -> "SummarisedRun":
-        """The run of a results directory, from its store."""
+        """The run of a results directory, from its store. Declarations stored before outputs declared
+        their role and scaling are completed from the installed metrics' (``source.host``)."""
         from harness.store import Store
 
+        host = getattr(source, "host", None)
+        known = ({name: out for name, (_, out) in host.registry.output_declarations().items()}
+                 if host is not None else None)
         store = Store(directory, read_only=True)
         try:
-            results, outputs, runs = store.results(), store.outputs(), store.runs()
+            results, outputs, runs = store.results(), store.outputs(known), store.runs()
         finally:
             store.close()
         return cls(results, directory, outputs, runs, source, title, meta)
@@ -117,7 +122,7 @@ class SummarisedRun:
         shown = self.tables("all")
         varied = self.tables("all", variants=True)
         datasets = [d for d in datasets if d in shown or d in varied
-                    or ((df["dataset"] == d) & (df["status"] == "ok")).any()]
+                    or ((df["dataset"] == d) & (df["status"] == JobStatus.OK)).any()]
         return [Section(self, d) for d in datasets]
 
     @cached_property

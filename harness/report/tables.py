@@ -1,7 +1,7 @@
 """Per-dataset comparison tables (models x metric identities) as data: columns carry the metric's
-declaration (unit, direction, integer, order, headline), cells the mean, standard error, estimator
+declaration (unit, direction, integer, order, kind, role, headline), cells the mean, standard error, estimator
 mark, seeds and whether the cell is best in its column. Markdown, HTML, LaTeX and the terminal render
-these (:mod:`harness.report.render`, :mod:`harness.report.html`, :mod:`harness.report.latex`,
+these (:mod:`harness.report.markdown`, :mod:`harness.report.html`, :mod:`harness.report.latex`,
 :mod:`harness.report.terminal`).
 """
 
@@ -13,12 +13,13 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
-from harness.contracts import QUALITY, SPEED
+from harness.comparison import is_speed
+from harness.contracts import QUALITY, SPEED, LikelihoodKind, Role, split_variant
 from harness.formatting import has_error, value_with_error
-from harness.report.summary import kind_of, split_variant
+from harness.summary import summarise
 
-# The estimator marks of likelihoods (the kinds of LikelihoodKind) and their letters.
-MARKS = {"exact": "x", "bound": "b", "estimate": "e"}
+# The estimator marks of likelihoods and their letters.
+MARKS = {LikelihoodKind.EXACT: "x", LikelihoodKind.BOUND: "b", LikelihoodKind.ESTIMATE: "e"}
 
 MARK_LEGEND = ("(x) exact, (b) bound: a lower bound on log-likelihood, so the NLL shown is an upper bound, "
                "(e) stochastic estimate")
@@ -39,9 +40,10 @@ class Column:
     higher_is_better: Optional[bool] = None
     integer: bool = False
     order: int = 1000
-    kind: str = QUALITY
+    kind: str = QUALITY  # SPEED for a speed row (:func:`harness.comparison.is_speed`), else QUALITY
     headline: bool = False
     description: str = ""
+    role: Optional[Role] = None  # the output's declared role (None: undeclared)
 
     @property
     def title(self) -> str:
@@ -109,21 +111,24 @@ class Table:
         return frame
 
 
-def column_for(label: str, metric: str, unit: str, hib, outputs: Mapping, estimator: str = "") -> Column:
+def column_for(label: str, metric: str, unit: str, hib, outputs: Mapping) -> Column:
+    """The column of a measurement, from its output's declaration in ``outputs``; an undeclared one is a
+    quality column of unknown role."""
     out = outputs.get(metric)
     if out is None:
-        return Column(label, metric, unit, hib, kind=kind_of(metric, estimator, outputs))
+        return Column(label, metric, unit, hib)
     return Column(label, metric, unit if unit else out.unit, out.higher_is_better if hib is None else hib,
-                  out.integer, out.order, out.kind, out.headline, out.description)
+                  out.integer, out.order, SPEED if is_speed(out) else QUALITY, out.headline, out.description, out.role)
 
 
 def build_tables(summary: pd.DataFrame, outputs: Optional[Mapping] = None, part: str = "all",
                  variants: bool = False) -> dict:
-    """dataset -> :class:`Table` from :func:`harness.report.summary.summarise`'s summary.
+    """dataset -> :class:`Table` from :func:`harness.summary.summarise`'s summary.
 
-    ``part``: ``quality``, ``speed`` or ``all``, by each output's declared kind. Sampling variants
-    (identities with a ``[setting]`` suffix) are left out unless ``variants``; columns go in the
-    declared order, then by identity; best cells are marked (:func:`mark_best`)."""
+    ``part``: ``quality``, ``speed`` or ``all``, by each output's declaration (an undeclared one is
+    quality). Sampling variants (identities with a ``[setting]`` suffix) are left out unless
+    ``variants``; columns go in the declared order, then by identity; best cells are marked
+    (:func:`mark_best`)."""
     outputs = outputs or {}
     tables = {}
     for dataset, g in summary.groupby("dataset", sort=True):
@@ -131,8 +136,7 @@ def build_tables(summary: pd.DataFrame, outputs: Optional[Mapping] = None, part:
         for r in g.itertuples(index=False):
             if (split_variant(r.label)[1] is not None) != variants:
                 continue
-            col = columns.get(r.label) or column_for(r.label, r.metric, r.unit, r.higher_is_better, outputs,
-                                                     r.estimator)
+            col = columns.get(r.label) or column_for(r.label, r.metric, r.unit, r.higher_is_better, outputs)
             if part in (QUALITY, SPEED) and col.kind != part:
                 continue
             columns[r.label] = col
@@ -175,8 +179,6 @@ def mark_best(table: Table) -> None:
 def comparison_tables(df: pd.DataFrame, part: str = "all", outputs: Optional[Mapping] = None) -> dict:
     """dataset -> DataFrame of formatted cells (index model, columns ``identity [unit]``); best cells in
     bold (Markdown). Kept for callers that want the plain frames."""
-    from harness.report.summary import summarise
-
     tables = build_tables(summarise(df), outputs, part)
     out = {}
     for dataset, table in tables.items():

@@ -12,7 +12,7 @@ from typing import Optional
 
 import pandas as pd
 
-from harness.report.summary import split_variant
+from harness.contracts import split_variant
 from harness.report.tables import Cell, Table, mark_best
 
 OWN_SETTING = "as fitted"

@@ -1,6 +1,7 @@
-"""Reading a results set for the regression gate: a results directory through its store, or a
-results.csv, reduced to the newest job per (model, dataset, seed, profile) and summarised per
-(model, dataset, metric identity) with the report's own summary."""
+"""A results set, one side of a comparison: a results directory read through its store, or a
+results.csv, reduced to the newest job per (model, dataset, seed, profile), with the declarations of
+its outputs and the machine its runs recorded, and summarised per (model, dataset, metric identity)
+with the report's own summary (:func:`harness.summary.summarise`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
+from harness.comparison.rule import Stats
 from harness.contracts import UserError
-from harness.regression.rule import Stats
-from harness.report import summarise as summarise_table
+from harness.jobs import JobStatus
 from harness.store import STORE_NAME, Store
+from harness.summary import summarise as summarise_table
 
 
 @dataclass
@@ -39,7 +41,7 @@ class ResultsSet:
 
     @property
     def seeds(self) -> list:
-        ok = self.rows[self.rows["status"] == "ok"]
+        ok = self.rows[self.rows["status"] == JobStatus.OK]
         return sorted(int(s) for s in ok["seed"].dropna().unique())
 
     def profile(self) -> str:
@@ -63,12 +65,12 @@ def _latest_jobs(df: pd.DataFrame, order_column: str) -> pd.DataFrame:
     return df[df[order_column] == latest]
 
 
-def _read_store(directory: Path) -> ResultsSet:
+def _read_store(directory: Path, known: Mapping) -> ResultsSet:
     store = Store(directory, read_only=True)
     try:
         df = store.results()
         runs = store.runs()
-        outputs = store.outputs()
+        outputs = store.outputs(known)
     except pd.errors.DatabaseError as exc:
         raise UserError(f"{directory / STORE_NAME} is not a harness results store: {exc}") from None
     finally:
@@ -138,7 +140,8 @@ def load_results(path, outputs: Optional[Mapping] = None) -> ResultsSet:
 
     A CSV next to a results.sqlite is read through the store, which keeps provenance and the metrics'
     declarations. ``outputs`` (measurement name -> Output; the CLI passes the installed metrics')
-    gives directions and tolerances for CSV rows and for measurements a store does not declare.
+    gives directions and tolerances for CSV rows and for measurements a store does not declare, and the
+    role and scaling of declarations stored before outputs declared them.
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".csv" and (path.parent / STORE_NAME).exists():
@@ -149,7 +152,7 @@ def load_results(path, outputs: Optional[Mapping] = None) -> ResultsSet:
                 return _read_csv(path / "results.csv", outputs)
             raise UserError(f"no results in {path} (expected {path / STORE_NAME}); "
                             f"run `python -m harness run --out {path}` first")
-        results = _read_store(path)
+        results = _read_store(path, outputs or {})
         results.outputs = {**dict(outputs or {}), **results.outputs}
         return results
     if path.is_file() and path.suffix == ".csv":
@@ -173,7 +176,6 @@ class Entry:
     stderr: Optional[float]  # None when unknown
     n_seeds: int
     seeds: list
-    kind: str = ""  # quality or speed, from the declaration ("" when unknown)
 
     @property
     def key(self) -> tuple:
@@ -186,15 +188,13 @@ class Entry:
 
 def summarise(results: ResultsSet) -> list:
     """One :class:`Entry` per (model, dataset, metric identity) over the ok rows, sorted; the numbers are
-    the report's summary (:func:`harness.report.summarise`)."""
+    the report's summary (:func:`harness.summary.summarise`)."""
     table = summarise_table(results.rows)
     entries = []
     for r in table.itertuples(index=False):
-        out = results.outputs.get(r.metric)
         stderr = None if r.stderr is None or not math.isfinite(r.stderr) else float(r.stderr)
         entries.append(Entry(model=r.model, dataset=r.dataset, id=r.label, metric=r.metric, family=r.family,
                              unit=r.unit, estimator=r.estimator,
                              higher_is_better=None if r.higher_is_better is None else bool(r.higher_is_better),
-                             mean=r.mean, stderr=stderr, n_seeds=int(r.seeds), seeds=list(r.seed_list),
-                             kind=out.kind if out is not None else ""))
+                             mean=r.mean, stderr=stderr, n_seeds=int(r.seeds), seeds=list(r.seed_list)))
     return sorted(entries, key=lambda e: e.key)
