@@ -31,6 +31,8 @@ from harness.contracts import (  # noqa: E402  (re-exported public API)
     Scaling,
     Split,
     Tolerance,
+    Tracker,
+    TrackerSpec,
     UserError,
 )
 from harness.hparams import Hyperparameters, Rule  # noqa: E402
@@ -58,5 +60,7 @@ __all__ = [
     "Scaling",
     "Split",
     "Tolerance",
+    "Tracker",
+    "TrackerSpec",
     "UserError",
 ]

@@ -21,7 +21,7 @@ from typing import Mapping, Optional
 import pluggy
 
 from harness import PROJECT, hookspecs
-from harness.contracts import DatasetSpec, FeatureExtractorSpec, MetricSpec, ModelSpec, UserError
+from harness.contracts import DatasetSpec, FeatureExtractorSpec, MetricSpec, ModelSpec, TrackerSpec, UserError
 
 ENTRY_POINT_GROUP = "harness"
 
@@ -48,6 +48,7 @@ class Registry:
     datasets: Mapping = field(default_factory=dict)
     metrics: Mapping = field(default_factory=dict)
     feature_extractors: Mapping = field(default_factory=dict)
+    trackers: Mapping = field(default_factory=dict)
     owners: Mapping = field(default_factory=dict)
 
     def families(self) -> dict:
@@ -67,6 +68,7 @@ _KINDS = {
     "datasets": DatasetSpec,
     "metrics": MetricSpec,
     "feature_extractors": FeatureExtractorSpec,
+    "trackers": TrackerSpec,
 }
 
 # The plugin whose hook implementation is running while the registration hooks are called (pluggy calls
@@ -243,6 +245,9 @@ class PluginHost:
 
     def dataset(self, name: str) -> DatasetSpec:
         return _lookup(self.registry.datasets, name, "dataset")
+
+    def tracker(self, name: str) -> TrackerSpec:
+        return _lookup(self.registry.trackers, name, "tracker")
 
     def metric(self, name: str) -> MetricSpec:
         """A metric by its name, or by the name of a measurement it declares (``bpd`` -> ``nll``)."""
