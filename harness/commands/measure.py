@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import skips
+from harness.commands import skips, trackers
 from harness.commands.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
 
@@ -22,6 +22,7 @@ def add_options(parser, out_default: str) -> None:
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                         help="per-job time limit (default: the profile's)")
+    trackers.add_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_format_option(parser)
 
@@ -41,9 +42,9 @@ def check_metrics(host, names) -> None:
         host.metric(name)
 
 
-def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> tuple:
-    """Run ``jobs`` into ``out`` (a Runner per profile); (store, merged summary). Exits 2 (UserError) when
-    no job can run."""
+def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True, tracking=None) -> tuple:
+    """Run ``jobs`` into ``out`` (a Runner per profile, all logging to ``tracking``); (store, merged summary).
+    Exits 2 (UserError) when no job can run."""
     from harness.commands.run import progress_factory, resolve_device
     from harness.data import resolve_data_root
     from harness.profiles import get_profile
@@ -59,7 +60,8 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> 
                        device=resolve_device(args.device), data_root=resolve_data_root(args.data_root),
                        metrics=args.metric or None, job_timeout=args.job_timeout,
                        progress=progress_factory(args.no_progress or args.format == "json"),
-                       save_artifacts=save_artifacts), group) for name, group in sorted(profiles.items())]
+                       save_artifacts=save_artifacts, tracking=tracking), group)
+               for name, group in sorted(profiles.items())]
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {}
     store = None
@@ -72,11 +74,12 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> 
     return store, summary
 
 
-def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving, source=None) -> int:
+def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving, source=None, tracking=None) -> int:
     """Write results and reports, print the compact tables (or JSON); the exit code (1 if anything failed).
     ``saving``: whether models were saved (None: there are no models to save, say nothing about them).
-    ``source``: where the report loads datasets from (a run passes its already loaded ones). `run`,
-    `evaluate` and `evaluate-samples` all end here."""
+    ``source``: where the report loads datasets from (a run passes its already loaded ones). ``tracking``:
+    the command's trackers, which log the written files and close their runs here. `run`, `evaluate` and
+    `evaluate-samples` all end here."""
     from harness.report import write_reports
     from harness.report.terminal import terminal_summary
     from harness.store import RESULT_COLUMNS
@@ -87,6 +90,9 @@ def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving
                           source=source)
     store.close()
     failed = summary["failed"] > 0 or (df["status"] == "failed").any()
+    if tracking is not None:
+        tracking.run_finished({**paths, "config": out / "config.toml"}, summary, "failed" if failed else "finished")
+        summary = {**summary, "tracking": tracking.report()} if tracking.report() else summary
     if args.format == "json":
         emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
               "results": df.reindex(columns=RESULT_COLUMNS).astype(object).where(df.notna(), None)
@@ -98,6 +104,8 @@ def report(store, summary: dict, out: Path, jobs: list, meta: dict, args, saving
           f"{paths['csv']}, tables in {paths['markdown']}")
     if saving is not None:
         print(artifact_line(summary, out, saving=saving))
+    for line in trackers.lines(tracking) if tracking is not None else []:
+        print(line)
     lines = skips.terminal_lines(jobs)
     if lines:
         print("\n" + "\n".join(lines))

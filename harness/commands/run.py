@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import measure, skips
+from harness.commands import measure, skips, trackers
 from harness.commands.output import add_format_option
 from harness.contracts import UserError
 from harness.data import resolve_data_root
@@ -76,6 +76,7 @@ def configure(parser) -> None:
     where.add_argument("--gpus-per-job", type=float, default=None, metavar="X",
                        help="ray with --device cuda: GPUs each job asks for, whole or fractional (0.25: four jobs "
                             "share a GPU; default: the model's declaration, else 1)")
+    trackers.add_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_format_option(parser)
 
@@ -143,13 +144,16 @@ def execute(args, host) -> int:
     out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     for name in run.get("metrics") or []:
         host.metric(name)
+    tracked = trackers.settings(args, config.tracking)
+    tracking = trackers.open_tracking(host, tracked, NAME)
     executor = make_executor(ExecutorOptions(args.executor, args.jobs, args.retries, args.ray_address,
                                              args.cpus_per_job, args.gpus_per_job, out))
     runner = Runner(host, profile, out, seeds=seeds, device=resolve_device(run.get("device", "cpu")),
                     data_root=resolve_data_root(args.data_root), resume=args.resume,
                     metrics=run.get("metrics") or None, job_timeout=run.get("job_timeout"),
                     progress=progress_factory(args.no_progress or args.format == "json"),
-                    executor=executor, overrides=overrides, save_artifacts=not args.no_artifacts)
+                    executor=executor, overrides=overrides, save_artifacts=not args.no_artifacts,
+                    tracking=tracking)
     jobs = runner.plan(run.get("models"), run.get("datasets"), bool(run.get("all")))
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
@@ -164,7 +168,7 @@ def execute(args, host) -> int:
             if job.dataset != "-":
                 resolved.setdefault(job.model, {})[job.dataset] = job.hparams
         written = RunConfig({**run, "profile": profile.name, "seeds": seeds},
-                            [o for o in overrides if o.dataset is None])
+                            [o for o in overrides if o.dataset is None], tracked.as_config())
         write_config(out / "config.toml", written, resolved,
                      header="Written by `python -m harness run`: this run's resolved configuration.\n"
                             f"`python -m harness run --config {out / 'config.toml'} --out DIR` runs the same jobs.")
@@ -172,12 +176,13 @@ def execute(args, host) -> int:
             store, summary = runner.run(jobs)
         except KeyboardInterrupt:
             executor.close()  # cancel what is still running before the tables are written
-            return interrupted(out, jobs, meta, executor.resume_flags())
+            return interrupted(out, jobs, meta, executor.resume_flags(), tracking)
     source = DatasetSource(host, runner.data_root, cache=runner.job_runner.datasets)
-    return measure.report(store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source)
+    return measure.report(store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source,
+                          tracking=tracking)
 
 
-def interrupted(out: Path, jobs: list, meta: dict, executor_flags: list = ()) -> int:
+def interrupted(out: Path, jobs: list, meta: dict, executor_flags: list = (), tracking=None) -> int:
     """Ctrl-C: write the tables of the jobs that finished, say how to resume, exit 130."""
     from harness.report import write_reports
     from harness.store import Store
@@ -189,6 +194,8 @@ def interrupted(out: Path, jobs: list, meta: dict, executor_flags: list = ()) ->
         paths = write_reports(df, out, meta=meta, outputs=store.outputs(), runs=store.runs())
     finally:
         store.close()
+    if tracking is not None:
+        tracking.run_finished({**paths, "config": out / "config.toml"}, {}, "interrupted")
     print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept; their results are in {paths['csv']} "
           f"and {paths['markdown']}.\nResume with:\n  python -m harness run --config {out / 'config.toml'} "
           f"--out {out} --resume{''.join(' ' + flag for flag in executor_flags)}", file=sys.stderr)
