@@ -3,6 +3,7 @@
 - ``harness_plugins.models``: one module (or package) per generative family;
 - ``harness_plugins.datasets``: dataset groups (2-D toys, digits/MNIST subsets, user-supplied files);
 - ``harness_plugins.metrics``: metric groups and the feature extractors they use.
+- ``harness_plugins.trackers``: experiment trackers (MLflow, Weights & Biases), optional extras.
 
 Each module is an ordinary plugin, registered through the entry-point group ``harness`` in
 pyproject.toml exactly as a third-party plugin would be, and written only against the public API
