@@ -1,13 +1,13 @@
-"""`harness list`: models, datasets and metrics with their declarations."""
+"""`harness list`: models, datasets, metrics and experiment trackers with their declarations."""
 
 from harness.commands.output import add_format_option, emit
 
 NAME = "list"
-HELP = "list models, datasets and metrics with their declarations"
+HELP = "list models, datasets, metrics and experiment trackers with their declarations"
 
 
 def configure(parser) -> None:
-    parser.add_argument("what", nargs="?", choices=["models", "datasets", "metrics", "all"], default="all",
+    parser.add_argument("what", nargs="?", choices=["models", "datasets", "metrics", "trackers", "all"], default="all",
                         help="which registry to list (default: all)")
     add_format_option(parser)
 
@@ -41,6 +41,13 @@ def _metrics(host):
     } for s in sorted(host.registry.metrics.values(), key=lambda s: s.name)]
 
 
+def _trackers(host):
+    return [{
+        "name": s.name, "plugin": host.owner("trackers", s.name), "install": s.install,
+        "options": {key: doc for key, doc in sorted(s.options.items())}, "description": s.description,
+    } for s in sorted(host.registry.trackers.values(), key=lambda s: s.name)]
+
+
 def _outputs_text(outputs) -> str:
     """``nll [nats, lower]``-style summary of a metric's outputs for the table."""
     return "; ".join(f"{o['name']} [{o['unit'] + ', ' if o['unit'] else ''}{'higher' if o['higher_is_better'] else 'lower'}]"
@@ -61,7 +68,7 @@ def _flat(rows):
 
 
 def execute(args, host) -> int:
-    tables = {"models": _models, "datasets": _datasets, "metrics": _metrics}
+    tables = {"models": _models, "datasets": _datasets, "metrics": _metrics, "trackers": _trackers}
     chosen = list(tables) if args.what == "all" else [args.what]
     if args.format == "json":
         result = {name: tables[name](host) for name in chosen}
@@ -76,6 +83,8 @@ def execute(args, host) -> int:
                 r["hyperparameters"] = len(r["hyperparameters"]["defaults"])
             if "outputs" in r:
                 r["outputs"] = _outputs_text(r["outputs"])
+            if "options" in r:
+                r["options"] = list(r["options"])
         rows = _flat(rows)
         print(f"## {name}\n")
         emit(rows, "table")

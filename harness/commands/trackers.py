@@ -18,7 +18,8 @@ def add_options(parser) -> None:
                             f"`--tracker {NONE}` logs nowhere, whatever --config says")
     group.add_argument("--tracker-arg", action="append", default=[], metavar="KEY=VALUE", dest="tracker_args",
                        help="a setting for the chosen trackers (repeatable): KEY for every tracker that takes it, "
-                            "TRACKER.KEY for one (e.g. experiment=toys, wandb.project=toys)")
+                            "TRACKER.KEY for one (e.g. experiment=toys, wandb.project=toys); `list trackers` "
+                            "shows each tracker's keys")
 
 
 def settings(args, from_file: Optional[Mapping] = None) -> TrackingSettings:
