@@ -112,8 +112,10 @@ def _tracking(path, table) -> dict:
     trackers = table.get("trackers", [])
     if not isinstance(trackers, list) or not all(isinstance(t, str) for t in trackers):
         raise UserError(f"{path}: [tracking] trackers must be a list of tracker names")
+    if not isinstance(table.get("args", {}), dict):
+        raise UserError(f"{path}: [tracking] args must be a table: args = {{ KEY = VALUE }}")
     args = {}
-    for key, value in (table.get("args") or {}).items():
+    for key, value in table.get("args", {}).items():
         for name, v in (value.items() if isinstance(value, dict) else [(None, value)]):
             if isinstance(v, (dict, list)):
                 raise UserError(f"{path}: [tracking.args] {key}: a value must be a string or a number")

@@ -5,6 +5,7 @@ file's [tracking] table; the tracker kind in the registry; the keys trackers log
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -169,6 +170,21 @@ def test_the_config_file_chooses_trackers_the_run_records_them_and_flags_win(tmp
     assert "[tracking]" not in (tmp_path / "quiet" / "config.toml").read_text()
 
 
+@pytest.mark.parametrize("table, message", [
+    ('[tracking]\ntracker = ["mlflow"]\n', "[tracking] holds trackers = [names] and args"),
+    ('[tracking]\ntrackers = "mlflow"\n', "trackers must be a list of tracker names"),
+    ('[tracking]\ntrackers = ["mlflow"]\nargs = "experiment=toys"\n', "args must be a table"),
+    ('[tracking]\ntrackers = ["mlflow"]\n[tracking.args]\nexperiment = [1, 2]\n', "a value must be a string"),
+])
+def test_a_malformed_tracking_table_says_what_is_wrong(tmp_path, table, message):
+    from harness.contracts import UserError
+
+    path = tmp_path / "c.toml"
+    path.write_text(table)
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_config(path)
+
+
 def test_evaluate_and_evaluate_samples_log_the_same_way(tmp_path):
     log = tmp_path / "calls.jsonl"
     flags = ["--profile", "smoke", "--no-progress", "--tracker", "recording", "--tracker-arg", f"log={log}"]
@@ -225,3 +241,25 @@ def test_list_shows_each_tracker_with_its_arguments_and_what_to_install(capsys):
     assert listed["mlflow"]["install"] == "harness[mlflow]" and listed["mlflow"]["plugin"] == "mlflow_tracker"
     assert {"tracking_uri", "experiment", "run_name"} == set(listed["mlflow"]["options"])
     assert {"project", "entity", "mode", "dir", "run_name"} == set(listed["wandb"]["options"])
+
+
+def test_an_interrupted_run_closes_its_trackers_run_as_interrupted_with_the_tables_of_finished_jobs(tmp_path):
+    import signal
+    import time
+
+    log = tmp_path / "calls.jsonl"
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "harness", "run", "--model", "sleepy", "--dataset", "tiny", "--seeds", "2",
+           "--set", "sleepy.sleep=60", "--profile", "smoke", "--metric", "nll", "--out", str(out), "--no-progress",
+           "--tracker", "recording", "--tracker-arg", f"log={log}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not read(log) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    events = read(log)
+    assert [e["event"] for e in events] == ["start", "finish"]
+    assert events[-1]["status"] == "interrupted" and events[-1]["files"]["csv"][1]
