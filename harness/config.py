@@ -180,7 +180,8 @@ def dumps(config: RunConfig, resolved: dict, header: str = "") -> str:
     if config.tracking.get("trackers"):
         lines += ["", "[tracking]", f"trackers = {_value(list(config.tracking['trackers']))}"]
         args = config.tracking.get("args") or {}
-        lines += (["", "[tracking.args]"] + [f"{_string(k)} = {_string(str(v))}" for k, v in args.items()]) if args else []
+        if args:
+            lines += ["", "[tracking.args]"] + [f"{_string(k)} = {_string(str(v))}" for k, v in args.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -59,7 +59,7 @@ def parse_tracker_args(texts) -> dict:
 def _importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a parent package missing, or a module blocked in sys.modules
+    except (ImportError, ValueError):  # a parent package missing, or a loaded module without a spec
         return False
 
 
@@ -71,7 +71,7 @@ def _route(host, chosen: list, args: Mapping) -> dict:
         if dot and prefix in host.registry.trackers:
             if prefix not in per:
                 raise UserError(f"--tracker-arg {key}: tracker {prefix!r} is not chosen (add --tracker {prefix})")
-            targets, option = [prefix], option
+            targets = [prefix]
         else:
             targets, option = [n for n in chosen if key in host.tracker(n).options], key
         for name in targets:
@@ -169,7 +169,7 @@ class Tracking:
         if not self.active or self.run is None:
             return
         files = {kind: Path(path) for kind, path in files.items() if Path(path).is_file()}
-        counts = {k: int(summary.get(k, 0)) for k in ("ok", "failed", "skipped", "reused")}
+        counts = {k: int(summary[k]) for k in ("ok", "failed", "skipped", "reused") if k in summary}
         for name in list(self.active):
             self._call(name, "closing its run", "finish_run", files, counts, status)
 

@@ -263,3 +263,4 @@ def test_an_interrupted_run_closes_its_trackers_run_as_interrupted_with_the_tabl
     events = read(log)
     assert [e["event"] for e in events] == ["start", "finish"]
     assert events[-1]["status"] == "interrupted" and events[-1]["files"]["csv"][1]
+    assert events[-1]["summary"] == {}  # no counts rather than wrong ones

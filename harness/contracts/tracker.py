@@ -130,7 +130,8 @@ class Tracker:
     def finish_run(self, files: Mapping[str, Path], summary: Mapping, status: str) -> None:
         """Close the parent run. ``files``: the report files that exist (``html``, ``markdown``, ``csv``,
         ``json``, ``config``: report.html ... config.toml). ``summary``: job counts (ok, failed, skipped,
-        reused). ``status``: ``finished``, ``failed`` (some job failed) or ``interrupted``."""
+        reused; none when the run was interrupted). ``status``: ``finished``, ``failed`` (some job failed)
+        or ``interrupted``."""
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,8 @@ class MlflowTracker(Tracker):
         found = self.client.get_experiment_by_name(name)
         self.experiment = found.experiment_id if found is not None else self.client.create_experiment(name)
         note = (f"harness {run.command} of {run.jobs} job(s), profile {run.profile}, seeds "
-                f"{', '.join(map(str, run.seeds))}, on {run.device}; every result is also in {run.tags['harness.results']}")
+                f"{', '.join(map(str, run.seeds))}, on {run.device}; every result is also in "
+                f"{run.tags['harness.results']}")
         parent = self.client.create_run(self.experiment, run_name=self.settings.get("run_name") or run.name,
                                         tags={**run.tags, "mlflow.note.content": note})
         self.parent = parent.info.run_id
@@ -121,7 +122,9 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.parent, metrics=[Metric(f"jobs.{k}", float(v), now, 0) for k, v in summary.items()])
+        if summary:
+            counts = [Metric(f"jobs.{k}", float(v), now, 0) for k, v in summary.items()]
+            self.client.log_batch(self.parent, metrics=counts)
         for path in files.values():
             self.client.log_artifact(self.parent, str(path))
         self.client.set_terminated(self.parent, STATUS.get(status, "FINISHED"))

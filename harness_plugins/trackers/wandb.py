@@ -80,7 +80,8 @@ class WandbTracker(Tracker):
             child.finish(exit_code=0 if job.ok else 1)
 
     def finish_run(self, files, summary, status) -> None:
-        self.parent.log({f"jobs.{k}": v for k, v in summary.items()})
+        if summary:
+            self.parent.log({f"jobs.{k}": v for k, v in summary.items()})
         for path in files.values():
             self.parent.save(str(path), base_path=str(Path(path).parent), policy="now")
         self.parent.finish(exit_code=0 if status == "finished" else 1)
