@@ -20,6 +20,10 @@ The file::
     [hparams.gmm.8gaussians]    # written by `run`: the values each (model, dataset) resolved to;
     components = 12             # read back, they pin those values for that pair
 
+    [tracking]                  # experiment trackers, as --tracker and --tracker-arg (docs/tracking.md)
+    trackers = ["mlflow"]
+    args = { experiment = "toys" }   # KEY or "TRACKER.KEY" = VALUE
+
 Command-line flags win over the file: a ``--model`` replaces the file's models, a ``--set`` beats the
 file's value for the same key. A malformed file, an unknown key or a value of the wrong type exits 2
 with a message naming the line or the key.
@@ -48,6 +52,7 @@ class RunConfig:
 
     run: dict = field(default_factory=dict)
     overrides: list = field(default_factory=list)  # Override, in file order
+    tracking: dict = field(default_factory=dict)  # {"trackers": [names], "args": {key: value}}
 
 
 def _toml():
@@ -66,10 +71,10 @@ def read_config(path) -> RunConfig:
         doc = _toml().loads(path.read_text())
     except Exception as exc:  # tomllib's message names the line and column
         raise UserError(f"{path} is not valid TOML: {exc}") from None
-    unknown = set(doc) - {"run", "set", "hparams"}
+    unknown = set(doc) - {"run", "set", "hparams", "tracking"}
     if unknown:
-        raise UserError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; a config file holds [run], [set] "
-                        "and [hparams.MODEL.DATASET]")
+        raise UserError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; a config file holds [run], [set], "
+                        "[hparams.MODEL.DATASET] and [tracking]")
     run = doc.get("run", {})
     for key, value in run.items():
         if key not in RUN_KEYS:
@@ -96,7 +101,26 @@ def read_config(path) -> RunConfig:
             for key, value in values.items():
                 overrides.append(Override(model, key, value, f"{path} [hparams.{model}.{dataset}] {key}",
                                           dataset=dataset, priority=0))
-    return RunConfig(dict(run), overrides)
+    return RunConfig(dict(run), overrides, _tracking(path, doc.get("tracking", {})))
+
+
+def _tracking(path, table) -> dict:
+    """The ``[tracking]`` table: ``trackers`` (names) and ``args`` (KEY or TRACKER.KEY -> value; a nested
+    table ``[tracking.args.TRACKER]`` means TRACKER.KEY)."""
+    if not isinstance(table, dict) or set(table) - {"trackers", "args"}:
+        raise UserError(f"{path}: [tracking] holds trackers = [names] and args = {{ KEY = VALUE }}")
+    trackers = table.get("trackers", [])
+    if not isinstance(trackers, list) or not all(isinstance(t, str) for t in trackers):
+        raise UserError(f"{path}: [tracking] trackers must be a list of tracker names")
+    if not isinstance(table.get("args", {}), dict):
+        raise UserError(f"{path}: [tracking] args must be a table: args = {{ KEY = VALUE }}")
+    args = {}
+    for key, value in table.get("args", {}).items():
+        for name, v in (value.items() if isinstance(value, dict) else [(None, value)]):
+            if isinstance(v, (dict, list)):
+                raise UserError(f"{path}: [tracking.args] {key}: a value must be a string or a number")
+            args[key if name is None else f"{key}.{name}"] = v if isinstance(v, str) else _value(v)
+    return {"trackers": trackers, "args": args} if trackers or args else {}
 
 
 # ---------------------------------------------------------------------------- writing
@@ -153,6 +177,11 @@ def dumps(config: RunConfig, resolved: dict, header: str = "") -> str:
             if automatic:
                 lines.append(f"# automatic (None): {', '.join(automatic)}")
             lines += [f"{_key(k)} = {_value(v)}" for k, v in sorted(values.items()) if v is not None]
+    if config.tracking.get("trackers"):
+        lines += ["", "[tracking]", f"trackers = {_value(list(config.tracking['trackers']))}"]
+        args = config.tracking.get("args") or {}
+        if args:
+            lines += ["", "[tracking.args]"] + [f"{_string(k)} = {_string(str(v))}" for k, v in args.items()]
     return "\n".join(lines) + "\n"
 
 

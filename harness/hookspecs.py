@@ -86,6 +86,21 @@ def harness_register_report_formats(register):
 
 
 @hookspec
+def harness_register_trackers(register):
+    """Register experiment trackers (MLflow, Weights & Biases, ...), which users choose with
+    ``--tracker NAME``.
+
+    :param register: ``register(spec: harness.TrackerSpec)``; call it once per tracker.
+
+    The coordinator tells a chosen tracker when a run starts, when each job that ran is stored and when
+    the run ends (:class:`harness.Tracker`); never from a worker. Observers that want every run
+    implement the hooks below instead.
+
+    Since 0.3.0.
+    """
+
+
+@hookspec
 def harness_run_started(run):
     """A run is about to execute its jobs.
 

@@ -21,7 +21,7 @@ from typing import Mapping, Optional
 import pluggy
 
 from harness import PROJECT, hookspecs
-from harness.contracts import DatasetSpec, FeatureExtractorSpec, MetricSpec, ModelSpec, UserError
+from harness.contracts import DatasetSpec, FeatureExtractorSpec, MetricSpec, ModelSpec, TrackerSpec, UserError
 from harness.executors.spec import ExecutorSpec
 from harness.report.formats import ReportFormatSpec
 
@@ -52,6 +52,7 @@ class Registry:
     feature_extractors: Mapping = field(default_factory=dict)
     executors: Mapping = field(default_factory=dict)
     report_formats: Mapping = field(default_factory=dict)
+    trackers: Mapping = field(default_factory=dict)
     owners: Mapping = field(default_factory=dict)
 
     def families(self) -> dict:
@@ -73,6 +74,7 @@ _KINDS = {
     "feature_extractors": FeatureExtractorSpec,
     "executors": ExecutorSpec,
     "report_formats": ReportFormatSpec,
+    "trackers": TrackerSpec,
 }
 
 # The plugin whose hook implementation is running while the registration hooks are called (pluggy calls
@@ -255,6 +257,9 @@ class PluginHost:
 
     def report_format(self, name: str) -> ReportFormatSpec:
         return _lookup(self.registry.report_formats, name, "report format")
+
+    def tracker(self, name: str) -> TrackerSpec:
+        return _lookup(self.registry.trackers, name, "tracker")
 
     def metric(self, name: str) -> MetricSpec:
         """A metric by its name, or by the name of a measurement it declares (``bpd`` -> ``nll``)."""

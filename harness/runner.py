@@ -3,7 +3,8 @@ streams each result into the store as it ends.
 
 A job that raises, produces NaN/inf or passes its time limit is recorded as failed with its reason
 (see :mod:`harness.worker`) and the run goes on. Incompatible pairs are recorded as skipped with their
-reason. The runner is the coordinator: it alone writes the store and calls the observer hooks. The
+reason. The runner is the coordinator: it alone writes the store and calls the observer hooks and the
+user's trackers (:mod:`harness.tracking`). The
 models themselves are saved by whoever ran the job, as files under ``DIR/artifacts``
 (:mod:`harness.artifacts`); with ``resume`` a job still to do whose model was saved by a recorded job
 (same model key: everything but the metrics) restores it instead of training again.
@@ -30,6 +31,7 @@ from harness.jobs import Job, JobResult, JobStatus, Origin, SkipKind, job_key, m
 from harness.machine import Calibration, fingerprint, machine_info
 from harness.profiles import Profile
 from harness.store import Store
+from harness.tracking import Tracking
 from harness.worker import JobRunner
 
 __all__ = ["Runner", "RunInfo", "Job", "JobResult", "JobStatus", "select_pairs", "environment_info"]
@@ -114,7 +116,7 @@ class Runner:
                  data_root: Optional[Path] = None, cache_dir: Optional[Path] = None, resume: bool = False,
                  metrics: Optional[list] = None, job_timeout: Optional[float] = None,
                  progress: Optional[Callable] = None, executor=None, overrides: Optional[list] = None,
-                 save_artifacts: bool = True):
+                 save_artifacts: bool = True, tracking: Optional[Tracking] = None):
         self.host = host
         self.profile = profile
         self.out = Path(out)
@@ -132,6 +134,7 @@ class Runner:
             executor = InProcess()
         self.executor = executor
         self.save_artifacts = save_artifacts
+        self.tracking = tracking if tracking is not None else Tracking()  # the user's trackers (harness.tracking)
         self.job_runner = JobRunner(host, profile, self.device, self.data_root, self.cache_dir, metrics,
                                     job_timeout, progress,
                                     artifacts_dir=artifacts.artifacts_dir(self.out) if save_artifacts else None)
@@ -178,6 +181,7 @@ class Runner:
         store.start_run(run_id, self.profile.name, run_info)
         store.record_outputs(self.host.registry.metrics.values())
         self.host.pm.hook.harness_run_started(run=info)
+        self.tracking.run_started(info, run_info)
         counts = {JobStatus.OK: 0, JobStatus.FAILED: 0, JobStatus.SKIPPED: 0,
                   "reused": 0, "loaded": 0, "artifacts": 0, "artifact_bytes": 0}
         bar = self.progress(len(jobs), "jobs") if self.progress else None
@@ -242,6 +246,7 @@ class Runner:
             counts["artifacts"] += 1
             counts["artifact_bytes"] += int(saved.get("bytes", 0))
         self.host.pm.hook.harness_job_finished(run=info, job=job, result=result)
+        self.tracking.job_finished(job, result)
         if bar is not None:
             bar.set_postfix_str(f"{job.label} {result.status}")
             bar.update(1)

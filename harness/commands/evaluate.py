@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.commands import measure
+from harness.commands import measure, trackers
 from harness.profiles import PROFILES
 from harness.contracts import UserError
 
@@ -49,6 +49,7 @@ def execute(args, host) -> int:
     if args.directory is not None and from_weights:
         raise UserError("give either DIR (saved models) or --model, --checkpoint and --dataset (weights), not both")
     measure.check_metrics(host, args.metric)
+    tracking = trackers.open_tracking(host, trackers.settings(args), NAME)
     data_root = resolve_data_root(args.data_root)
     if args.directory is not None:
         out = measure.output_dir(args, "evaluate", refuse=[args.directory])
@@ -72,6 +73,7 @@ def execute(args, host) -> int:
     else:
         raise UserError("say what to evaluate: DIR (a results directory with saved models), or --model NAME "
                         "--checkpoint FILE --dataset D")
-    store, summary = measure.run_jobs(host, jobs, out, args, save_artifacts=not args.no_artifacts)
+    store, summary = measure.run_jobs(host, jobs, out, args, save_artifacts=not args.no_artifacts, tracking=tracking)
     meta.update({"profile": ", ".join(sorted({j.profile for j in jobs})), "device": args.device})
-    return measure.report(host, store, summary, out, jobs, meta, args, saving=not args.no_artifacts)
+    return measure.report(host, store, summary, out, jobs, meta, args, saving=not args.no_artifacts,
+                          tracking=tracking)

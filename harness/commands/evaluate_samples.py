@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.commands import measure
+from harness.commands import measure, trackers
 from harness.profiles import PROFILES
 
 NAME = "evaluate-samples"
@@ -38,9 +38,10 @@ def execute(args, host) -> int:
 
     profile = get_profile(args.profile)
     measure.check_metrics(host, args.metric)
+    tracking = trackers.open_tracking(host, trackers.settings(args), NAME)
     out = measure.output_dir(args, "samples")
     job = samples_job(host, args.path, args.dataset, args.name, profile.name, args.metric,
                       resolve_data_root(args.data_root))
-    store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=False)
+    store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=False, tracking=tracking)
     meta = {"evaluated": f"samples {args.path} as {args.name}", "profile": profile.name}
-    return measure.report(host, store, summary, out, [job], meta, args, saving=None)
+    return measure.report(host, store, summary, out, [job], meta, args, saving=None, tracking=tracking)

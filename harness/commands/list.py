@@ -1,10 +1,10 @@
-"""`harness list`: models, datasets, metrics, executors and report formats with their declarations and
-the plugin that registered each."""
+"""`harness list`: models, datasets, metrics, executors, report formats and experiment trackers with their
+declarations and the plugin that registered each."""
 
 from harness.commands.output import add_format_option, emit
 
 NAME = "list"
-HELP = "list models, datasets, metrics, executors and report formats with their declarations"
+HELP = "list models, datasets, metrics, executors, report formats and trackers with their declarations"
 
 
 # Kinds whose descriptions are too long for a table row (shown with --format json).
@@ -13,7 +13,7 @@ DESCRIBED_IN_JSON_ONLY = ("models", "datasets", "metrics")
 
 def configure(parser) -> None:
     parser.add_argument("what", nargs="?", choices=["models", "datasets", "metrics", "executors", "report-formats",
-                                                    "all"], default="all",
+                                                    "trackers", "all"], default="all",
                         help="which registry to list (default: all)")
     add_format_option(parser)
 
@@ -63,6 +63,13 @@ def _report_formats(host):
     } for s in sorted(host.registry.report_formats.values(), key=lambda s: s.name)]
 
 
+def _trackers(host):
+    return [{
+        "name": s.name, "plugin": host.owner("trackers", s.name), "install": s.install,
+        "options": {key: doc for key, doc in sorted(s.options.items())}, "description": s.description,
+    } for s in sorted(host.registry.trackers.values(), key=lambda s: s.name)]
+
+
 def _outputs_text(outputs) -> str:
     """``nll [nats, lower]``-style summary of a metric's outputs for the table."""
     return "; ".join(f"{o['name']} [{o['unit'] + ', ' if o['unit'] else ''}{'higher' if o['higher_is_better'] else 'lower'}]"
@@ -84,7 +91,7 @@ def _flat(rows):
 
 def execute(args, host) -> int:
     tables = {"models": _models, "datasets": _datasets, "metrics": _metrics, "executors": _executors,
-              "report-formats": _report_formats}
+              "report-formats": _report_formats, "trackers": _trackers}
     chosen = list(tables) if args.what == "all" else [args.what]
     if args.format == "json":
         result = {name: tables[name](host) for name in chosen}
@@ -100,6 +107,8 @@ def execute(args, host) -> int:
                 r["hyperparameters"] = len(r["hyperparameters"]["defaults"])
             if "outputs" in r:
                 r["outputs"] = _outputs_text(r["outputs"])
+            if "options" in r:
+                r["options"] = list(r["options"])
         rows = _flat(rows)
         print(f"## {name}\n")
         emit(rows, "table")

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import skips
+from harness.commands import skips, trackers
 from harness.commands.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
 from harness.jobs import JobStatus
@@ -59,6 +59,7 @@ def add_options(parser, out_default: str) -> None:
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                         help="per-job time limit (default: the profile's)")
+    trackers.add_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_executor_options(parser)
     add_format_option(parser)
@@ -79,9 +80,10 @@ def check_metrics(host, names) -> None:
         host.metric(name)
 
 
-def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> tuple:
-    """Run ``jobs`` into ``out`` (a Runner per profile, all on the executor the arguments name); (store,
-    merged summary). Exits 2 (UserError) when no job can run or the executor options do not fit."""
+def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True, tracking=None) -> tuple:
+    """Run ``jobs`` into ``out`` (a Runner per profile, all on the executor the arguments name and logging to
+    ``tracking``); (store, merged summary). Exits 2 (UserError) when no job can run or the executor options
+    do not fit."""
     from harness.commands.run import progress_factory, resolve_device
     from harness.data import resolve_data_root
     from harness.profiles import get_profile
@@ -98,7 +100,7 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True) -> 
                        device=resolve_device(args.device), data_root=resolve_data_root(args.data_root),
                        metrics=args.metric or None, job_timeout=args.job_timeout,
                        progress=progress_factory(args.no_progress or args.format == "json"),
-                       executor=executor, save_artifacts=save_artifacts), group)
+                       executor=executor, save_artifacts=save_artifacts, tracking=tracking), group)
                for name, group in sorted(profiles.items())]
     summary: dict = {}
     store = None
@@ -133,11 +135,13 @@ def show(run, formats, paths: dict) -> None:
     print("\n".join(part for part in parts if part))
 
 
-def report(host, store, summary: dict, out: Path, jobs: list, meta: dict, args, saving, source=None) -> int:
+def report(host, store, summary: dict, out: Path, jobs: list, meta: dict, args, saving, source=None,
+           tracking=None) -> int:
     """Write every report format declared for every run, print the compact tables (or JSON); the exit
     code (1 if anything failed). ``saving``: whether models were saved (None: there are no models to save,
     say nothing about them). ``source``: where the report loads datasets from (a run passes its already
-    loaded ones). `run`, `evaluate` and `evaluate-samples` all end here."""
+    loaded ones). ``tracking``: the command's trackers, which log the written files and close their runs
+    here. `run`, `evaluate` and `evaluate-samples` all end here."""
     from harness.report import SummarisedRun
     from harness.report.formats import write_every_run
 
@@ -147,6 +151,10 @@ def report(host, store, summary: dict, out: Path, jobs: list, meta: dict, args, 
     formats = host.registry.report_formats
     paths = write_every_run(run, formats, out)
     failed = summary[JobStatus.FAILED] > 0 or (df["status"] == JobStatus.FAILED).any()
+    if tracking is not None:
+        tracking.run_finished({**paths, "config": out / "config.toml"}, summary,
+                              "failed" if failed else "finished")
+        summary = {**summary, "tracking": tracking.report()} if tracking.report() else summary
     if args.format == "json":
         emit({"summary": summary, "files": {k: str(v) for k, v in paths.items()},
               "results": run.tidy.astype(object).where(df.notna(), None).to_dict(orient="records")}, "json")
@@ -158,6 +166,8 @@ def report(host, store, summary: dict, out: Path, jobs: list, meta: dict, args, 
     print(f"{counts}{reused}" + (f"; {where}" if where else ""))
     if saving is not None:
         print(artifact_line(summary, out, saving=saving))
+    for line in trackers.lines(tracking) if tracking is not None else []:
+        print(line)
     lines = skips.terminal_lines(jobs)
     if lines:
         print("\n" + "\n".join(lines))

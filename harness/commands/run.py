@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import measure, skips
+from harness.commands import measure, skips, trackers
 from harness.commands.output import add_format_option
 from harness.contracts import UserError
 from harness.data import resolve_data_root
@@ -56,6 +56,7 @@ def configure(parser) -> None:
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
                         help="per-job time limit (default: the profile's)")
     measure.add_executor_options(parser)
+    trackers.add_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_format_option(parser)
 
@@ -122,12 +123,15 @@ def execute(args, host) -> int:
     out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     for name in run.get("metrics") or []:
         host.metric(name)
+    tracked = trackers.settings(args, config.tracking)
+    tracking = trackers.open_tracking(host, tracked, NAME)
     executor = measure.executor_from(args, host, out)
     runner = Runner(host, profile, out, seeds=seeds, device=resolve_device(run.get("device", "cpu")),
                     data_root=resolve_data_root(args.data_root), resume=args.resume,
                     metrics=run.get("metrics") or None, job_timeout=run.get("job_timeout"),
                     progress=progress_factory(args.no_progress or args.format == "json"),
-                    executor=executor, overrides=overrides, save_artifacts=not args.no_artifacts)
+                    executor=executor, overrides=overrides, save_artifacts=not args.no_artifacts,
+                    tracking=tracking)
     jobs = runner.plan(run.get("models"), run.get("datasets"), bool(run.get("all")))
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
@@ -142,7 +146,7 @@ def execute(args, host) -> int:
             if job.dataset != "-":
                 resolved.setdefault(job.model, {})[job.dataset] = job.hparams
         written = RunConfig({**run, "profile": profile.name, "seeds": seeds},
-                            [o for o in overrides if o.dataset is None])
+                            [o for o in overrides if o.dataset is None], tracked.as_config())
         write_config(out / "config.toml", written, resolved,
                      header="Written by `python -m harness run`: this run's resolved configuration.\n"
                             f"`python -m harness run --config {out / 'config.toml'} --out DIR` runs the same jobs.")
@@ -150,12 +154,13 @@ def execute(args, host) -> int:
             store, summary = runner.run(jobs)
         except KeyboardInterrupt:
             executor.close()  # cancel what is still running before the tables are written
-            return interrupted(host, out, jobs, meta, executor.resume_flags())
+            return interrupted(host, out, jobs, meta, executor.resume_flags(), tracking)
     source = DatasetSource(host, runner.data_root, cache=runner.job_runner.datasets)
-    return measure.report(host, store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source)
+    return measure.report(host, store, summary, out, jobs, meta, args, saving=not args.no_artifacts, source=source,
+                          tracking=tracking)
 
 
-def interrupted(host, out: Path, jobs: list, meta: dict, executor_flags: list = ()) -> int:
+def interrupted(host, out: Path, jobs: list, meta: dict, executor_flags: list = (), tracking=None) -> int:
     """Ctrl-C: write the report formats of the jobs that finished, say how to resume, exit 130."""
     from harness.report import SummarisedRun
     from harness.report.formats import write_every_run
@@ -169,6 +174,8 @@ def interrupted(host, out: Path, jobs: list, meta: dict, executor_flags: list = 
     finally:
         store.close()
     paths = write_every_run(run, host.registry.report_formats, out)
+    if tracking is not None:
+        tracking.run_finished({**paths, "config": out / "config.toml"}, {}, "interrupted")
     where = " and ".join(str(paths[name]) for name in ("csv", "markdown") if name in paths)
     print(f"\ninterrupted: {done} of {len(jobs)} jobs finished and are kept"
           + (f"; their results are in {where}" if where else "")

@@ -9,11 +9,14 @@ from harness.contracts.metric import FeatureExtractorSpec, MetricContext, Metric
 from harness.contracts.model import Model, ModelSpec
 from harness.contracts.outputs import (QUALITY, SPEED, SPEED_TOLERANCE, Measurement, Output, Tolerance,
                                        UndeclaredMeasurement)
+from harness.contracts.tracker import (TrackedJob, TrackedRun, TrackedValue, Tracker, TrackerSpec,
+                                       value_key)
 from harness.contracts.variants import check_variant_label, split_variant, variant_identity
 from harness.errors import MetricSkipped, UserError
 
 __all__ = ["Capability", "DataKind", "Dataset", "DatasetSpec", "ESTIMATORS", "EVALUATION_SUBSET_SEED",
            "FeatureExtractorSpec", "FitContext", "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext",
            "MetricSkipped", "MetricSpec", "Model", "ModelSpec", "Output", "QUALITY", "Role", "SPEED", "SPEED_TOLERANCE", "Scaling",
-           "Split", "Splits", "Tolerance", "UndeclaredMeasurement", "UserError", "check_variant_label",
-           "evaluation_indices", "split_variant", "variant_identity"]
+           "Split", "Splits", "Tolerance", "TrackedJob", "TrackedRun", "TrackedValue", "Tracker", "TrackerSpec",
+           "UndeclaredMeasurement", "UserError", "check_variant_label",
+           "evaluation_indices", "split_variant", "value_key", "variant_identity"]
