@@ -206,6 +206,6 @@ def test_an_undeclared_output_fails_the_metric_in_the_runner(tmp_path, monkeypat
 
 
 def test_metric_skipped_is_what_unmeasurable_memory_raises():
-    from harness_plugins.metrics.timing import MemoryUnmeasurable
+    from harness_plugins.metrics.speed.memory import MemoryUnmeasurable
 
     assert issubclass(MemoryUnmeasurable, MetricSkipped)
