@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import urllib.request
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -49,9 +50,15 @@ def model_spec(name="pool") -> ModelSpec:
                      capabilities=[Capability.SAMPLE])
 
 
-def profile(n: int) -> Profile:
-    return Profile("test", job_timeout_s=60, eval_examples=0, sample_batch=10_000, timing_repeats=1,
-                   fidelity_samples=n)
+TEST_PROFILE = Profile("test", job_timeout_s=60, eval_examples=0, sample_batch=10_000)
+
+
+@dataclass
+class SizedContext(MetricContext):
+    """A metric context with the sample count ``n`` the test gives the metric (in a run, the count its
+    declaration gives the job's profile)."""
+
+    n: int = 0
 
 
 def make_dataset(name, train, test, extractor="raw", kind=DataKind.CONTINUOUS, levels=None, provenance=None):
@@ -62,9 +69,9 @@ def make_dataset(name, train, test, extractor="raw", kind=DataKind.CONTINUOUS, l
 
 
 def context(model, dataset, n, cache_dir=None, run_cache=None, seed=0, name="pool", data_root=None):
-    return MetricContext(model=model, model_spec=model_spec(name), dataset=dataset, profile=profile(n),
-                         device=torch.device("cpu"), seed=seed, cache_dir=cache_dir, data_root=data_root,
-                         feature_extractors=EXTRACTORS, run_cache={} if run_cache is None else run_cache)
+    return SizedContext(model=model, model_spec=model_spec(name), dataset=dataset, profile=TEST_PROFILE,
+                        device=torch.device("cpu"), seed=seed, cache_dir=cache_dir, data_root=data_root,
+                        feature_extractors=EXTRACTORS, run_cache={} if run_cache is None else run_cache, n=n)
 
 
 SPECS = {}
@@ -73,7 +80,7 @@ fidelity.harness_register_metrics(lambda spec: SPECS.__setitem__(spec.name, spec
 
 def value(metric, ctx):
     """The metric's measurement, bound to its declaration as the runner binds it."""
-    (m,) = fidelity.compute_metric(metric, ctx)
+    (m,) = fidelity.compute_metric(metric, ctx, ctx.n)
     return SPECS[metric].bind(m)
 
 

@@ -150,10 +150,30 @@ def test_every_metric_plugin_emits_only_and_all_its_declared_outputs(datasets, f
             emitted.setdefault(m.metric, set()).add(m.id)
     assert set(emitted) == declared
     # the sample count is part of the identity exactly where declared
-    n = get_profile("smoke").fidelity_samples
+    n = 500  # what the sample metrics declare for smoke
     for spec in specs:
         for out in spec.outputs:
             assert emitted[out.name] == ({f"{out.name}@{n}"} if out.sample_count_in_id else {out.name})
+
+
+def test_sizes_per_profile_are_declared_by_the_metrics_and_keep_the_profiles_values():
+    """The sample count (the profiles' fidelity_samples before the metrics declared it) is each sample
+    metric's declaration; every declared table knows the three profiles; the profiles keep only
+    harness-wide knobs."""
+    import dataclasses
+
+    from harness.profiles import PROFILES, Profile
+
+    sample_metrics = {"fid", "kid", "precision", "recall", "density", "coverage", "parzen_nll", "mode_coverage",
+                      "conditional_accuracy", "sample_xent_gap"}
+    assert {spec.name for spec in _specs() if spec.sizes and "samples" in spec.sizes.of("smoke")} == sample_metrics
+    for spec in _specs():
+        if spec.sizes is not None:
+            assert set(spec.sizes.profiles) >= set(PROFILES), spec.name
+        if spec.name in sample_metrics:
+            assert [spec.sizes.of(p)["samples"] for p in ("smoke", "quick", "full")] == [500, 2000, 10000]
+    assert [f.name for f in dataclasses.fields(Profile)] == ["name", "job_timeout_s", "eval_examples", "sample_batch",
+                                                              "description"]
 
 
 def test_declarations_keep_todays_units_and_directions_and_order_the_tables():

@@ -4,9 +4,10 @@ dataset's test split, in the features of the dataset's feature extractor
 (``DatasetSpec.feature_extractor``, looked up in ``MetricContext.feature_extractors``).
 
 Semantics
-- Sample count: ``n = profile.fidelity_samples`` model samples (the job's shared samples,
-  :mod:`harness_plugins.metrics.job_samples`, drawn with ``ctx.generator(4242)``)
-  against ``min(n, len(test))`` test examples: ``ctx.evaluation_split(n)``, the examples every metric
+- Sample count: n model samples, n the count the metrics declare per profile
+  (:data:`~harness_plugins.metrics.job_samples.SAMPLE_COUNT`: 500 smoke, 2000 quick, 10000 full),
+  the job's shared samples (:mod:`harness_plugins.metrics.job_samples`, drawn with
+  ``ctx.generator(4242)``) against ``min(n, len(test))`` test examples: ``ctx.evaluation_split(n)``, the examples every metric
   takes (:func:`harness.contracts.evaluation_indices`: the first n of a fixed permutation, so they
   lie within the likelihood metrics' examples whenever ``n <= eval_examples``). The count is part of
   the metric's identity: the outputs declare ``sample_count_in_id``, so a measurement's id is
@@ -58,7 +59,7 @@ import torch
 
 from harness import Capability, Measurement, MetricContext, MetricSkipped, MetricSpec, Output, Tolerance, hookimpl
 from harness.contracts import EVALUATION_SUBSET_SEED, evaluation_indices
-from harness_plugins.metrics.job_samples import job_key, job_samples
+from harness_plugins.metrics.job_samples import SAMPLE_COUNT, job_key, job_samples, sample_count
 
 SUBSET_SEED = EVALUATION_SUBSET_SEED  # the permutation behind every evaluation subset (harness.contracts)
 CACHE_FORMAT = 2  # 2: the reference is the evaluation subset, stamped with a hash of its indices
@@ -498,9 +499,9 @@ def _base_details(metric, n, extractor_name, extractor, reference: FeatureSet) -
     }
 
 
-def compute_metric(metric: str, ctx: MetricContext) -> list:
-    """One fidelity metric for the job in ``ctx`` (with its train-vs-test noise floor in details)."""
-    n = int(ctx.profile.fidelity_samples)
+def compute_metric(metric: str, ctx: MetricContext, n: int) -> list:
+    """One fidelity metric for the job in ``ctx`` from ``n`` model samples (with its train-vs-test noise
+    floor in details)."""
     name, extractor = extractor_for(ctx.dataset, ctx.feature_extractors, ctx.device, ctx.data_root, ctx.run_cache)
     # the reference is ctx.evaluation_split(n) (split_subset selects it), cached across jobs and runs
     reference = reference_features(ctx.dataset, "test", name, extractor, n, ctx.cache_dir, ctx.run_cache)
@@ -542,7 +543,7 @@ def _not_applicable(model_spec, dataset_spec) -> Optional[str]:
 
 def _compute(metric: str):
     def compute(ctx: MetricContext) -> list:
-        return compute_metric(metric, ctx)
+        return compute_metric(metric, ctx, sample_count(ctx))
 
     compute.__name__ = f"compute_{metric}"
     return compute
@@ -564,7 +565,7 @@ DESCRIPTIONS = {
 def metric_spec(metric: str) -> MetricSpec:
     """The MetricSpec of one fidelity metric (one output of the same name)."""
     return MetricSpec(name=metric, compute=_compute(metric), outputs=[OUTPUTS[metric]], requires=[Capability.SAMPLE],
-                      applies=_not_applicable, description=DESCRIPTIONS[metric])
+                      applies=_not_applicable, description=DESCRIPTIONS[metric], sizes=SAMPLE_COUNT)
 
 
 @hookimpl
