@@ -6,7 +6,7 @@ from harness.contracts.evaluation import EVALUATION_SUBSET_SEED, evaluation_indi
 from harness.contracts.fitting import FitContext, LogLikelihood
 from harness.contracts.kinds import ESTIMATORS, Capability, DataKind, LikelihoodKind, Role, Scaling
 from harness.contracts.metric import FeatureExtractorSpec, MetricContext, MetricSpec, ProfileSizes
-from harness.contracts.model import Model, ModelSpec
+from harness.contracts.model import Model, ModelSpec, Tagged, tagged
 from harness.contracts.outputs import (QUALITY, SPEED, SPEED_TOLERANCE, Measurement, Output, Tolerance,
                                        UndeclaredMeasurement)
 from harness.contracts.variants import check_variant_label, split_variant, variant_identity
@@ -15,5 +15,5 @@ from harness.errors import MetricSkipped, UserError
 __all__ = ["Capability", "DataKind", "Dataset", "DatasetSpec", "ESTIMATORS", "EVALUATION_SUBSET_SEED",
            "FeatureExtractorSpec", "FitContext", "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext",
            "MetricSkipped", "MetricSpec", "Model", "ModelSpec", "Output", "ProfileSizes", "QUALITY", "Role", "SPEED", "SPEED_TOLERANCE", "Scaling",
-           "Split", "Splits", "Tolerance", "UndeclaredMeasurement", "UserError", "check_variant_label",
-           "evaluation_indices", "split_variant", "variant_identity"]
+           "Split", "Splits", "Tagged", "Tolerance", "UndeclaredMeasurement", "UserError", "check_variant_label",
+           "evaluation_indices", "split_variant", "tagged", "variant_identity"]

@@ -31,7 +31,7 @@ from torch import nn
 
 from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, LogLikelihood, Model,
                      ModelSpec, Split, hookimpl)
-from harness_plugins.models._blocks import LOG_2PI, MADE as MADENetwork, TOYS_2D, seeded, train_keeping_best
+from harness_plugins.models._blocks import LOG_2PI, MADE as MADENetwork, TOYS, seeded, train_keeping_best
 
 
 # ============================================================================ output heads
@@ -622,8 +622,8 @@ def harness_register_models(register):
         hyperparameters=MADE_HYPERPARAMETERS,
         default_datasets={
             "smoke": ["digits-binary", "8gaussians"],
-            "quick": ["digits-binary", "digits", *TOYS_2D],
-            "full": ["digits-binary", "digits", *TOYS_2D, "mnist5k-binary", "mnist5k"],
+            "quick": ["digits-binary", "digits", TOYS],
+            "full": ["digits-binary", "digits", TOYS, "mnist5k-binary", "mnist5k"],
         },
         description="MADE (Germain et al. 2015): masked MLP; Bernoulli / categorical / Gaussian-mixture "
                     "conditionals; exact likelihood.",

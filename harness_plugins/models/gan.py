@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from harness import Capability, DataKind, FitContext, Hyperparameters, Model, ModelSpec, Split, hookimpl
 from harness.data import dequantize, quantize
-from harness_plugins.models._blocks import TOYS_2D, halvings, mlp, reset_parameters
+from harness_plugins.models._blocks import TOYS, halvings, mlp, reset_parameters
 
 
 # ----------------------------------------------------------------------------- data mapping
@@ -324,7 +324,7 @@ def harness_register_models(register):
         data_kinds=_KINDS,
         capabilities=[Capability.SAMPLE],
         hyperparameters=GAN_HYPERPARAMETERS,
-        default_datasets={"smoke": ["8gaussians"], "quick": TOYS_2D, "full": TOYS_2D},
+        default_datasets={"smoke": ["8gaussians"], "quick": [TOYS], "full": [TOYS]},
         description="MLP GAN (non-saturating loss, Adam beta1 0.5) for low-dimensional data; samples only.",
     ))
     register(ModelSpec(

@@ -1,0 +1,13 @@
+"""Recompute and print every toy's entropy (``python -m harness_plugins.datasets.toy2d``), to compare
+with the values the declarations store."""
+
+import time
+
+from harness_plugins.datasets.toy2d.entropy import compute_entropy
+from harness_plugins.datasets.toy2d.toys import TOYS
+
+for toy in TOYS:
+    start = time.perf_counter()
+    value, err = compute_entropy(toy)
+    print(f"    {toy.name!r}: ({value!r}, {err!r}),  # stored ({toy.entropy!r}, {toy.entropy_error!r}); "
+          f"{time.perf_counter() - start:.1f} s")
