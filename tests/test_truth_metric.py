@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import harness_plugins.datasets.toy2d as toy2d
+from harness_plugins.datasets.toy2d import toys
 from harness import Capability, DataKind, DatasetSpec, Model, ModelSpec
 from harness.contracts import Dataset, FitContext, MetricContext, Split, Splits
 from harness.data import provenance_hash
@@ -71,7 +72,8 @@ def test_true_held_out_draws_score_zero_within_their_error(name):
     """Fresh draws from each toy's own generator are samples of the truth: their capped
     cross-entropy gap is 0 in expectation (none reaches the cap)."""
     n = 4000
-    draws = torch.as_tensor(toy2d.TOYS[name][0](n, np.random.default_rng(99)), dtype=torch.float32)
+    sampler = next(toy.sample for toy in toys.TOYS if toy.name == name)
+    draws = torch.as_tensor(sampler(n, np.random.default_rng(99)), dtype=torch.float32)
     m = score(context(Pool(draws), dataset(TOYS[name])), n)
     assert abs(m.value) < 3 * m.stderr + 1e-9, (name, m.value, m.stderr)
     assert m.details["capped"] == 0 and m.n == n and m.estimator == "statistic" and m.unit == "nats"
@@ -106,7 +108,7 @@ def test_samples_off_the_support_count_the_cap_exactly():
     n = 3000
     samples = torch.as_tensor(np.random.default_rng(4).uniform(-4, 4, (n, 2)), dtype=torch.float32)
     m = score(context(Pool(samples), dataset(TOYS["checkerboard"])), n)
-    off = int(torch.isinf(toy2d.checkerboard_log_density(samples)).sum())
+    off = int(torch.isinf(toys.checkerboard_log_density(samples)).sum())
     assert 0.4 < off / n < 0.6 and m.details["capped"] == off
     assert m.value == pytest.approx(truth.CAP_NATS * off / n, abs=1e-9)
     assert m.details["cap"] == pytest.approx(math.log(32) + truth.CAP_NATS)
