@@ -290,11 +290,6 @@ class Calibration:
                 "workloads": workloads}
 
 
-def calibrate(device="cpu", seconds: float = CALIBRATION_SECONDS, workloads=WORKLOADS) -> dict:
-    """One full calibration on ``device`` (:meth:`Calibration.full`), as :meth:`Calibration.result` gives it."""
-    return Calibration(device, workloads).full(seconds).result()
-
-
 def speed_factor(reference: Optional[Mapping], current: Optional[Mapping]) -> Optional["SpeedFactor"]:
     """How many times faster the ``current`` calibration's machine is than the ``reference``'s: the
     geometric mean over shared workloads of reference seconds / current seconds. None when either is

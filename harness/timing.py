@@ -174,17 +174,9 @@ class Timing:
         """Median seconds per call."""
         return median(self.per_call)
 
-    def quantile(self, q: float) -> float:
-        """q-quantile of the seconds per call."""
-        return quantile(self.per_call, q)
-
     def rates(self, items_per_call: float) -> list:
         """Items per second in each repeat."""
         return [items_per_call / s if s > 0 else math.inf for s in self.per_call]
-
-    def rate_stderr(self, items_per_call: float) -> float:
-        """Standard error of the median rate (Maritz-Jarrett; 0 with a single repeat)."""
-        return median_stderr(self.rates(items_per_call)) or 0.0
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def test_two_spirals_jitter_convolution_matches_quadrature_over_the_jitter():
     jittered_w = (log_weights[:, None] + torch.as_tensor(log_w)[None]).reshape(-1)
     rng = np.random.default_rng(5)
     x = torch.cat([torch.as_tensor(ffjord_two_spirals(200, rng)), torch.as_tensor(rng.uniform(-4, 4, (100, 2)))])
-    reference = curves.gaussian_mixture_log_density(x, jittered, jittered_w, toys.SPIRAL_SD)
+    reference = curves.mixture_log_density(x, jittered, jittered_w, curves.GaussianKernel(toys.SPIRAL_SD))
     value = toys.TWO_SPIRALS(x)
     near = reference > -20  # where panels of two standard deviations suffice for the reference too
     assert near.sum() > 220

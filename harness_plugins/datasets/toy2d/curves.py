@@ -161,12 +161,6 @@ def mixture_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.T
     return out
 
 
-def gaussian_mixture_log_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor,
-                                 sd: float) -> torch.Tensor:
-    """log sum_j exp(lw_j) N(x; c_j, sd^2 I) for x (N, 2)."""
-    return mixture_log_density(x, centres, log_weights, GaussianKernel(sd))
-
-
 def neighbourhood_log_density(x: torch.Tensor, centres: torch.Tensor, log_weights: torch.Tensor, kernel,
                               radius: float, entries: int = 1 << 21) -> torch.Tensor:
     """The mixture over the nodes near each point only: points are binned into square cells of side
