@@ -1,6 +1,8 @@
-"""The metric contract: the registered :class:`MetricSpec`, the sizes it needs per profile
-(:class:`ProfileSizes`), what its compute step receives (:class:`MetricContext`), and the feature
-extractors fidelity metrics use."""
+"""The metric contract: MetricSpec, its sizes per profile, MetricContext and feature extractors.
+
+:class:`MetricSpec` is what a metric registers, :class:`ProfileSizes` the sizes it declares per
+profile, :class:`MetricContext` what its compute step receives, :class:`FeatureExtractorSpec` a
+feature extractor for the fidelity metrics."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The model contract: the :class:`Model` base class, the registered :class:`ModelSpec` and its
-default datasets (names, and selections by tag: :func:`tagged`)."""
+"""The model contract: the Model base class, ModelSpec and its default datasets (names and tags).
+
+Default datasets are names and selections by tag (:func:`tagged`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Feature extractors for the fidelity metrics (FID, KID, precision/recall), registered both with the
+"""Feature extractors for the fidelity metrics, registered with the harness and with torch-fidelity.
+
+Feature extractors for the fidelity metrics (FID, KID, precision/recall), registered both with the
 harness (``harness_register_feature_extractors``) and with torch-fidelity's own feature-extractor
 registry, so that torch-fidelity computes every feature and every metric.
 

@@ -1,5 +1,4 @@
-"""The model samples of a job: how many the sample metrics draw under each profile, and the draw
-shared by every metric that reads them.
+"""A job's model samples: their count per profile and the one draw every sample metric shares.
 
 :data:`SAMPLE_COUNT` is the sample count the sample metrics declare (``MetricSpec.sizes``): 500 at
 smoke, 2000 at quick, 10000 at full. :func:`counted` makes a metric's compute step from a measuring

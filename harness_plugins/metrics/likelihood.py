@@ -1,4 +1,6 @@
-"""Test-split negative log-likelihood, in nats per example and bits per dimension for images,
+"""Test-split negative log-likelihood (nll, bpd, nll_gap, nll_conditional), as the model reports it.
+
+Test-split negative log-likelihood, in nats per example and bits per dimension for images,
 with the gap to the true density where it is known.
 
 The test examples are ``ctx.evaluation_split()``: the profile's ``eval_examples`` of a fixed

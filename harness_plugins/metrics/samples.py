@@ -1,4 +1,6 @@
-"""Metrics computed from a model's samples: ``parzen_nll``, ``mode_coverage`` and
+"""Metrics computed from a model's samples alone: parzen_nll, mode_coverage, conditional_accuracy.
+
+Metrics computed from a model's samples: ``parzen_nll``, ``mode_coverage`` and
 ``conditional_accuracy``.
 
 ``parzen_nll`` — the Gaussian Parzen-window (kernel density) log-likelihood of the test split under

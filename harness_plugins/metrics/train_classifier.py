@@ -1,6 +1,7 @@
-"""The command that reproduces the classifier weights: ``python -m harness_plugins.metrics.train_classifier
-NAME [--out FILE] [--data-root DIR]`` trains a classifier of :mod:`harness_plugins.metrics.classifiers`
-deterministically and writes its weights file.
+"""The command that reproduces the classifier weights by training them deterministically.
+
+``python -m harness_plugins.metrics.train_classifier NAME [--out FILE] [--data-root DIR]`` trains a
+classifier of :mod:`harness_plugins.metrics.classifiers` and writes its weights file.
 
 Deterministic: fixed seeds (``torch.manual_seed``, a seeded data order), one thread,
 ``torch.use_deterministic_algorithms(True)``; harness_plugins/metrics/weights/README.md gives the

@@ -1,4 +1,6 @@
-"""Truth-based score of a model's samples, for datasets that give their true log-density and entropy
+"""Truth-based score of a model's samples (sample_xent_gap), for datasets with a true log-density.
+
+Truth-based score of a model's samples, for datasets that give their true log-density and entropy
 (the 2-D toys): ``sample_xent_gap``.
 
 What it measures. The cross-entropy of the model's samples under the true density minus the

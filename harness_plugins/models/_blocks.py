@@ -1,4 +1,6 @@
-"""Building blocks shared by the model families: constants, seeded initialisation, MLPs, the masked
+"""Building blocks the model families share: seeded initialisation, MLPs, MADE, a best-on-validation loop.
+
+Building blocks shared by the model families: constants, seeded initialisation, MLPs, the masked
 autoencoder (MADE) behind the ``made`` model and the MAF flow, and the training loop that keeps the
 parameters that did best on the validation split (flows, autoregressive models).
 

@@ -1,5 +1,6 @@
-"""Recompute and print every toy's entropy (``python -m harness_plugins.datasets.toy2d``), to compare
-with the values the declarations store."""
+"""Recompute every toy's entropy and print it beside the stored value.
+
+``python -m harness_plugins.datasets.toy2d``; about a minute."""
 
 import time
 

@@ -1,6 +1,7 @@
-"""The 2-D toys, one :class:`~harness_plugins.datasets.toy2d.toy.Toy` declaration each, with their
-samplers and true log-densities (the generators common in the flow literature, after FFJORD's
-``toy_data``).
+"""The seven 2-D toys: one Toy declaration each, with its sampler and true log-density.
+
+The toys are the generators common in the flow literature, after FFJORD's ``toy_data``, each a
+:class:`~harness_plugins.datasets.toy2d.toy.Toy` in :data:`TOYS`.
 
 Where FFJORD's generator is not i.i.d. (scikit-learn's ``make_moons``/``make_circles`` place points on
 evenly spaced angles, pinwheel draws equal class counts) the version here draws the curve parameter

@@ -1,4 +1,6 @@
-"""Fidelity metrics ``fid``, ``kid``, ``precision`` and ``recall`` (computed by torch-fidelity) and
+"""Fidelity metrics (fid, kid, precision, recall, density, coverage): declarations and registration.
+
+Fidelity metrics ``fid``, ``kid``, ``precision`` and ``recall`` (computed by torch-fidelity) and
 ``density`` and ``coverage`` (Naeem et al. 2020, computed here), between a model's samples and the
 dataset's test split, in the features of the dataset's feature extractor
 (``DatasetSpec.feature_extractor``, looked up in ``MetricContext.feature_extractors``).

@@ -1,5 +1,6 @@
-"""The fidelity estimators on two feature sets: FID, KID and precision/recall (torch-fidelity's
-functions), and density/coverage (Naeem et al. 2020).
+"""The fidelity statistics of two feature sets: FID, KID, precision/recall, density/coverage.
+FID, KID and precision/recall are torch-fidelity's functions; density and coverage (Naeem et al.
+2020) are computed here.
 
 Each takes a generated and a reference :class:`FeatureSet` (features and their FID statistics) and
 equals torch-fidelity's ``calculate_metrics`` (or the ``prdc`` package, for density and coverage) on

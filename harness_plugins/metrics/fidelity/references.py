@@ -1,5 +1,4 @@
-"""The features the fidelity metrics compare: the dataset's extractor, the reference splits' features
-(cached in the run and on disk, stamped with their provenance) and a job's sample features.
+"""The features the fidelity metrics compare, with their caches: reference splits and a job's samples.
 
 Reference features are computed once per (dataset provenance, split, extractor fingerprint, sample
 count), cached on disk under ``cache_dir/fidelity`` (or only in the run cache when there is no cache

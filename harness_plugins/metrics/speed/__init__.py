@@ -1,5 +1,7 @@
-"""Speed metrics: their declarations and registration (how fast a fitted model samples, evaluates and
-trained, how much memory a sampling call allocates and how many FLOPs it does).
+"""Speed metrics: their declarations and registration.
+
+They say how fast a fitted model samples, evaluates and trained, how much memory a sampling call
+allocates and how many FLOPs it does.
 
 Every timing follows the core's recipe (:mod:`harness.timing`): a warm-up, then timed repeats inside
 a time budget the metrics declare per profile (:mod:`.budgets`); a repeat is a block of several calls

@@ -1,5 +1,6 @@
-"""Measurements of one instrumented call: peak memory, FLOPs per sample and per evaluation, and the
-FLOP/s a sampling call achieves (with its fraction of the GPU's datasheet peak).
+"""Metrics of one instrumented call: peak memory, FLOPs per sample and per evaluation, achieved FLOP/s.
+
+The achieved FLOP/s comes with its fraction of the GPU's datasheet peak where that is known.
 
 ``peak_memory`` is the peak, during one sampling call of ``min(profile.sample_batch, MEMORY_BATCH)``
 samples (a fixed batch, unlike the throughput batch, which shrinks when calls are slow), of the memory

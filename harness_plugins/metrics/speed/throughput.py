@@ -1,5 +1,4 @@
-"""Throughput and latency: samples and likelihood evaluations per second, one-sample latency, the
-training examples per second of the fit, and sampling throughput on a GPU.
+"""Throughput and latency metrics: sampling, evaluation and training rates, one-sample latency, GPU rate.
 
 A sampling (or evaluation) call is made at the profile's ``sample_batch`` unless a call that large
 would not leave room for the declared repeats inside the time budget (:mod:`.budgets`); the batch is

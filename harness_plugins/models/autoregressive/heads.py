@@ -1,5 +1,7 @@
-"""Output heads of the autoregressive models: the conditional distribution of one dimension given its
-parameters (Bernoulli, categorical over K levels, or a mixture of Gaussians)."""
+"""Output heads of the autoregressive models: one dimension's conditional distribution.
+
+Bernoulli on binary data, a categorical over the K levels on discrete data, a mixture of Gaussians on
+continuous data."""
 
 from __future__ import annotations
 

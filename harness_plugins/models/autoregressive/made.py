@@ -1,5 +1,6 @@
-"""MADE (Germain et al., "MADE: Masked Autoencoder for Distribution Estimation", ICML 2015): a masked
-MLP giving every dimension's conditional parameters in one pass."""
+"""MADE: a masked MLP giving every dimension's conditional parameters in one pass.
+
+Germain et al., "MADE: Masked Autoencoder for Distribution Estimation", ICML 2015."""
 
 from __future__ import annotations
 

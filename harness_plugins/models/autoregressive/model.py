@@ -1,6 +1,7 @@
-"""The model shared by the autoregressive architectures: the sequence view of the data, training,
-exact log-likelihood and sequential sampling, for any network + head pair, and the training
-hyperparameters they all declare."""
+"""The autoregressive model shared by MADE, PixelCNN and WaveNet: training, likelihood, sampling.
+
+For any network + head pair: the sequence view of the data, training, exact log-likelihood and
+sequential sampling, and the training hyperparameters every architecture declares."""
 
 from __future__ import annotations
 

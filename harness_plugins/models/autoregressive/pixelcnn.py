@@ -1,5 +1,7 @@
-"""PixelCNN (van den Oord et al., "Pixel Recurrent Neural Networks", ICML 2016): masked convolutions
-(type A, then residual blocks of type B) over images in raster order."""
+"""PixelCNN: masked convolutions over images in raster order.
+
+A type-A convolution, then residual blocks of type-B convolutions (van den Oord et al., "Pixel
+Recurrent Neural Networks", ICML 2016)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""WaveNet over raster-ordered pixels (van den Oord et al., "WaveNet", 2016): gated, dilated causal
-1-D convolutions with residual and skip connections, and fast generation (Paine et al. 2016)."""
+"""WaveNet: gated, dilated causal convolutions over the raster sequence, with fast generation.
+
+Residual and skip connections (van den Oord et al., "WaveNet", 2016); generation keeps a queue per
+layer (Paine et al. 2016)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Variational autoencoders: ``vae`` and the label-conditional ``cvae`` (family ``vae``), their
-hyperparameters and registration.
+"""Variational autoencoders (vae, cvae): their hyperparameters and registration.
+
+``vae`` and the label-conditional ``cvae`` are the family ``vae``.
 
 Model. z ~ N(0, I) in ``latent`` dimensions, x ~ p(x | z) with a decoder network, and an encoder
 q(z | x) = N(mu(x), diag sigma^2(x)) trained jointly by maximising the ELBO with the

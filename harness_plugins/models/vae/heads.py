@@ -1,5 +1,7 @@
-"""Likelihood heads of the VAEs: decoder outputs (B, P, D) -> log p(x | z) summed over the D
-dimensions, and draws from that distribution (Bernoulli, discretised logistic, Gaussian)."""
+"""Likelihood heads of the VAEs: log p(x | z) from decoder outputs, and draws from it.
+
+A head turns decoder outputs (B, P, D) into log p(x | z) summed over the D dimensions: Bernoulli,
+discretised logistic or Gaussian."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The VAE model: training by the ELBO, the ELBO and IWAE bounds, and sampling (``vae``; the
-label-conditional ``cvae``)."""
+"""The VAE model: training by the ELBO, the ELBO and IWAE bounds, and sampling.
+
+:class:`VAEModel` is ``vae``; :class:`CVAEModel` the label-conditional ``cvae``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The VAEs' networks: MLP and convolutional encoders and decoders, and the standardisation of
-continuous data."""
+"""The VAEs' networks: MLP and convolutional encoders and decoders, and standardisation."""
 
 from __future__ import annotations
 
