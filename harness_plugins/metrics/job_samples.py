@@ -58,7 +58,7 @@ def job_samples(ctx: MetricContext, n: int) -> torch.Tensor:
     slot = ctx.run_cache.get(CACHE_SLOT)
     if slot is not None and slot[0] == key:
         return slot[1]
-    batch = max(1, int(getattr(ctx.profile, "sample_batch", 1000) or 1000))
+    batch = max(1, int(ctx.profile.sample_batch))
     samples = draw_samples(ctx.model, n, ctx.generator(SAMPLE_OFFSET), ctx.dataset.spec.event_shape, batch)
     DRAWS["samples"] += 1
     ctx.run_cache[CACHE_SLOT] = (key, samples)

@@ -33,7 +33,7 @@ def job_cache(ctx: MetricContext) -> dict:
 def cached(ctx: MetricContext, key: tuple, make: Callable[[], object]):
     """``make()`` once per job, profile, device and ``key``; later calls return the first result."""
     cache = job_cache(ctx)
-    key = (getattr(ctx.profile, "name", ""), str(ctx.device), *key)
+    key = (ctx.profile.name, str(ctx.device), *key)
     if key not in cache:
         cache[key] = make()
     return cache[key]
