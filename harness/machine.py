@@ -7,21 +7,21 @@ Speed figures from two machines are not comparable as they stand, so every run r
   version and its BLAS and CPU-kernel build, and how jobs were executed. Its hash
   (:func:`machine_id`) names the machine: two runs with the same id ran on the same kind of machine
   with the same settings, so their speed figures are compared as they stand;
-- a **calibration** (:class:`Calibration`): a few fixed workloads on the run's device, timed like
-  the speed metrics (a warm-up, then timed repeats, blocks of several calls when a call is short;
-  the median seconds per call) in interleaved rounds, once before the jobs and once after them, and
-  one round between every two jobs when they run in this process. A machine shared with other work
-  is not equally busy all along a run, so each workload's figure is the median over those samples: the
-  machine as the jobs found it. :func:`speed_factor` turns two calibrations into the factor by which
-  one machine is faster than the other: the geometric mean, over the workloads both measured, of the
-  ratio of their times.
+- a **calibration** (:class:`Calibration`): a few fixed workloads on the run's device, timed with
+  the speed metrics' recipe (:mod:`harness.timing`: a warm-up, then timed repeats, blocks of several
+  calls when a call is short; the median seconds per call) in interleaved rounds, once before the
+  jobs and once after them, and one round between every two jobs when they run in this process. A
+  machine shared with other work is not equally busy all along a run, so each workload's figure is
+  the median over those samples: the machine as the jobs found it. :func:`speed_factor` turns two
+  calibrations into the factor by which one machine is faster than the other: the geometric mean,
+  over the workloads both measured, of the ratio of their times.
 
 The workloads cover the three regimes the built-in models live in: a 512x512 float32 matrix product
 (BLAS-bound), a small 2-D convolution (the convolution kernels of the image models) and a tiny MLP's
 forward and backward pass (bound by per-operation overhead in Python and the dispatcher, like the
 toy models). A full calibration takes about a second, a round between jobs a few milliseconds.
-docs/regression.md says how the regression
-gate uses them and how far apart normalised speed figures of the built-in models fall between machines.
+docs/regression.md says how the regression gate uses them and how far apart normalised speed figures
+of the built-in models fall between machines.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ import math
 import os
 import platform
 import re
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
 import torch
+
+from harness.timing import calls_per_block, median, stopwatch, synchronize, time_blocks
 
 # Bumped whenever a workload changes: calibrations of different versions are not comparable.
 CALIBRATION_VERSION = 1
@@ -204,20 +205,11 @@ WORKLOADS = (
 )
 
 
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _block_size(call: Callable[[], object], device) -> int:
+def _block_size(call: Callable[[], object], watch) -> int:
     """Warm ``call`` up, then how many calls a timed repeat needs to span MIN_BLOCK_SECONDS."""
     for _ in range(WARMUP_CALLS):
         call()
-    _sync(device)
-    start = time.perf_counter()
-    call()
-    _sync(device)
-    return max(1, math.ceil(MIN_BLOCK_SECONDS / max(time.perf_counter() - start, 1e-7)))
+    return calls_per_block(time_blocks(call, 1, 1, watch)[0], MIN_BLOCK_SECONDS)
 
 
 class Calibration:
@@ -230,6 +222,7 @@ class Calibration:
         self.device = torch.device(device)
         self.workloads = tuple(workloads)
         self._calls: Optional[list] = None
+        self._watch = None
         self.blocks: dict = {}
         self.samples: dict = {w.name: [] for w in self.workloads}
         self.per_call: dict = {w.name: [] for w in self.workloads}  # every round's seconds per call
@@ -239,7 +232,8 @@ class Calibration:
     def _prepare(self) -> None:
         if self._calls is None:
             self._calls = [(w, w.make(self.device)) for w in self.workloads]
-            self.blocks = {w.name: _block_size(call, self.device) for w, call in self._calls}
+            self._watch = stopwatch(self.device)
+            self.blocks = {w.name: _block_size(call, self._watch) for w, call in self._calls}
 
     def _round(self, warm: bool = False) -> dict:
         """One block of calls of each workload (after one untimed call each if ``warm``): seconds per call."""
@@ -247,12 +241,9 @@ class Calibration:
         for w, call in self._calls:
             if warm:
                 call()
-                _sync(self.device)
-            start = time.perf_counter()
-            for _ in range(self.blocks[w.name]):
-                call()
-            _sync(self.device)
-            out[w.name] = (time.perf_counter() - start) / self.blocks[w.name]
+                synchronize(self.device)
+            calls = self.blocks[w.name]
+            out[w.name] = time_blocks(call, calls, 1, self._watch)[0] / calls
             self.per_call[w.name].append(out[w.name])
         self.rounds += 1
         return out
@@ -273,7 +264,7 @@ class Calibration:
                 rounds[name].append(t)
             n += 1
         for name, times in rounds.items():
-            self.samples[name].append(statistics.median(times))
+            self.samples[name].append(median(times))
         self.full_runs += 1
         self.took += time.perf_counter() - began
         return self
@@ -290,18 +281,13 @@ class Calibration:
     def result(self) -> dict:
         """``{"version", "device", "rounds", "full", "between_jobs", "took", "workloads": {name: {"seconds":
         the median of its samples, "samples", "block", "min", "max" (over every round), "description"}}}``."""
-        workloads = {w.name: {"seconds": statistics.median(self.samples[w.name]), "samples": len(self.samples[w.name]),
+        workloads = {w.name: {"seconds": median(self.samples[w.name]), "samples": len(self.samples[w.name]),
                               "block": self.blocks[w.name], "min": min(self.per_call[w.name]),
                               "max": max(self.per_call[w.name]), "description": w.description}
                      for w in self.workloads if self.samples[w.name]}
         return {"version": CALIBRATION_VERSION, "device": str(self.device), "rounds": self.rounds,
                 "full": self.full_runs, "between_jobs": self.between_jobs_rounds, "took": self.took,
                 "workloads": workloads}
-
-
-def calibrate(device="cpu", seconds: float = CALIBRATION_SECONDS, workloads=WORKLOADS) -> dict:
-    """One full calibration on ``device`` (:meth:`Calibration.full`), as :meth:`Calibration.result` gives it."""
-    return Calibration(device, workloads).full(seconds).result()
 
 
 def speed_factor(reference: Optional[Mapping], current: Optional[Mapping]) -> Optional["SpeedFactor"]:
@@ -345,7 +331,7 @@ def pooled(calibrations: list) -> Optional[dict]:
         return None
     names = set.intersection(*(set(c.get("workloads", {})) for c in calibrations))
     return {"version": versions.pop(), "device": calibrations[0].get("device"), "pooled": len(calibrations),
-            "workloads": {n: {"seconds": statistics.median(c["workloads"][n]["seconds"] for c in calibrations)}
+            "workloads": {n: {"seconds": median([c["workloads"][n]["seconds"] for c in calibrations])}
                           for n in sorted(names)}}
 
 

@@ -1,5 +1,7 @@
-"""Profiles: how much work a job does. Model hyperparameters per profile live in each ModelSpec;
-these are the harness-wide knobs (time limits, evaluation sizes, sample counts)."""
+"""Profiles: how much work a job does, as harness-wide knobs (time limit, evaluation examples, sample batch).
+
+Model hyperparameters per profile live in each ModelSpec; the sizes a metric needs per profile (a
+sample count, timed repeats) in its MetricSpec (``sizes``, a :class:`harness.contracts.ProfileSizes`)."""
 
 from __future__ import annotations
 
@@ -13,19 +15,16 @@ class Profile:
     name: str
     job_timeout_s: float  # a job past this is stopped and recorded as failed
     eval_examples: int  # test examples used for likelihoods (0 = the whole test split)
-    sample_batch: int  # batch size for sampling throughput
-    timing_repeats: int  # timed repeats after warm-up for speed metrics
-    fidelity_samples: int  # samples per model (and reference) for FID/KID/PR
+    sample_batch: int  # samples (or test examples) per call when a metric draws or scores in batches
     description: str = ""
 
 
 PROFILES = {
-    "smoke": Profile("smoke", job_timeout_s=120, eval_examples=1000, sample_batch=256, timing_repeats=3,
-                     fidelity_samples=500, description="CI: seconds a job, checks that everything runs"),
-    "quick": Profile("quick", job_timeout_s=600, eval_examples=0, sample_batch=1024, timing_repeats=5,
-                     fidelity_samples=2000, description="default: a laptop CPU, about 10 minutes for run --all"),
-    "full": Profile("full", job_timeout_s=7200, eval_examples=0, sample_batch=4096, timing_repeats=20,
-                    fidelity_samples=10000, description="GPU scale"),
+    "smoke": Profile("smoke", job_timeout_s=120, eval_examples=1000, sample_batch=256,
+                     description="CI: seconds a job, checks that everything runs"),
+    "quick": Profile("quick", job_timeout_s=600, eval_examples=0, sample_batch=1024,
+                     description="default: a laptop CPU, about 10 minutes for run --all"),
+    "full": Profile("full", job_timeout_s=7200, eval_examples=0, sample_batch=4096, description="GPU scale"),
 }
 
 

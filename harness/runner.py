@@ -24,7 +24,7 @@ import torch
 import harness
 from harness import artifacts
 from harness.applicable_metrics import metrics_for
-from harness.contracts import UserError
+from harness.contracts import Tagged, UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet
 from harness.jobs import Job, JobResult, JobStatus, Origin, SkipKind, job_key, model_key
@@ -79,7 +79,9 @@ def plugin_owners(registry) -> dict:
 # ---------------------------------------------------------------------------- planning
 
 def select_pairs(host, models: Optional[list], datasets: Optional[list], run_all: bool, profile: str):
-    """(model spec, dataset spec, skip reason or None) for every pair the selection names."""
+    """(model spec, dataset spec, skip reason or None) for every pair the selection names. Without
+    ``datasets`` each model takes its default datasets for the profile, tag selections resolved
+    against the installed datasets (``ModelSpec.datasets_for``)."""
     reg = host.registry
     if run_all:
         model_specs = [reg.models[name] for name in sorted(reg.models)]
@@ -89,9 +91,18 @@ def select_pairs(host, models: Optional[list], datasets: Optional[list], run_all
     pairs = []
     for m in model_specs:
         if dataset_specs is None:
-            names = m.datasets_for(profile)
+            try:
+                names = m.datasets_for(profile, reg.datasets)
+            except UserError as exc:  # a per-profile declaration without this profile
+                pairs.append((m, None, str(exc)))
+                continue
+            unmatched = [entry.tag for entry in m.default_entries(profile)
+                         if isinstance(entry, Tagged) and not entry.select(reg.datasets)]
+            for tag in unmatched:
+                pairs.append((m, None, f"no installed dataset is tagged {tag!r} (a default selection of {m.name})"))
             if not names:
-                pairs.append((m, None, f"{m.name} declares no default datasets for profile {profile}"))
+                if not unmatched:
+                    pairs.append((m, None, f"{m.name} declares no default datasets for profile {profile}"))
                 continue
             chosen = []
             for name in names:

@@ -137,19 +137,6 @@ def test_the_module_map_lists_only_modules_that_exist():
 # ---------------------------------------------------------------------------- module size and docstring
 
 LINE_LIMIT = 400
-# Modules over the limit while the work of issue 25 that splits them is under way: the speed metrics and
-# their timing recipe, one declaration per toy, autoregressive as a package, vae's metric in the metrics
-# group, the classifier-training command out of extractors, the fidelity metrics. Remove each as it is
-# split; one that is under the limit or gone fails test_known_over_limit_only_shrinks.
-KNOWN_OVER_LIMIT = {
-    "harness_plugins/datasets/toy2d.py",
-    "harness_plugins/metrics/extractors.py",
-    "harness_plugins/metrics/fidelity.py",
-    "harness_plugins/metrics/speed.py",
-    "harness_plugins/metrics/timing.py",
-    "harness_plugins/models/autoregressive.py",
-    "harness_plugins/models/vae.py",
-}
 
 
 def line_count(path: Path) -> int:
@@ -163,13 +150,7 @@ def test_a_module_is_under_the_line_limit_and_starts_with_its_concept(path):
     docstring = ast.get_docstring(tree)
     assert isinstance(first, ast.Expr) and docstring and docstring.splitlines()[0].strip(), \
         f"{path.relative_to(REPO)} does not start with a docstring whose first line states its concept"
-    if path.relative_to(REPO).as_posix() not in KNOWN_OVER_LIMIT:
-        assert line_count(path) < LINE_LIMIT, f"{path.relative_to(REPO)} has {line_count(path)} lines"
-
-
-def test_known_over_limit_only_shrinks():
-    stale = sorted(p for p in KNOWN_OVER_LIMIT if not (REPO / p).is_file() or line_count(REPO / p) < LINE_LIMIT)
-    assert not stale, "no longer over the limit (remove from KNOWN_OVER_LIMIT):\n" + "\n".join(stale)
+    assert line_count(path) < LINE_LIMIT, f"{path.relative_to(REPO)} has {line_count(path)} lines"
 
 
 def _modules_under(package: str) -> list:

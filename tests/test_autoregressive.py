@@ -101,13 +101,13 @@ def event_shape(name, dim):
 # --------------------------------------------------------------------------- registration
 
 
-def test_registration_declares_three_exact_autoregressive_models():
+def test_registration_declares_three_exact_autoregressive_models(host):
     assert sorted(SPECS) == sorted(MODELS)
     for spec in SPECS.values():
         assert spec.family == "autoregressive"
         assert spec.likelihood is LikelihoodKind.EXACT
         for profile in ("smoke", "quick", "full"):
-            assert spec.resolve_hparams(profile)["steps"] > 0 and spec.datasets_for(profile)
+            assert spec.resolve_hparams(profile)["steps"] > 0 and spec.datasets_for(profile, host.registry.datasets)
     flat = dataset_spec(DataKind.BINARY, (8,))
     image = dataset_spec(DataKind.BINARY, (1, 2, 4))
     assert "image" in SPECS["pixelcnn"].incompatibility(flat)

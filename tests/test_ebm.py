@@ -250,7 +250,7 @@ def test_registration():
         assert spec.family == "ebm" and spec.data_kinds == {DataKind.BINARY}
         assert spec.incompatibility(binary_spec(4)) is None
         for profile in ("smoke", "quick", "full"):
-            assert spec.datasets_for(profile) and spec.resolve_hparams(profile)["steps"] > 0
+            assert spec.datasets_for(profile, {}) and spec.resolve_hparams(profile)["steps"] > 0
 
 
 def test_digits_binary_gets_its_own_values_per_profile():

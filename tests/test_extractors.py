@@ -15,7 +15,9 @@ import torch
 from sklearn.metrics import accuracy_score
 
 import harness_plugins.datasets.digits as digits_plugin
+import harness_plugins.metrics.classifiers as classifiers
 import harness_plugins.metrics.extractors as extractors
+from harness_plugins.metrics.train_classifier import train_classifier
 from harness import Dataset
 from harness.data import provenance_hash
 
@@ -65,9 +67,9 @@ def test_raw_features_are_the_flattened_data(digits):
 
 def test_packaged_weights_match_recorded_and_documented_checksums():
     documented = dict(re.findall(r"\|\s*`?([a-z0-9-]+-classifier)`?\s*\|\s*`?([0-9a-f]{64})`?", README.read_text()))
-    for name, sha in extractors.CLASSIFIER_SHA256.items():
-        path = extractors.classifier_weights_path(name)
-        assert extractors.sha256_file(path) == sha
+    for name, sha in classifiers.CLASSIFIER_SHA256.items():
+        path = classifiers.classifier_weights_path(name)
+        assert classifiers.sha256_file(path) == sha
         assert documented[name] == sha
         assert path.stat().st_size < 1_000_000
 
@@ -79,14 +81,14 @@ def test_digits_classifier_test_accuracy_is_the_documented_one(dataset_name, acc
     extractor = EXTRACTORS["digits-classifier"].build(dataset, "cpu")
     predicted = extractor.classify(dataset.test.x).argmax(1).numpy()
     accuracy = accuracy_score(dataset.test.y.numpy(), predicted)
-    _, metadata = extractors.load_classifier("digits-classifier")
+    _, metadata = classifiers.load_classifier("digits-classifier")
     assert accuracy == pytest.approx(metadata[accuracy_key], abs=1e-12)
     assert accuracy > 0.95
     assert f"{100 * accuracy:.1f}%" in README.read_text()
 
 
 def test_classifier_features_are_the_penultimate_layer_on_the_unit_scale(digits, digits_binary):
-    net, _ = extractors.load_classifier("digits-classifier")
+    net, _ = classifiers.load_classifier("digits-classifier")
     grey = EXTRACTORS["digits-classifier"].build(digits, "cpu")
     binary = EXTRACTORS["digits-classifier"].build(digits_binary, "cpu")
     x = digits.test.x[:64]
@@ -95,7 +97,7 @@ def test_classifier_features_are_the_penultimate_layer_on_the_unit_scale(digits,
         expected_binary, _ = net.features_and_logits(digits_binary.test.x[:64])
     torch.testing.assert_close(grey.features(x), expected, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(binary.features(digits_binary.test.x[:64]), expected_binary, rtol=1e-6, atol=1e-6)
-    assert grey.features(x).shape == (64, extractors.RECIPES["digits-classifier"].feature_dim)
+    assert grey.features(x).shape == (64, classifiers.RECIPES["digits-classifier"].feature_dim)
     assert grey.fingerprint != binary.fingerprint  # different input scale, different cached statistics
 
 
@@ -103,14 +105,14 @@ def test_a_tampered_weights_file_fails_loudly(tmp_path):
     import torch_fidelity.utils
 
     tampered = tmp_path / "digits-classifier.pt"
-    shutil.copy(extractors.classifier_weights_path("digits-classifier"), tampered)
+    shutil.copy(classifiers.classifier_weights_path("digits-classifier"), tampered)
     data = bytearray(tampered.read_bytes())
     data[len(data) // 2] ^= 0x01
     tampered.write_bytes(bytes(data))
-    with pytest.raises(extractors.WeightsChecksumError, match="sha256"):
-        extractors.load_classifier("digits-classifier", tampered)
+    with pytest.raises(classifiers.WeightsChecksumError, match="sha256"):
+        classifiers.load_classifier("digits-classifier", tampered)
     extractors.torch_fidelity_classes()
-    with pytest.raises(extractors.WeightsChecksumError):
+    with pytest.raises(classifiers.WeightsChecksumError):
         torch_fidelity.utils.create_feature_extractor("harness-digits-classifier", ["penultimate"], cuda=False,
                                                       feature_extractor_weights_path=str(tampered))
 
@@ -161,7 +163,7 @@ def test_inception_uses_only_the_local_file_and_takes_uint8_rgb(tmp_path, monkey
     assert EXTRACTORS["inception-v3"].check(tmp_path) is None
 
     grey = Dataset(DATASETS["mnist5k"], None, "x")
-    with pytest.raises(extractors.WeightsChecksumError):  # random weights are not torch-fidelity's file
+    with pytest.raises(classifiers.WeightsChecksumError):  # random weights are not torch-fidelity's file
         extractors.build_inception(grey, "cpu", data_root=tmp_path)
     monkeypatch.setattr(extractors, "INCEPTION_SHA256_PREFIX", "")
     extractor = extractors.build_inception(grey, "cpu", data_root=tmp_path)
@@ -184,8 +186,8 @@ PINNED_SHA256 = {
 
 def test_committed_weight_files_are_pinned():
     for name, sha in PINNED_SHA256.items():
-        assert extractors.sha256_file(extractors.classifier_weights_path(name)) == sha
-        assert extractors.CLASSIFIER_SHA256[name] == sha
+        assert classifiers.sha256_file(classifiers.classifier_weights_path(name)) == sha
+        assert classifiers.CLASSIFIER_SHA256[name] == sha
 
 
 def _gaussian_stats(features: torch.Tensor) -> dict:
@@ -194,7 +196,7 @@ def _gaussian_stats(features: torch.Tensor) -> dict:
 
 
 def _frechet(a: torch.Tensor, b: torch.Tensor) -> float:
-    from harness_plugins.metrics.fidelity import frechet_distance
+    from harness_plugins.metrics.fidelity.estimators import frechet_distance
 
     return frechet_distance(_gaussian_stats(a), _gaussian_stats(b))
 
@@ -221,18 +223,32 @@ REPRODUCED_FID_RELATIVE = 0.05
 REPRODUCED_ACCURACY = 3 / 360
 
 
+def test_the_documented_reproduce_command_runs():
+    """The command docs/fidelity.md and weights/README.md give is the module's, and it runs (--help here;
+    the slow test below trains with it)."""
+    import subprocess
+    import sys
+
+    docs = README.read_text() + (README.parents[3] / "docs" / "fidelity.md").read_text()
+    for name in classifiers.RECIPES:
+        assert f"{classifiers.TRAIN_COMMAND} {name}" in docs
+    module = classifiers.TRAIN_COMMAND.split()[-1]
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and all(name in done.stdout for name in classifiers.RECIPES)
+
+
 @pytest.mark.slow
 def test_reproduce_command_gives_the_packaged_digits_weights(tmp_path, digits, digits_binary):
     """Retraining by the documented command gives the committed classifier up to rounding, which
     differs between processors (BLAS kernels, vector widths), so the bytes need not match: what is
     checked is what the fidelity metrics depend on, with the tolerances justified above."""
-    committed, metadata = extractors.load_classifier("digits-classifier")
+    committed, metadata = classifiers.load_classifier("digits-classifier")
     major_minor = lambda version: ".".join(str(version).split("+")[0].split(".")[:2])  # noqa: E731
     if major_minor(metadata["torch"]) != major_minor(torch.__version__):
         pytest.skip(f"weights were trained with torch {metadata['torch']}; another torch release may draw the "
                     "initial weights or the data order differently")
-    info = extractors.train_classifier("digits-classifier", tmp_path / "digits-classifier.pt")
-    retrained, _ = extractors.load_classifier("digits-classifier", info["path"], expected_sha256=info["sha256"])
+    info = train_classifier("digits-classifier", tmp_path / "digits-classifier.pt")
+    retrained, _ = classifiers.load_classifier("digits-classifier", info["path"], expected_sha256=info["sha256"])
 
     for key in ("accuracy_test_grey", "accuracy_test_binary"):
         assert info[key] == pytest.approx(metadata[key], abs=REPRODUCED_ACCURACY), key

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import urllib.request
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ import scipy.linalg
 import torch
 
 import harness_plugins.datasets.digits as digits_plugin
+import harness_plugins.metrics.classifiers as classifiers
 import harness_plugins.metrics.extractors as extractors
 import harness_plugins.metrics.fidelity as fidelity
+from harness_plugins.metrics.fidelity import estimators, references
 from harness import Capability, DataKind, Dataset, DatasetSpec, MetricContext, Model, ModelSpec, Split
 from harness.contracts import Splits
 from harness.data import provenance_hash
@@ -49,9 +52,15 @@ def model_spec(name="pool") -> ModelSpec:
                      capabilities=[Capability.SAMPLE])
 
 
-def profile(n: int) -> Profile:
-    return Profile("test", job_timeout_s=60, eval_examples=0, sample_batch=10_000, timing_repeats=1,
-                   fidelity_samples=n)
+TEST_PROFILE = Profile("test", job_timeout_s=60, eval_examples=0, sample_batch=10_000)
+
+
+@dataclass
+class SizedContext(MetricContext):
+    """A metric context with the sample count ``n`` the test gives the metric (in a run, the count its
+    declaration gives the job's profile)."""
+
+    n: int = 0
 
 
 def make_dataset(name, train, test, extractor="raw", kind=DataKind.CONTINUOUS, levels=None, provenance=None):
@@ -62,9 +71,9 @@ def make_dataset(name, train, test, extractor="raw", kind=DataKind.CONTINUOUS, l
 
 
 def context(model, dataset, n, cache_dir=None, run_cache=None, seed=0, name="pool", data_root=None):
-    return MetricContext(model=model, model_spec=model_spec(name), dataset=dataset, profile=profile(n),
-                         device=torch.device("cpu"), seed=seed, cache_dir=cache_dir, data_root=data_root,
-                         feature_extractors=EXTRACTORS, run_cache={} if run_cache is None else run_cache)
+    return SizedContext(model=model, model_spec=model_spec(name), dataset=dataset, profile=TEST_PROFILE,
+                        device=torch.device("cpu"), seed=seed, cache_dir=cache_dir, data_root=data_root,
+                        feature_extractors=EXTRACTORS, run_cache={} if run_cache is None else run_cache, n=n)
 
 
 SPECS = {}
@@ -73,7 +82,7 @@ fidelity.harness_register_metrics(lambda spec: SPECS.__setitem__(spec.name, spec
 
 def value(metric, ctx):
     """The metric's measurement, bound to its declaration as the runner binds it."""
-    (m,) = fidelity.compute_metric(metric, ctx)
+    (m,) = fidelity.compute_metric(metric, ctx, ctx.n)
     return SPECS[metric].bind(m)
 
 
@@ -103,8 +112,8 @@ def exact_moment_gaussian(n, mean, cov, seed) -> torch.Tensor:
 
 @pytest.fixture(autouse=True)
 def fresh_counters():
-    fidelity.FEATURE_PASSES.clear()
-    fidelity.CACHE_EVENTS.clear()
+    references.FEATURE_PASSES.clear()
+    references.CACHE_EVENTS.clear()
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +144,12 @@ def test_digits_metrics_equal_torch_fidelity_directly_and_fid_equals_scipy(digit
     got = {m: value(m, ctx) for m in fidelity.METRICS}
 
     extractor = ctx.run_cache[("fidelity:extractor", "digits-classifier", "digits", digits.provenance, "cpu")]
-    reference_x = fidelity.split_subset(digits.test.x, n)
+    reference_x = references.split_subset(digits.test.x, n)
     direct = torch_fidelity.calculate_metrics(
         input1=extractors.RowsDataset(extractor.torch_fidelity_input(samples)),
         input2=extractors.RowsDataset(extractor.torch_fidelity_input(reference_x)),
         fid=True, kid=True, prc=True, feature_extractor=extractor.torch_fidelity_name, cuda=False, cache=False,
-        batch_size=extractor.batch_size, **fidelity.torch_fidelity_options(n, len(reference_x)),
+        batch_size=extractor.batch_size, **estimators.torch_fidelity_options(n, len(reference_x)),
     )
     assert got["fid"].value == pytest.approx(direct[torch_fidelity.KEY_METRIC_FID], rel=1e-6)
     assert got["kid"].value == pytest.approx(direct[torch_fidelity.KEY_METRIC_KID_MEAN], rel=1e-6)
@@ -156,7 +165,7 @@ def test_digits_metrics_equal_torch_fidelity_directly_and_fid_equals_scipy(digit
     assert fid.n == n and fid.id == f"fid@{n}" and fid.details["n_reference"] == n and "id" not in fid.details
     assert {m.id for m in got.values()} == {f"{metric}@{n}" for metric in fidelity.METRICS}
     assert fid.details["extractor"] == "digits-classifier" and fid.details["reference"] == "test"
-    assert fid.details["feature_dim"] == extractors.RECIPES["digits-classifier"].feature_dim
+    assert fid.details["feature_dim"] == classifiers.RECIPES["digits-classifier"].feature_dim
 
 
 def test_raw_fid_equals_torch_fidelity_and_scipy_on_2d_data():
@@ -171,7 +180,7 @@ def test_raw_fid_equals_torch_fidelity_and_scipy_on_2d_data():
     got = {m: value(m, ctx) for m in fidelity.METRICS}
     direct = torch_fidelity.calculate_metrics(
         input1=extractors.RowsDataset(samples), input2=extractors.RowsDataset(test.float()), fid=True, kid=True,
-        prc=True, feature_extractor="harness-raw", cuda=False, cache=False, **fidelity.torch_fidelity_options(400, 400))
+        prc=True, feature_extractor="harness-raw", cuda=False, cache=False, **estimators.torch_fidelity_options(400, 400))
     assert got["kid"].details["kid_subset_size"] == 200
     assert got["kid"].value == pytest.approx(direct[torch_fidelity.KEY_METRIC_KID_MEAN], rel=1e-6)
     assert got["kid"].stderr == pytest.approx(direct[torch_fidelity.KEY_METRIC_KID_STD], rel=1e-6)
@@ -185,7 +194,7 @@ def test_raw_fid_equals_torch_fidelity_and_scipy_on_2d_data():
 def _prdc_reference(f_gen: np.ndarray, f_ref: np.ndarray) -> dict:
     from prdc import compute_prdc
 
-    return compute_prdc(real_features=f_ref, fake_features=f_gen, nearest_k=fidelity.DC_NEIGHBORHOOD)
+    return compute_prdc(real_features=f_ref, fake_features=f_gen, nearest_k=estimators.DC_NEIGHBORHOOD)
 
 
 @pytest.mark.parametrize("dim,n1,n2,shift", [(2, 3000, 5000, 0.05), (2, 400, 400, 0.5), (5, 1500, 1200, 0.0),
@@ -198,11 +207,11 @@ def test_kid_through_the_feature_map_equals_torch_fidelity_to_rounding(dim, n1, 
     rng = np.random.default_rng(dim)
     x = torch.from_numpy(rng.standard_normal((n1, dim)) * 3)
     y = torch.from_numpy(rng.standard_normal((n2, dim)) * 3 + shift)
-    assert fidelity.poly_feature_dim(dim, 3) <= fidelity.KID_FEATURE_MAP_MAX  # the path under test
-    phi = fidelity.poly_feature_map(x.numpy()[:50], 3, 1.0 / dim, 1.0)
+    assert estimators.poly_feature_dim(dim, 3) <= estimators.KID_FEATURE_MAP_MAX  # the path under test
+    phi = estimators.poly_feature_map(x.numpy()[:50], 3, 1.0 / dim, 1.0)
     assert phi @ phi.T == pytest.approx(kernel_poly(x.numpy()[:50], x.numpy()[:50]), rel=1e-12)
-    options = fidelity.torch_fidelity_options(n1, n2)
-    mean, std = fidelity.kernel_inception_distance(x, y, options)
+    options = estimators.torch_fidelity_options(n1, n2)
+    mean, std = estimators.kernel_inception_distance(x, y, options)
     direct = kid_features_to_metric(x, y, **options)
     assert mean == pytest.approx(direct["kernel_inception_distance_mean"], rel=1e-9, abs=1e-12)
     assert std == pytest.approx(direct["kernel_inception_distance_std"], rel=1e-9)
@@ -211,13 +220,13 @@ def test_kid_through_the_feature_map_equals_torch_fidelity_to_rounding(dim, n1, 
 def test_kid_of_float32_or_wide_features_keeps_the_kernel_matrix_path(monkeypatch):
     from torch_fidelity.metric_kid import kid_features_to_metric
 
-    monkeypatch.setattr(fidelity, "poly_feature_map", lambda *a: pytest.fail("feature map used"))
+    monkeypatch.setattr(estimators, "poly_feature_map", lambda *a: pytest.fail("feature map used"))
     rng = np.random.default_rng(1)
     float32 = [torch.from_numpy(rng.standard_normal((300, 2)) + s).float() for s in (0.0, 0.3)]
     wide = [torch.from_numpy(rng.standard_normal((300, 12)) + s) for s in (0.0, 0.3)]  # 1 + 12 + 144 + 1728 > 1000
     for x, y in (float32, wide):
-        options = fidelity.torch_fidelity_options(300, 300)
-        mean, std = fidelity.kernel_inception_distance(x, y, options)
+        options = estimators.torch_fidelity_options(300, 300)
+        mean, std = estimators.kernel_inception_distance(x, y, options)
         direct = kid_features_to_metric(x, y, **options)
         rel = 1e-4 if x.dtype == torch.float32 else 1e-9  # float32 sums in another order: rounding only
         assert mean == pytest.approx(direct["kernel_inception_distance_mean"], rel=rel)
@@ -232,10 +241,10 @@ def test_density_and_coverage_equal_the_prdc_package_on_digits_and_raw_features(
     ctx = context(PoolModel(samples), digits, n)
     got = {m: value(m, ctx) for m in ("density", "coverage")}
     extractor = ctx.run_cache[("fidelity:extractor", "digits-classifier", "digits", digits.provenance, "cpu")]
-    reference_x = fidelity.split_subset(digits.test.x, n)
+    reference_x = references.split_subset(digits.test.x, n)
     direct = _prdc_reference(extractor.features(samples).double().numpy(),
                              extractor.features(reference_x).double().numpy())
-    k = fidelity.DC_NEIGHBORHOOD
+    k = estimators.DC_NEIGHBORHOOD
     assert got["density"].value == pytest.approx(direct["density"], abs=1.01 / (k * n))
     assert got["coverage"].value == pytest.approx(direct["coverage"], abs=1.01 / len(reference_x))
     assert 0.2 < got["coverage"].value < 1 and 0.1 < got["density"].value
@@ -248,7 +257,7 @@ def test_density_and_coverage_equal_the_prdc_package_on_digits_and_raw_features(
         gen = torch.from_numpy(rng.standard_normal((400, 2)) + shift)
         ctx = context(PoolModel(gen), make_dataset("toy", train, test), 400)
         got = {m: value(m, ctx).value for m in ("density", "coverage")}
-        direct = _prdc_reference(gen.numpy(), fidelity.split_subset(test.float(), 400).double().numpy())
+        direct = _prdc_reference(gen.numpy(), references.split_subset(test.float(), 400).double().numpy())
         assert got["density"] == pytest.approx(direct["density"], abs=1.01 / (k * 400))
         assert got["coverage"] == pytest.approx(direct["coverage"], abs=1.01 / 400)
         if shift == 0.0:  # samples like the data: density near 1, most balls hit
@@ -272,7 +281,7 @@ M2, S2 = np.array([-0.3, 0.4]), np.array([[0.7, -0.2], [-0.2, 1.5]])
 
 
 def test_frechet_distance_of_exact_gaussian_statistics_matches_closed_form():
-    got = fidelity.frechet_distance({"mu": M1, "sigma": S1}, {"mu": M2, "sigma": S2})
+    got = estimators.frechet_distance({"mu": M1, "sigma": S1}, {"mu": M2, "sigma": S2})
     assert got == pytest.approx(gaussian_fid_2d(M1, S1, M2, S2), rel=1e-10)
 
 
@@ -293,8 +302,8 @@ def test_noise_floor_row_is_train_against_test_fid():
     dataset = make_dataset("floor", train, test)
     n = 500
     rows = {r.metric: r for r in fidelity.reference_rows(dataset, n, EXTRACTORS)}
-    tr = fidelity.split_subset(dataset.train.x, n).double().numpy()
-    te = fidelity.split_subset(dataset.test.x, n).double().numpy()
+    tr = references.split_subset(dataset.train.x, n).double().numpy()
+    te = references.split_subset(dataset.test.x, n).double().numpy()
     mu_tr, mu_te = tr.mean(0), te.mean(0)
     s_tr, s_te = np.cov(tr, rowvar=False), np.cov(te, rowvar=False)
     assert rows["fid"].value == pytest.approx(gaussian_fid_2d(mu_tr, s_tr, mu_te, s_te), rel=1e-8)
@@ -316,7 +325,7 @@ def test_the_reference_is_the_evaluation_split_of_the_test_split():
     samples = model_samples(4, n=150)
     ctx = context(PoolModel(samples), dataset, 150)
     reference = ctx.evaluation_split(150).x
-    assert torch.equal(fidelity.split_subset(dataset.test.x, 150), reference)
+    assert torch.equal(references.split_subset(dataset.test.x, 150), reference)
     assert not torch.equal(reference, dataset.test.x[:150])
     fid = value("fid", ctx)
     assert fid.details["n_reference"] == 150
@@ -329,17 +338,17 @@ def test_cached_reference_is_recomputed_when_the_evaluation_subset_changes(tmp_p
 
     dataset = toy_dataset()  # 200 test examples, 100 used
     first = value("fid", context(PoolModel(model_samples(1, n=100)), dataset, 100, cache_dir=tmp_path)).value
-    assert fidelity.CACHE_EVENTS["computed"] == 2
+    assert references.CACHE_EVENTS["computed"] == 2
     value("fid", context(PoolModel(model_samples(1, n=100)), dataset, 100, cache_dir=tmp_path))
-    assert fidelity.CACHE_EVENTS["disk"] == 2 and fidelity.CACHE_EVENTS["stale"] == 0
+    assert references.CACHE_EVENTS["disk"] == 2 and references.CACHE_EVENTS["stale"] == 0
 
-    old_subset = fidelity.split_subset(dataset.test.x, 100)
+    old_subset = references.split_subset(dataset.test.x, 100)
     monkeypatch.setattr(contracts, "EVALUATION_SUBSET_SEED", 1)
     ctx = context(PoolModel(model_samples(1, n=100)), dataset, 100, cache_dir=tmp_path)
-    assert torch.equal(ctx.evaluation_split(100).x, fidelity.split_subset(dataset.test.x, 100))
+    assert torch.equal(ctx.evaluation_split(100).x, references.split_subset(dataset.test.x, 100))
     assert not torch.equal(ctx.evaluation_split(100).x, old_subset)
     changed = value("fid", ctx).value
-    assert fidelity.CACHE_EVENTS["stale"] == 2 and fidelity.CACHE_EVENTS["computed"] == 4
+    assert references.CACHE_EVENTS["stale"] == 2 and references.CACHE_EVENTS["computed"] == 4
     uncached = value("fid", context(PoolModel(model_samples(1, n=100)), dataset, 100)).value
     assert changed == uncached and changed != first
     expected = scipy_fid(model_samples(1, n=100).numpy(), ctx.evaluation_split(100).x.double().numpy())
@@ -363,25 +372,25 @@ def model_samples(seed, n=200):
 def test_reference_cache_hit_on_second_run_and_recomputed_when_stale(tmp_path):
     dataset = toy_dataset()
     first = value("fid", context(PoolModel(model_samples(1)), dataset, 200, cache_dir=tmp_path)).value
-    assert fidelity.FEATURE_PASSES["reference:test"] == 1
-    assert fidelity.CACHE_EVENTS["computed"] == 2  # test reference and train (noise floor)
+    assert references.FEATURE_PASSES["reference:test"] == 1
+    assert references.CACHE_EVENTS["computed"] == 2  # test reference and train (noise floor)
 
     # a second run (fresh run cache): both references come from disk, no reference pass
     second = value("fid", context(PoolModel(model_samples(1)), dataset, 200, cache_dir=tmp_path)).value
-    assert fidelity.FEATURE_PASSES["reference:test"] == 1 and fidelity.CACHE_EVENTS["disk"] == 2
+    assert references.FEATURE_PASSES["reference:test"] == 1 and references.CACHE_EVENTS["disk"] == 2
     assert second == first
 
     # different data under the same name: stale stamp, recomputed, and the value is the fresh one
     changed = toy_dataset(shift=1.0)
     stale = value("fid", context(PoolModel(model_samples(1)), changed, 200, cache_dir=tmp_path)).value
     uncached = value("fid", context(PoolModel(model_samples(1)), changed, 200)).value
-    assert fidelity.CACHE_EVENTS["stale"] == 2 and fidelity.FEATURE_PASSES["reference:test"] == 3
+    assert references.CACHE_EVENTS["stale"] == 2 and references.FEATURE_PASSES["reference:test"] == 3
     assert stale == uncached and stale != first
 
     # only the dataset hash changed (same arrays): still stale
     relabelled = toy_dataset(shift=1.0, provenance="another-hash")
     value("fid", context(PoolModel(model_samples(1)), relabelled, 200, cache_dir=tmp_path))
-    assert fidelity.CACHE_EVENTS["stale"] == 4
+    assert references.CACHE_EVENTS["stale"] == 4
     blob = torch.load(next(tmp_path.glob("fidelity/toy-test-raw-n200.pt")), weights_only=True)
     assert blob["stamp"]["dataset_provenance"] == "another-hash"
     assert blob["stamp"]["torch_fidelity"] and blob["stamp"]["torch"] == torch.__version__
@@ -390,7 +399,7 @@ def test_reference_cache_hit_on_second_run_and_recomputed_when_stale(tmp_path):
 def test_reference_cache_invalidated_when_extractor_fingerprint_changes(tmp_path, monkeypatch):
     dataset = toy_dataset()
     value("fid", context(PoolModel(model_samples(1)), dataset, 200, cache_dir=tmp_path))
-    assert fidelity.CACHE_EVENTS["computed"] == 2
+    assert references.CACHE_EVENTS["computed"] == 2
     original = extractors.build_raw
 
     def retrained(dataset, device):
@@ -400,8 +409,8 @@ def test_reference_cache_invalidated_when_extractor_fingerprint_changes(tmp_path
 
     monkeypatch.setitem(EXTRACTORS, "raw", extractors.FeatureExtractorSpec(name="raw", build=retrained))
     value("fid", context(PoolModel(model_samples(1)), dataset, 200, cache_dir=tmp_path))
-    assert fidelity.CACHE_EVENTS["stale"] == 2 and fidelity.CACHE_EVENTS["computed"] == 4
-    assert fidelity.CACHE_EVENTS["disk"] == 0
+    assert references.CACHE_EVENTS["stale"] == 2 and references.CACHE_EVENTS["computed"] == 4
+    assert references.CACHE_EVENTS["disk"] == 0
 
 
 def test_m_models_cost_m_plus_one_feature_passes():
@@ -411,7 +420,7 @@ def test_m_models_cost_m_plus_one_feature_passes():
     for i in range(3):  # three model jobs, each running its six metrics one after the other
         ctx = context(PoolModel(model_samples(10 + i)), dataset, 200, run_cache=run_cache, name=f"model{i}")
         results.append({m: value(m, ctx) for m in fidelity.METRICS})
-    passes = fidelity.FEATURE_PASSES
+    passes = references.FEATURE_PASSES
     assert passes["samples"] == 3 and passes["reference:test"] == 1
     assert passes["samples"] + passes["reference:test"] == 3 + 1
     assert passes["reference:train"] == 1  # the noise floor, once per dataset and run
@@ -459,17 +468,17 @@ def test_missing_inception_weights_skip_with_reason_and_never_download(tmp_path,
 
     images = torch.randint(0, 256, (20, 3, 8, 8)).float()
     dataset = make_dataset("rgb", images, images, extractor="inception-v3", kind=DataKind.DISCRETE, levels=256)
-    with pytest.raises(fidelity.FidelityUnavailable) as info:
+    with pytest.raises(references.FidelityUnavailable) as info:
         value("fid", context(PoolModel(images), dataset, 20, data_root=tmp_path))
     assert extractors.INCEPTION_ENV in info.value.reason and extractors.INCEPTION_FILE_NAMES[0] in info.value.reason
-    assert sum(fidelity.FEATURE_PASSES.values()) == 0
+    assert sum(references.FEATURE_PASSES.values()) == 0
     # The runner records a MetricSkipped as a skip with its reason, not a failure (tests/test_runner.py).
     from harness import MetricSkipped
 
     assert isinstance(info.value, MetricSkipped)
 
     monkeypatch.setenv(extractors.INCEPTION_ENV, str(tmp_path / "nowhere.pth"))
-    with pytest.raises(fidelity.FidelityUnavailable, match="nowhere.pth"):
+    with pytest.raises(references.FidelityUnavailable, match="nowhere.pth"):
         value("kid", context(PoolModel(images), dataset, 20, data_root=tmp_path))
 
 

@@ -148,7 +148,7 @@ def test_fingerprint_names_the_machine_by_what_sets_its_speed():
 
 
 def test_calibration_times_every_workload_with_repeats():
-    cal = machine.calibrate("cpu", seconds=0.02)
+    cal = machine.Calibration("cpu").full(seconds=0.02).result()
     assert cal["version"] == machine.CALIBRATION_VERSION and cal["rounds"] >= 3
     assert set(cal["workloads"]) == {w.name for w in machine.WORKLOADS} == {"matmul", "conv2d", "small_ops"}
     for w in cal["workloads"].values():

@@ -68,6 +68,10 @@ class Factorised(Model):
             values = torch.logsumexp(per_class + self.log_prior[None], 1)
         return LogLikelihood(values.float(), LikelihoodKind.EXACT)
 
+    def elbo(self, x, labels=None):
+        """A lower bound on log p(x) (here the exact value), as a model of the vae family gives it."""
+        return self.log_likelihood(x, labels).values
+
     def sample(self, n, generator, labels=None):
         if labels is None:
             labels = torch.multinomial(self.log_prior.exp(), n, replacement=True, generator=generator)
@@ -81,8 +85,8 @@ class Factorised(Model):
         return out.float().reshape(n, *self.spec.event_shape)
 
 
-def _model_spec(name: str, with_likelihood: bool) -> ModelSpec:
-    return ModelSpec(name=name, family="test", factory=Factorised,
+def _model_spec(name: str, with_likelihood: bool, family: str = "test") -> ModelSpec:
+    return ModelSpec(name=name, family=family, factory=Factorised,
                      data_kinds=[DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY],
                      capabilities=[Capability.SAMPLE, Capability.CONDITIONAL],
                      likelihood=LikelihoodKind.EXACT if with_likelihood else None)
@@ -133,7 +137,7 @@ def test_every_metric_plugin_emits_only_and_all_its_declared_outputs(datasets, f
     run_cache: dict = {}
     for dataset in datasets.values():
         model, fit = _fitted(dataset)
-        for model_spec in (_model_spec("exact", True), _model_spec("sampler", False)):
+        for model_spec in (_model_spec("exact", True), _model_spec("sampler", False), _model_spec("vae", True, "vae")):
             ctx = _context(model, fit, model_spec, dataset, run_cache=run_cache)
             for spec in specs:
                 if spec.name == "gpu_sample_throughput":
@@ -150,15 +154,36 @@ def test_every_metric_plugin_emits_only_and_all_its_declared_outputs(datasets, f
             emitted.setdefault(m.metric, set()).add(m.id)
     assert set(emitted) == declared
     # the sample count is part of the identity exactly where declared
-    n = get_profile("smoke").fidelity_samples
+    n = 500  # what the sample metrics declare for smoke
     for spec in specs:
         for out in spec.outputs:
             assert emitted[out.name] == ({f"{out.name}@{n}"} if out.sample_count_in_id else {out.name})
 
 
+def test_sizes_per_profile_are_declared_by_the_metrics_and_keep_the_profiles_values():
+    """The sample count (the profiles' fidelity_samples before the metrics declared it) is each sample
+    metric's declaration; every declared table knows the three profiles; the profiles keep only
+    harness-wide knobs."""
+    import dataclasses
+
+    from harness.profiles import PROFILES, Profile
+
+    sample_metrics = {"fid", "kid", "precision", "recall", "density", "coverage", "parzen_nll", "mode_coverage",
+                      "conditional_accuracy", "sample_xent_gap"}
+    assert {spec.name for spec in _specs() if spec.sizes and "samples" in spec.sizes.of("smoke")} == sample_metrics
+    for spec in _specs():
+        if spec.sizes is not None:
+            assert set(spec.sizes.profiles) >= set(PROFILES), spec.name
+        if spec.name in sample_metrics:
+            assert [spec.sizes.of(p)["samples"] for p in ("smoke", "quick", "full")] == [500, 2000, 10000]
+    assert [f.name for f in dataclasses.fields(Profile)] == ["name", "job_timeout_s", "eval_examples", "sample_batch",
+                                                              "description"]
+
+
 def test_declarations_keep_todays_units_and_directions_and_order_the_tables():
     outputs = {o.name: o for spec in _specs() for o in spec.outputs}
-    units = {"nll": "nats", "bpd": "bits/dim", "nll_gap": "nats", "nll_conditional": "nats", "parzen_nll": "nats",
+    units = {"nll": "nats", "bpd": "bits/dim", "nll_gap": "nats", "nll_conditional": "nats", "elbo_nll": "nats",
+             "parzen_nll": "nats",
              "modes_covered": "modes", "high_quality_share": "fraction", "conditional_accuracy": "fraction",
              "fid": "", "kid": "", "precision": "fraction", "recall": "fraction", "density": "",
              "coverage": "fraction", "copying_ct": "z", "authenticity": "fraction", "copy_rate": "fraction",
@@ -175,10 +200,10 @@ def test_declarations_keep_todays_units_and_directions_and_order_the_tables():
     speed_outputs = [o for o in outputs.values() if o.kind == "speed"]
     assert max(o.order for o in quality) < min(o.order for o in speed_outputs)  # speed columns after quality
     head = sorted((o for o in quality if o.order < 100), key=lambda o: o.order)
-    assert [o.name for o in head] == ["nll", "bpd", "nll_gap", "sample_xent_gap", "parzen_nll", "fid", "kid", "precision",
-                                      "density", "recall", "coverage", "copying_ct", "authenticity",
+    assert [o.name for o in head] == ["nll", "bpd", "nll_gap", "sample_xent_gap", "elbo_nll", "parzen_nll", "fid", "kid",
+                                      "precision", "density", "recall", "coverage", "copying_ct", "authenticity",
                                       "copy_rate"]
-    assert len({o.order for o in outputs.values()}) == len(outputs) and 40 not in {o.order for o in outputs.values()}
+    assert len({o.order for o in outputs.values()}) == len(outputs)
     assert all(o.estimator == "measured" and o.tolerance.ratio for o in speed_outputs)
     assert all(not o.tolerance.ratio for o in quality)
     assert {o.name for o in outputs.values() if o.headline} == {"nll", "bpd", "fid", "precision", "recall",
@@ -208,6 +233,6 @@ def test_an_undeclared_output_fails_the_metric_in_the_runner(tmp_path, monkeypat
 
 
 def test_metric_skipped_is_what_unmeasurable_memory_raises():
-    from harness_plugins.metrics.timing import MemoryUnmeasurable
+    from harness_plugins.metrics.speed.memory import MemoryUnmeasurable
 
     assert issubclass(MemoryUnmeasurable, MetricSkipped)

@@ -31,7 +31,7 @@ def one_thread():
 
 def small_model(host, name):
     spec = host.model(name)
-    dspec = host.dataset(spec.datasets_for("smoke")[0])
+    dspec = host.dataset(spec.datasets_for("smoke", host.registry.datasets)[0])
     data = DatasetCache(Path("datasets")).get(dspec)
     overrides = [(k, v, "test") for k, v in SMALL.items() if spec.hyperparameters.declares(k)]
     hparams = spec.resolve_hparams("smoke", dspec, overrides)

@@ -17,9 +17,8 @@ from harness_plugins.metrics import samples as sm
 torch.set_num_threads(1)
 
 
-def _profile(samples, eval_examples=0):
-    return Profile("test", job_timeout_s=60, eval_examples=eval_examples, sample_batch=64, timing_repeats=1,
-                   fidelity_samples=samples)
+def _profile(eval_examples=0):
+    return Profile("test", job_timeout_s=60, eval_examples=eval_examples, sample_batch=64)
 
 
 def _metrics():
@@ -28,10 +27,11 @@ def _metrics():
     return {m.name: m for m in found}
 
 
-def _measure(metric, ctx):
-    """The metric's measurements bound to its declarations, as the runner binds them (unit, direction,
-    estimator and identity filled in; an undeclared or contradicting one raises)."""
-    return [metric.bind(m) for m in metric.compute(ctx)]
+def _measure(metric, ctx, n):
+    """The metric's measurements from ``n`` samples (the count its declaration gives a profile), bound to
+    its declarations as the runner binds them (unit, direction, estimator and identity filled in; an
+    undeclared or contradicting one raises)."""
+    return [metric.bind(m) for m in getattr(sm, metric.name)(ctx, n)]
 
 
 SAMPLER_SPEC = ModelSpec(name="sampler", family="test", factory=None, data_kinds=["continuous", "discrete", "binary"],
@@ -51,8 +51,8 @@ class FunctionSampler(Model):
         return out
 
 
-def _context(model, dataset, samples, eval_examples=0, extractors=None, run_cache=None, seed=0):
-    return MetricContext(model=model, model_spec=SAMPLER_SPEC, dataset=dataset, profile=_profile(samples, eval_examples),
+def _context(model, dataset, eval_examples=0, extractors=None, run_cache=None, seed=0):
+    return MetricContext(model=model, model_spec=SAMPLER_SPEC, dataset=dataset, profile=_profile(eval_examples),
                          device=torch.device("cpu"), seed=seed, feature_extractors=extractors or {},
                          run_cache={} if run_cache is None else run_cache)
 
@@ -90,7 +90,7 @@ def test_parzen_approaches_the_true_log_likelihood_of_a_gaussian():
     metric = _metrics()["parzen_nll"]
     errors = {}
     for n in (30, 300, 3000):
-        (m,) = _measure(metric, _context(model, ds, n))
+        (m,) = _measure(metric, _context(model, ds), n)
         assert m.metric == "parzen_nll" and m.estimator == "estimate" and m.details["samples"] == n
         assert not m.details["sigma_at_grid_edge"] and not m.details["dequantized"]
         errors[n] = abs(m.value - true_nll)
@@ -106,7 +106,7 @@ def test_parzen_on_discrete_data_subtracts_d_log_k():
     bits = lambda n: torch.randint(0, 2, (n, dim), generator=gen).float()  # noqa: E731
     ds = _dataset(Split(bits(500)), Split(bits(1000)), Split(bits(1000)), kind="binary")
     model = FunctionSampler(lambda n, g, labels: torch.randint(0, 2, (n, dim), generator=g).float())
-    (m,) = _measure(_metrics()["parzen_nll"], _context(model, ds, 5000))
+    (m,) = _measure(_metrics()["parzen_nll"], _context(model, ds), 5000)
     assert m.details["dequantized"]
     assert dim * math.log(2) - 4 * m.stderr < m.value < dim * math.log(2) + 0.25
 
@@ -120,8 +120,8 @@ def test_parzen_scores_the_evaluation_split_and_chooses_sigma_on_the_validation_
     data = lambda n: torch.randn(n, 2, generator=gen).sort(0).values  # noqa: E731
     ds = _dataset(Split(data(500)), Split(data(400)), Split(data(600)), name="sorted")
     model = FunctionSampler(lambda n, g, labels: torch.randn(n, 2, generator=g))
-    ctx = _context(model, ds, 300, eval_examples=100)
-    (m,) = _measure(_metrics()["parzen_nll"], ctx)
+    ctx = _context(model, ds, eval_examples=100)
+    (m,) = _measure(_metrics()["parzen_nll"], ctx, 300)
     test, val = ctx.evaluation_split().x.double(), ctx.evaluation_split(100, split="val").x.double()
     assert m.n == 100 and m.details["val_examples"] == 100
     assert not torch.equal(test, ds.test.x[:100].double())
@@ -175,7 +175,7 @@ def test_mode_coverage_of_the_true_distribution(eight_gaussians):
     model = FunctionSampler(lambda n, g, labels: _eight_gaussians(n, np.random.default_rng(int(g.initial_seed()))))
     n = 2000
     cache = {}
-    covered, share = _measure(metric, _context(model, eight_gaussians, n, run_cache=cache))
+    covered, share = _measure(metric, _context(model, eight_gaussians, run_cache=cache), n)
     assert covered.metric == "modes_covered" and covered.value == 8
     assert covered.unit == "modes" and covered.estimator == "statistic" and covered.higher_is_better
     assert covered.id == "modes_covered" and share.unit == "fraction" and share.n == n
@@ -192,15 +192,15 @@ def test_mode_coverage_of_the_true_distribution(eight_gaussians):
 def test_mode_coverage_of_one_mode_and_of_noise(eight_gaussians):
     metric = _metrics()["mode_coverage"]
     one = FunctionSampler(lambda n, g, labels: _eight_gaussians(n, np.random.default_rng(1), modes=[3]))
-    covered, share = _measure(metric, _context(one, eight_gaussians, 2000))
+    covered, share = _measure(metric, _context(one, eight_gaussians), 2000)
     assert covered.value == 1 and share.value > 0.97
     three = FunctionSampler(lambda n, g, labels: _eight_gaussians(n, np.random.default_rng(2), modes=[0, 2, 5]))
-    covered, _ = _measure(metric, _context(three, eight_gaussians, 2000))
+    covered, _ = _measure(metric, _context(three, eight_gaussians), 2000)
     assert covered.value == 3
     # broad noise: few samples are high quality (reference: the area of 8 discs of radius 3 sd
     # over the sampled square, about 8 pi 1.06^2 / 100 = 0.28)
     noise = FunctionSampler(lambda n, g, labels: torch.rand(n, 2, generator=g) * 10 - 5)
-    _, share = _measure(metric, _context(noise, eight_gaussians, 4000))
+    _, share = _measure(metric, _context(noise, eight_gaussians), 4000)
     ref = 8 * math.pi * (3 * EIGHT_STD) ** 2 / 100
     assert abs(share.value - ref) < 4 * math.sqrt(ref * (1 - ref) / 4000) + 0.01
 
@@ -249,7 +249,7 @@ def test_conditional_accuracy_of_a_perfect_sampler(digits):
     from sklearn.linear_model import LogisticRegression
 
     model = FunctionSampler(_from_test_split(digits, honour_labels=True))
-    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits, 1000))
+    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits), 1000)
     labels, samples = model.calls[0]
     assert m.n == 1000 and torch.equal(labels, torch.arange(10).repeat_interleave(100))
     # independent reference: a logistic regression fitted here, scored on the same samples
@@ -266,7 +266,7 @@ def test_conditional_accuracy_of_a_perfect_sampler(digits):
 
 def test_conditional_accuracy_of_a_label_ignoring_sampler_is_chance(digits):
     model = FunctionSampler(_from_test_split(digits, honour_labels=False))
-    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits, 2000))
+    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits), 2000)
     # samples independent of the asked label with equal counts per label: E[accuracy] = 1/C exactly
     assert abs(m.value - 0.1) < 4 * math.sqrt(0.1 * 0.9 / 2000)
 
@@ -298,17 +298,17 @@ def test_conditional_accuracy_uses_the_datasets_classifier_extractor(digits):
                                 build=lambda ds, device: builds.append(1) or OracleExtractor(ds))
     model = FunctionSampler(_from_test_split(digits, honour_labels=True))
     cache = {}
-    (m,) = _measure(_metrics()["conditional_accuracy"], _context(model, digits, 500, extractors={spec.name: spec},
-                                                               run_cache=cache))
+    (m,) = _measure(_metrics()["conditional_accuracy"],
+                    _context(model, digits, extractors={spec.name: spec}, run_cache=cache), 500)
     assert m.value == 1.0 and "digits-classifier" in m.details["classifier"]
     assert m.details["classifier_test_accuracy"] == 1.0
-    _measure(_metrics()["conditional_accuracy"], _context(model, digits, 500, extractors={spec.name: spec},
-                                                        run_cache=cache))
+    _measure(_metrics()["conditional_accuracy"], _context(model, digits, extractors={spec.name: spec},
+                                                          run_cache=cache), 500)
     assert len(builds) == 1  # built once per run
     # an extractor that reports itself unusable is not used; the reason is recorded
     broken = FeatureExtractorSpec(name="digits-classifier", build=None, check=lambda root: "weights missing")
     (m,) = _measure(_metrics()["conditional_accuracy"],
-                    _context(model, digits, 500, extractors={broken.name: broken}))
+                    _context(model, digits, extractors={broken.name: broken}), 500)
     assert "logistic" in m.details["classifier"] and m.details["extractor_not_used"] == "weights missing"
 
     def corrupt(ds, device):
@@ -316,7 +316,7 @@ def test_conditional_accuracy_uses_the_datasets_classifier_extractor(digits):
 
     failing = FeatureExtractorSpec(name="digits-classifier", build=corrupt)
     (m2,) = _measure(_metrics()["conditional_accuracy"],
-                     _context(model, digits, 500, extractors={failing.name: failing}))
+                     _context(model, digits, extractors={failing.name: failing}), 500)
     assert "checksum mismatch" in m2.details["extractor_not_used"] and m2.value == m.value
 
 

@@ -13,8 +13,9 @@ import torch
 from harness import Capability, DataKind, DatasetSpec, LikelihoodKind, LogLikelihood, Model, ModelSpec
 from harness.contracts import Dataset, FitContext, MetricContext, Split, Splits
 from harness.profiles import get_profile
-from harness_plugins.metrics import speed as sm
-from tests.test_timing import FakeCuda
+from harness_plugins.metrics import speed
+from harness_plugins.metrics.speed import budgets, datasheet, flops, instrumented, throughput
+from tests.test_timing import FakeCuda, install_fake_cuda
 
 D_IN, D_OUT, D_EXTRA = 6, 5, 3
 
@@ -72,7 +73,7 @@ def _context(model=None, conditional=False, device="cpu", fit=None, run_cache=No
                          run_cache={} if run_cache is None else run_cache)
 
 
-SPEC_OF = {name: spec for spec in sm.metric_specs() for name in spec.output_names}
+SPEC_OF = {name: spec for spec in speed.metric_specs() for name in spec.output_names}
 
 
 def _bind(rows):
@@ -90,19 +91,19 @@ def _by_name(rows):
 
 def test_flops_per_sample_equals_the_hand_count():
     ctx = _context()
-    (m,) = _bind(sm.compute_flops_per_sample(ctx))
+    (m,) = _bind(instrumented.compute_flops_per_sample(ctx))
     assert m.value == SAMPLE_FLOPS
     assert m.details["total_flops"] == SAMPLE_FLOPS * m.details["batch_size"]
 
 
 def test_flops_per_evaluation_equals_the_hand_count():
-    (m,) = _bind(sm.compute_flops_per_evaluation(_context()))
+    (m,) = _bind(instrumented.compute_flops_per_evaluation(_context()))
     assert m.value == EVAL_FLOPS and m.details["batch_size"] == 50  # the whole (50-example) test split
 
 
 def test_count_flops_of_a_single_linear_layer():
     layer = torch.nn.Linear(7, 11)
-    total, by_op = sm.count_flops(lambda: layer(torch.randn(4, 7)))
+    total, by_op = flops.count_flops(lambda: layer(torch.randn(4, 7)))
     assert total == 4 * 2 * 7 * 11 and sum(by_op.values()) == total
 
 
@@ -131,7 +132,7 @@ def test_count_flops_agrees_with_torch_flop_counter_mode():
     mode = FlopCounterMode(display=False)
     with mode:
         forward_backward()
-    total, by_op = sm.count_flops(forward_backward)
+    total, by_op = flops.count_flops(forward_backward)
     assert total == mode.get_total_flops() > 0
     assert by_op == {str(op): n for op, n in mode.get_flop_counts()["Global"].items()}
 
@@ -139,20 +140,20 @@ def test_count_flops_agrees_with_torch_flop_counter_mode():
 def test_matrix_vector_products_and_triangular_solves_are_counted():
     """torch's counter skips these; the harness adds 2 m n for (add)mv and n^2 per right-hand side."""
     a, v = torch.randn(5, 7), torch.randn(7)
-    assert sm.count_flops(lambda: torch.mv(a, v))[0] == 2 * 5 * 7
-    assert sm.count_flops(lambda: torch.addmv(torch.randn(5), a, v))[0] == 2 * 5 * 7
+    assert flops.count_flops(lambda: torch.mv(a, v))[0] == 2 * 5 * 7
+    assert flops.count_flops(lambda: torch.addmv(torch.randn(5), a, v))[0] == 2 * 5 * 7
     lower = torch.eye(4) + torch.randn(4, 4).tril(-1)
     b = torch.randn(3, 4, 6)  # a batch of 3 systems with 6 right-hand sides each
-    assert sm.count_flops(lambda: torch.linalg.solve_triangular(lower, b, upper=False))[0] == 3 * 6 * 4 * 4
+    assert flops.count_flops(lambda: torch.linalg.solve_triangular(lower, b, upper=False))[0] == 3 * 6 * 4 * 4
 
 
 def test_achieved_flops_is_flops_per_sample_times_sample_throughput():
     ctx = _context()
-    rows = _by_name(sm.compute_achieved_flops(ctx))
-    (throughput,) = _bind(sm.compute_sample_throughput(ctx))
+    rows = _by_name(instrumented.compute_achieved_flops(ctx))
+    (rate,) = _bind(throughput.compute_sample_throughput(ctx))
     achieved = rows["achieved_flops"]
-    assert achieved.value == pytest.approx(SAMPLE_FLOPS * throughput.value, rel=1e-12)
-    assert achieved.stderr == pytest.approx(SAMPLE_FLOPS * throughput.stderr, rel=1e-12)
+    assert achieved.value == pytest.approx(SAMPLE_FLOPS * rate.value, rel=1e-12)
+    assert achieved.stderr == pytest.approx(SAMPLE_FLOPS * rate.stderr, rel=1e-12)
     assert "achieved_flops_fraction" not in rows and "CPU" in achieved.details["peak_unknown"]
 
 
@@ -161,7 +162,7 @@ def test_achieved_flops_is_flops_per_sample_times_sample_throughput():
 
 def test_sample_latency_reports_p50_and_p95_in_milliseconds():
     ctx = _context()
-    rows = _by_name(sm.compute_sample_latency(ctx))
+    rows = _by_name(throughput.compute_sample_latency(ctx))
     p50, p95 = rows["sample_latency_p50"], rows["sample_latency_p95"]
     assert p50.unit == p95.unit == "ms" and p50.n == p95.n >= 5
     assert 0 < p50.value <= p95.value and p50.details["p95"] == pytest.approx(p95.value)
@@ -171,18 +172,18 @@ def test_sample_latency_reports_p50_and_p95_in_milliseconds():
 
 def test_throughput_rows_carry_their_spread_and_device():
     ctx = _context()
-    (m,) = _bind(sm.compute_sample_throughput(ctx))
+    (m,) = _bind(throughput.compute_sample_throughput(ctx))
     d = m.details
     assert m.estimator == "measured" and m.unit == "samples/s" and m.higher_is_better
     assert d["p05"] <= d["p25"] <= m.value <= d["p75"] <= d["p95"]
     assert d["device"] == "cpu" and d["timer"] == "perf_counter" and d["batch_size"] == 256
-    assert m.n == d["repeats"] >= ctx.profile.timing_repeats and math.isfinite(m.stderr)
+    assert m.n == d["repeats"] >= budgets.SIZES.of(ctx.profile)["min_repeats"] and math.isfinite(m.stderr)
 
 
 def test_conditional_models_get_labels_for_sampling_and_evaluation():
     ctx = _context(conditional=True)
-    sm.compute_sample_throughput(ctx)
-    sm.compute_eval_throughput(ctx)
+    throughput.compute_sample_throughput(ctx)
+    throughput.compute_eval_throughput(ctx)
     for n, labels in ctx.model.sample_calls:
         assert labels is not None and labels.shape == (n,) and 0 <= int(labels.min()) and int(labels.max()) < 4
     for n, labels in ctx.model.ll_calls:
@@ -193,7 +194,7 @@ def test_evaluation_calls_score_the_evaluation_split():
     """Every evaluation call at batch b scores ctx.evaluation_split(b), the examples the likelihood
     metrics score (a fixed permutation's first b, not the first b rows), whole at the full batch."""
     ctx = _context(n_test=300)
-    (m,) = _bind(sm.compute_eval_throughput(ctx))
+    (m,) = _bind(throughput.compute_eval_throughput(ctx))
     assert m.details["batch_size"] == 256 and m.details["split"] == "test"
     sizes = {x.shape[0] for x in ctx.model.ll_inputs}
     assert {1, 256} <= sizes
@@ -204,7 +205,7 @@ def test_evaluation_calls_score_the_evaluation_split():
 
 def test_unconditional_models_get_no_labels():
     ctx = _context()
-    sm.compute_sample_throughput(ctx)
+    throughput.compute_sample_throughput(ctx)
     assert all(labels is None for _, labels in ctx.model.sample_calls)
 
 
@@ -220,13 +221,13 @@ def test_train_throughput_is_examples_over_fit_seconds():
     fit = FixedFit()
     for _ in range(10):
         fit.step(32)
-    (m,) = _bind(sm.compute_train_throughput(_context(fit=fit)))
+    (m,) = _bind(throughput.compute_train_throughput(_context(fit=fit)))
     assert m.value == pytest.approx(320 / 2.0) and m.details["steps"] == 10 and m.details["steps_per_second"] == 5.0
 
 
 def test_train_throughput_needs_reported_steps():
     with pytest.raises(ValueError, match="ctx.step"):
-        sm.compute_train_throughput(_context(fit=FixedFit()))
+        throughput.compute_train_throughput(_context(fit=FixedFit()))
 
 
 class Allocating(LinearToy):
@@ -255,7 +256,7 @@ def test_peak_memory_is_what_the_sampling_call_allocates():
     figures = {}
     for scratch in (8 * MIB, 40 * MIB):
         ctx = _context(model=Allocating(scratch), run_cache=run_cache)
-        (m,) = _bind(sm.compute_peak_memory(ctx))
+        (m,) = _bind(instrumented.compute_peak_memory(ctx))
         assert m.unit == "bytes" and m.estimator == "measured" and not m.higher_is_better
         assert m.details["batch_size"] == 256 and "profiler" in m.details["source"]
         assert "process" not in m.details["scope"] and "above what was allocated before" in m.details["scope"]
@@ -263,7 +264,7 @@ def test_peak_memory_is_what_the_sampling_call_allocates():
         assert m.details["allocated_bytes"] >= scratch and m.details["per_sample_bytes"] == m.value / 256
         figures[scratch] = m.value
     assert figures[40 * MIB] - figures[8 * MIB] == pytest.approx(32 * MIB, abs=TOY_SLACK)
-    plain = _bind(sm.compute_peak_memory(_context(run_cache=run_cache)))[0].value
+    plain = _bind(instrumented.compute_peak_memory(_context(run_cache=run_cache)))[0].value
     assert 256 * D_EXTRA * 4 <= plain <= TOY_SLACK  # at least the samples it returns
     del before
 
@@ -273,8 +274,8 @@ def test_peak_memory_is_skipped_where_it_cannot_be_measured_and_flops_are_still_
 
     ctx = _context(device="meta")  # a device with no allocator statistics (the toy computes on CPU)
     with pytest.raises(MetricSkipped, match="no allocator statistic for meta"):
-        sm.compute_peak_memory(ctx)
-    (m,) = _bind(sm.compute_flops_per_sample(ctx))
+        instrumented.compute_peak_memory(ctx)
+    (m,) = _bind(instrumented.compute_flops_per_sample(ctx))
     assert m.value == SAMPLE_FLOPS
 
 
@@ -283,7 +284,7 @@ def test_the_metrics_of_a_job_share_their_calls():
     counter runs once."""
     ctx = _context(fit=FixedFit())
     ctx.fit.step(10)
-    computes = [spec.compute for spec in sm.metric_specs() if spec.name != "gpu_sample_throughput"]
+    computes = [spec.compute for spec in speed.metric_specs() if spec.name != "gpu_sample_throughput"]
     first = [m for compute in computes for m in compute(ctx)]
     calls = (len(ctx.model.sample_calls), len(ctx.model.ll_calls))
     second = [m for compute in computes for m in compute(ctx)]
@@ -309,18 +310,45 @@ class Slow(LinearToy):
 
 def test_a_slow_model_is_timed_at_a_smaller_batch_and_says_so():
     ctx = _context(model=Slow(), n_test=300)
-    budget = sm.throughput_budget(ctx.profile)
+    budget = budgets.throughput_budget(ctx.profile)
     assert 0.256 > budget.max_call_seconds
-    rows = {"sample_throughput": _bind(sm.compute_sample_throughput(ctx))[0],
-            "eval_throughput": _bind(sm.compute_eval_throughput(ctx))[0]}
+    rows = {"sample_throughput": _bind(throughput.compute_sample_throughput(ctx))[0],
+            "eval_throughput": _bind(throughput.compute_eval_throughput(ctx))[0]}
     for what, m in zip(("sample", "evaluate"), rows.values()):
-        choice = sm._batch_choice(ctx, what, None, 256, budget)  # the job's cached choice
+        choice = throughput.batch_choice(ctx, what, None, 256, budget)  # the job's cached choice
         assert choice.reduced and choice.batch < 256
         assert m.details["batch_size"] == choice.batch and m.details["requested_batch_size"] == 256
         assert m.details["batch_note"].startswith("a call at batch 256 was predicted to take longer")
     # calls that fit keep the requested batch, and no note
-    (fast,) = _bind(sm.compute_sample_throughput(_context()))
+    (fast,) = _bind(throughput.compute_sample_throughput(_context()))
     assert fast.details["batch_size"] == 256 and "batch_note" not in fast.details
+
+
+# --------------------------------------------------------------------------- budgets per profile
+
+
+def test_budgets_per_profile_are_declared_by_the_metrics():
+    """The budgets of every profile, as the speed metrics declare them (the values the profiles carried
+    before the metrics declared them), and every metric that times calls declares them."""
+    from harness.timing import Budget
+
+    expected = {"smoke": (0.12, 0.3, 25, 3, 0.05, 0.125, 30, 5), "quick": (0.25, 2.0, 50, 5, 0.1, 0.75, 100, 5),
+                "full": (5.0, 12.5, 200, 20, 2.0, 5.0, 500, 20)}
+    for profile, (tp, tp_limit, tp_most, least, lat, lat_limit, lat_most, lat_least) in expected.items():
+        assert budgets.throughput_budget(get_profile(profile)) == Budget(tp, min_repeats=least, max_repeats=tp_most,
+                                                                          max_seconds=tp_limit)
+        assert budgets.latency_budget(profile) == Budget(lat, min_repeats=lat_least, max_repeats=lat_most,
+                                                         min_block_seconds=0.0, max_seconds=lat_limit)
+    assert budgets.throughput_budget("quick", scale=2.0).limit == 4.0
+    declared = {spec.name for spec in speed.metric_specs() if spec.sizes is budgets.SIZES}
+    assert declared == {spec.name for spec in speed.metric_specs()} - {"train_throughput"}
+
+
+def test_a_profile_the_budgets_do_not_know_is_an_error_naming_it():
+    from harness import UserError
+
+    with pytest.raises(UserError, match=r"smoke, quick, full, not for 'huge'"):
+        budgets.throughput_budget("huge")
 
 
 # --------------------------------------------------------------------------- peak FLOP/s table
@@ -336,24 +364,24 @@ def test_a_slow_model_is_timed_at_a_smaller_batch_and_says_so():
     ("Some Future GPU", torch.float32, None),
 ])
 def test_peak_flops_table(name, dtype, flops):
-    peak, details = sm.device_peak_flops("cuda", dtype, name=name)
+    peak, details = datasheet.device_peak_flops("cuda", dtype, name=name)
     assert peak == flops
     assert ("peak_unknown" in details) == (flops is None)
 
 
 def test_the_peak_of_a_cpu_is_unknown():
-    peak, details = sm.device_peak_flops("cpu", torch.float32)
+    peak, details = datasheet.device_peak_flops("cpu", torch.float32)
     assert peak is None and "fraction of peak is left out" in details["peak_unknown"]
 
 
 def test_model_dtype_reads_parameters_and_tensor_attributes():
-    assert sm.model_dtype(LinearToy()) == torch.float32
+    assert datasheet.model_dtype(LinearToy()) == torch.float32
 
     class Doubles(Model):
         def __init__(self):
             self.L = torch.zeros(10, 10, dtype=torch.float64)
 
-    assert sm.model_dtype(Doubles()) == torch.float64
+    assert datasheet.model_dtype(Doubles()) == torch.float64
 
 
 # --------------------------------------------------------------------------- GPU branches on CPU
@@ -362,10 +390,7 @@ def test_model_dtype_reads_parameters_and_tensor_attributes():
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """torch.cuda replaced by a stand-in: device "cuda" works on this CPU-only machine."""
-    fake = FakeCuda()
-    for name in ("synchronize", "current_stream", "Event", "memory_allocated", "reset_peak_memory_stats",
-                 "max_memory_allocated", "get_device_name"):
-        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    fake = install_fake_cuda(monkeypatch, FakeCuda())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # allow_tf32 is a computed attribute of torch's cuBLAS module: newer pytest's monkeypatch sees it as
     # absent and fails to delete it at teardown (leaving the stand-ins above in place for later tests),
@@ -385,7 +410,7 @@ def test_cuda_code_paths_of_every_metric_run_on_cpu(fake_cuda):
     ctx = _context(device="cuda", fit=FixedFit())
     ctx.fit.step(10)
     rows = {}
-    for spec in sm.metric_specs():
+    for spec in speed.metric_specs():
         assert spec.incompatibility(ctx.model_spec, ctx.dataset.spec) is None
         rows.update(_by_name(spec.compute(ctx)))
     assert all(m.finite for m in rows.values())
@@ -408,7 +433,7 @@ def test_gpu_metric_on_a_cpu_run_is_skipped_with_its_reason(fake_cuda, tmp_path)
     from harness.runner import Runner
 
     with pytest.raises(MetricSkipped, match="this run's device is cpu"):
-        sm.compute_gpu_sample_throughput(_context())
+        throughput.compute_gpu_sample_throughput(_context())
     runner = Runner(get_host(), get_profile("smoke"), tmp_path, seeds=[0], metrics=["gpu_sample_throughput"])
     store, summary = runner.run(runner.plan(["gaussian"], ["8gaussians"], False))
     df = store.results()
@@ -420,7 +445,7 @@ def test_gpu_metric_on_a_cpu_run_is_skipped_with_its_reason(fake_cuda, tmp_path)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on a machine without a GPU")
 def test_gpu_metrics_are_skipped_with_their_reason_without_a_gpu():
     ctx = _context()
-    spec = next(s for s in sm.metric_specs() if s.name == "gpu_sample_throughput")
+    spec = next(s for s in speed.metric_specs() if s.name == "gpu_sample_throughput")
     assert spec.incompatibility(ctx.model_spec, ctx.dataset.spec) == "no CUDA device available"
 
 

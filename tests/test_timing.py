@@ -1,6 +1,7 @@
-"""harness_plugins.metrics.timing: statistics against numpy, repeat planning, and the CUDA branches (synchronise,
-events, peak-memory reset) driven on CPU through a stand-in for torch.cuda. No assertion depends on
-how fast anything runs."""
+"""The timing recipe (harness.timing), the speed metrics' batch choice and peak memory: statistics
+against numpy, repeat planning, and the CUDA branches (synchronise, events, peak-memory reset) driven
+on CPU with torch.cuda's functions replaced by a stand-in. No assertion depends on how fast anything
+runs."""
 
 import math
 import time
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness_plugins.metrics import timing
-from harness_plugins.metrics.timing import Budget, choose_batch, median, median_stderr, quantile, quantile_stderr, time_within
+from harness import timing
+from harness.timing import Budget, median, median_stderr, quantile, quantile_stderr, time_within
+from harness_plugins.metrics.speed import details, memory
+from harness_plugins.metrics.speed.batching import choose_batch
 
 ARRAYS = [
     [3.0],
@@ -69,6 +72,19 @@ class FakeCuda:
         return "NVIDIA H100 80GB HBM3"
 
 
+# The torch.cuda functions the timing, memory and device-name code calls.
+CUDA_FUNCTIONS = ("synchronize", "current_stream", "Event", "memory_allocated", "reset_peak_memory_stats",
+                  "max_memory_allocated", "get_device_name")
+
+
+def install_fake_cuda(monkeypatch, fake: FakeCuda) -> FakeCuda:
+    """torch.cuda's functions replaced by ``fake``'s for the test (the code under test calls them
+    through ``torch.cuda`` when it runs)."""
+    for name in CUDA_FUNCTIONS:
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    return fake
+
+
 class VirtualClock:
     """A clock that only moves when a fake call says how long it took."""
 
@@ -80,6 +96,12 @@ class VirtualClock:
 
     def advance(self, seconds):
         self.now += seconds
+
+
+@pytest.fixture
+def virtual_cuda(monkeypatch) -> FakeCuda:
+    """A stand-in for torch.cuda whose events read a virtual clock (``.clock``)."""
+    return install_fake_cuda(monkeypatch, FakeCuda(VirtualClock()))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -125,12 +147,11 @@ def test_median_stderr_agrees_with_the_spread_of_medians():
     assert np.mean(estimates) == pytest.approx(empirical, rel=0.10)
 
 
-def test_timing_rates_and_their_stderr():
+def test_timing_rates_per_call_and_median():
     t = timing.Timing(seconds=[0.2, 0.4, 0.5], calls_per_repeat=2)
     assert t.per_call == [0.1, 0.2, 0.25]
     assert t.rates(10) == pytest.approx([100.0, 50.0, 40.0])
     assert t.median == pytest.approx(0.2)
-    assert t.rate_stderr(10) == pytest.approx(median_stderr([100.0, 50.0, 40.0]))
 
 
 # --------------------------------------------------------------------------- repeat planning
@@ -170,109 +191,102 @@ def test_time_within_skips_the_warmup_when_told_the_call_is_warm():
     assert t.warmup_calls == 0 and len(calls) == 2
 
 
-def test_calls_that_slow_down_after_planning_stop_at_the_budget_limit():
+def test_calls_that_slow_down_after_planning_stop_at_the_budget_limit(virtual_cuda):
     """Planned on a 1 ms call, the calls then take 50 ms (a machine that became busy): the blocks stop
     once they have taken the budget's limit, instead of running every planned block."""
-    clock = VirtualClock()
+    clock = virtual_cuda.clock
     durations = iter([1e-3] * 3 + [50e-3] * 10_000)
 
     def call():
         clock.advance(next(durations))
 
     budget = Budget(0.1, min_repeats=3, max_repeats=25, min_block_seconds=2e-3)
-    t = time_within(call, "cuda", budget, cuda=FakeCuda(clock))
+    t = time_within(call, "cuda", budget)
     planned_calls, planned_repeats = timing.plan_repeats(1e-3, budget)
     assert t.calls_per_repeat == planned_calls and t.repeats < planned_repeats
     block = planned_calls * 50e-3
     assert budget.limit <= sum(t.seconds) < budget.limit + block
 
 
-def test_time_repeats_keeps_its_old_contract():
-    calls = []
-    t = timing.time_repeats(lambda: calls.append(1), "cpu", warmup=2, repeats=4)
-    assert len(calls) == 6 and len(t.seconds) == 4 and t.warmup_calls == 2
-
-
 # --------------------------------------------------------------------------- batch choice (virtual clock)
 
 
-def _choose(overhead, per_item, target=256, max_call_seconds=0.1, extra=None):
-    clock = VirtualClock()
+def _choose(clock, overhead, per_item, target=256, max_call_seconds=0.1, extra=None):
     made = []
 
     def call_at(b):
         made.append(b)
         clock.advance(overhead + per_item * b + (extra(len(made), b) if extra else 0.0))
 
-    return choose_batch(call_at, target, "cuda", max_call_seconds=max_call_seconds, cuda=FakeCuda(clock)), made
+    return choose_batch(call_at, target, "cuda", max_call_seconds=max_call_seconds), made
 
 
-def test_choose_batch_keeps_the_target_when_calls_are_short():
-    choice, made = _choose(0.001, 1e-5)
+def test_choose_batch_keeps_the_target_when_calls_are_short(virtual_cuda):
+    choice, made = _choose(virtual_cuda.clock, 0.001, 1e-5)
     assert choice.batch == 256 and not choice.reduced
     assert made == [1, 1, 1, 1, 4, 4, 4, 256, 256, 256]  # cheap calls: the fastest of three is kept
     assert choice.probes == [(1, pytest.approx(0.00101)), (4, pytest.approx(0.00104)), (256, pytest.approx(0.00356))]
     assert choice.call_seconds == pytest.approx(0.00356) and choice.calls == len(made)
 
 
-def test_choose_batch_keeps_the_fastest_probe():
+def test_choose_batch_keeps_the_fastest_probe(virtual_cuda):
     """One preempted probe (10 ms extra on the fifth call) must not shrink the batch."""
-    choice, made = _choose(0.001, 1e-5, extra=lambda i, b: 0.01 if i == 5 else 0.0)
+    choice, made = _choose(virtual_cuda.clock, 0.001, 1e-5, extra=lambda i, b: 0.01 if i == 5 else 0.0)
     assert choice.batch == 256 and choice.probes[1] == (4, pytest.approx(0.00104))
 
 
-def test_choose_batch_shrinks_to_the_largest_power_of_two_that_fits():
+def test_choose_batch_shrinks_to_the_largest_power_of_two_that_fits(virtual_cuda):
     """t(b) = 0.01 + 0.001 b: measured up to 64 (0.074 s); 90 items would fit in 0.1 s -> 64."""
-    choice, made = _choose(0.01, 0.001)
+    choice, made = _choose(virtual_cuda.clock, 0.01, 0.001)
     assert choice.batch == 64 and choice.reduced and choice.call_seconds == pytest.approx(0.074)
     assert [b for b, _ in choice.probes] == [1, 4, 16, 64]
 
 
-def test_choose_batch_allows_four_one_item_calls_when_one_is_already_long():
+def test_choose_batch_allows_four_one_item_calls_when_one_is_already_long(virtual_cuda):
     """t(b) = 0.3 + 0.025 b (a slow sequential sampler): 4 t(1) = 1.3 s allows 40 items -> 32."""
-    choice, made = _choose(0.3, 0.025, max_call_seconds=0.075)
+    choice, made = _choose(virtual_cuda.clock, 0.3, 0.025, max_call_seconds=0.075)
     assert choice.batch == 32 and made == [1, 1, 4, 16, 32] and choice.call_seconds == pytest.approx(1.1)
 
 
-def test_choose_batch_re_measures_a_sublinear_cost():
+def test_choose_batch_re_measures_a_sublinear_cost(virtual_cuda):
     """t(b) = 0.1 + 0.05 sqrt(b) (a sampler whose cost grows sublinearly): the slope between small
     sizes overstates larger ones, so the ramp measures 32 and 64 rather than stopping at 16; 128 would
     take 0.666 s, over the 0.6 s allowance (4 t(1))."""
-    clock = VirtualClock()
+    clock = virtual_cuda.clock
     made = []
 
     def call_at(b):
         made.append(b)
         clock.advance(0.1 + 0.05 * math.sqrt(b))
 
-    choice = choose_batch(call_at, 1024, "cuda", max_call_seconds=0.33, cuda=FakeCuda(clock))
+    choice = choose_batch(call_at, 1024, "cuda", max_call_seconds=0.33)
     assert choice.batch == 64 and made == [1, 1, 4, 16, 32, 64] and choice.call_seconds == pytest.approx(0.5)
 
 
-def test_choose_batch_keeps_the_target_when_the_cost_is_per_call():
+def test_choose_batch_keeps_the_target_when_the_cost_is_per_call(virtual_cuda):
     """A long chain whose cost does not grow with the batch is timed at the full batch, after one
     probe shows the slope is flat."""
-    choice, made = _choose(0.5, 0.0, max_call_seconds=0.075)
+    choice, made = _choose(virtual_cuda.clock, 0.5, 0.0, max_call_seconds=0.075)
     assert choice.batch == 256 and made == [1, 1, 4, 256] and choice.call_seconds == pytest.approx(0.5)
 
 
-def test_choose_batch_of_a_small_target_times_the_target_itself():
-    choice, made = _choose(0.01, 0.001, target=3)
+def test_choose_batch_of_a_small_target_times_the_target_itself(virtual_cuda):
+    choice, made = _choose(virtual_cuda.clock, 0.01, 0.001, target=3)
     assert choice.batch == 3 and made == [1, 1, 1, 1, 3, 3, 3] and choice.call_seconds == pytest.approx(0.013)
 
 
-def test_choose_batch_recovers_when_a_jump_lands_over_the_allowance():
+def test_choose_batch_recovers_when_a_jump_lands_over_the_allowance(virtual_cuda):
     """A flat start (t(1) = t(4) = 0.05 s) invites a jump to 256, which takes 5 s: the ramp then
     interpolates between 4 and 256 (slope 5/252 s per item) and settles on 8, which fits."""
-    choice, made = _choose(0.05, 0.0, max_call_seconds=0.1, extra=lambda i, b: 5.0 if b == 256 else 0.0)
+    choice, made = _choose(virtual_cuda.clock, 0.05, 0.0, max_call_seconds=0.1, extra=lambda i, b: 5.0 if b == 256 else 0.0)
     assert made == [1, 1, 4, 256, 256, 8] and choice.batch == 8 and choice.call_seconds == pytest.approx(0.05)
     assert choice.probes[-2] == (256, pytest.approx(5.05))  # timed twice: slow both times
 
 
-def test_choose_batch_times_a_call_over_the_allowance_once_more():
+def test_choose_batch_times_a_call_over_the_allowance_once_more(virtual_cuda):
     """A first call at a new size that pays a one-time cost (5 s at 256, once) does not shrink the
     batch: the second call at 256 takes 0.0526 s and the target is kept."""
-    choice, made = _choose(0.05, 1e-5, max_call_seconds=0.1, extra=lambda i, b: 5.0 if (i, b) == (4, 256) else 0.0)
+    choice, made = _choose(virtual_cuda.clock, 0.05, 1e-5, max_call_seconds=0.1, extra=lambda i, b: 5.0 if (i, b) == (4, 256) else 0.0)
     assert made == [1, 1, 4, 256, 256] and choice.batch == 256 and not choice.reduced
     assert choice.call_seconds == pytest.approx(0.05256)
 
@@ -280,31 +294,28 @@ def test_choose_batch_times_a_call_over_the_allowance_once_more():
 # --------------------------------------------------------------------------- CUDA branches on CPU
 
 
-def test_synchronize_is_a_no_op_on_cpu_and_calls_cuda_on_a_cuda_device():
-    fake = FakeCuda()
-    timing.synchronize("cpu", cuda=fake)
-    assert fake.calls == []
-    timing.synchronize("cuda", cuda=fake)
-    assert fake.calls == ["synchronize"]
+def test_synchronize_is_a_no_op_on_cpu_and_calls_cuda_on_a_cuda_device(virtual_cuda):
+    timing.synchronize("cpu")
+    assert virtual_cuda.calls == []
+    timing.synchronize("cuda")
+    assert virtual_cuda.calls == ["synchronize"]
 
 
-def test_cuda_timing_uses_events_and_waits_for_the_end_event():
-    clock = VirtualClock()
-    fake = FakeCuda(clock)
-    t = time_within(lambda: clock.advance(1e-3), "cuda",
-                    Budget(0.01, min_repeats=3, max_repeats=4, min_block_seconds=0), cuda=fake)
+def test_cuda_timing_uses_events_and_waits_for_the_end_event(virtual_cuda):
+    clock, fake = virtual_cuda.clock, virtual_cuda
+    t = time_within(lambda: clock.advance(1e-3), "cuda", Budget(0.01, min_repeats=3, max_repeats=4, min_block_seconds=0))
     assert t.clock == "cuda events"
     assert t.seconds == [pytest.approx(1e-3)] * t.repeats and t.repeats == 4  # 0.01 s of 1 ms calls, capped at 4
     assert fake.calls[0] == "synchronize"
     # each timed region: record start, record end, wait for the end event
     assert fake.calls[1:4] == ["event.record", "event.record", "event.synchronize"]
-    assert isinstance(timing.stopwatch("cuda", cuda=fake), timing.CudaEventStopwatch)
+    assert isinstance(timing.stopwatch("cuda"), timing.CudaEventStopwatch)
     assert isinstance(timing.stopwatch("cpu"), timing.WallStopwatch)
 
 
-def test_cuda_peak_memory_resets_the_peak_around_the_call():
-    fake = FakeCuda(allocated=1000, peak=5000)
-    peak = timing.measure_peak_memory(lambda: fake.calls.append("fn"), "cuda", cuda=fake)
+def test_cuda_peak_memory_resets_the_peak_around_the_call(monkeypatch):
+    fake = install_fake_cuda(monkeypatch, FakeCuda(allocated=1000, peak=5000))
+    peak = memory.measure_peak_memory(lambda: fake.calls.append("fn"), "cuda")
     assert fake.calls == ["synchronize", "memory_allocated", "reset_peak_memory_stats", "fn", "synchronize",
                           "max_memory_allocated"]
     # the peak of what the call allocated: the allocator's peak minus what was allocated before it
@@ -327,21 +338,21 @@ def test_cpu_peak_memory_is_what_the_call_allocates():
         del a, b
         keep.append(torch.zeros(2 * MIB))
 
-    peak = timing.measure_peak_memory(temporaries, "cpu")
+    peak = memory.measure_peak_memory(temporaries, "cpu")
     assert 32 * MIB <= peak.bytes <= 32 * MIB + SLACK
     assert 40 * MIB <= peak.allocated_bytes <= 40 * MIB + SLACK and peak.allocations >= 3
     assert "profiler" in peak.source and "above what was allocated before" in peak.scope
     assert peak.baseline_bytes is None
 
-    kept = timing.measure_peak_memory(lambda: keep.append(torch.ones(16 * MIB)), "cpu")  # 64 MiB, kept
+    kept = memory.measure_peak_memory(lambda: keep.append(torch.ones(16 * MIB)), "cpu")  # 64 MiB, kept
     assert 64 * MIB <= kept.bytes <= 64 * MIB + SLACK
 
     def frees_older_memory():  # freeing what existed before the call does not make the figure negative
         keep.clear()
         return torch.ones(MIB // 4)
 
-    assert MIB <= timing.measure_peak_memory(frees_older_memory, "cpu").bytes <= MIB + SLACK
-    assert timing.measure_peak_memory(lambda: None, "cpu").bytes == 0
+    assert MIB <= memory.measure_peak_memory(frees_older_memory, "cpu").bytes <= MIB + SLACK
+    assert memory.measure_peak_memory(lambda: None, "cpu").bytes == 0
     del before
 
 
@@ -350,24 +361,24 @@ def test_allocation_peak_counts_only_blocks_allocated_among_the_events():
               (2, 0xA, 1000),  # the address is reused by a new block
               (3, 0xB, 500), (4, 0xB, -500), (5, 0xC, 2000),  # 1000 + 2000 held at the peak
               (6, 0xA, -1000), (7, 0xD, 100)]
-    assert timing.allocation_peak(events) == (3000, 3600, 4)
-    assert timing.allocation_peak([]) == (0, 0, 0)
+    assert memory.allocation_peak(events) == (3000, 3600, 4)
+    assert memory.allocation_peak([]) == (0, 0, 0)
 
 
 def test_cpu_peak_memory_does_not_grow_with_what_the_process_did_before():
     """The same call measured after a large allocation elsewhere gives the same figure (a process
     high-water mark would report the large allocation)."""
-    first = timing.measure_peak_memory(lambda: torch.ones(2 * MIB), "cpu").bytes
+    first = memory.measure_peak_memory(lambda: torch.ones(2 * MIB), "cpu").bytes
     big = torch.ones(256 * MIB // 4)
     big.fill_(1.0)
     del big
-    assert timing.measure_peak_memory(lambda: torch.ones(2 * MIB), "cpu").bytes == first
+    assert memory.measure_peak_memory(lambda: torch.ones(2 * MIB), "cpu").bytes == first
 
 
 def test_profiler_lines_are_filtered_from_stderr_and_the_calls_own_output_is_kept(capfd):
     import os
 
-    timing.measure_peak_memory(lambda: os.write(2, b"a line the model wrote\n") and torch.ones(10), "cpu")
+    memory.measure_peak_memory(lambda: os.write(2, b"a line the model wrote\n") and torch.ones(10), "cpu")
     err = capfd.readouterr().err
     assert "a line the model wrote" in err
     assert "profiler_start" not in err and "profiler_stop" not in err
@@ -377,12 +388,29 @@ def test_peak_memory_is_skipped_with_a_reason_where_it_cannot_be_measured():
     from harness import MetricSkipped
 
     with pytest.raises(MetricSkipped, match="no allocator statistic for meta"):
-        timing.measure_peak_memory(lambda: None, "meta")
+        memory.measure_peak_memory(lambda: None, "meta")
     with torch.autograd.profiler.profile():  # a profiler of someone else's is left alone
-        with pytest.raises(timing.MemoryUnmeasurable, match="another torch profiler"):
-            timing.measure_peak_memory(lambda: None, "cpu")
+        with pytest.raises(memory.MemoryUnmeasurable, match="another torch profiler"):
+            memory.measure_peak_memory(lambda: None, "cpu")
 
 
-def test_device_name_on_cuda_comes_from_torch_cuda():
-    assert timing.device_name("cuda", cuda=FakeCuda()) == "NVIDIA H100 80GB HBM3"
-    assert isinstance(timing.device_name("cpu"), str)
+def test_device_name_on_cuda_comes_from_torch_cuda(virtual_cuda):
+    assert details.device_name("cuda") == "NVIDIA H100 80GB HBM3"
+    assert isinstance(details.device_name("cpu"), str)
+
+
+def test_the_machine_calibration_times_its_workloads_with_the_same_recipe(virtual_cuda):
+    """On a CUDA device the calibration's rounds are timed with CUDA events, in blocks that span the
+    minimum block length, and each workload's figure is the median seconds per call."""
+    from harness import machine
+
+    clock = virtual_cuda.clock
+    durations = {"even": 1e-3, "uneven": 3e-4}
+    workloads = [machine.Workload(name, "", lambda device, t=t: lambda: clock.advance(t))
+                 for name, t in durations.items()]
+    result = machine.Calibration("cuda", workloads).full(seconds=0.01).result()
+    for name, seconds in durations.items():
+        figure = result["workloads"][name]
+        assert figure["seconds"] == pytest.approx(seconds, rel=1e-9)
+        assert figure["block"] == timing.calls_per_block(seconds, machine.MIN_BLOCK_SECONDS) > 1
+    assert "event.record" in virtual_cuda.calls and result["device"] == "cuda"

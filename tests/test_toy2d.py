@@ -10,8 +10,10 @@ import torch
 
 import harness_plugins.datasets.toy2d as toy2d
 from harness.data import provenance_hash
+from harness_plugins.datasets.toy2d import curves, entropy, pinwheel, toys
 
 TOYS = ["checkerboard", "8gaussians", "moons", "circles", "swissroll", "2spirals", "pinwheel"]
+TOY = {toy.name: toy for toy in toys.TOYS}
 
 
 def registered() -> dict:
@@ -36,11 +38,31 @@ def test_every_toy_is_registered_fast_with_its_declarations():
     assert "modes:8" in SPECS["8gaussians"].tags
 
 
+def test_each_toy_is_declared_once_and_the_registry_holds_exactly_the_declarations(host):
+    """The datasets tagged toy2d in the installed registry are the Toy declarations, in their order,
+    each registered from its declaration alone (entropy, version, tags); no model plugin holds a copy
+    of the toys' names (a model that runs on every toy selects them by tag)."""
+    from pathlib import Path
+
+    assert [toy.name for toy in toys.TOYS] == TOYS  # one declaration each, in the order models get them
+    tagged = [name for name, spec in host.registry.datasets.items() if "toy2d" in spec.tags]
+    assert tagged == TOYS
+    for toy in toys.TOYS:
+        spec = host.registry.datasets[toy.name]
+        assert (spec.entropy, spec.entropy_stderr, spec.version) == (toy.entropy, toy.entropy_error, toy.version)
+        assert spec.tags == ("toy2d", *toy.tags) and spec.log_density is toy.log_density
+        assert host.owner("datasets", toy.name) == "toy2d"
+    models = Path(toy2d.__file__).resolve().parents[2] / "harness_plugins" / "models"
+    for path in models.rglob("*.py"):
+        text = path.read_text()
+        assert not all(f'"{name}"' in text for name in TOYS), path
+
+
 @pytest.mark.parametrize("name", TOYS)
 def test_entropy_agrees_with_monte_carlo_from_the_generator(name):
     """-mean log p over 200k fresh generator draws estimates the entropy independently of the
     quadrature (a wrong but normalised density would give H + KL > H)."""
-    sampler = toy2d.TOYS[name][0]
+    sampler = TOY[name].sample
     spec = SPECS[name]
     x = torch.as_tensor(sampler(200_000, np.random.default_rng(12345)))
     log_p = spec.log_density(x)
@@ -55,39 +77,39 @@ def test_entropy_agrees_with_monte_carlo_from_the_generator(name):
 def test_density_integrates_to_one_and_stored_entropy_is_the_quadrature(name):
     """On the coarser of the two grids behind the stored value: the mass is 1 and the entropy differs
     from the stored one by no more than the stored error estimate (which is that difference)."""
-    half_width, spacing = toy2d.ENTROPY_SETTINGS[name]
-    mass, entropy = toy2d.grid_moments(SPECS[name].log_density, half_width, 2 * spacing)
+    half_width, spacing = TOY[name].quadrature
+    mass, value = entropy.grid_moments(SPECS[name].log_density, half_width, 2 * spacing)
     assert abs(mass - 1) < 1e-2
     assert abs(mass - 1) < 1e-4  # in fact far tighter than the required 1e-2
-    assert abs(entropy - toy2d.STORED_ENTROPIES[name][0]) <= toy2d.STORED_ENTROPIES[name][1] * (1 + 1e-9) + 1e-12
+    assert abs(value - TOY[name].entropy) <= TOY[name].entropy_error * (1 + 1e-9) + 1e-12
 
 
 def test_checkerboard_density_integrates_to_one_and_is_uniform_on_its_samples():
-    mass, entropy = toy2d.grid_moments(toy2d.checkerboard_log_density, 5.0, 0.05)
+    mass, value = entropy.grid_moments(toys.checkerboard_log_density, 5.0, 0.05)
     assert mass == pytest.approx(1.0, abs=1e-9)
-    assert entropy == pytest.approx(math.log(32), abs=1e-9)
-    x = torch.as_tensor(toy2d.checkerboard_sample(10_000, np.random.default_rng(0)))
-    assert torch.all(toy2d.checkerboard_log_density(x) == -math.log(32))
+    assert value == pytest.approx(math.log(32), abs=1e-9)
+    x = torch.as_tensor(toys.checkerboard_sample(10_000, np.random.default_rng(0)))
+    assert torch.all(toys.checkerboard_log_density(x) == -math.log(32))
 
 
 def test_circles_bessel_closed_form_matches_quadrature_over_the_angle():
     """The Bessel-I0 formula against a direct quadrature over the ring angle (independent route)."""
     rings = tuple(
-        toy2d.Curve(lambda t, R=radius: R * np.stack([np.cos(t), np.sin(t)], 1), 0.0, 2 * math.pi,
+        curves.Curve(lambda t, R=radius: R * np.stack([np.cos(t), np.sin(t)], 1), 0.0, 2 * math.pi,
                     lambda t: np.full_like(t, 1 / (2 * math.pi)), 0.5)
-        for radius in toy2d.CIRCLE_RADII
+        for radius in toys.CIRCLE_RADII
     )
-    direct = toy2d.NoisyCurveToy(rings, toy2d.CIRCLE_SD)
+    direct = curves.NoisyCurveToy(rings, toys.CIRCLE_SD)
     x = torch.as_tensor(np.random.default_rng(1).uniform(-5, 5, (2000, 2)))
-    assert torch.allclose(toy2d.circles_log_density(x), direct(x), atol=1e-7)
+    assert torch.allclose(toys.circles_log_density(x), direct(x), atol=1e-7)
 
 
-@pytest.mark.parametrize("toy", [toy2d.MOONS, toy2d.SWISSROLL, toy2d.TWO_SPIRALS])
+@pytest.mark.parametrize("toy", [toys.MOONS, toys.SWISSROLL, toys.TWO_SPIRALS])
 def test_curve_quadrature_matches_a_much_finer_rule(toy):
     x = torch.cat([torch.as_tensor(np.random.default_rng(2).uniform(-4, 4, (1500, 2))),
                    torch.as_tensor(np.random.default_rng(3).normal(0, 0.5, (500, 2)))])
-    centres, log_weights = toy2d.curve_nodes(toy.curves, toy.sd, refine=6, order=10)
-    reference = toy2d.mixture_log_density(x, centres, log_weights, toy.kernel)
+    centres, log_weights = curves.curve_nodes(toy.curves, toy.sd, refine=6, order=10)
+    reference = curves.mixture_log_density(x, centres, log_weights, toy.kernel)
     value = toy(x)
     near = reference > -50
     assert (value - reference)[near].abs().max() < 1e-7
@@ -111,14 +133,14 @@ def test_two_spirals_is_ffjords_distribution():
     cross-entropy equals the entropy only if the two distributions agree (the version without the
     jitter is ~0.4 nats of KL away, far outside 3 standard errors of 50k draws)."""
     x = torch.as_tensor(ffjord_two_spirals(50_000, np.random.default_rng(7)))
-    log_p = toy2d.TWO_SPIRALS(x)
+    log_p = toys.TWO_SPIRALS(x)
     cross = float(-log_p.mean())
     se = float(log_p.std()) / math.sqrt(len(log_p))
     entropy = SPECS["2spirals"].entropy
     assert abs(cross - entropy) <= 3 * math.hypot(se, SPECS["2spirals"].entropy_stderr), (cross, se, entropy)
-    jitterless = toy2d.NoisyCurveToy(tuple(toy2d.Curve(lambda t, s=s: s * toy2d._spiral(t), 0.0, toy2d.SPIRAL_END,
-                                                       toy2d._spiral_density, 0.5) for s in (1.0, -1.0)),
-                                     toy2d.SPIRAL_SD)
+    jitterless = curves.NoisyCurveToy(tuple(curves.Curve(lambda t, s=s: s * toys._spiral(t), 0.0, toys.SPIRAL_END,
+                                                       toys._spiral_density, 0.5) for s in (1.0, -1.0)),
+                                     toys.SPIRAL_SD)
     assert float(-jitterless(x).mean()) - cross > 0.2  # the old density misses the data by far more
 
 
@@ -126,16 +148,16 @@ def test_two_spirals_jitter_convolution_matches_quadrature_over_the_jitter():
     """The closed form (differences of normal CDFs) against Gaussian kernels summed over an 8 x 8
     Gauss-Legendre rule on the jitter square: an independent route to the same integral."""
     u, v = np.polynomial.legendre.leggauss(8)
-    half = toy2d.SPIRAL_HALF_JITTER
+    half = toys.SPIRAL_HALF_JITTER
     offsets = np.array([(a, b) for a in u for b in u]) * half
     log_w = np.log(np.array([wa * wb for wa in v for wb in v]) / 4)
-    centres, log_weights = toy2d.curve_nodes(toy2d.TWO_SPIRALS.curves, toy2d.SPIRAL_SD, refine=0.5)
+    centres, log_weights = curves.curve_nodes(toys.TWO_SPIRALS.curves, toys.SPIRAL_SD, refine=0.5)
     jittered = (centres[:, None, :] + torch.as_tensor(offsets)[None]).reshape(-1, 2)
     jittered_w = (log_weights[:, None] + torch.as_tensor(log_w)[None]).reshape(-1)
     rng = np.random.default_rng(5)
     x = torch.cat([torch.as_tensor(ffjord_two_spirals(200, rng)), torch.as_tensor(rng.uniform(-4, 4, (100, 2)))])
-    reference = toy2d.gaussian_mixture_log_density(x, jittered, jittered_w, toy2d.SPIRAL_SD)
-    value = toy2d.TWO_SPIRALS(x)
+    reference = curves.mixture_log_density(x, jittered, jittered_w, curves.GaussianKernel(toys.SPIRAL_SD))
+    value = toys.TWO_SPIRALS(x)
     near = reference > -20  # where panels of two standard deviations suffice for the reference too
     assert near.sum() > 220
     assert (value - reference)[near].abs().max() < 1e-6
@@ -159,8 +181,8 @@ def test_datasets_json_gives_the_new_two_spirals_entropy_matching_its_sampler(ca
     row = json.loads(capsys.readouterr().out)[0]
     assert row["name"] == "2spirals" and row["version"] == "2"
     assert row["entropy"] == pytest.approx(2.64545, abs=1e-5)
-    x = torch.as_tensor(toy2d.two_spirals_sample(100_000, np.random.default_rng(2024)))
-    log_p = toy2d.TWO_SPIRALS(x)
+    x = torch.as_tensor(toys.two_spirals_sample(100_000, np.random.default_rng(2024)))
+    log_p = toys.TWO_SPIRALS(x)
     se = math.hypot(float(log_p.std()) / math.sqrt(len(log_p)), row["entropy_stderr"])
     assert abs(float(-log_p.mean()) - row["entropy"]) <= 3 * se
 
@@ -174,19 +196,19 @@ def test_pinwheel_density_matches_brute_force_root_scan():
     phi = 2 * math.pi * k / 5 + 0.25 * np.exp(f[:, 0])
     c, s = np.cos(phi), np.sin(phi)
     y = torch.as_tensor(2 * np.stack([f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], 1))
-    value = toy2d.pinwheel_log_density(y)
+    value = pinwheel.pinwheel_log_density(y)
     r, beta = y.norm(dim=1) / 2, torch.atan2(y[:, 1], y[:, 0])
     alpha = torch.linspace(0, 2 * math.pi, 2**18 + 1, dtype=torch.float64)
     for i in range(n):
-        h, _ = toy2d._pinwheel_phase(r[i], alpha)
+        h, _ = pinwheel._pinwheel_phase(r[i], alpha)
         terms = []
         for cls in range(5):
-            d = toy2d._wrap(h - beta[i] - 2 * math.pi * cls / 5)
+            d = pinwheel._wrap(h - beta[i] - 2 * math.pi * cls / 5)
             lo, hi = d[:-1], d[1:]
             for j in (((lo < 0) != (hi < 0)) & ((hi - lo).abs() < math.pi)).nonzero().flatten():
                 a = alpha[j] + (alpha[j + 1] - alpha[j]) * lo[j] / (lo[j] - hi[j])
-                _, slope = toy2d._pinwheel_phase(r[i], a)
-                terms.append(toy2d._pinwheel_feature_log_density(r[i] * torch.cos(a), r[i] * torch.sin(a))
+                _, slope = pinwheel._pinwheel_phase(r[i], a)
+                terms.append(pinwheel._pinwheel_feature_log_density(r[i] * torch.cos(a), r[i] * torch.sin(a))
                              - torch.log(slope.abs()) - math.log(20))
         brute = torch.logsumexp(torch.stack(terms), 0)
         assert float(value[i]) == pytest.approx(float(brute), abs=1e-3), i

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import harness_plugins.datasets.toy2d as toy2d
+from harness_plugins.datasets.toy2d import toys
 from harness import Capability, DataKind, DatasetSpec, Model, ModelSpec
 from harness.contracts import Dataset, FitContext, MetricContext, Split, Splits
 from harness.data import provenance_hash
@@ -42,9 +43,7 @@ def sampler_spec(name="pool") -> ModelSpec:
                      capabilities=[Capability.SAMPLE])
 
 
-def profile(n: int) -> Profile:
-    return Profile("test", job_timeout_s=60, eval_examples=0, sample_batch=10_000, timing_repeats=1,
-                   fidelity_samples=n)
+TEST_PROFILE = Profile("test", job_timeout_s=60, eval_examples=0, sample_batch=10_000)
 
 
 def dataset(spec) -> Dataset:
@@ -52,17 +51,19 @@ def dataset(spec) -> Dataset:
     return Dataset(spec, splits, provenance_hash(splits, f"{spec.name}:{spec.version}"))
 
 
-def context(model, data, n, run_cache=None, model_spec=None, prof=None) -> MetricContext:
+def context(model, data, run_cache=None, model_spec=None, prof=TEST_PROFILE) -> MetricContext:
     from harness.host import get_host
 
     return MetricContext(model=model, model_spec=model_spec or sampler_spec(), dataset=data,
-                         profile=prof or profile(n), device=torch.device("cpu"), seed=0,
+                         profile=prof, device=torch.device("cpu"), seed=0,
                          feature_extractors=get_host().registry.feature_extractors,
                          run_cache={} if run_cache is None else run_cache)
 
 
-def score(ctx):
-    (m,) = SPEC[0].compute(ctx)
+def score(ctx, n=None):
+    """The metric's measurement from ``n`` samples, or, without ``n``, through its declaration (the
+    sample count it declares for the context's profile), bound as the runner binds it."""
+    (m,) = SPEC[0].compute(ctx) if n is None else truth.measure(ctx, n)
     return SPEC[0].bind(m)
 
 
@@ -71,8 +72,9 @@ def test_true_held_out_draws_score_zero_within_their_error(name):
     """Fresh draws from each toy's own generator are samples of the truth: their capped
     cross-entropy gap is 0 in expectation (none reaches the cap)."""
     n = 4000
-    draws = torch.as_tensor(toy2d.TOYS[name][0](n, np.random.default_rng(99)), dtype=torch.float32)
-    m = score(context(Pool(draws), dataset(TOYS[name]), n))
+    sampler = next(toy.sample for toy in toys.TOYS if toy.name == name)
+    draws = torch.as_tensor(sampler(n, np.random.default_rng(99)), dtype=torch.float32)
+    m = score(context(Pool(draws), dataset(TOYS[name])), n)
     assert abs(m.value) < 3 * m.stderr + 1e-9, (name, m.value, m.stderr)
     assert m.details["capped"] == 0 and m.n == n and m.estimator == "statistic" and m.unit == "nats"
     assert m.stderr < 0.05
@@ -93,7 +95,7 @@ def test_shifted_gaussian_samples_score_the_analytic_cross_entropy_gap():
     mu = np.array([1.0, -0.5])
     n = 20000
     samples = torch.as_tensor(np.random.default_rng(3).standard_normal((n, 2)) + mu)
-    m = score(context(Pool(samples), gaussian_dataset(), n))
+    m = score(context(Pool(samples), gaussian_dataset()), n)
     per_sample = 0.5 * (samples.numpy() ** 2).sum(1) + math.log(2 * math.pi) - (1 + math.log(2 * math.pi))
     assert m.value == pytest.approx(per_sample.mean(), abs=1e-9)
     assert m.stderr == pytest.approx(per_sample.std(ddof=1) / math.sqrt(n), rel=1e-9)
@@ -105,8 +107,8 @@ def test_samples_off_the_support_count_the_cap_exactly():
     -log p_true = ln 32 = H, off it infinity, capped at H + 25; the score is 25 x the share off."""
     n = 3000
     samples = torch.as_tensor(np.random.default_rng(4).uniform(-4, 4, (n, 2)), dtype=torch.float32)
-    m = score(context(Pool(samples), dataset(TOYS["checkerboard"]), n))
-    off = int(torch.isinf(toy2d.checkerboard_log_density(samples)).sum())
+    m = score(context(Pool(samples), dataset(TOYS["checkerboard"])), n)
+    off = int(torch.isinf(toys.checkerboard_log_density(samples)).sum())
     assert 0.4 < off / n < 0.6 and m.details["capped"] == off
     assert m.value == pytest.approx(truth.CAP_NATS * off / n, abs=1e-9)
     assert m.details["cap"] == pytest.approx(math.log(32) + truth.CAP_NATS)
@@ -146,10 +148,11 @@ def test_a_single_gaussian_scores_far_worse_than_gmm_on_8gaussians_though_its_fi
         spec, model = _fitted(name, data)
         cache: dict = {}
         job_samples.DRAWS.clear()
-        ctx = context(model, data, n, run_cache=cache, model_spec=spec, prof=get_profile("quick"))
-        xent = score(ctx)
-        (fid,) = fidelity.compute_metric("fid", ctx)
-        fidelity.compute_metric("density", ctx)
+        ctx = context(model, data, run_cache=cache, model_spec=spec, prof=get_profile("quick"))
+        xent = score(ctx)  # quick declares n samples
+        (fid,) = fidelity.compute_metric("fid", ctx, n)
+        fidelity.compute_metric("density", ctx, n)
+        assert xent.n == n
         assert job_samples.DRAWS["samples"] == 1  # one draw serves both metrics
         results[name] = (xent, fid.value)
     (g_xent, g_fid), (m_xent, m_fid) = results["gaussian"], results["gmm"]

@@ -12,8 +12,10 @@ from scipy import stats
 from harness import Capability, DatasetSpec, FitContext, LikelihoodKind, MetricContext, Split
 from harness.contracts import Dataset, Splits
 from harness.profiles import get_profile
+from harness_plugins.metrics import elbo
 from harness_plugins.models import vae as vae_plugin
-from harness_plugins.models.vae import CVAEModel, DiscretizedLogisticHead, GaussianHead, VAEModel
+from harness_plugins.models.vae.heads import DiscretizedLogisticHead, GaussianHead
+from harness_plugins.models.vae.model import CVAEModel, VAEModel
 
 torch.set_num_threads(1)
 
@@ -209,9 +211,7 @@ def test_elbo_nll_metric_is_not_below_the_iwae_nll():
     model, x, _, _ = _linear_gaussian_vae()
     splits = Splits(Split(x), Split(x), Split(x))
     spec = _spec(shape=(x.shape[1],), splits=splits)
-    found = []
-    vae_plugin.harness_register_metrics(found.append)
-    metric = found[0]
+    metric = elbo.metric_spec()
     vae_spec = _specs()["vae"]
     assert metric.incompatibility(vae_spec, spec) is None
     (output,) = metric.outputs
@@ -227,6 +227,15 @@ def test_elbo_nll_metric_is_not_below_the_iwae_nll():
     assert abs(m.stderr - float((-model.elbo(x)).std() / math.sqrt(len(x)))) < 1e-9
 
 
+def test_elbo_nll_is_registered_by_the_metrics_group_and_applies_to_the_vae_family(host):
+    metric = host.registry.metrics["elbo_nll"]
+    assert host.owner("metrics", "elbo_nll") == "likelihood_metrics"
+    assert not hasattr(vae_plugin, "harness_register_metrics")  # the models group registers no metric
+    toy = host.registry.datasets["8gaussians"]
+    assert metric.incompatibility(host.registry.models["cvae"], toy) is None
+    assert "for the vae family; gmm is gmm" in metric.incompatibility(host.registry.models["gmm"], toy)
+
+
 def test_elbo_nll_metric_takes_the_evaluation_split():
     """Under the smoke profile (eval_examples 1000) a 1200-example test split is cut to the fixed
     evaluation subset that every other metric uses, not to its first rows."""
@@ -234,13 +243,12 @@ def test_elbo_nll_metric_takes_the_evaluation_split():
     test = torch.cat([x, x.flip(0), x, x.flip(0)])[:1200]
     splits = Splits(Split(x), Split(x), Split(test))
     spec = _spec(shape=(x.shape[1],), splits=splits)
-    found = []
-    vae_plugin.harness_register_metrics(found.append)
+    metric = elbo.metric_spec()
     ctx = MetricContext(model=model, model_spec=_specs()["vae"], dataset=Dataset(spec, splits, "x"),
                         profile=get_profile("smoke"), device=torch.device("cpu"), seed=0)
     subset = ctx.evaluation_split()
     assert len(subset) == 1000 and not torch.equal(subset.x, test[:1000])
-    (m,) = found[0].compute(ctx)
+    (m,) = metric.compute(ctx)
     assert m.n == 1000
     assert m.value == pytest.approx(float(-model.elbo(subset.x).mean()), abs=1e-9)
 

@@ -24,7 +24,7 @@ def _models(host):
         "data_kinds": sorted(k.value for k in s.data_kinds),
         "capabilities": sorted(c.value for c in s.capabilities),
         "likelihood": s.likelihood.value if s.likelihood else "",
-        "default_datasets": {p: s.datasets_for(p) for p in ("smoke", "quick", "full")},
+        "default_datasets": {p: s.datasets_for(p, host.registry.datasets) for p in ("smoke", "quick", "full")},
         "hyperparameters": s.hyperparameters.describe(),
         "description": s.description,
     } for s in sorted(host.registry.models.values(), key=lambda s: (s.family, s.name))]

@@ -5,8 +5,8 @@ from harness.contracts.datasets import Dataset, DatasetSpec, Split, Splits
 from harness.contracts.evaluation import EVALUATION_SUBSET_SEED, evaluation_indices
 from harness.contracts.fitting import FitContext, LogLikelihood
 from harness.contracts.kinds import ESTIMATORS, Capability, DataKind, LikelihoodKind, Role, Scaling
-from harness.contracts.metric import FeatureExtractorSpec, MetricContext, MetricSpec
-from harness.contracts.model import Model, ModelSpec
+from harness.contracts.metric import FeatureExtractorSpec, MetricContext, MetricSpec, ProfileSizes
+from harness.contracts.model import Model, ModelSpec, Tagged, tagged
 from harness.contracts.outputs import (QUALITY, SPEED, SPEED_TOLERANCE, Measurement, Output, Tolerance,
                                        UndeclaredMeasurement)
 from harness.contracts.tracker import (TrackedJob, TrackedRun, TrackedValue, Tracker, TrackerSpec,
@@ -16,7 +16,7 @@ from harness.errors import MetricSkipped, UserError
 
 __all__ = ["Capability", "DataKind", "Dataset", "DatasetSpec", "ESTIMATORS", "EVALUATION_SUBSET_SEED",
            "FeatureExtractorSpec", "FitContext", "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext",
-           "MetricSkipped", "MetricSpec", "Model", "ModelSpec", "Output", "QUALITY", "Role", "SPEED", "SPEED_TOLERANCE", "Scaling",
-           "Split", "Splits", "Tolerance", "TrackedJob", "TrackedRun", "TrackedValue", "Tracker", "TrackerSpec",
-           "UndeclaredMeasurement", "UserError", "check_variant_label",
-           "evaluation_indices", "split_variant", "value_key", "variant_identity"]
+           "MetricSkipped", "MetricSpec", "Model", "ModelSpec", "Output", "ProfileSizes", "QUALITY", "Role", "SPEED",
+           "SPEED_TOLERANCE", "Scaling", "Split", "Splits", "Tagged", "Tolerance", "TrackedJob", "TrackedRun",
+           "TrackedValue", "Tracker", "TrackerSpec", "UndeclaredMeasurement", "UserError", "check_variant_label",
+           "evaluation_indices", "split_variant", "tagged", "value_key", "variant_identity"]

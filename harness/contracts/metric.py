@@ -1,5 +1,8 @@
-"""The metric contract: the registered :class:`MetricSpec`, what its compute step receives
-(:class:`MetricContext`), and the feature extractors fidelity metrics use."""
+"""The metric contract: MetricSpec, its sizes per profile, MetricContext and feature extractors.
+
+:class:`MetricSpec` is what a metric registers, :class:`ProfileSizes` the sizes it declares per
+profile, :class:`MetricContext` what its compute step receives, :class:`FeatureExtractorSpec` a
+feature extractor for the fidelity metrics."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from harness.contracts.kinds import Capability, DataKind
 from harness.contracts.model import Model, ModelSpec
 from harness.contracts.outputs import Measurement, Output, UndeclaredMeasurement
 from harness.contracts.variants import variant_identity
+from harness.errors import UserError
 
 
 @dataclass
@@ -48,6 +52,46 @@ class MetricContext:
         return Split(data.x[idx], None if data.y is None else data.y[idx])
 
 
+@dataclass(frozen=True)
+class ProfileSizes:
+    """The sizes a metric needs under each profile (a sample count, timed repeats, time budgets ...),
+    declared by the metric: ``{profile: {size: value}}``, every profile with the same size names.
+
+    The compute step reads them with :meth:`of`. A profile the table does not list takes the sizes of
+    ``fallback`` when the declaration names one; without a fallback it is an error that names the
+    profile and the profiles the table knows.
+    """
+
+    table: Mapping[str, Mapping[str, Any]]
+    fallback: Optional[str] = None
+
+    def __post_init__(self):
+        table = {str(profile): dict(sizes) for profile, sizes in dict(self.table).items()}
+        if not table:
+            raise ValueError("ProfileSizes declares no profile")
+        names = {frozenset(sizes) for sizes in table.values()}
+        if len(names) > 1:
+            raise ValueError("every profile of a ProfileSizes declares the same sizes; got "
+                             + "; ".join(f"{p}: {', '.join(sorted(s))}" for p, s in table.items()))
+        if self.fallback is not None and self.fallback not in table:
+            raise ValueError(f"the fallback profile {self.fallback!r} is not in the table ({', '.join(table)})")
+        object.__setattr__(self, "table", table)
+
+    @property
+    def profiles(self) -> tuple:
+        return tuple(self.table)
+
+    def of(self, profile) -> Mapping[str, Any]:
+        """The sizes for ``profile`` (a :class:`harness.profiles.Profile` or a profile's name)."""
+        name = getattr(profile, "name", profile)
+        if name in self.table:
+            return dict(self.table[name])
+        if self.fallback is not None:
+            return dict(self.table[self.fallback])
+        raise UserError(f"sizes are declared for the profiles {', '.join(self.table)}, not for {name!r}: declare "
+                        "its sizes, or a fallback profile")
+
+
 @dataclass
 class MetricSpec:
     """A registered metric.
@@ -59,6 +103,8 @@ class MetricSpec:
     ``unit`` and ``higher_is_better`` instead, which declare ``Output(name, unit, higher_is_better)``.
     ``requires``: capabilities the model must declare. ``data_kinds``: kinds it applies to (empty:
     all). ``applies(model_spec, dataset_spec)``: optional extra check returning None or a reason.
+    ``sizes``: what the compute step needs per profile (:class:`ProfileSizes`, or its table as a
+    mapping), e.g. a sample count; the compute step reads them with ``sizes.of(ctx.profile)``.
     """
 
     name: str
@@ -71,8 +117,14 @@ class MetricSpec:
     version: str = "1"
     unit: Optional[str] = None
     higher_is_better: Optional[bool] = None
+    sizes: Optional[ProfileSizes] = None
 
     def __post_init__(self):
+        if isinstance(self.sizes, Mapping):
+            self.sizes = ProfileSizes(self.sizes)
+        if self.sizes is not None and not isinstance(self.sizes, ProfileSizes):
+            raise TypeError(f"metric {self.name!r}: sizes must be a harness.contracts.ProfileSizes, not "
+                            f"{type(self.sizes).__name__}")
         self.requires = frozenset(Capability(c) for c in self.requires)
         self.data_kinds = frozenset(DataKind(k) for k in self.data_kinds)
         outputs = list(self.outputs)

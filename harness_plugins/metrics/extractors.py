@@ -1,4 +1,6 @@
-"""Feature extractors for the fidelity metrics (FID, KID, precision/recall), registered both with the
+"""Feature extractors for the fidelity metrics, registered with the harness and with torch-fidelity.
+
+Feature extractors for the fidelity metrics (FID, KID, precision/recall), registered both with the
 harness (``harness_register_feature_extractors``) and with torch-fidelity's own feature-extractor
 registry, so that torch-fidelity computes every feature and every metric.
 
@@ -13,9 +15,9 @@ Extractors (harness name -> torch-fidelity name, the input it takes, the feature
   they come from (``build`` reads ``dataset.spec.levels``), so 0..16, 0..255 and 0/1 data all land on
   the same scale. Features: the penultimate layer's pre-activations, standardised per feature by
   fixed training-split statistics stored with the weights; ``classify`` gives the logits.
-  Weights are package data in ``weights/<name>.pt``; their sha256 is checked on every load against
-  :data:`CLASSIFIER_SHA256` and a mismatch raises :class:`WeightsChecksumError`.
-  Reproduce them with ``python -m harness_plugins.metrics.extractors train <name>`` (fixed seeds, one thread).
+  The classifiers, their weights and the sha256 check of every load:
+  :mod:`harness_plugins.metrics.classifiers`; the command that reproduces the weights:
+  ``python -m harness_plugins.metrics.train_classifier <name>`` (fixed seeds, one thread).
 - ``inception-v3`` -> torch-fidelity's ``inception-v3-compat`` (feature layer ``2048``), for RGB
   images, only when its weights file is on disk: ``$HARNESS_INCEPTION_WEIGHTS`` or
   ``<data_root>/weights/pt_inception-2015-12-05-6726825d.pth`` (torch-fidelity's name
@@ -29,29 +31,18 @@ nothing until an extractor is built.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import os
-import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import nn
 
 from harness import hookimpl
 from harness.contracts import FeatureExtractorSpec
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-# sha256 of the committed classifier weights (harness_plugins/metrics/weights/README.md lists the same values).
-CLASSIFIER_SHA256 = {
-    "digits-classifier": "f4b27ccebf97af7bfebe5c5e8f5093acf10636067b8073baf7ded04eaa1b7add",
-    "mnist5k-classifier": "3e8f488dfdbff6b1307816cb5dc47c1228f80eb40e8f08aecdf1e4dcdf5d907f",
-}
+from harness_plugins.metrics.classifiers import (RECIPES, TRAIN_COMMAND, WeightsChecksumError, classifier_weights_path,
+                                                 load_classifier, sha256_file)
 
 INCEPTION_ENV = "HARNESS_INCEPTION_WEIGHTS"
 INCEPTION_FILE_NAMES = ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth")
@@ -64,116 +55,8 @@ PENULTIMATE_LAYER = "penultimate"
 LOGITS_LAYER = "logits"
 
 
-class WeightsChecksumError(RuntimeError):
-    """A weights file whose sha256 differs from the recorded one (tampered, truncated or retrained)."""
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fingerprint(*parts) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
-
-
-# ----------------------------------------------------------------------------- the classifiers
-
-
-@dataclass(frozen=True)
-class ClassifierRecipe:
-    """What a classifier looks like and how it is trained (the reproduce command reads this)."""
-
-    dataset: str  # the grey-level dataset whose training split it learns
-    input_shape: tuple
-    channels: tuple  # conv 3x3 (padding 1) -> ReLU -> max-pool 2, one block per entry
-    feature_dim: int  # width of the penultimate layer (the features)
-    num_classes: int = 10
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-
-
-RECIPES = {
-    "digits-classifier": ClassifierRecipe(dataset="digits", input_shape=(1, 8, 8), channels=(32, 64),
-                                          feature_dim=64, epochs=40),
-    "mnist5k-classifier": ClassifierRecipe(dataset="mnist5k", input_shape=(1, 28, 28), channels=(16, 32, 64),
-                                           feature_dim=128, epochs=20),
-}
-
-
-class SmallCNN(nn.Module):
-    """Conv blocks, a penultimate fully connected layer (the features) and a linear classifier.
-
-    Input: images in [0, 1] of shape (N, *input_shape).
-    """
-
-    def __init__(self, input_shape, channels, feature_dim, num_classes=10):
-        super().__init__()
-        c, h, w = input_shape
-        blocks = []
-        for out in channels:
-            blocks += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            c, h, w = out, h // 2, w // 2
-        self.conv = nn.Sequential(*blocks, nn.Flatten())
-        self.penultimate = nn.Linear(c * h * w, feature_dim)
-        self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(feature_dim, num_classes)
-        # Fixed per-feature standardisation, set once after training from the training split.
-        self.register_buffer("feature_mean", torch.zeros(feature_dim))
-        self.register_buffer("feature_scale", torch.ones(feature_dim))
-
-    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        return self.penultimate(self.conv(x))
-
-    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features, logits). The features are the penultimate layer's pre-activations (before its
-        ReLU: full rank, where ReLU outputs have dead, constant-zero units), standardised by the
-        fixed training-split mean and scale, so that KID's polynomial kernel sees values of order 1."""
-        pre = self.pre_activations(x)
-        features = (pre - self.feature_mean) / self.feature_scale
-        return features, self.head(self.dropout(torch.relu(pre)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features_and_logits(x)[1]
-
-
-def recipe_network(recipe: ClassifierRecipe) -> SmallCNN:
-    return SmallCNN(recipe.input_shape, recipe.channels, recipe.feature_dim, recipe.num_classes)
-
-
-def classifier_weights_path(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.pt"
-
-
-def load_classifier(name: str, path=None, expected_sha256: Optional[str] = None) -> tuple[SmallCNN, dict]:
-    """The classifier ``name`` from its weights file (the packaged one unless ``path``), in eval mode,
-    with the file's metadata. The file's sha256 must equal ``expected_sha256`` (default: the recorded
-    :data:`CLASSIFIER_SHA256`); otherwise :class:`WeightsChecksumError`."""
-    path = Path(path) if path is not None else classifier_weights_path(name)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} weights not found at {path}; reproduce them with "
-                                f"`python -m harness_plugins.metrics.extractors train {name}`")
-    expected = expected_sha256 if expected_sha256 is not None else CLASSIFIER_SHA256[name]
-    actual = sha256_file(path)
-    if actual != expected:
-        raise WeightsChecksumError(
-            f"{name} weights {path} have sha256 {actual}, expected {expected}: the file was changed or corrupted. "
-            f"Restore it from the repository, or retrain with `python -m harness_plugins.metrics.extractors train {name}` "
-            f"and record the new checksum in CLASSIFIER_SHA256 and harness_plugins/metrics/weights/README.md."
-        )
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    recipe = RECIPES[name]
-    net = recipe_network(recipe)
-    net.load_state_dict(blob["state_dict"])
-    net.requires_grad_(False)
-    net.eval()
-    return net, dict(blob.get("metadata", {}), sha256=actual)
 
 
 # ----------------------------------------------------------------------------- torch-fidelity side
@@ -358,8 +241,7 @@ def _classifier_check(name: str):
     def check(data_root=None) -> Optional[str]:
         path = classifier_weights_path(name)
         if not path.is_file():
-            return (f"{name} weights are missing ({path}); reproduce them with "
-                    f"`python -m harness_plugins.metrics.extractors train {name}`")
+            return f"{name} weights are missing ({path}); reproduce them with `{TRAIN_COMMAND} {name}`"
         return None
 
     return check
@@ -445,114 +327,3 @@ def harness_register_feature_extractors(register):
                     f"(${INCEPTION_ENV} or <data_root>/weights/{INCEPTION_FILE_NAMES[0]}); never downloads.",
     ))
 
-
-# ----------------------------------------------------------------------------- training (the reproduce command)
-
-
-def _unit_images(split, levels: int) -> torch.Tensor:
-    return split.x.float() / (levels - 1)
-
-
-def _accuracy(net: SmallCNN, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        pred = torch.cat([net(b).argmax(1) for b in x.split(1000)])
-    return float((pred == y).double().mean())
-
-
-def train_classifier(name: str, out_path=None, data_root=None) -> dict:
-    """Train classifier ``name`` from scratch, deterministically (fixed seeds, one thread), on the
-    training split of its dataset: every image twice, as grey levels scaled to [0, 1] and binarised at
-    1/2 (exactly the ``-binary`` view of the same split). Writes the weights file and returns its
-    metadata (accuracies on validation and test splits, grey and binarised, and the file's sha256)."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG state untouched
-            return _train_classifier(name, out_path, data_root)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
-
-
-def _train_classifier(name: str, out_path, data_root) -> dict:
-    from harness.data import provenance_hash
-    from harness.host import get_host
-
-    recipe = RECIPES[name]
-    torch.manual_seed(recipe.seed)
-    spec = get_host().dataset(recipe.dataset)
-    splits = spec.load(data_root)
-    levels = int(spec.levels)
-
-    def views(split):
-        grey = _unit_images(split, levels)
-        return grey, (grey >= 0.5).float()
-
-    train_grey, train_binary = views(splits.train)
-    x = torch.cat([train_grey, train_binary])
-    y = torch.cat([splits.train.y, splits.train.y])
-
-    net = recipe_network(recipe)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    order = torch.Generator().manual_seed(recipe.seed)
-    for _ in range(recipe.epochs):
-        net.train()
-        for idx in torch.randperm(len(x), generator=order).split(recipe.batch_size):
-            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    net.eval()
-    with torch.no_grad():
-        pre = torch.cat([net.pre_activations(batch) for batch in x.split(1000)])
-    net.feature_mean.copy_(pre.mean(0))
-    net.feature_scale.copy_(pre.std(0).clamp_min(1e-6))
-
-    accuracy = {}
-    for split_name in ("val", "test"):
-        split = getattr(splits, split_name)
-        grey, binary = views(split)
-        accuracy[f"{split_name}_grey"] = _accuracy(net, grey, split.y)
-        accuracy[f"{split_name}_binary"] = _accuracy(net, binary, split.y)
-    metadata = {
-        "name": name,
-        "dataset": recipe.dataset,
-        "train_data_sha256": provenance_hash(splits),
-        "recipe": repr(recipe),
-        "command": f"python -m harness_plugins.metrics.extractors train {name}",
-        "torch": str(torch.__version__),
-        **{f"accuracy_{k}": v for k, v in accuracy.items()},
-    }
-    state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    out_path = Path(out_path) if out_path is not None else classifier_weights_path(name)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=out_path.parent, delete=False) as tmp:
-        torch.save({"format": 1, "state_dict": state, "metadata": metadata}, tmp)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, out_path)
-    return dict(metadata, sha256=sha256_file(out_path), path=str(out_path),
-                parameters=sum(p.numel() for p in net.parameters()))
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness_plugins.metrics.extractors",
-                                     description="Reproduce the classifier weights used as feature extractors.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a classifier deterministically and write its weights file")
-    train.add_argument("name", choices=sorted(RECIPES))
-    train.add_argument("--out", help="output file (default: the packaged weights/<name>.pt)")
-    train.add_argument("--data-root", default=None)
-    args = parser.parse_args(argv)
-    info = train_classifier(args.name, args.out, args.data_root)
-    for key, value in info.items():
-        print(f"{key}: {value}")
-    recorded = CLASSIFIER_SHA256.get(args.name)
-    if info["sha256"] != recorded:
-        print(f"note: sha256 differs from the recorded {recorded or '(none)'}; update CLASSIFIER_SHA256 and "
-              f"harness_plugins/metrics/weights/README.md if these weights are to be used", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,6 @@
-"""Test-split negative log-likelihood, in nats per example and bits per dimension for images,
+"""Test-split negative log-likelihood (nll, bpd, nll_gap, nll_conditional), as the model reports it.
+
+Test-split negative log-likelihood, in nats per example and bits per dimension for images,
 with the gap to the true density where it is known.
 
 The test examples are ``ctx.evaluation_split()``: the profile's ``eval_examples`` of a fixed
@@ -16,6 +18,8 @@ removes the spread of -log p_true across examples, which dominates the NLL's own
 evaluation examples is computed once per run and dataset (``ctx.run_cache``). A dataset that gives
 only its entropy gets the unpaired nll - entropy, with the NLL's and the entropy's errors in
 quadrature; details say which (``paired``).
+
+The plugin also registers ``elbo_nll``, the VAE family's -ELBO (:mod:`harness_plugins.metrics.elbo`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from harness import Capability, LikelihoodKind, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance, hookimpl
 from harness.data import bits_per_dim
+from harness_plugins.metrics import elbo
 
 # The declarations of what ``compute_nll`` emits. No fixed estimator: each row carries the kind the
 # model reported (exact, bound or estimate).
@@ -144,3 +149,4 @@ def harness_register_metrics(register):
         description="Test-split NLL per example (nats; bits/dim for images; paired gap to the true density "
                     "when known), marked exact, bound or estimate as the model reports it.",
     ))
+    register(elbo.metric_spec())

@@ -1,8 +1,10 @@
-"""Metrics computed from a model's samples: ``parzen_nll``, ``mode_coverage`` and
+"""Metrics computed from a model's samples alone: parzen_nll, mode_coverage, conditional_accuracy.
+
+Metrics computed from a model's samples: ``parzen_nll``, ``mode_coverage`` and
 ``conditional_accuracy``.
 
 ``parzen_nll`` — the Gaussian Parzen-window (kernel density) log-likelihood of the test split under
-n model samples (n = the profile's ``fidelity_samples``), the estimate used for GANs since Goodfellow
+n model samples (n: the sample count of :mod:`~harness_plugins.metrics.job_samples`), the estimate used for GANs since Goodfellow
 et al. (2014): p(x) ~ (1/n) sum_j N(x; s_j, sigma^2 I). The bandwidth sigma is chosen on a
 log-spaced grid (relative to the data's scale) by maximising the mean log-likelihood of the
 validation split (its evaluation subset, ``ctx.evaluation_split(n, "val")`` with n = the profile's
@@ -29,7 +31,7 @@ and ``high_quality_share`` (fraction of all samples, stderr sqrt(p(1-p)/n)). For
 the share is 1 - exp(-4.5) = 0.989 (the 3-sigma disc of a 2-D Gaussian).
 
 ``conditional_accuracy`` — for models with the ``conditional`` capability on labelled data: draw
-n = fidelity_samples / C samples for each of the C classes, classify them and report the fraction
+n / C samples (n: the same sample count) for each of the C classes, classify them and report the fraction
 assigned the asked class (stderr sqrt(p(1-p)/n)). The classifier is the dataset's feature extractor
 (``DatasetSpec.feature_extractor``) when it is registered, usable, and has ``classify``; otherwise a
 scikit-learn logistic regression trained on the training split (also when building the extractor
@@ -48,6 +50,7 @@ import torch
 
 from harness import Capability, DataKind, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance, hookimpl
 from harness.data import dequantize
+from harness_plugins.metrics.job_samples import SAMPLE_COUNT, counted
 
 # ----------------------------------------------------------------------------- declarations
 #
@@ -115,9 +118,9 @@ def select_bandwidth(samples: torch.Tensor, val: torch.Tensor, grid, refine=PARZ
     return sigma, best in (0, len(grid) - 1)
 
 
-def parzen_nll(ctx: MetricContext) -> list:
+def parzen_nll(ctx: MetricContext, n: int) -> list:
+    """The Parzen-window NLL of the evaluation examples under ``n`` model samples."""
     spec = ctx.dataset.spec
-    n = int(ctx.profile.fidelity_samples)
     samples = ctx.model.sample(n, ctx.generator(101)).reshape(n, -1).double()
     val_limit = min(ctx.profile.eval_examples or PARZEN_MAX_VAL, PARZEN_MAX_VAL)
     val = ctx.evaluation_split(val_limit, split="val").x.reshape(-1, spec.dim).double()
@@ -197,13 +200,13 @@ def coverage(samples: torch.Tensor, centres: np.ndarray, stds: np.ndarray) -> di
             "high_quality_share": n_hq / max(len(s), 1)}
 
 
-def mode_coverage(ctx: MetricContext) -> list:
+def mode_coverage(ctx: MetricContext, n: int) -> list:
+    """Modes covered and the share of high-quality samples among ``n`` model samples."""
     k = known_modes(ctx.dataset.spec) or 8
     key = ("mode_coverage.modes", ctx.dataset.provenance, k)
     if key not in ctx.run_cache:
         ctx.run_cache[key] = fit_modes(ctx.dataset.train.x, k)
     centres, stds = ctx.run_cache[key]
-    n = int(ctx.profile.fidelity_samples)
     samples = ctx.model.sample(n, ctx.generator(201))
     result = coverage(samples, centres, stds)
     p = result["high_quality_share"]
@@ -288,9 +291,10 @@ def _classifier(ctx: MetricContext):
     return classifier, description
 
 
-def conditional_accuracy(ctx: MetricContext) -> list:
+def conditional_accuracy(ctx: MetricContext, n: int) -> list:
+    """The share of ``n // C`` samples for each of the C classes that a classifier assigns to their class."""
     classes = int(ctx.dataset.spec.num_classes)
-    per_class = max(1, int(ctx.profile.fidelity_samples) // classes)
+    per_class = max(1, int(n) // classes)
     classifier, description = _classifier(ctx)
     labels = torch.arange(classes).repeat_interleave(per_class)
     samples = ctx.model.sample(len(labels), ctx.generator(301), labels=labels)
@@ -317,26 +321,29 @@ def _labelled(model_spec, dataset_spec) -> Optional[str]:
 def harness_register_metrics(register):
     register(MetricSpec(
         name="parzen_nll",
-        compute=parzen_nll,
+        compute=counted(parzen_nll),
         outputs=[PARZEN_OUTPUT],
         requires=[Capability.SAMPLE],
         applies=_sample_only,
+        sizes=SAMPLE_COUNT,
         description="Gaussian Parzen-window NLL of the test split from model samples (sigma chosen on "
                     "validation); weak, biased estimate for sample-only models.",
     ))
     register(MetricSpec(
         name="mode_coverage",
-        compute=mode_coverage,
+        compute=counted(mode_coverage),
         outputs=MODE_OUTPUTS,
         requires=[Capability.SAMPLE],
         applies=_has_modes,
+        sizes=SAMPLE_COUNT,
         description="Modes covered and share of high-quality samples (within 3 sd of a mode).",
     ))
     register(MetricSpec(
         name="conditional_accuracy",
-        compute=conditional_accuracy,
+        compute=counted(conditional_accuracy),
         outputs=[CONDITIONAL_OUTPUT],
         requires=[Capability.SAMPLE, Capability.CONDITIONAL],
         applies=_labelled,
+        sizes=SAMPLE_COUNT,
         description="Fraction of class-conditional samples a classifier assigns to the asked class.",
     ))

@@ -1,10 +1,11 @@
-"""Truth-based score of a model's samples, for datasets that give their true log-density and entropy
+"""Truth-based score of a model's samples (sample_xent_gap), for datasets with a true log-density.
+
+Truth-based score of a model's samples, for datasets that give their true log-density and entropy
 (the 2-D toys): ``sample_xent_gap``.
 
 What it measures. The cross-entropy of the model's samples under the true density minus the
 entropy, E_{x ~ model}[-log p_true(x)] - H(p_true), estimated by the mean over the job's n model
-samples (the samples the fidelity metrics use, :mod:`harness_plugins.metrics.job_samples`;
-n = the profile's ``fidelity_samples``). True draws score 0 in expectation; a model that puts mass
+samples (the samples the fidelity metrics use, and as many: :mod:`harness_plugins.metrics.job_samples`). True draws score 0 in expectation; a model that puts mass
 where the data has little or none scores high, however well it covers the data: this is the
 direction of error the likelihood (``nll``, ``nll_gap``: the data scored under the model) cannot
 see, and that FID on raw 2-D coordinates, which compares only means and covariances, misses (a
@@ -27,7 +28,7 @@ from typing import Optional
 import torch
 
 from harness import Capability, Measurement, MetricContext, MetricSpec, Output, Tolerance, hookimpl
-from harness_plugins.metrics.job_samples import job_samples
+from harness_plugins.metrics.job_samples import SAMPLE_COUNT, counted, job_samples
 
 CAP_NATS = 25.0  # a sample counts at most this far above the entropy
 
@@ -55,9 +56,9 @@ def sample_xent_gap(log_p_true: torch.Tensor, entropy: float, entropy_stderr: fl
             "cap": cap, "capped": int((-values >= cap).sum())}
 
 
-def compute(ctx: MetricContext) -> list:
+def measure(ctx: MetricContext, n: int) -> list:
+    """The capped cross-entropy gap of the job's ``n`` shared model samples."""
     spec = ctx.dataset.spec
-    n = int(ctx.profile.fidelity_samples)
     samples = job_samples(ctx, n)
     with torch.no_grad():
         log_p = spec.log_density(samples.reshape(n, *spec.event_shape))
@@ -79,10 +80,11 @@ def _has_truth(model_spec, dataset_spec) -> Optional[str]:
 def harness_register_metrics(register):
     register(MetricSpec(
         name="sample_xent_gap",
-        compute=compute,
+        compute=counted(measure),
         outputs=[OUTPUT],
         requires=[Capability.SAMPLE],
         applies=_has_truth,
+        sizes=SAMPLE_COUNT,
         description="Cross-entropy of model samples under the true density minus its entropy (per sample capped "
                     "25 nats above it); catches mass put where the data has none.",
     ))

@@ -1,4 +1,6 @@
-"""Building blocks shared by the model families: constants, seeded initialisation, MLPs, the masked
+"""Building blocks the model families share: seeded initialisation, MLPs, MADE, a best-on-validation loop.
+
+Building blocks shared by the model families: constants, seeded initialisation, MLPs, the masked
 autoencoder (MADE) behind the ``made`` model and the MAF flow, and the training loop that keeps the
 parameters that did best on the validation split (flows, autoregressive models).
 
@@ -17,12 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import FitContext
+from harness.contracts import tagged
 
 LOG_2PI = math.log(2 * math.pi)
 
-# The 2-D toys of the built-in toy2d plugin, by name (a model plugin never imports the datasets group):
-# every 2-D model runs on all of them at the quick and full profiles.
-TOYS_2D = ["checkerboard", "8gaussians", "moons", "circles", "swissroll", "2spirals", "pinwheel"]
+# Every installed 2-D toy, selected by its tag (a default-datasets entry): the 2-D models run on all
+# of them at the quick and full profiles.
+TOYS = tagged("toy2d")
 
 
 # ============================================================================ seeded initialisation

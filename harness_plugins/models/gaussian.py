@@ -12,7 +12,7 @@ import torch
 from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, Model, ModelSpec, Split,
                      hookimpl)
 from harness.data import ContinuousView
-from harness_plugins.models._blocks import LOG_2PI, TOYS_2D, checked_state
+from harness_plugins.models._blocks import LOG_2PI, TOYS, checked_state
 
 HYPERPARAMETERS = Hyperparameters(
     defaults={"jitter": 1e-6, "dequant_draws": 1},
@@ -73,6 +73,6 @@ def harness_register_models(register):
         capabilities=[Capability.SAMPLE],
         likelihood=LikelihoodKind.EXACT,
         hyperparameters=HYPERPARAMETERS,
-        default_datasets={"smoke": ["checkerboard", "8gaussians"], "quick": TOYS_2D, "full": TOYS_2D},
+        default_datasets={"smoke": ["checkerboard", "8gaussians"], "quick": [TOYS], "full": [TOYS]},
         description="Full-covariance Gaussian (affine generator x = mu + L z), closed-form MLE; exact likelihood.",
     ))

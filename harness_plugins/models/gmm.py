@@ -13,7 +13,7 @@ import torch
 from harness import (Capability, DataKind, FitContext, Hyperparameters, LikelihoodKind, Model, ModelSpec, Split,
                      hookimpl)
 from harness.data import ContinuousView
-from harness_plugins.models._blocks import LOG_2PI, TOYS_2D, checked_state
+from harness_plugins.models._blocks import LOG_2PI, TOYS, checked_state
 
 HYPERPARAMETERS = Hyperparameters(
     defaults={"components": 8, "max_iter": 100, "tol": 1e-5, "reg_covar": 1e-6, "max_train": 0, "n_init": 3,
@@ -166,6 +166,6 @@ def harness_register_models(register):
         likelihood=LikelihoodKind.EXACT,
         accepts=_low_dimensional,
         hyperparameters=HYPERPARAMETERS,
-        default_datasets={"smoke": ["checkerboard", "8gaussians"], "quick": TOYS_2D, "full": TOYS_2D},
+        default_datasets={"smoke": ["checkerboard", "8gaussians"], "quick": [TOYS], "full": [TOYS]},
         description="Gaussian mixture (full covariances) fitted by EM with k-means++ seeding; exact likelihood.",
     ))

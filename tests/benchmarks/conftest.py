@@ -60,7 +60,7 @@ def bench_host():
 def fitting_dataset(host, spec):
     """The first installed dataset among the model's smoke defaults that it accepts, else any."""
     reg = host.registry
-    names = spec.datasets_for("smoke") + sorted(reg.datasets)
+    names = spec.datasets_for("smoke", reg.datasets) + sorted(reg.datasets)
     for name in names:
         if name in reg.datasets and spec.incompatibility(reg.datasets[name]) is None:
             d = reg.datasets[name]

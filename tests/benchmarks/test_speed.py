@@ -93,7 +93,7 @@ def _loop_overhead_per_call(calls: int = 20000, tries: int = 7) -> float:
     """Seconds per call the harness's timed loop adds to a bare loop, from an empty function: the
     harness calls a functools.partial inside ``time_blocks``; a bare loop calls the function directly.
     The fastest of several tries, so preemption on a busy machine does not inflate it."""
-    from harness_plugins.metrics.timing import WallStopwatch, time_blocks
+    from harness.timing import WallStopwatch, time_blocks
 
     gen = torch.Generator()
 
@@ -128,7 +128,7 @@ def test_harness_overhead_ratio(benchmark, bench_host, fitted_models, overhead_m
     many calls at the same batch, alternating which goes first; the ratio is reported, not asserted
     beyond a sanity floor. ratio_median compares the harness's reported value (median over blocks);
     ratio_mean compares its total calls over total timed seconds, the same estimator as the bare loop."""
-    from harness_plugins.metrics.speed import compute_sample_throughput
+    from harness_plugins.metrics.speed.throughput import compute_sample_throughput
 
     if overhead_model not in bench_host.registry.models:
         pytest.skip(f"{overhead_model} is not installed")

@@ -1,4 +1,6 @@
-"""What the three diffusion models share: the map between data and the space the network works in,
+"""What the three diffusion models share: data mapping, training, batched sampling, sampling variants.
+
+What the three diffusion models share: the map between data and the space the network works in,
 training, sampling in batches, and sampling variants (the same fitted model with other step counts).
 
 Model space.

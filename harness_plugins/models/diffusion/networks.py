@@ -1,4 +1,6 @@
-"""The networks of the diffusion family: f(x, t) with the output shaped like x (noise, score or
+"""The diffusion family's networks: f(x, t) shaped like x, for times t in [0, 1].
+
+The networks of the diffusion family: f(x, t) with the output shaped like x (noise, score or
 velocity), for times t in [0, 1].
 
 - :class:`TimeMLP` for vectors: [x, embedding(t)] through an MLP with SiLU activations.

@@ -1,4 +1,6 @@
-"""Log-likelihoods of ODE-defined densities by the instantaneous change of variables (Chen et al. 2018;
+"""Log-likelihoods of ODE-defined densities by the instantaneous change of variables.
+
+Log-likelihoods of ODE-defined densities by the instantaneous change of variables (Chen et al. 2018;
 the probability-flow ODE of Song et al. 2021; the flow-matching ODE of Lipman et al. 2023).
 
 A model defines a velocity field v(x, t) and a prior (the standard normal) at ``t_prior``; its

@@ -1,4 +1,6 @@
-"""``nll_upper``: the conservative end of a Boltzmann machine's NLL, beside ``nll`` (the AIS end), so the
+"""The Boltzmann machines' NLL interval: nll_upper (its conservative end) and nll_bracket (its width).
+
+``nll_upper``: the conservative end of a Boltzmann machine's NLL, beside ``nll`` (the AIS end), so the
 NLL shows as an interval; ``nll_bracket`` is the interval's width.
 
 ``nll`` divides by the AIS estimate of Z, whose log is low in expectation: it errs optimistic.

@@ -1,4 +1,6 @@
-"""What the Boltzmann machines share below the model: dtypes, Bernoulli draws, enumeration of binary
+"""What the Boltzmann machines share below the model: draws, state enumeration, AIS schedule, Gibbs, PCD.
+
+What the Boltzmann machines share below the model: dtypes, Bernoulli draws, enumeration of binary
 states, the base-rate model, the AIS temperature schedule, Gibbs sweeps of a fully visible machine,
 the parameter container, momentum ascent and the CD/PCD statistics of an RBM."""
 

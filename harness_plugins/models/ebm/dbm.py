@@ -1,4 +1,6 @@
-"""The two-layer deep Boltzmann machine: E(v, h1, h2) = -v^T W1 h1 - h1^T W2 h2 - a^T v - b1^T h1 - b2^T h2;
+"""The two-layer deep Boltzmann machine: greedy pre-training, then PCD with a mean-field data term.
+
+The two-layer deep Boltzmann machine: E(v, h1, h2) = -v^T W1 h1 - h1^T W2 h2 - a^T v - b1^T h1 - b2^T h2;
 greedy pre-training with the doubling trick, then PCD with a mean-field data term."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The fully visible Boltzmann machine: E(v) = -1/2 v^T W v - b^T v (W symmetric, zero diagonal), PCD with
+"""The fully visible Boltzmann machine, trained by PCD with systematic-scan Gibbs sweeps.
+
+The fully visible Boltzmann machine: E(v) = -1/2 v^T W v - b^T v (W symmetric, zero diagonal), PCD with
 systematic-scan Gibbs sweeps."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The model the three Boltzmann machines share: data handling, the training loop's minibatches, the
+"""The model the three Boltzmann machines share: data, training batches, log Z, likelihood, sampling.
+
+The model the three Boltzmann machines share: data handling, the training loop's minibatches, the
 exported state, the log Z cache, ``log_likelihood``, the RAISE estimate and ``sample``; each machine
 supplies its energy-specific parts."""
 

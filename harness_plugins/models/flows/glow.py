@@ -1,4 +1,6 @@
-"""Glow (Kingma & Dhariwal, 2018): steps of actnorm (data-dependent initialisation on the first training
+"""Glow: actnorm, an invertible 1x1 convolution in LU form and an affine coupling per step.
+
+Glow (Kingma & Dhariwal, 2018): steps of actnorm (data-dependent initialisation on the first training
 batch), an invertible 1x1 convolution in LU form (W = P L (U + diag(sign(s) exp(log|s|)))), and an
 affine coupling with scale sigmoid(. + 2). On images: multi-scale (squeeze, K steps, split). On vectors
 the "1x1 convolution" is the same LU-parametrised linear map over the features."""

@@ -1,4 +1,6 @@
-"""The pieces every flow is made of: the :class:`Flow` interface, :class:`Chain`, the fixed
+"""The pieces every flow is made of: the Flow interface, chains, preprocessing, reshaping, multi-scale.
+
+The pieces every flow is made of: the :class:`Flow` interface, :class:`Chain`, the fixed
 preprocessing layers (:class:`Standardize`, :class:`LogitTransform`), :class:`Reshape`, the 2x2
 squeeze and the multi-scale wrapper, and the standard normal base density.
 

@@ -1,4 +1,6 @@
-"""MAF (Papamakarios, Pavlakou & Murray, 2017): affine autoregressive layers whose shift and log-scale
+"""MAF: affine autoregressive layers whose shift and log-scale come from a MADE network.
+
+MAF (Papamakarios, Pavlakou & Murray, 2017): affine autoregressive layers whose shift and log-scale
 come from a MADE (Germain et al., 2015) network, with the variable order reversed between layers. The
 density takes one pass per layer; sampling takes one pass per dimension per layer. Batch normalisation
 between layers (used in the paper) is left out."""

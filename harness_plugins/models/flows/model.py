@@ -1,4 +1,6 @@
-"""The flow model: a preprocessing layer, a flow body from one of the architectures, the standard normal
+"""The flow model: preprocessing, a flow body and a standard normal base; training, likelihood, sampling.
+
+The flow model: a preprocessing layer, a flow body from one of the architectures, the standard normal
 base; maximum-likelihood training, exact (or dequantisation-bound) log-likelihood and sampling.
 
 Data. Continuous data first pass a fixed :class:`Standardize` layer (train mean and standard

@@ -1,4 +1,6 @@
-"""The networks inside coupling layers: an MLP for vectors and the 3x3-1x1-3x3 convolutional net of
+"""The networks inside coupling layers: an MLP for vectors, Glow's convolutional net for images.
+
+The networks inside coupling layers: an MLP for vectors and the 3x3-1x1-3x3 convolutional net of
 Glow for images. Both start with a zero output layer, so a coupling starts as the identity."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""NICE (Dinh, Krueger & Bengio, 2014): additive couplings on alternating halves of the (flattened)
+"""NICE: additive couplings on alternating halves, then a diagonal scaling layer.
+
+NICE (Dinh, Krueger & Bengio, 2014): additive couplings on alternating halves of the (flattened)
 dimensions with MLP shift networks, then a diagonal scaling layer. A standard normal base replaces
 the paper's logistic prior."""
 

@@ -1,4 +1,6 @@
-"""Neural spline flow (Durkan, Bekasov, Murray & Papamakarios, 2019): coupling layers whose element-wise
+"""Neural spline flow: couplings whose element-wise transform is a monotone rational-quadratic spline.
+
+Neural spline flow (Durkan, Bekasov, Murray & Papamakarios, 2019): coupling layers whose element-wise
 transform is a monotone rational-quadratic (RQ) spline with linear tails.
 
 On [-B, B] the spline has K bins; the network gives, per transformed entry, K bin widths and K bin
