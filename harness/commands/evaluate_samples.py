@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.commands import measure
+from harness.commands import adapted, measure
 from harness.profiles import PROFILES
 
 NAME = "evaluate-samples"
@@ -18,12 +18,13 @@ HELP = "measure samples from any generator (.npy/.npz, or a folder of PNGs) agai
 
 
 def configure(parser) -> None:
-    parser.add_argument("path", type=Path, metavar="PATH",
+    parser.add_argument("path", type=Path, nargs="?", metavar="PATH",
                         help="the samples: a .npy or .npz array (N, *event shape) in data space (discrete data as "
                              "levels 0..K-1, binary as 0/1), or a folder of PNG images of the dataset's size "
                              "(pixel p becomes level round(p (K-1) / 255))")
     parser.add_argument("--dataset", required=True, metavar="D", help="the dataset the samples imitate")
-    parser.add_argument("--name", required=True, metavar="LABEL", help="the label of the samples in the tables")
+    parser.add_argument("--name", metavar="LABEL", help="the label of the samples in the tables (needed with PATH)")
+    adapted.add_generator_option(parser)
     counts = ", ".join(f"{p.name} {p.fidelity_samples}" for p in PROFILES.values())
     parser.add_argument("--profile", default="quick", choices=list(PROFILES),
                         help=f"how many samples the metrics draw ({counts}; default quick): PATH must hold at "
@@ -33,14 +34,12 @@ def configure(parser) -> None:
 
 def execute(args, host) -> int:
     from harness.data import resolve_data_root
-    from harness.evaluation import samples_job
     from harness.profiles import get_profile
 
     profile = get_profile(args.profile)
     measure.check_metrics(host, args.metric)
     out = measure.output_dir(args, "samples")
-    job = samples_job(host, args.path, args.dataset, args.name, profile.name, args.metric,
-                      resolve_data_root(args.data_root))
+    job = adapted.samples_job(host, args, profile.name, resolve_data_root(args.data_root))  # PATH or --generator
     store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=False)
-    meta = {"evaluated": f"samples {args.path} as {args.name}", "profile": profile.name}
+    meta = {"evaluated": f"samples {args.path or args.generator} as {job.model}", "profile": profile.name}
     return measure.report(store, summary, out, [job], meta, args, saving=None)
