@@ -124,6 +124,12 @@ def complex_samples(spec):
     return Sampler(lambda n: torch.randn(n, spec.dim, dtype=torch.complex64))
 
 
+def wrong_batches(spec):
+    """A stream whose batches have one coordinate too many."""
+    while True:
+        yield np.zeros((10, spec.dim + 1), np.float32)
+
+
 def numpy_sampler(spec):
     """Draws from numpy's global generator, which the harness does not seed: not reproducible."""
     return Sampler(lambda n: np.random.default_rng().standard_normal((n, spec.dim)).astype(np.float32))
