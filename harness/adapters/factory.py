@@ -46,8 +46,9 @@ class Factory:
         return self.function(**hparams)
 
     def signature_text(self) -> str:
-        keys = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
-        return f"{self.reference.attribute}({'spec' if self.takes_spec else ''}{', ' if self.takes_spec and keys else ''}{keys})"
+        """How the factory is called, for messages: ``make_flow(spec, hidden=64)``."""
+        args = (["spec"] if self.takes_spec else []) + [f"{k}={v!r}" for k, v in self.defaults.items()]
+        return f"{self.reference.attribute}({', '.join(args)})"
 
 
 def inspect_factory(reference: Reference) -> Factory:

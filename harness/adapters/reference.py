@@ -7,15 +7,14 @@ instead of a function. The current directory is searched as ``python -m`` search
 harness runs as the ``harness`` script), and the folder the module was found under travels with the
 reference (:attr:`Reference.path_entry`), so a worker process imports the same file.
 
-:func:`package_version` is the version every result records: the installed distribution of the
-top-level package (``importlib.metadata``), or ``unversioned`` for code that is not installed.
+:func:`package_version` is the version every result records: that of the installed distribution whose files
+hold the module (``importlib.metadata``), or ``unversioned`` for code that is not installed.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import inspect
 import os
 import re
 import sys
@@ -47,7 +46,7 @@ class Reference:
     module: str
     attribute: str
     label: Optional[str] = None
-    path_entry: Optional[str] = None  # the sys.path folder the module was imported from (set by load)
+    path_entry: Optional[str] = None  # the sys.path folder the module was imported from (set by located)
 
     @property
     def text(self) -> str:
