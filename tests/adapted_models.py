@@ -116,6 +116,11 @@ class Sampler:
         return self.draw(n)
 
 
+def raising(spec, path="weights.pt"):
+    """A factory that fails (a weights file that is not there)."""
+    raise FileNotFoundError(f"no weights at {path}")
+
+
 def wrong_shape(spec):
     return Sampler(lambda n: torch.randn(n, spec.dim + 1))
 

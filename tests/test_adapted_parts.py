@@ -41,8 +41,7 @@ def test_references_parse_with_an_optional_label_and_refuse_bad_syntax():
 
 
 def test_the_package_version_is_that_of_the_distribution_holding_the_module():
-    import zuko
-
+    zuko = pytest.importorskip("zuko")
     import tests.adapted_models
 
     assert package_version(zuko) == zuko.__version__  # installed
@@ -150,6 +149,18 @@ def test_a_stream_hands_out_one_draw_in_order_across_batches(spec):
     assert torch.equal(model.sample(10, torch.Generator()), data[:10])  # a new draw starts again
     with pytest.raises(NotEnoughSamples, match="yielded 5000 samples and this metric draws more"):
         model.sample(5001, torch.Generator())
+
+
+def test_a_factory_that_raises_exits_2_naming_its_call(tmp_path, capsys):
+    from harness.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", "--model", REF + "raising", "--set", "raising.path=gone.pt", "--dataset", "8gaussians",
+                 "--profile", "smoke", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "py:tests.adapted_models:raising on 8gaussians: raising(spec, path='gone.pt') raised " \
+           "FileNotFoundError: no weights at gone.pt (at " in err
+    assert not out.exists()
 
 
 # ----------------------------------------------------------------------------- refusals through the CLI

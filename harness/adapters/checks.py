@@ -48,7 +48,7 @@ def check_object(plugin, dataset, hparams: dict) -> Findings:
     try:
         obj = plugin.factory.call(spec, dict(hparams))
     except Exception as exc:
-        raise UserError(f"{where}: {plugin.factory.signature_text()} raised {_error(exc)}") from None
+        raise UserError(f"{where}: {plugin.factory.call_text(hparams)} raised {_error(exc)}") from None
     try:
         model = plugin.adapt(obj, spec)
         likelihood = _likelihood(model, dataset, where)

@@ -45,9 +45,9 @@ class Factory:
             return self.function(dataset_spec, **hparams)
         return self.function(**hparams)
 
-    def signature_text(self) -> str:
-        """How the factory is called, for messages: ``make_flow(spec, hidden=64)``."""
-        args = (["spec"] if self.takes_spec else []) + [f"{k}={v!r}" for k, v in self.defaults.items()]
+    def call_text(self, hparams: dict) -> str:
+        """How the factory is called with ``hparams``, for messages: ``make_flow(spec, hidden=64)``."""
+        args = (["spec"] if self.takes_spec else []) + [f"{k}={v!r}" for k, v in hparams.items()]
         return f"{self.reference.attribute}({', '.join(args)})"
 
 

@@ -94,7 +94,6 @@ class AdaptedModel(Model):
         self.fit_note = "not fitted yet"
         self._sample_call = None  # "int" or "shape": how sample / rsample take the count
         self._flat_input = None  # whether log_prob takes flat rows (n, D)
-        self._restored = False
         self._reproducibility = None
         if isinstance(obj, torch.nn.Module):
             obj.eval()
@@ -258,7 +257,6 @@ class AdaptedModel(Model):
             self.object.eval()
         elif sub:
             restore_attributes(self.object, sub)
-        self._restored = True
         self.to(self.device)
 
     # ------------------------------------------------------------------ what the job records
@@ -290,10 +288,8 @@ class AdaptedModel(Model):
                     source += "; samples not reproducible"
         except Exception as exc:  # the numbers stand; the details say what could not be checked
             adapted["reproducibility"] = f"not checked: {type(exc).__name__}: {exc}"
-        details = {"adapted": {"source": self.source, **adapted}}
-        if not self._restored:  # restored from saved weights: the job's own source (artifact, checkpoint) stands
-            details["source"] = source
-        return details
+        # The job's own source stands for a model restored from saved weights (artifact, checkpoint).
+        return {"source": source, "adapted": {"source": self.source, **adapted}}
 
 
 def _values(raw, n: int) -> torch.Tensor:
