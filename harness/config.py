@@ -5,13 +5,14 @@ same job keys).
 The file::
 
     [run]                       # the selection; every key optional
-    models = ["gmm", "vae"]     # or: all = true
+    models = ["gmm", "vae"]     # or: all = true; objects of your own code as "py:MODULE:FACTORY"
     datasets = ["8gaussians"]   # default: each model's own datasets for the profile
     metrics = ["nll"]           # default: every compatible metric
     profile = "quick"
     seeds = 3                   # a count (0..N-1) or a list: [0, 4]
     device = "cpu"
     job_timeout = 600.0
+    likelihood = "exact"        # the kind of every py: model's log_prob (run --likelihood)
 
     [set]                       # hyperparameter overrides, as `run --set`
     "gmm.components" = 12       # MODEL.KEY or FAMILY.KEY
@@ -43,6 +44,7 @@ from harness.hparams import Override
 RUN_KEYS = {
     "models": list, "all": bool, "datasets": list, "metrics": list, "profile": str, "seeds": (int, list),
     "device": str, "job_timeout": (int, float),
+    "likelihood": str,  # the likelihood kind of every py: model's log_prob (--likelihood)
 }
 
 

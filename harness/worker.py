@@ -121,6 +121,8 @@ class JobRunner:
         for metric in metrics:
             measure(metric, MetricContext(model=model, **context), result)
         measure_variants(model, metrics, context, result)
+        extra = model.job_details()
+        result.details.update(extra if job.origin == Origin.TRAINED else {k: v for k, v in extra.items() if k != "source"})
         bad = [m.metric if m.variant is None else m.id for m in result.measurements if not m.finite]
         reasons = [f"{name}: {why}" for name, why in result.metric_failures]
         if bad:

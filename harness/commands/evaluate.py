@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.commands import measure, trackers
+from harness.commands import adapted, measure, trackers
 from harness.profiles import PROFILES
 from harness.contracts import UserError
 
@@ -25,7 +25,9 @@ def configure(parser) -> None:
     parser.add_argument("directory", type=Path, nargs="?", metavar="DIR",
                         help="a results directory whose saved models (DIR/artifacts) to re-measure")
     weights = parser.add_argument_group("weights trained elsewhere (instead of DIR)")
-    weights.add_argument("--model", metavar="NAME", help="the registered model the weights are for")
+    weights.add_argument("--model", metavar="NAME", help="the registered model the weights are for, or an object of "
+                                                         "your own code, py:PACKAGE.MODULE:FACTORY (measured as "
+                                                         "built, or with --checkpoint its module's weights)")
     weights.add_argument("--checkpoint", type=Path, metavar="FILE",
                          help="the weights: a .safetensors file, or a torch file holding only tensors (loaded with "
                               "weights_only=True; a pickle that needs code is refused, never run); the names are "
@@ -37,14 +39,17 @@ def configure(parser) -> None:
                          help="evaluation sizes (default quick; DIR's models keep the profile they were trained with)")
     weights.add_argument("--seed", type=int, default=0, help="seed of the metrics' random draws (default 0)")
     measure.add_options(parser, "evaluate")
+    adapted.add_model_options(parser, NAME)
     parser.add_argument("--no-artifacts", action="store_true",
                         help="do not save the measured models under --out/artifacts")
 
 
 def execute(args, host) -> int:
     from harness.data import resolve_data_root
-    from harness.evaluation import checkpoint_job, jobs_from_run
+    from harness.evaluation import checkpoint_job
 
+    if adapted.is_reference(args.model):
+        return adapted.evaluate(args, host)
     from_weights = any(v is not None for v in (args.model, args.checkpoint, args.dataset)) or args.sets
     if args.directory is not None and from_weights:
         raise UserError("give either DIR (saved models) or --model, --checkpoint and --dataset (weights), not both")
@@ -53,7 +58,7 @@ def execute(args, host) -> int:
     data_root = resolve_data_root(args.data_root)
     if args.directory is not None:
         out = measure.output_dir(args, "evaluate", refuse=[args.directory])
-        jobs = jobs_from_run(host, args.directory, args.metric, data_root)
+        jobs = adapted.saved_jobs(host, args.directory, args.metric, data_root)  # jobs_from_run, py: models too
         meta = {"evaluated": f"saved models of {args.directory}"}
     elif from_weights:
         missing = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.commands import measure, trackers
+from harness.commands import adapted, measure, trackers
 from harness.profiles import PROFILES
 
 NAME = "evaluate-samples"
@@ -18,12 +18,13 @@ HELP = "measure samples from any generator (.npy/.npz, or a folder of PNGs) agai
 
 
 def configure(parser) -> None:
-    parser.add_argument("path", type=Path, metavar="PATH",
+    parser.add_argument("path", type=Path, nargs="?", metavar="PATH",
                         help="the samples: a .npy or .npz array (N, *event shape) in data space (discrete data as "
                              "levels 0..K-1, binary as 0/1), or a folder of PNG images of the dataset's size "
                              "(pixel p becomes level round(p (K-1) / 255))")
     parser.add_argument("--dataset", required=True, metavar="D", help="the dataset the samples imitate")
-    parser.add_argument("--name", required=True, metavar="LABEL", help="the label of the samples in the tables")
+    parser.add_argument("--name", metavar="LABEL", help="the label of the samples in the tables (needed with PATH)")
+    adapted.add_generator_option(parser)
     parser.add_argument("--profile", default="quick", choices=list(PROFILES),
                         help="the profile (default quick); each metric draws the sample count it declares for it, "
                              "the built-in sample metrics 500 at smoke, 2000 at quick, 10000 at full: PATH must "
@@ -33,15 +34,13 @@ def configure(parser) -> None:
 
 def execute(args, host) -> int:
     from harness.data import resolve_data_root
-    from harness.evaluation import samples_job
     from harness.profiles import get_profile
 
     profile = get_profile(args.profile)
     measure.check_metrics(host, args.metric)
     tracking = trackers.open_tracking(host, trackers.settings(args), NAME)
     out = measure.output_dir(args, "samples")
-    job = samples_job(host, args.path, args.dataset, args.name, profile.name, args.metric,
-                      resolve_data_root(args.data_root))
+    job = adapted.samples_job(host, args, profile.name, resolve_data_root(args.data_root))  # PATH or --generator
     store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=False, tracking=tracking)
-    meta = {"evaluated": f"samples {args.path} as {args.name}", "profile": profile.name}
+    meta = {"evaluated": f"samples {args.path or args.generator} as {job.model}", "profile": profile.name}
     return measure.report(host, store, summary, out, [job], meta, args, saving=None, tracking=tracking)

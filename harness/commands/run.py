@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import measure, skips, trackers
+from harness.commands import adapted, measure, skips, trackers
 from harness.commands.output import add_format_option
 from harness.contracts import UserError
 from harness.data import resolve_data_root
@@ -27,7 +27,9 @@ def configure(parser) -> None:
     sel.add_argument("--all", action="store_true", default=None,
                      help="every installed model on the datasets it declares as defaults for the profile "
                           "(--dataset overrides them)")
-    sel.add_argument("--model", nargs="+", metavar="M", help="models to run")
+    sel.add_argument("--model", nargs="+", action="extend", metavar="M",
+                     help="models to run (repeatable): registered names, or objects of your own code as "
+                          "py:PACKAGE.MODULE:FACTORY (docs/evaluating.md)")
     sel.add_argument("--dataset", nargs="+", metavar="D", help="datasets to run on (default: each model's own)")
     sel.add_argument("--metric", nargs="+", metavar="NAME",
                      help="only these metrics, by metric name or by the name of a measurement it emits "
@@ -39,6 +41,7 @@ def configure(parser) -> None:
                      help="override a hyperparameter (repeatable); FAMILY.KEY=VALUE sets it for every model of "
                           "the family that has it; VALUE is a TOML scalar or array (3, 1e-3, true, \"conv\", "
                           "[64, 64]); `list models --format json` shows every model's hyperparameters")
+    adapted.add_model_options(parser, NAME)
     parser.add_argument("--profile", default=None, choices=list(PROFILES),
                         help="budget: smoke (CI, seconds a job), quick (default, laptop CPU), full (GPU)")
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 for every job (default 1)")
@@ -116,6 +119,7 @@ def execute(args, host) -> int:
     if not run.get("all") and not run.get("models"):
         raise UserError("say what to run: --all, --model M [M ...] or --config FILE.toml "
                         "(see `python -m harness list models`)")
+    own = adapted.prepare_run(host, run, args)  # py: references become registered models
     seeds = seeds_from(run.get("seeds", 1))
     if not seeds:
         raise UserError("--seeds must be at least 1")
@@ -132,7 +136,7 @@ def execute(args, host) -> int:
                     progress=progress_factory(args.no_progress or args.format == "json"),
                     executor=executor, overrides=overrides, save_artifacts=not args.no_artifacts,
                     tracking=tracking)
-    jobs = runner.plan(run.get("models"), run.get("datasets"), bool(run.get("all")))
+    jobs = adapted.plan_run(own, runner, run)  # runner.plan, with the py: models' plan-time checks
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
     explicit = bool(run.get("models")) and bool(run.get("datasets")) and not run.get("all")

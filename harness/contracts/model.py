@@ -65,6 +65,13 @@ class Model:
         details as ``sampling_label``) and is not measured again. Default: no variants."""
         return {}
 
+    def job_details(self) -> dict:
+        """What the job's details record about this model beyond its numbers, merged in after the metrics
+        (where an adapted object comes from, how it was fitted). A ``source`` key names where a model the
+        job built comes from in place of ``trained``; it is ignored for a model restored from saved weights.
+        Default: nothing."""
+        return {}
+
     def modules(self) -> list:
         """The torch modules that make up the model (for FLOP counting and memory figures)."""
         return [v for v in vars(self).values() if isinstance(v, torch.nn.Module)]

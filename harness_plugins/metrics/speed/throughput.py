@@ -117,7 +117,8 @@ def compute_train_throughput(ctx: MetricContext) -> list:
     if fit is None:  # a model loaded from saved weights: it was trained elsewhere, nothing here to time
         raise MetricSkipped("the model was loaded, not trained, in this job: there is no fit to time")
     if fit.examples <= 0 or fit.seconds <= 0:
-        raise ValueError("the fit reported no training examples (the model never called ctx.step)")
+        raise MetricSkipped("the fit reported no training examples through ctx.step (a model measured as built, "
+                            "or one whose fit does not report its steps): there is nothing to time")
     seconds = float(fit.seconds)
     return [Measurement(
         "train_throughput", fit.examples / seconds, n=1,
