@@ -13,7 +13,7 @@ from harness.adapters.reference import parse
 from harness.adapters.stream import GeneratorPlugin
 from harness.errors import UserError
 from harness.hparams import OverrideSet
-from harness.jobs import SAMPLES, TRAINED, Job, job_key, model_key
+from harness.jobs import Job, Origin, job_key, model_key
 from harness.worker import DatasetCache, metrics_for
 
 GENERATOR_PLUGIN_PREFIX = "external-generator:"
@@ -37,7 +37,7 @@ def as_built_job(host, adapted: Adapted, name: str, dataset: str, profile: str, 
     datasets = DatasetCache(Path(data_root))
     data = datasets.get(dspec)
     hparams = mspec.resolve_hparams(profile, dspec, OverrideSet(overrides, host.registry.models).for_job(mspec, dataset))
-    job = Job(mspec.name, mspec.family, dspec.name, int(seed), profile, hparams, data.provenance, origin=TRAINED)
+    job = Job(mspec.name, mspec.family, dspec.name, int(seed), profile, hparams, data.provenance, origin=Origin.TRAINED)
     _, notes = adapted.check(host, [job], datasets)
     return keyed(host, job, metrics), notes
 
@@ -55,7 +55,7 @@ def generator_job(host, text: str, dataset: str, label: Optional[str], profile: 
     plugin = GeneratorPlugin(reference, label, dspec.kind)
     digest = plugin.digest(dspec)
     host.add_plugin(plugin, GENERATOR_PLUGIN_PREFIX + label)
-    job = Job(label, host.model(label).family, dspec.name, 0, profile, {}, data.provenance, origin=SAMPLES,
+    job = Job(label, host.model(label).family, dspec.name, 0, profile, {}, data.provenance, origin=Origin.SAMPLES,
               origin_path=plugin.source, weights=digest)
     job = keyed(host, job, metrics)
     if not job.metrics:

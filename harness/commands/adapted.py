@@ -83,7 +83,7 @@ def evaluate(args, host) -> int:
     with ``--checkpoint FILE`` restored from weights (an nn.Module's state_dict, names prefixed object.)."""
     from harness.adapters import register
     from harness.adapters.jobs import as_built_job
-    from harness.commands import measure
+    from harness.commands import measure, trackers
     from harness.commands.run import resolve_device
     from harness.data import resolve_data_root
     from harness.evaluation import checkpoint_job
@@ -105,10 +105,12 @@ def evaluate(args, host) -> int:
                              args.metric, data_root, resolve_device(args.device))
     _notes(notes)
     out = measure.output_dir(args, "evaluate")
-    store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=not args.no_artifacts)
+    tracking = trackers.open_tracking(host, trackers.settings(args), "evaluate")
+    store, summary = measure.run_jobs(host, [job], out, args, save_artifacts=not args.no_artifacts, tracking=tracking)
     how = f"weights from {args.checkpoint}" if args.checkpoint is not None else "as built"
     meta = {"evaluated": f"{args.model} {how}", "profile": args.profile, "device": args.device}
-    return measure.report(store, summary, out, [job], meta, args, saving=not args.no_artifacts)
+    return measure.report(host, store, summary, out, [job], meta, args, saving=not args.no_artifacts,
+                          tracking=tracking)
 
 
 def saved_jobs(host, directory, metrics, data_root) -> list:

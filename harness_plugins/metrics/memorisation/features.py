@@ -10,6 +10,7 @@ import torch
 
 from harness import MetricContext
 from harness_plugins.metrics.fidelity import extractor_for, reference_features, sample_features
+from harness_plugins.metrics.job_samples import SAMPLE_COUNT, sample_count  # noqa: F401 (the shared sample count)
 
 
 def dataset_extractor(dataset, feature_extractors, device="cpu", data_root=None, run_cache=None) -> tuple:
