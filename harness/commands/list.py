@@ -1,4 +1,7 @@
-"""`harness list`: models, datasets and metrics with their declarations."""
+"""`harness list`: models, datasets and metrics with their declarations; plugins that failed to load,
+with the names they would have provided, on stderr."""
+
+import sys
 
 from harness.commands.output import add_format_option, emit
 
@@ -61,6 +64,10 @@ def _flat(rows):
 
 
 def execute(args, host) -> int:
+    from harness.plugin_failures import summary_lines
+
+    for line in summary_lines(host):  # what is missing from the tables below, and why
+        print(line, file=sys.stderr)
     tables = {"models": _models, "datasets": _datasets, "metrics": _metrics}
     chosen = list(tables) if args.what == "all" else [args.what]
     if args.format == "json":
