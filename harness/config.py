@@ -40,6 +40,7 @@ RUN_KEYS = {
     "models": list, "all": bool, "datasets": list, "metrics": list, "profile": str, "seeds": (int, list),
     "device": str, "job_timeout": (int, float),
 }
+CHOICES = {"device": ("cpu", "cuda", "auto")}  # as `run --device` takes
 
 
 @dataclass
@@ -70,6 +71,10 @@ def read_config(path) -> RunConfig:
     if unknown:
         raise UserError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; a config file holds [run], [set] "
                         "and [hparams.MODEL.DATASET]")
+    for table in ("run", "set", "hparams"):
+        if not isinstance(doc.get(table, {}), dict):
+            raise UserError(f"{path}: {table} must be a table ([{table}] followed by its keys), not "
+                            f"{type(doc[table]).__name__} {doc[table]!r}")
     run = doc.get("run", {})
     for key, value in run.items():
         if key not in RUN_KEYS:
@@ -78,6 +83,8 @@ def read_config(path) -> RunConfig:
             raise UserError(f"{path}: [run] {key} = {value!r} has the wrong type")
         if isinstance(value, list) and not all(isinstance(v, int if key == "seeds" else str) for v in value):
             raise UserError(f"{path}: [run] {key} must be a list of {'integers' if key == 'seeds' else 'names'}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise UserError(f"{path}: [run] {key} = {value!r}: one of {', '.join(map(repr, CHOICES[key]))}")
     overrides = []
     for target, table in doc.get("set", {}).items():
         items = table.items() if isinstance(table, dict) else [(None, table)]

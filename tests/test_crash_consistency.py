@@ -3,7 +3,6 @@ while an artifact or a report file is being written), resumed each time, ends wi
 uninterrupted run leaves: the same job keys, equal exact likelihoods, the same results.csv and the same
 saved models; and after every kill, no artifact that reads as valid is half-written."""
 
-import os
 import random
 import signal
 import sqlite3

@@ -24,6 +24,7 @@ from typing import Optional
 
 from harness.contracts import UserError
 from harness.machine import describe
+from harness.regression import baseline_schema
 from harness.regression.results import Entry, ResultsSet, summarise
 from harness.regression.speed import is_speed, results_machine
 
@@ -207,6 +208,7 @@ def read_baseline(path) -> dict:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") not in (BASELINE_FORMAT, *OLD_FORMATS):
         raise UserError(f"{path} is not a harness baseline (format {BASELINE_FORMAT!r} expected)")
+    baseline_schema.check(doc, path)
     for key in ("profile", "entries", "datasets"):
         if key not in doc:
             raise UserError(f"baseline {path} has no {key!r}")

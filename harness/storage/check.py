@@ -76,7 +76,7 @@ def _check_store(directory: Path) -> tuple:
     finally:
         db.close()
     if problem is not None:
-        return [Finding(ERROR, STORE_NAME, health.damage_message(path, problem))], [], None
+        return [Finding(ERROR, STORE_NAME, health.damage_message(path, problem, checking=True))], [], None
     from harness.store import Store
 
     store = Store(directory, read_only=True)

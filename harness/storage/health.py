@@ -59,10 +59,15 @@ def verify(db: sqlite3.Connection, path: Path) -> None:
         raise StoreDamaged(damage_message(path, found))
 
 
-def damage_message(path: Path, found: str) -> str:
+def damage_message(path: Path, found: str, checking: bool = False) -> str:
+    """What is wrong with the store at ``path`` and what to do; ``checking``: for `store check`, which
+    lists the rest itself."""
     directory = Path(path).parent
     if found.startswith("is not a harness results store"):
         return f"{path} {found}. Choose another directory, or move the file away."
+    if checking:
+        return (f"{path} {found}; `python -m harness store rebuild {directory}` makes a new store from what is "
+                "intact (the damaged file is kept beside it)")
     return (f"{path} {found}. What else {directory} holds (results.json, results.csv, the saved models) is "
             f"checked apart: `python -m harness store check {directory}` lists what is damaged, and "
             f"`python -m harness store rebuild {directory}` makes a new store from results.json, the saved models "

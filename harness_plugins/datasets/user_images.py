@@ -111,6 +111,9 @@ def _check_manifest(root: Path, path: Path, record: bool = True) -> None:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the checksum manifest {manifest_path}: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"the checksum manifest {manifest_path} is not a JSON object of file -> sha256; delete it "
+                        "to record the files' checksums again")
     key = path.relative_to(root).as_posix()
     digest = _digest(path, "sha256")
     known = manifest.get(key)
@@ -272,7 +275,10 @@ def parse_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
         raise UserError(f"{path}: b'data' must be uint8 of shape (N, 3072), found {getattr(data, 'dtype', type(data))} {shape}")
-    labels = np.asarray(labels)
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError) as exc:  # ragged or mixed lists
+        raise UserError(f"{path}: b'labels' is not a list of integers ({exc})") from None
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise UserError(f"{path}: {labels.shape} labels for {data.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
