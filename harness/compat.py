@@ -3,8 +3,8 @@
 The policy (docs/plugins.md, "Versions and compatibility"): when a contract type changes in minor
 version 0.N, the form of 0.(N-1) keeps working through every 0.N release, mapped onto the new form,
 with a :class:`PluginDeprecationWarning` (a ``DeprecationWarning``) that says what to write instead;
-0.(N+1) removes it. The command line shows these warnings once each (Python hides
-``DeprecationWarning`` outside ``__main__`` by default).
+0.(N+1) removes it. These warnings are shown once each (Python hides ``DeprecationWarning`` outside
+``__main__`` by default), unless the user set what warnings do (``python -W``).
 
 Accepted now (harness 0.2, removed in 0.3):
 
@@ -14,6 +14,7 @@ Accepted now (harness 0.2, removed in 0.3):
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any, Mapping
 
@@ -24,7 +25,8 @@ class PluginDeprecationWarning(DeprecationWarning):
     """A plugin uses a contract form of the previous minor version (it still works until it is removed)."""
 
 
-warnings.filterwarnings("default", category=PluginDeprecationWarning)
+if not sys.warnoptions:  # shown once per place, unless the user chose what warnings do (python -W ...)
+    warnings.filterwarnings("default", category=PluginDeprecationWarning)
 
 
 def hyperparameters_from_profiles(model: str, defaults: Mapping[str, Mapping[str, Any]]):

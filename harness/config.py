@@ -41,6 +41,7 @@ RUN_KEYS = {
     "device": str, "job_timeout": (int, float),
 }
 CHOICES = {"device": ("cpu", "cuda", "auto")}  # as `run --device` takes
+MAX_SEED_COUNT = 100_000
 
 
 @dataclass
@@ -173,8 +174,14 @@ def write_config(path, config: RunConfig, resolved: dict, header: str = "") -> P
 
 def seeds_from(value, offset: int = 0) -> Optional[list]:
     """A seeds setting (a count or a list) as a list of seeds."""
+    from harness.jobs import check_seeds
+
     if value is None:
         return None
     if isinstance(value, list):
-        return list(value)
-    return list(range(offset, offset + int(value)))
+        return check_seeds(value, "seeds")
+    count = int(value)
+    if count > MAX_SEED_COUNT:  # a typo, not a plan: each seed is a job per model and dataset
+        raise UserError(f"seeds = {count}: at most {MAX_SEED_COUNT} seeds")
+    check_seeds([offset, offset + max(count, 1) - 1], "seeds")
+    return list(range(offset, offset + count))

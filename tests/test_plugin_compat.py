@@ -2,6 +2,8 @@
 write instead; and a name that a plugin which failed to load would have provided says which plugin
 failed and why (run, check, evaluate, list), for plugins loaded by import path and installed ones."""
 
+import subprocess
+import sys
 import textwrap
 import warnings
 
@@ -67,6 +69,18 @@ def test_a_plugin_written_for_0_1_passes_check_with_one_deprecation_warning(monk
     assert len(deprecations) == 1 and issubclass(deprecations[0].category, PluginDeprecationWarning)
     assert deprecations[0].filename.endswith("zuko_v01.py")  # points at the plugin's own ModelSpec(...)
     assert "profiles={'smoke': {'steps': 60, 'hidden': 16}}" in str(deprecations[0].message)
+
+
+def test_the_command_line_shows_the_deprecation_once_and_python_w_decides(cli_env):
+    cli_env["HARNESS_PLUGINS"] = "tests.fake_plugins.zuko_v01"
+    done = subprocess.run([sys.executable, "-m", "harness", "list", "models"], env=cli_env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "zuko-nsf" in done.stdout
+    assert done.stderr.count("PluginDeprecationWarning") == 1 and "zuko_v01.py" in done.stderr
+    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-m", "harness", "list", "models"],
+                          env=cli_env, capture_output=True, text=True, timeout=300)
+    assert "zuko-nsf" not in done.stdout  # the user's -W error made the old form fail the plugin's registration
+    assert "Traceback" not in done.stderr
 
 
 def test_names_of_a_plugin_that_failed_to_import_say_which_plugin_and_why(monkeypatch, capsys, tmp_path):
