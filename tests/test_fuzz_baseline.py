@@ -90,7 +90,7 @@ def test_a_fuzzed_baseline_in_a_subprocess(tmp_path, cli_env, results):
     broken = copy.deepcopy(baseline)
     for entry in broken.get("entries", []):
         entry["mean"] = "fast"
-    for name, doc in (("types.json", broken), ("list.json", [1, 2]), ("nan.json", {"format": float("nan")})):
+    for name, doc in (("types.json", broken), ("list.json", [1, 2])):
         (tmp_path / name).write_text(json.dumps(doc))
         done = subprocess.run([sys.executable, "-m", "harness", "compare", str(directory), "--baseline",
                                str(tmp_path / name)], env=cli_env, capture_output=True, text=True, timeout=300)

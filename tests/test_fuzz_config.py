@@ -145,8 +145,7 @@ def test_fuzzed_set_values(tmp_path_factory, sets):
     event(f"exit {code}")
 
 
-@pytest.mark.parametrize("text", ['[run]\nmodels = "typed"\n', "[run]\nseeds = [1, 2.5]\n", "\x00\xff[[[",
-                                  '[set]\n"typed.steps" = 1e400\n', "[run]\ndevice = \"tpu\"\nmodels = [\"typed\"]\n"])
+@pytest.mark.parametrize("text", ["\x00\xff[[[", "[run]\ndevice = \"tpu\"\nmodels = [\"typed\"]\nseeds = [1180591620717411303424]\n"])
 def test_a_fuzzed_config_in_a_subprocess(tmp_path, cli_env, text):
     """The property outside pytest's process too: exit 0, 1 or 2, a message on stderr, no traceback."""
     cli_env["HARNESS_PLUGINS"] = PLUGINS

