@@ -1,7 +1,9 @@
 """The results store: SQLite in the output directory, written as each job ends.
 
 Each job's rows go in one transaction keyed by the job's hash, so a run killed at any moment keeps
-every job it had finished and none half-written; ``--resume`` skips keys already stored as ok.
+every job it had finished and none half-written; ``--resume`` skips keys already stored as ok. Opening
+a store checks its integrity first, and opening one to write takes the directory's lock
+(:mod:`harness.storage`); a write the disk refuses leaves the store as it was.
 """
 
 from __future__ import annotations
