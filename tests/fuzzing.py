@@ -3,8 +3,8 @@ the command line run in this process, and the property every command must have: 
 0, 1 or 2 and a message, never a traceback, and writes nothing outside its --out.
 
 The budget: each test names its number of examples for CI; ``HARNESS_FUZZ_SCALE`` multiplies them
-(``HARNESS_FUZZ_SCALE=20`` for a long hunt), ``HARNESS_FUZZ_SHRINK=1`` shrinks a failing example. No example database is written (``database=None``): the
-tests leave nothing in the repository.
+(``HARNESS_FUZZ_SCALE=20`` for a long hunt), ``HARNESS_FUZZ_SHRINK=1`` shrinks a failing example. No example database is written (``database=None``);
+Hypothesis keeps its caches in ``.hypothesis/`` (ignored by git).
 """
 
 from __future__ import annotations
