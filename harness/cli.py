@@ -1,6 +1,7 @@
 """The command line: `python -m harness <command>`. The CLI owns all printing.
 
-Exit codes: 0 success, 1 some job or check failed, 2 usage error (bad name, missing file).
+Exit codes: 0 success, 1 some job or check failed (or a file could not be written: a full disk), 2 usage
+error (bad name, missing file, a path that cannot be used), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ def main(argv=None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file that could not be written or read: a full disk, a path that cannot be used
+        return _os_error(exc)
     except KeyboardInterrupt:
         print("interrupted; finished jobs are kept (rerun with --resume)", file=sys.stderr)
         return 130
+
+
+def _os_error(exc: OSError) -> int:
+    """A file that could not be written or read: what and why, exit 1 for lack of space or an I/O error
+    (rerun with --resume when there is room), 2 otherwise (a path the user can change)."""
+    import errno
+
+    from harness.storage import full
+
+    logging.getLogger(__name__).debug("file error", exc_info=True)
+    if full.is_no_space(exc) or exc.errno == errno.EIO:
+        print(f"error: {full.describe(exc)}", file=sys.stderr)
+        return 1
+    where = f": {exc.filename}" if exc.filename else ""
+    print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+    return 2

@@ -46,6 +46,8 @@ RUN_KEYS = {
     "device": str, "job_timeout": (int, float),
     "likelihood": str,  # the likelihood kind of every py: model's log_prob (--likelihood)
 }
+CHOICES = {"device": ("cpu", "cuda", "auto")}  # as `run --device` takes
+MAX_SEED_COUNT = 100_000
 
 
 @dataclass
@@ -77,6 +79,10 @@ def read_config(path) -> RunConfig:
     if unknown:
         raise UserError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; a config file holds [run], [set], "
                         "[hparams.MODEL.DATASET] and [tracking]")
+    for table in ("run", "set", "hparams", "tracking"):
+        if not isinstance(doc.get(table, {}), dict):
+            raise UserError(f"{path}: {table} must be a table ([{table}] followed by its keys), not "
+                            f"{type(doc[table]).__name__} {doc[table]!r}")
     run = doc.get("run", {})
     for key, value in run.items():
         if key not in RUN_KEYS:
@@ -85,6 +91,8 @@ def read_config(path) -> RunConfig:
             raise UserError(f"{path}: [run] {key} = {value!r} has the wrong type")
         if isinstance(value, list) and not all(isinstance(v, int if key == "seeds" else str) for v in value):
             raise UserError(f"{path}: [run] {key} must be a list of {'integers' if key == 'seeds' else 'names'}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise UserError(f"{path}: [run] {key} = {value!r}: one of {', '.join(map(repr, CHOICES[key]))}")
     overrides = []
     for target, table in doc.get("set", {}).items():
         items = table.items() if isinstance(table, dict) else [(None, table)]
@@ -197,8 +205,14 @@ def write_config(path, config: RunConfig, resolved: dict, header: str = "") -> P
 
 def seeds_from(value, offset: int = 0) -> Optional[list]:
     """A seeds setting (a count or a list) as a list of seeds."""
+    from harness.jobs import check_seeds
+
     if value is None:
         return None
     if isinstance(value, list):
-        return list(value)
-    return list(range(offset, offset + int(value)))
+        return check_seeds(value, "seeds")
+    count = int(value)
+    if count > MAX_SEED_COUNT:  # a typo, not a plan: each seed is a job per model and dataset
+        raise UserError(f"seeds = {count}: at most {MAX_SEED_COUNT} seeds")
+    check_seeds([offset, offset + max(count, 1) - 1], "seeds")
+    return list(range(offset, offset + count))

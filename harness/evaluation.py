@@ -25,7 +25,7 @@ from harness.applicable_metrics import metrics_for
 from harness.contracts import Capability, UserError
 from harness.dataset_cache import DatasetCache
 from harness.hparams import OverrideSet
-from harness.jobs import Job, Origin, SkipKind, job_key, model_key
+from harness.jobs import Job, Origin, SkipKind, check_seeds, job_key, model_key
 
 
 def _keyed(host, job: Job, mspec) -> Job:
@@ -119,7 +119,8 @@ def checkpoint_job(host, model: str, dataset: str, checkpoint, profile: str, see
     hparams = mspec.resolve_hparams(profile, dspec, OverrideSet(overrides, host.registry.models).for_job(mspec, dataset))
     state, digest = load_weights(checkpoint)
     try_restore(mspec, data, hparams, state, device, source=str(checkpoint))
-    job = Job(mspec.name, mspec.family, dspec.name, int(seed), profile, hparams, data.provenance,
+    (seed,) = check_seeds([seed], "--seed")
+    job = Job(mspec.name, mspec.family, dspec.name, seed, profile, hparams, data.provenance,
               origin=Origin.CHECKPOINT, origin_path=str(Path(checkpoint).resolve()), weights=digest)
     job.metrics = _metric_ids(host, mspec, dspec, metrics, Origin.CHECKPOINT)
     return _keyed(host, job, mspec)

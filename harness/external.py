@@ -16,6 +16,8 @@ metrics apply (:func:`harness.applicable_metrics.metrics_for`).
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -59,7 +61,7 @@ def _load_array(path: Path) -> np.ndarray:
     except ValueError as exc:  # object arrays need pickle, which is never allowed
         raise SamplesRefused(f"{path} cannot be read without unpickling Python objects ({exc}); save a numeric "
                              "array") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise SamplesRefused(f"{path} is not a readable numpy file ({exc})") from None
     if isinstance(loaded, np.ndarray):
         return loaded
@@ -76,6 +78,8 @@ def _load_array(path: Path) -> np.ndarray:
             return loaded[key]
         except ValueError as exc:
             raise SamplesRefused(f"{path}[{key}] cannot be read without unpickling Python objects ({exc})") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a damaged member of the archive
+            raise SamplesRefused(f"{path}[{key}] is not readable ({type(exc).__name__}: {exc})") from None
 
 
 def check_array(arr: np.ndarray, spec, source: str) -> torch.Tensor:

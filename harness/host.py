@@ -247,10 +247,10 @@ class PluginHost:
 
     # ------------------------------------------------------------------ lookups
     def model(self, name: str) -> ModelSpec:
-        return _lookup(self.registry.models, name, "model")
+        return self._lookup(self.registry.models, name, "model")
 
     def dataset(self, name: str) -> DatasetSpec:
-        return _lookup(self.registry.datasets, name, "dataset")
+        return self._lookup(self.registry.datasets, name, "dataset")
 
     def executor(self, name: str) -> ExecutorSpec:
         return _lookup(self.registry.executors, name, "executor")
@@ -269,8 +269,16 @@ class PluginHost:
                 if name in spec.output_names:
                     return spec
             names = sorted(set(reg.metrics) | {o for m in reg.metrics.values() for o in m.output_names})
-            return _lookup({n: None for n in names}, name, "metric")
+            return self._lookup({n: None for n in names}, name, "metric")
         return reg.metrics[name]
+
+    def _lookup(self, table: dict, name: str, what: str):
+        """``table[name]``; an unknown name a failed plugin would have provided names that plugin and its error."""
+        if name not in table:
+            from harness.plugin_failures import raise_if_unavailable
+
+            raise_if_unavailable(self, name, what)
+        return _lookup(table, name, what)
 
 
 def strict_from_env() -> bool:

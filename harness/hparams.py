@@ -202,9 +202,17 @@ def _scalar_fits(value, default) -> bool:
     return False
 
 
+def _plain(value) -> bool:
+    """A boolean, number, string, or a list of them (nested lists too): what a hyperparameter holds. TOML's
+    dates, times and tables are not."""
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (bool, int, float, str))
+
+
 def _fits(value, default) -> bool:
     if default is None:
-        return value is None or isinstance(value, (bool, int, float, str, list))
+        return value is None or _plain(value)
     if value is None:
         return False
     if isinstance(default, list):

@@ -52,6 +52,10 @@ class SkipKind(str, Enum):
         return self.value
 
 
+# A seed seeds torch's generators (with offsets added) and is stored as an SQLite integer: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
 @dataclass
 class Job:
     model: str
@@ -73,6 +77,16 @@ class Job:
     @property
     def label(self) -> str:
         return f"{self.model}/{self.dataset}/seed{self.seed}"
+
+
+def check_seeds(seeds, source: str) -> list:
+    """``seeds`` as a list of ints, each 0..MAX_SEED; :class:`harness.UserError` naming ``source`` otherwise."""
+    from harness.errors import UserError
+
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
+    if bad:
+        raise UserError(f"{source}: a seed is an integer from 0 to {MAX_SEED}, not {bad[0]!r}")
+    return list(seeds)
 
 
 @dataclass

@@ -1,11 +1,14 @@
 """The results store: SQLite in the output directory, written as each job ends.
 
 Each job's rows go in one transaction keyed by the job's hash, so a run killed at any moment keeps
-every job it had finished and none half-written; ``--resume`` skips keys already stored as ok.
+every job it had finished and none half-written; ``--resume`` skips keys already stored as ok. Opening
+a store checks its integrity first, and opening one to write takes the directory's lock
+(:mod:`harness.storage`); a write the disk refuses leaves the store as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -15,8 +18,10 @@ from typing import Iterable, Mapping, Optional
 import pandas as pd
 
 from harness.jobs import JobStatus, Origin
+from harness.storage import full, health, lock
 
 STORE_NAME = "results.sqlite"
+REBUILT_PREFIX = "rebuilt-"  # the key of a job `store rebuild` found without its own (harness.storage.rebuild)
 
 # Columns of results.csv, one measurement a row. ``id`` is the measurement's identity: its name, or
 # ``name@n`` where the sample count is part of what the number means (``fid@2000``). ``source`` is where
@@ -25,7 +30,7 @@ STORE_NAME = "results.sqlite"
 RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "id", "value", "stderr", "unit",
                   "estimator", "n", "status", "reason", "source"]
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, started REAL, finished REAL, profile TEXT, info TEXT
 );
@@ -51,42 +56,76 @@ class Store:
     def __init__(self, directory: Path, read_only: bool = False):
         self.directory = Path(directory)
         self.path = self.directory / STORE_NAME
+        self.read_only = read_only
         if read_only:
             find_store(self.directory)
             self.db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
             try:
+                health.verify(self.db, self.path)
                 self.db.execute("SELECT COUNT(*) FROM jobs").fetchone()
             except sqlite3.DatabaseError as exc:
                 self.db.close()
                 from harness.contracts import UserError
 
                 raise UserError(f"{self.path} is not a harness results store: {exc}") from None
+            except BaseException:
+                self.db.close()
+                raise
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        lock.acquire(self.directory)  # one writing process per directory (harness.storage.lock)
+        existed = self.path.exists()
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
+        except sqlite3.Error as exc:
+            lock.release(self.directory)
+            raise full.store_write_failed(exc, self.path, "the store") from None
+        try:
+            if existed:
+                health.verify(self.db, self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.Error) and full.is_write_failure(exc):
+                raise full.store_write_failed(exc, self.path, "the store's tables") from None
+            raise
 
     def close(self) -> None:
+        if self.db is None:
+            return
         self.db.close()
+        self.db = None
+        if not self.read_only:
+            lock.release(self.directory)
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str):
+        """One write transaction; a write the disk refuses is :class:`harness.storage.full.StoreWriteFailed`
+        after the rollback (the store then holds exactly what it held before)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            yield
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")  # SQLite may have rolled back already
+            if isinstance(exc, sqlite3.Error) and full.is_write_failure(exc):
+                raise full.store_write_failed(exc, self.path, what) from None
+            raise
 
     # ------------------------------------------------------------------ writes
     def start_run(self, run_id: str, profile: str, info: dict) -> None:
-        self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, NULL, ?, ?)",
-                        (run_id, time.time(), profile, json.dumps(info, default=str)))
+        with self._transaction("the run's record"):
+            self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, NULL, ?, ?)",
+                            (run_id, time.time(), profile, json.dumps(info, default=str)))
 
     def record_outputs(self, metric_specs) -> None:
         """Store every metric's output declarations, so reports and the regression gate read a results
         directory with the directions, kinds, tolerances and order it was made with."""
         rows = [(o.name, spec.name, json.dumps(o.as_dict())) for spec in metric_specs for o in spec.outputs]
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction("the metrics' declarations"):
             self.db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?)", rows)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def outputs(self, known: Optional[Mapping] = None) -> dict:
         """Measurement name -> :class:`harness.contracts.Output`, as declared when the results were made.
@@ -105,10 +144,12 @@ class Store:
 
     def update_run_info(self, run_id: str, info: dict) -> None:
         """Replace a run's info (what a run learns only as it goes, such as its machine's calibration)."""
-        self.db.execute("UPDATE runs SET info = ? WHERE run_id = ?", (json.dumps(info, default=str), run_id))
+        with self._transaction("the run's record"):
+            self.db.execute("UPDATE runs SET info = ? WHERE run_id = ?", (json.dumps(info, default=str), run_id))
 
     def finish_run(self, run_id: str) -> None:
-        self.db.execute("UPDATE runs SET finished = ? WHERE run_id = ?", (time.time(), run_id))
+        with self._transaction("the run's record"):
+            self.db.execute("UPDATE runs SET finished = ? WHERE run_id = ?", (time.time(), run_id))
 
     def record_job(self, job, result, run_id: str) -> None:
         """Replace everything stored under ``job.key`` with this result, atomically."""
@@ -117,8 +158,8 @@ class Store:
              json.dumps(m.details, default=str))
             for m, status, reason in result.rows()
         ]
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(f"the result of {job.label}"):
+            self._supersede_rebuilt(job)
             self.db.execute("DELETE FROM measurements WHERE key = ?", (job.key,))
             self.db.execute(
                 "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -127,10 +168,13 @@ class Store:
                  job.provenance, json.dumps(result.details, default=str)),
             )
             self.db.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+
+    def _supersede_rebuilt(self, job) -> None:
+        """Drop the jobs ``store rebuild`` could not give their key (``rebuilt-...``) that this job is."""
+        same = ("SELECT key FROM jobs WHERE key LIKE ? AND model = ? AND dataset = ? AND seed = ? AND profile = ?",
+                (REBUILT_PREFIX + "%", job.model, job.dataset, job.seed, job.profile))
+        self.db.execute(f"DELETE FROM measurements WHERE key IN ({same[0]})", same[1])
+        self.db.execute(f"DELETE FROM jobs WHERE key IN ({same[0]})", same[1])
 
     # ------------------------------------------------------------------ reads
     def job_status(self, key: str) -> Optional[str]:

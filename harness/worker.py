@@ -177,9 +177,11 @@ class JobRunner:
                 "note": "loaded, not trained: this job fitted nothing"}
 
     def _save(self, job: Job, model, mspec, data, result: JobResult) -> None:
-        """Save the model under ``artifacts_dir`` (:func:`harness.artifacts.write_artifact`); a failure to
-        save is noted in the details, and the job's numbers stand."""
+        """Save the model under ``artifacts_dir`` (:func:`harness.artifacts.write_artifact`). A disk that
+        refuses the files (full, a size limit) fails the job with the reason, so ``run --resume`` runs it
+        again once there is room; any other failure to save is noted in the details, and the numbers stand."""
         from harness import artifacts
+        from harness.storage import full
 
         meta = {"model": job.model, "family": job.family, "dataset": job.dataset, "seed": job.seed,
                 "profile": job.profile, "hparams": job.hparams, "provenance": job.provenance,
@@ -193,6 +195,10 @@ class JobRunner:
         except JobTimeout:
             raise
         except Exception as exc:
+            if full.is_no_space(exc):  # the whole job fails, to run again: its numbers are not kept alone
+                result.status, result.reason = JobStatus.FAILED, f"saving the model: {full.describe(exc)}"
+                result.measurements, result.metric_failures, result.metric_skips = [], [], []
+                return
             log.debug("saving the model of %s failed", job.label, exc_info=True)
             result.details["artifact_error"] = f"{type(exc).__name__}: {exc}"
             return

@@ -30,7 +30,7 @@ def test_run_needs_a_selection(capsys):
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list"], ["plugins"], ["report"], ["datasets"], ["evaluate"],
-                                     ["evaluate-samples"]])
+                                     ["evaluate-samples"], ["store"]])
 def test_help_everywhere(command):
     out = subprocess.run([sys.executable, "-m", "harness", *command, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage:" in out.stdout

@@ -2,4 +2,4 @@
 execute(args, host) -> exit code (0 ok, 1 something failed, 2 usage error)."""
 
 COMMANDS = ["plugins", "list", "datasets", "run", "evaluate", "evaluate_samples", "report", "baseline", "compare",
-            "check", "new_plugin", "history", "cluster"]
+            "check", "new_plugin", "history", "cluster", "store"]

@@ -1,5 +1,8 @@
 """`harness list`: models, datasets, metrics, executors, report formats and experiment trackers with their
-declarations and the plugin that registered each."""
+declarations and the plugin that registered each; plugins that failed to load, with the names they would
+have provided, on stderr."""
+
+import sys
 
 from harness.commands.output import add_format_option, emit
 
@@ -90,6 +93,10 @@ def _flat(rows):
 
 
 def execute(args, host) -> int:
+    from harness.plugin_failures import summary_lines
+
+    for line in summary_lines(host):  # what is missing from the tables below, and why
+        print(line, file=sys.stderr)
     tables = {"models": _models, "datasets": _datasets, "metrics": _metrics, "executors": _executors,
               "report-formats": _report_formats, "trackers": _trackers}
     chosen = list(tables) if args.what == "all" else [args.what]

@@ -50,6 +50,9 @@ def configure(parser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="skip jobs already finished in --out; a job still to do whose model an earlier job of "
                              "--out saved (e.g. with another --metric selection) restores it instead of training")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out holds earlier results: delete them (store, results, reports, saved models) and "
+                             "start afresh; without it (or --resume) a non-empty --out is refused")
     parser.add_argument("--no-artifacts", action="store_true",
                         help="do not save the fitted models under DIR/artifacts (they are what `harness evaluate` "
                              "re-measures and --resume reuses)")
@@ -114,6 +117,7 @@ def execute(args, host) -> int:
     from harness.config import RunConfig, seeds_from, write_config
     from harness.report.data import DatasetSource
     from harness.runner import Runner
+    from harness.storage.claim import claim_output
 
     config, run, overrides = settings(args)
     if not run.get("all") and not run.get("models"):
@@ -143,7 +147,9 @@ def execute(args, host) -> int:
     if explicit and all(job.skip_reason is not None for job in jobs):
         raise UserError(skips.explain(host, jobs))
     meta = {"profile": profile.name, "seeds": ", ".join(map(str, seeds)), "device": str(runner.device)}
-    with executor:  # connects to what it runs on (a Ray cluster) now: a bad address exits 2 before anything is written
+    # The executor joins or starts a Ray cluster now: a bad address exits 2 before anything is written. The
+    # claim locks --out (one writer at a time) and refuses earlier results without --resume or --overwrite.
+    with executor, claim_output(out, args.resume, args.overwrite):
         out.mkdir(parents=True, exist_ok=True)
         resolved: dict = {}
         for job in jobs:

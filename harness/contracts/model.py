@@ -128,6 +128,8 @@ class ModelSpec:
     ``resources``: what one job of this model asks of a cluster executor (``run --executor ray``):
     ``{"cpus": n, "gpus": x}``, each value a number (GPUs may be fractional) or a ``{profile: number}``
     mapping; unset keys take the executor's defaults (see :mod:`harness.executors.resources`).
+    ``defaults``: harness 0.1's hyperparameters per profile, ``{profile: {key: value}}``; accepted until
+    0.3 with a deprecation warning and mapped onto ``hyperparameters`` (see :mod:`harness.compat`).
     """
 
     name: str
@@ -142,6 +144,7 @@ class ModelSpec:
     description: str = ""
     version: str = "1"
     resources: Any = None
+    defaults: Any = None  # the 0.1 form (harness.compat); becomes ``hyperparameters``
 
     def __post_init__(self):
         self.data_kinds = frozenset(DataKind(k) for k in self.data_kinds)
@@ -149,6 +152,12 @@ class ModelSpec:
         if self.likelihood is not None:
             self.likelihood = LikelihoodKind(self.likelihood)
             self.capabilities = self.capabilities | {Capability.LOG_LIKELIHOOD}
+        if self.defaults is not None:
+            if self.hyperparameters is not None:
+                raise TypeError(f"model {self.name!r}: give hyperparameters= (0.2) or defaults= (0.1), not both")
+            from harness.compat import hyperparameters_from_profiles
+
+            self.hyperparameters, self.defaults = hyperparameters_from_profiles(self.name, self.defaults), None
         if self.hyperparameters is None:
             self.hyperparameters = Hyperparameters()
         elif isinstance(self.hyperparameters, Mapping):

@@ -25,6 +25,7 @@ from typing import Mapping, Optional
 from harness.comparison import Entry, ResultsSet, is_speed, results_machine, summarise
 from harness.contracts import SPEED, Output, UserError
 from harness.machine import describe
+from harness.regression import baseline_schema
 
 BASELINE_FORMAT = "harness-baseline/2"
 OLD_FORMATS = ("harness-baseline/1",)  # read, with their speed rows in a section of an unknown machine
@@ -236,6 +237,7 @@ def read_baseline(path) -> dict:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") not in (BASELINE_FORMAT, *OLD_FORMATS):
         raise UserError(f"{path} is not a harness baseline (format {BASELINE_FORMAT!r} expected)")
+    baseline_schema.check(doc, path)
     for key in ("profile", "entries", "datasets"):
         if key not in doc:
             raise UserError(f"baseline {path} has no {key!r}")

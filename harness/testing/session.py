@@ -4,7 +4,8 @@ A name given to ``check`` (or ``python -m harness check NAME``) means, together:
 - the model, dataset or metric of that name (a metric also by the name of an output it declares);
 - everything the plugin of that name registered (its entry-point name);
 - every model of the family of that name.
-A plugin of that name that failed to import is a failed check (``plugin:NAME::loads``) with its error.
+A plugin of that name that failed to import is a failed check (``plugin:NAME::loads``) with its error,
+and so is a name that a failed plugin would have provided (:mod:`harness.plugin_failures`).
 An unknown name is a :class:`harness.UserError` naming the close matches.
 """
 
@@ -20,6 +21,7 @@ import torch
 from harness.contracts import DataKind, UserError
 from harness.data import resolve_data_root
 from harness.hparams import OverrideSet, parse_set
+from harness.plugin_failures import message, unavailable
 from harness.testing.datasets import CHECKS as DATASET_CHECKS
 from harness.testing.datasets import check_dataset
 from harness.testing.metrics import CHECKS as METRIC_CHECKS
@@ -98,6 +100,11 @@ def select(host, names: Sequence[str] = (), everything: bool = False) -> Selecti
                 sel.notes.append(CheckResult(f"plugin:{name}", "registers", SKIPPED,
                                              f"registers {what}; the kit checks models, datasets and metrics"))
         if not found:
+            failed = unavailable(host, name)
+            if failed is not None:  # the plugin that provides it did not load: a failed check
+                sel.failures.append(CheckResult(f"plugin:{failed.name}", "loads", FAILED,
+                                                message(failed, name)))
+                continue
             close = difflib.get_close_matches(name, known_names(host), n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise UserError(f"nothing named {name!r} to check{hint} (a model, dataset, metric, plugin or family; "

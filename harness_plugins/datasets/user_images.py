@@ -109,16 +109,17 @@ def _check_manifest(root: Path, path: Path, record: bool = True) -> None:
     manifest_path = root / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object of file -> sha256 (delete it to record the checksums again)")
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the checksum manifest {manifest_path}: {exc}") from None
     key = path.relative_to(root).as_posix()
     digest = _digest(path, "sha256")
     known = manifest.get(key)
     if known is not None and known != digest:
-        raise UserError(
-            f"{path} changed since its checksum was recorded in {manifest_path} "
-            f"(sha256 {digest[:12]}..., recorded {known[:12]}...); the file may be corrupted. "
-            f"If you replaced it on purpose, delete its entry {key!r} from the manifest.")
+        raise UserError(f"{path} changed since its checksum was recorded in {manifest_path} (sha256 {digest[:12]}..., "
+                        f"recorded {known[:12]}...); the file may be corrupted. "
+                        f"If you replaced it on purpose, delete its entry {key!r} from the manifest.")
     if known is None and record:
         manifest[key] = digest
         try:
@@ -262,17 +263,16 @@ def parse_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        labels = np.asarray(batch.get(b"labels")) if isinstance(batch, dict) else None  # ragged: ValueError
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
             IndexError, KeyError) as exc:
-        raise UserError(f"cannot read CIFAR-10 batch {path}: {type(exc).__name__}: {exc} "
-                        f"(truncated or corrupted?)") from None
+        raise UserError(f"cannot read CIFAR-10 batch {path}: {type(exc).__name__}: {exc} (truncated or corrupted?)") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise UserError(f"{path} is not a CIFAR-10 python batch (no b'data' / b'labels')")
-    data, labels = batch[b"data"], batch[b"labels"]
+    data = batch[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
         raise UserError(f"{path}: b'data' must be uint8 of shape (N, 3072), found {getattr(data, 'dtype', type(data))} {shape}")
-    labels = np.asarray(labels)
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise UserError(f"{path}: {labels.shape} labels for {data.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() > 9):

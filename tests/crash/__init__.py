@@ -1,0 +1,1 @@
+"""Helpers that stop a harness process at a chosen moment, for the crash and lock tests."""
