@@ -85,25 +85,29 @@ class RayExecutor:
             try:
                 if self.address:
                     ray.init(address=self.address, **quiet)
-                else:
-                    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+                else:  # "local": a new cluster even where RAY_ADDRESS or a `ray start` on this machine names one
+                    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
             except Exception as exc:
                 where = f"connect to the Ray cluster at {self.address}" if self.address else "start a local Ray cluster"
                 raise UserError(f"could not {where}: {type(exc).__name__}: {exc}") from None
             self._started_here = True
         self._ray = ray
-        if any(isinstance(v, str) for v in self.resources.values()):
-            self._check_labels()
+        labels = {k: v for k, v in self.resources.items() if isinstance(v, str)}
+        if labels:
+            self._check_labels(labels)
 
-    def _check_labels(self) -> None:
-        """Node labels (``--resources KEY=WORD``) need a Ray whose tasks take a label selector."""
+    def _check_labels(self, labels: dict) -> None:
+        """Node labels (``--resources KEY=WORD``) need a Ray whose tasks take a label selector, and keys
+        and values it accepts."""
         try:
-            self._ray.remote(run_job).options(label_selector={"harness": "check"})
+            self._ray.remote(run_job).options(label_selector=labels)
         except (TypeError, ValueError) as exc:
+            version = self._ray.__version__
             self.close()
-            raise UserError(f"--resources KEY=WORD selects nodes by label, which this Ray "
-                            f"({self._ray.__version__}) does not support ({exc}); upgrade Ray, or start the "
-                            "nodes with a custom resource and pass --resources NAME=AMOUNT") from None
+            raise UserError(f"--resources {', '.join(f'{k}={v}' for k, v in labels.items())}: this Ray "
+                            f"({version}) refuses the node labels ({str(exc).rstrip('.')}); if it is too old "
+                            "for label selectors, upgrade it, or start the nodes with a custom resource and pass "
+                            "--resources NAME=AMOUNT") from None
 
     def close(self) -> None:
         """Cancel every outstanding task; shut down the local cluster this executor started."""

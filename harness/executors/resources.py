@@ -30,7 +30,8 @@ DEFAULT_GPUS_ON_CUDA = 1
 # Resources Ray names itself: asked for through --cpus-per-job / --gpus-per-job, or not at all.
 RESERVED = {"CPU": "--cpus-per-job", "GPU": "--gpus-per-job", "memory": None, "object_store_memory": None}
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
-_WORD = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.\-]*[A-Za-z0-9])?")
+_WORD = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.\-]*[A-Za-z0-9])?")  # what Ray accepts in a node label
+_PREFIX = re.compile(r"[a-z0-9]([a-z0-9.\-]*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -82,21 +83,30 @@ def parse_resources(values) -> Optional[dict]:
             raise UserError(f"--resources {text}: the key may hold letters, digits and _ . - / only")
         if key in out:
             raise UserError(f"--resources names {key!r} twice")
-        out[key] = _amount_or_label(text, value)
+        out[key] = _amount_or_label(text, key, value)
     return out
 
 
-def _amount_or_label(text: str, value: str):
+def _amount_or_label(text: str, key: str, value: str):
     try:
         amount = float(value)
     except ValueError:
-        if not _WORD.fullmatch(value) or len(value) > 63:
+        if not _is_word(value):
             raise UserError(f"--resources {text}: a label value is a word of letters, digits and _ . - "
-                            "(at most 63), a custom resource's amount a number > 0") from None
+                            "(at most 63, a letter or digit at each end), a custom resource's amount a number > 0"
+                            ) from None
+        prefix, _, name = key.rpartition("/")
+        if not _is_word(name) or (prefix and not _PREFIX.fullmatch(prefix)) or prefix == "ray.io":
+            raise UserError(f"--resources {text}: a label key is a word of letters, digits and _ . - with a letter "
+                            "or digit at each end, after an optional DNS prefix and / (not ray.io/)")
         return value
     if not math.isfinite(amount) or amount <= 0:
         raise UserError(f"--resources {text}: the amount of a custom resource must be a number > 0")
     return amount
+
+
+def _is_word(text: str) -> bool:
+    return len(text) <= 63 and _WORD.fullmatch(text) is not None
 
 
 def declared(spec, profile: str) -> dict:

@@ -96,7 +96,7 @@ def where_jobs_ran(rows: pd.DataFrame, machine: dict) -> dict:
     if machines:
         out["machines"] = "; ".join(
             (f"`{mid}` ({describe(described.get(mid) or {})})" if mid else "not known")
-            + f": {n} job{'s' if n != 1 else ''}" for mid, n in sorted(machines.items(), key=lambda kv: str(kv[0])))
+            + f": {n} job{'s' if n != 1 else ''}" for mid, n in sorted(machines.items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
     if nodes:
         out["nodes"] = "; ".join(f"{name}: {n} job{'s' if n != 1 else ''}" for name, n in sorted(nodes.items()))
     return out
