@@ -9,14 +9,16 @@ per run; files written by a task on a node that does not see the coordinator's r
 ``--resources`` pins a run to the nodes that offer a custom resource or carry a label; a worker node
 lost mid-run fails only the job it was running (and ``--retries`` runs that job again on another node),
 and a resumed run completes with nothing lost and nothing done twice. The jobs are the fake ``sleepy``
-model, whose fit sleeps, so a node is busy long enough to be lost mid-job. Ray's start-up takes most of
-the module's time; CI installs harness[ray] and runs it (it fails there without Ray).
+model, whose fit sleeps and logs the process that fits, so a node is removed while it fits a job. Ray's
+start-up takes most of the module's time; CI installs harness[ray] and runs it (it fails there without
+Ray).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -85,6 +87,15 @@ def run(host, out, seeds, sleep, resume=False, **kw):
     return jobs, summary
 
 
+def stored(out, what):
+    """The store's ``jobs()`` or ``runs()``, read and closed."""
+    store = Store(out, read_only=True)
+    try:
+        return getattr(store, what)()
+    finally:
+        store.close()
+
+
 def on_node(jobs) -> Counter:
     return Counter((job["details"].get("node") or {}).get("id") for job in jobs)
 
@@ -95,40 +106,54 @@ def show(title, jobs, names):
     for job in sorted(jobs, key=lambda j: j["seed"]):
         node = (job["details"].get("node") or {}).get("id")
         deaths = job["details"].get("worker_deaths")
-        print(f"  seed {job['seed']}: {job['status']:6} on {names.get(node, node)}"
+        print(f"  seed {job['seed']}: {job['status']:6} on {names.get(node, node) or 'a node not known'}"
               + (f" - {job['reason']}" if job["reason"] else "") + (f" (before: {deaths})" if deaths else ""))
 
 
-def running(log: Path) -> int:
-    """Jobs in their fit now, from the sleepy model's log (a line at the start and one at the end of a fit)."""
-    words = Counter(line.split()[0] for line in log.read_text().splitlines()) if log.exists() else Counter()
-    return words["start"] - words["end"]
+def parent(pid: int) -> int:
+    """The parent of a process, from /proc (0 when it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
-def lose_when_busy(sim, node, log: Path, nodes: int):
-    """Remove ``node`` as a crash would (its processes killed) once every one of the ``nodes`` worker nodes
-    runs a job (each has one CPU: so ``node`` does too)."""
+class LoseOnFirstFit(threading.Thread):
+    """Removes ``node`` as a crash would (its processes killed) half a second into the first fit that starts
+    on it: a fit there is the sleepy model's log line of a process (the isolated worker) whose parent (a
+    Ray worker) is a child of that node's raylet. ``seed``: the seed of that job."""
 
-    def then(job, result):
-        deadline = time.monotonic() + 30
-        while running(log) < nodes and time.monotonic() < deadline:
-            time.sleep(0.02)
-        sim.cluster.remove_node(node, allow_graceful=False)
+    def __init__(self, sim, node, log: Path):
+        super().__init__(daemon=True)
+        self.sim, self.node, self.log = sim, node, log
+        self.raylet = node.all_processes["raylet"][0].process.pid
+        self.seed = None
+        self.done = threading.Event()
 
-    return AfterFirstJob(lambda result: (result.details.get("node") or {}).get("id") == node.node_id, then)
+    def run(self):
+        while not self.done.is_set():
+            lines = self.log.read_text().splitlines() if self.log.exists() else []
+            for word, seed, pid in (line.split() for line in lines if line.startswith("start")):
+                if parent(parent(int(pid))) == self.raylet:
+                    time.sleep(0.5)
+                    self.seed = int(seed)
+                    self.sim.cluster.remove_node(self.node, allow_graceful=False)
+                    self.done.set()
+                    return
+            time.sleep(0.05)
 
 
 class AfterFirstJob:
-    """Calls ``then(job, result)`` once, when the first job whose result passes ``when`` is stored."""
+    """Calls ``then()`` once, when the first job's result is stored."""
 
-    def __init__(self, when, then):
-        self.when, self.then, self.done = when, then, False
+    def __init__(self, then):
+        self.then, self.done = then, False
 
     @hookimpl
     def harness_job_finished(self, run, job, result):
-        if not self.done and self.when(result):
+        if not self.done:
             self.done = True
-            self.then(job, result)
+            self.then()
 
 
 def test_jobs_spread_over_both_workers_each_calibrated_once_and_their_files_reach_the_run_directory(
@@ -138,8 +163,8 @@ def test_jobs_spread_over_both_workers_each_calibrated_once_and_their_files_reac
     # After the first job, the run directory's token changes: the nodes no longer recognise it as theirs,
     # as a node whose local directory at that path is not the coordinator's would not. From then on each
     # task collects the files its job wrote, and the coordinator writes them into the run directory.
-    host.add_plugin(AfterFirstJob(lambda result: True, lambda job, result: (out / ".harness-run-token").write_text(
-        "another machine's directory")), "unshare")
+    host.add_plugin(AfterFirstJob(lambda: (out / ".harness-run-token").write_text("another machine's directory")),
+                    "unshare")
     jobs, summary = run(host, out, seeds=6, sleep=1.0)
     show("spread over two worker nodes:", jobs, names)
     assert summary["ok"] == 6
@@ -169,7 +194,7 @@ def test_jobs_spread_over_both_workers_each_calibrated_once_and_their_files_reac
     for name, w in machine.calibration["workloads"].items():
         assert w["seconds"] == pytest.approx((fast["calibration"]["workloads"][name]["seconds"]
                                               + plain["calibration"]["workloads"][name]["seconds"]) / 2)
-    (env,) = run_rows(Store(out, read_only=True).runs(), results.rows)
+    (env,) = run_rows(stored(out, "runs"), results.rows)
     assert env["machines"].startswith(f"`{machine.id}` (") and env["machines"].endswith(": 6 jobs")
     assert env["nodes"].count("Ray node") == 2
     print(f"  report: machines {env['machines']}\n          nodes {env['nodes']}")
@@ -205,16 +230,20 @@ def test_a_worker_node_lost_mid_run_fails_only_its_job_and_resume_completes_the_
     names = {sim.fast.node_id: "fast", sim.plain.node_id: "plain", doomed.node_id: "doomed"}
     out, log = tmp_path / "run", tmp_path / "fits.log"
     monkeypatch.setenv("HARNESS_TEST_FIT_LOG", str(log))  # travels with each job to its node
-    # Once the doomed node has finished a job and runs its next one, the node is lost.
-    host.add_plugin(lose_when_busy(sim, doomed, log, nodes=3), "lose-a-node")
-    jobs, summary = run(host, out, seeds=9, sleep=2.0)
-    show("a worker node lost mid-run (no retries):", jobs, names)
-    # Only the job the lost node was running failed, its node unknown; the rest ran, each once.
+    loss = LoseOnFirstFit(sim, doomed, log)
+    loss.start()
+    try:
+        jobs, summary = run(host, out, seeds=9, sleep=2.0)
+    finally:
+        loss.done.set()
+    show(f"a worker node lost mid-run, in the fit of seed {loss.seed} (no retries):", jobs, names)
+    # Only the job the lost node was running failed, its node unknown; the others ran on the nodes that
+    # stayed, each once.
     (failed,) = [job for job in jobs if job["status"] == JobStatus.FAILED]
-    assert summary["ok"] == 8 and failed["reason"].startswith("Ray worker died")
+    assert failed["seed"] == loss.seed and failed["reason"].startswith("Ray worker died")
     assert failed["details"]["machine"] is None and "node" not in failed["details"]
     ok = [job for job in jobs if job["status"] == JobStatus.OK]
-    assert doomed.node_id in on_node(ok)  # what it finished before it was lost is kept
+    assert len(ok) == 8 and set(on_node(ok)) <= {sim.fast.node_id, sim.plain.node_id}
     lines = log.read_text().splitlines()
     assert sorted(int(line.split()[1]) for line in lines if line.startswith("start")) == list(range(9))
 
@@ -223,11 +252,10 @@ def test_a_worker_node_lost_mid_run_fails_only_its_job_and_resume_completes_the_
     assert summary["reused"] == 8 and summary["ok"] == 1 and summary["failed"] == 0
     restarted = [int(line.split()[1]) for line in log.read_text().splitlines()[len(lines):]
                  if line.startswith("start")]
-    assert restarted == [failed["seed"]]  # only the lost job ran again
-    final = Store(out, read_only=True).jobs()
+    assert restarted == [loss.seed]  # only the lost job ran again
+    final = stored(out, "jobs")
     assert len(final) == 9 and {job["status"] for job in final} == {JobStatus.OK}
     assert {job["seed"] for job in final} == set(range(9))
-    assert set(on_node(final)) <= {sim.fast.node_id, sim.plain.node_id, doomed.node_id}
 
 
 def test_with_retries_the_lost_nodes_job_runs_again_on_another_node(host, tmp_path, sim, monkeypatch):
@@ -235,10 +263,14 @@ def test_with_retries_the_lost_nodes_job_runs_again_on_another_node(host, tmp_pa
     names = {sim.fast.node_id: "fast", sim.plain.node_id: "plain", doomed.node_id: "doomed"}
     log = tmp_path / "fits.log"
     monkeypatch.setenv("HARNESS_TEST_FIT_LOG", str(log))
-    host.add_plugin(lose_when_busy(sim, doomed, log, nodes=3), "lose-a-node")
-    jobs, summary = run(host, tmp_path / "run", seeds=9, sleep=2.0, retries=1)
-    show("a worker node lost mid-run (--retries 1):", jobs, names)
+    loss = LoseOnFirstFit(sim, doomed, log)
+    loss.start()
+    try:
+        jobs, summary = run(host, tmp_path / "run", seeds=9, sleep=2.0, retries=1)
+    finally:
+        loss.done.set()
+    show(f"a worker node lost mid-run, in the fit of seed {loss.seed} (--retries 1):", jobs, names)
     assert summary["ok"] == 9 and summary["failed"] == 0
     (retried,) = [job for job in jobs if job["details"].get("worker_deaths")]
-    assert retried["details"]["worker_deaths"][0].startswith("Ray worker died")
+    assert retried["seed"] == loss.seed and retried["details"]["worker_deaths"][0].startswith("Ray worker died")
     assert retried["details"]["node"]["id"] in (sim.fast.node_id, sim.plain.node_id)  # ran again elsewhere
