@@ -16,6 +16,10 @@ Speed figures from two machines are not comparable as they stand, so every run r
   calibrations into the factor by which one machine is faster than the other: the geometric mean,
   over the workloads both measured, of the ratio of their times.
 
+Jobs that run on the nodes of a cluster are timed there, not on the coordinator: each such node makes
+its own record once per run (:func:`node_machine`), and each job records the machine it ran on
+(docs/cluster.md), so its speed figures are set against that machine's calibration.
+
 The workloads cover the three regimes the built-in models live in: a 512x512 float32 matrix product
 (BLAS-bound), a small 2-D convolution (the convolution kernels of the image models) and a tiny MLP's
 forward and backward pass (bound by per-operation overhead in Python and the dispatcher, like the
@@ -342,3 +346,12 @@ def machine_info(device="cpu", executor: str = "local", workers: int = 1,
     fp = fingerprint(device, executor, workers)
     calibration = calibration or Calibration(device).full()
     return {"id": machine_id(fp), "fingerprint": fp, "calibration": calibration.result()}
+
+
+def node_machine(device, threads: int, executor: str, workers: int) -> dict:
+    """What a cluster node that runs jobs records about itself for a run, made there once (see
+    docs/cluster.md): :func:`machine_info` as the node's jobs see the machine, each with ``threads`` torch
+    threads and ``workers`` of them at once, with a full calibration made now with the same recipe as
+    the coordinator's."""
+    torch.set_num_threads(max(1, int(threads)))
+    return machine_info(device, executor, workers)

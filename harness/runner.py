@@ -189,6 +189,7 @@ class Runner:
         calibration = Calibration(self.device).full()
         run_info = {**info.versions, "seeds": self.seeds, "jobs": [j.key for j in jobs],
                     "machine": self._machine(calibration), "owners": plugin_owners(self.host.registry)}
+        self._machine_id = run_info["machine"]["id"]
         store.start_run(run_id, self.profile.name, run_info)
         store.record_outputs(self.host.registry.metrics.values())
         self.host.pm.hook.harness_run_started(run=info)
@@ -248,6 +249,8 @@ class Runner:
         return found
 
     def _finish(self, store, info, job, result, counts, bar) -> None:
+        if result.status != JobStatus.SKIPPED:  # every job that ran records the machine it ran on
+            result.details.setdefault("machine", self._machine_id)  # the executor's, else this one
         store.record_job(job, result, info.run_id)
         counts[result.status] += 1
         if result.details.get("source") in (Origin.ARTIFACT, Origin.CHECKPOINT):  # restored, not trained

@@ -242,12 +242,19 @@ def test_a_request_no_node_offers_is_named_with_what_the_nodes_offer():
     from harness.executors.ray_cluster import unplaceable
     from harness.executors.resources import Request
 
-    nodes = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 8.0}]
+    nodes = [{"Resources": {"CPU": 16.0, "GPU": 4.0}}, {"Resources": {"CPU": 8.0, "fast": 2.0},
+                                                           "Labels": {"gpu_type": "h100", "ray.io/node-id": "x"}}]
     assert unplaceable(Request(8, 0), nodes) is None and unplaceable(Request(2, 0.5), nodes) is None
     why = unplaceable(Request(32, 1), nodes)
-    assert "no node of the Ray cluster offers 32 CPUs and 1 GPUs" in why and "16 CPUs and 4 GPUs" in why
-    assert unplaceable(Request(1, 1), [{"CPU": 8.0}]) is not None  # GPUs asked of a CPU-only cluster
+    assert "no node of the Ray cluster offers 32 CPUs, 1 GPUs for one job" in why
+    assert "16 CPUs, 4 GPUs; 8 CPUs, 0 GPUs, fast=2 labelled gpu_type=h100)" in why
+    assert unplaceable(Request(1, 1), [{"Resources": {"CPU": 8.0}}]) is not None  # GPUs asked of a CPU-only cluster
     assert unplaceable(Request(1, 0), []) is not None
+    # Custom resources and labels: only the second node offers "fast" and carries the label.
+    assert unplaceable(Request(8, 0, (("fast", 1.0),), (("gpu_type", "h100"),)), nodes) is None
+    assert unplaceable(Request(1, 0.5, (("fast", 1.0),)), nodes) is not None  # no node has both
+    why = unplaceable(Request(1, 0, (), (("gpu_type", "a100"),)), nodes)
+    assert "offers 1 CPUs, 0 GPUs on nodes labelled gpu_type=a100" in why
 
 
 def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_back(host, tmp_path, monkeypatch):
@@ -272,9 +279,9 @@ def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_bac
     folder = artifacts.folder_name(job.model, job.dataset, job.seed, job.key)
     monkeypatch.setenv("HARNESS_TEST_ARTIFACT_FOLDER", folder)
     context = ray_task.TaskContext(pickle.dumps(runner.job_runner.setup), list(sys.path), {}, 60.0,
-                                   str(node_dir), mark(coordinator_dir))
+                                   str(node_dir), mark(coordinator_dir), "cpu", "run-1")
     try:
-        attempt = ray_task.run_job(context, pickle.dumps(job), transfer.job_dirs(job), 1)
+        attempt = ray_task.run_attempt(context, pickle.dumps(job), transfer.job_dirs(job), 1)
     finally:
         ray_task._close()
     assert attempt.outcome == ANSWERED and pickle.loads(attempt.result).status == JobStatus.OK
@@ -282,5 +289,5 @@ def test_a_ray_task_on_a_node_without_the_run_directory_sends_the_jobs_files_bac
     assert folder == f"leaves-a-file-tiny-s3-{job.key[:8]}"
     assert not (node_dir / "artifacts" / folder).exists()  # the node's copy is gone
     result = RayExecutor(run_dir=coordinator_dir)._deliver(pickle.loads(attempt.result), attempt.files)
-    assert result.status == JobStatus.OK
+    assert result.status == JobStatus.OK and result.details["files_sent"] == {"files": 1, "bytes": 18}
     assert (coordinator_dir / "artifacts" / folder / "note.txt").read_text() == "fitted with seed 3"

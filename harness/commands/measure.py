@@ -38,15 +38,21 @@ def add_executor_options(parser) -> None:
     where.add_argument("--gpus-per-job", type=float, default=None, metavar="X",
                        help="ray with --device cuda: GPUs each job asks for, whole or fractional (0.25: four jobs "
                             "share a GPU; default: the model's declaration, else 1)")
+    where.add_argument("--resources", action="append", default=None, metavar="KEY=VALUE",
+                       help="ray: pin jobs to a class of nodes (repeatable): KEY=AMOUNT, a number, holds that much "
+                            "of the custom resource KEY (ray start --resources '{\"KEY\": N}'); KEY=WORD runs only on "
+                            "nodes labelled so (ray start --labels KEY=WORD), e.g. --resources gpu_type=h100")
 
 
 def executor_from(args, host, out: Path):
     """The executor the arguments name, built by its registered factory; a UserError (exit 2) for an
     unknown name or an option it does not accept. Not yet entered (see :func:`run_jobs`)."""
     from harness.executors import ExecutorOptions, make_executor
+    from harness.executors.resources import parse_resources
 
     return make_executor(host, ExecutorOptions(args.executor, args.jobs, args.retries, args.ray_address,
-                                               args.cpus_per_job, args.gpus_per_job, out))
+                                               args.cpus_per_job, args.gpus_per_job, out,
+                                               resources=parse_resources(args.resources)))
 
 
 def add_options(parser, out_default: str) -> None:

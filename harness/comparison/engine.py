@@ -9,7 +9,8 @@ the declarations of its outputs. Rows are matched by identity, and each gets one
    (where both sides declare one) differ: CHANGED. A direction known on one side only is that side's;
    none known is CHANGED too;
 4. a speed row (:func:`is_speed`, from the output's declaration): judged under the machine rule's plan
-   (:mod:`harness.comparison.machines`), or NOT_COMPARED with a note when the plan cannot compare it;
+   for the machine that measured it (:mod:`harness.comparison.machines`), or NOT_COMPARED with a note when
+   that plan cannot compare it;
 5. otherwise decided by :func:`harness.comparison.rule.decide` with the row's floor (:func:`tolerance_for`).
 
 A row's declaration is the current side's, else the reference's (the current results say what their
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from harness.comparison.machines import SpeedPlan
+from harness.comparison.machines import MachinePlans, SpeedPlan
 from harness.comparison.results import Entry
 from harness.comparison.rule import Decision, decide
 from harness.comparison.verdicts import Verdict
@@ -106,7 +107,7 @@ def _differences(ref: Entry, cur: Entry, current: Side, reference: Side) -> list
     return changed
 
 
-def compare_sides(reference: Side, current: Side, plan: SpeedPlan, alpha: float,
+def compare_sides(reference: Side, current: Side, plan: SpeedPlan | MachinePlans, alpha: float,
                   overrides: Optional[Mapping] = None, excluded: Optional[Mapping] = None,
                   speed_note: str = "speed not compared") -> list:
     """One :class:`RowComparison` per identity on either side, sorted by identity (see the module doc).
@@ -115,7 +116,9 @@ def compare_sides(reference: Side, current: Side, plan: SpeedPlan, alpha: float,
     not comparable; ``speed_note``: the note of a speed row the plan does not compare."""
     excluded = excluded or {}
     rows = []
+    whole = plan
     for key in sorted(set(reference.entries) | set(current.entries)):
+        plan = whole.for_row(key)  # the plan of the machine that measured this row
         model, dataset, ident = key
         ref, cur = reference.entries.get(key), current.entries.get(key)
         either = cur or ref

@@ -19,6 +19,16 @@ and :func:`plan_speed` chooses one of three modes:
   counts, fractions: scaling ``none``) is compared as measured. A speed output that does not declare its
   scaling is not compared across machines at all;
 - **not compared**: no reference machine can be set against the current one (:class:`WhyNotCompared`).
+
+A figure belongs to the machine that measured it. A job that ran on a cluster node records that node's
+machine and calibration (job details ``machine`` and ``node``, docs/cluster.md); any other job ran on
+the machine its run records. When every row of the current results (and of a run on the reference side)
+comes from one machine, one plan serves them all. When they come from several, each row is judged
+under the plan of its own machine (:class:`MachinePlans`, mode **per machine**): a row measured on a
+machine the reference has figures of is compared as measured, one measured on another is normalised by
+its own machine's calibration. A row whose seeds ran on machines of different kinds stands for a machine
+of its own: their ids joined by ``+``, with the median of their calibrations (one per seed).
+:mod:`harness.comparison.measured` reads which machine measured what and builds the plans.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from typing import Mapping, Optional
 from harness.comparison.rule import Decision, decide
 from harness.comparison.verdicts import Verdict
 from harness.contracts import Scaling, Tolerance, UserError
-from harness.machine import SpeedFactor, describe, pooled, speed_factor
+from harness.machine import SpeedFactor, describe, speed_factor
 
 # The floor of a rate or duration compared across machines is its declared floor times this: the spread
 # of calibration-normalised ratios of the built-in models between two machine settings
@@ -51,6 +61,7 @@ class SpeedMode(str, Enum):
     SAME_MACHINE = "same-machine"
     NORMALISED = "normalised"
     NOT_COMPARED = "not-compared"
+    PER_MACHINE = "per-machine"  # the current rows come from several machines: each row by its own
 
     def __str__(self) -> str:
         return self.value
@@ -72,8 +83,8 @@ class WhyNotCompared(str, Enum):
 
 @dataclass
 class MachineSide:
-    """The machine of a result set (or of a baseline's section): its id (None when unknown or when
-    several machines made the results), fingerprint and calibration (pooled over runs)."""
+    """The machine of a result set, of its rows (or of a baseline's section): its id (None when unknown or
+    when several machines made the results), fingerprint and calibration (pooled over nodes and runs)."""
 
     id: Optional[str]
     fingerprint: dict = field(default_factory=dict)
@@ -93,18 +104,6 @@ class MachineSide:
         return f"`{self.id}` ({describe(self.fingerprint)})"
 
 
-def results_machine(results) -> MachineSide:
-    """The machine (or machines) of a result set, from the machine info its runs recorded."""
-    infos = [info for info in results.machines.values() if isinstance(info, dict) and info.get("id")]
-    ids = sorted({info["id"] for info in infos})
-    if not ids:
-        return MachineSide(None)
-    calibration = pooled([info.get("calibration") for info in infos])
-    if len(ids) > 1:
-        return MachineSide(None, {}, calibration, ids)
-    return MachineSide(ids[0], dict(infos[0].get("fingerprint") or {}), calibration, ids)
-
-
 @dataclass
 class SpeedPlan:
     """How a comparison treats speed rows (see the module doc)."""
@@ -122,6 +121,15 @@ class SpeedPlan:
     @property
     def compared(self) -> bool:
         return self.mode in (SpeedMode.SAME_MACHINE, SpeedMode.NORMALISED)
+
+    def for_row(self, key: tuple) -> "SpeedPlan":
+        """The plan of one row: this one, for every row (see :class:`MachinePlans`)."""
+        return self
+
+    @property
+    def reference_ids(self) -> list:
+        """The reference machines whose figures the rows are set against."""
+        return [self.reference_id] if self.compared else []
 
     @property
     def current_machine_in_reference(self) -> Optional[bool]:
@@ -195,6 +203,82 @@ class SpeedPlan:
             return (f"normalised by the machine speed factor x{self.factor.factor:.3g}; judged by each "
                     f"workload's, x{low:.3g} to x{high:.3g}")
         return f"normalised by the machine speed factor x{self.factor.factor:.3g}"
+
+
+# Why a row is not compared, in a clause.
+WHY_CLAUSE = {
+    WhyNotCompared.QUALITY_ONLY: "speed is not judged",
+    WhyNotCompared.NO_REFERENCE_FIGURES: "no figures of a known machine to set it against",
+    WhyNotCompared.CURRENT_RECORDS_NO_MACHINE: "the machine of a seed is not known",
+    WhyNotCompared.NO_CALIBRATION: "no usable calibration",
+    WhyNotCompared.REFERENCE_RECORDS_NO_MACHINE: "the reference records no machine with a calibration",
+    WhyNotCompared.NO_COMPARABLE_MACHINE: "no reference machine of its device with a comparable calibration",
+}
+
+
+def clause(plan: SpeedPlan) -> str:
+    """What one plan does with its rows, in a clause: ``compared as measured ...``."""
+    if plan.mode == SpeedMode.SAME_MACHINE:
+        return "compared as measured with figures of the same machine"
+    if plan.mode == SpeedMode.NORMALISED:
+        every = " under every workload's factor" if plan.workloads_disagree else ""
+        return (f"normalised to `{plan.reference_id}` by its calibration, x{plan.factor.factor:.3g} as fast, "
+                f"and worse only beyond the floor times {plan.spread:g}{every}")
+    return f"not compared ({WHY_CLAUSE.get(plan.why, plan.why)})"
+
+
+@dataclass
+class MachinePlans:
+    """The plans of a comparison whose rows were measured on several machines: each row is judged under
+    the plan of the machine (or the pair of machines) that measured it (:meth:`for_row`). It answers what
+    a :class:`SpeedPlan` answers about the whole comparison: ``mode`` PER_MACHINE, ``current`` the current
+    results' machines, no single reference machine or factor."""
+
+    plans: dict  # plan key -> SpeedPlan
+    rows: dict  # row key -> plan key
+    main: SpeedPlan  # for a row the current results do not hold: the plan of most rows
+    current: MachineSide
+    spread: float
+    references: list
+    jobs: dict = field(default_factory=dict)  # plan key -> jobs measured there (where one machine is)
+    mode: SpeedMode = SpeedMode.PER_MACHINE
+    why: Optional[WhyNotCompared] = None
+    reference_id: Optional[str] = None
+    reference: Optional[MachineSide] = None
+    factor: Optional[SpeedFactor] = None
+    candidates: int = 0
+    current_machine_in_reference: Optional[bool] = None
+    workloads_disagree: bool = False
+
+    def for_row(self, key: tuple) -> SpeedPlan:
+        return self.plans.get(self.rows.get(key), self.main)
+
+    @property
+    def compared(self) -> bool:
+        return any(plan.compared for plan in self.plans.values())
+
+    @property
+    def reference_ids(self) -> list:
+        return sorted({rid for plan in [*self.plans.values(), self.main] for rid in plan.reference_ids})
+
+    def describe(self) -> str:
+        """The summary's sentence: each machine, how many jobs it ran and how its rows were compared."""
+        parts = []
+        for key, plan in sorted(self.plans.items(), key=lambda kv: str(kv[0])):
+            jobs = self.jobs.get(key)
+            what = (f"{jobs} job{'s' if jobs != 1 else ''} on {plan.current.describe()}" if jobs
+                    else f"rows whose seeds ran on {plan.current.describe()}")
+            parts.append(f"{what}: {clause(plan)}")
+        return (f"Speed: the rows were measured on {len(self.current.ids)} machines, and each is judged by the "
+                f"machine that measured it: " + "; ".join(parts) + ".")
+
+    def as_dicts(self) -> list:
+        """One dict per plan, for ``--format json``."""
+        return [{"machine": plan.current.id, "machines": plan.current.ids, "jobs": self.jobs.get(key),
+                 "mode": plan.mode, "reference_machine": plan.reference_id, "why": plan.why,
+                 "factor": plan.factor.factor if plan.compared and plan.factor else None,
+                 "factor_by_workload": plan.factor.ratios if plan.compared and plan.factor else None}
+                for key, plan in sorted(self.plans.items(), key=lambda kv: str(kv[0]))]
 
 
 def plan_speed(references: Mapping[str, MachineSide], current: MachineSide, quality_only: bool = False,

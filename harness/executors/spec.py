@@ -11,6 +11,9 @@ An executor object (what ``ExecutorSpec.factory`` returns) offers:
   coordinator is idle between jobs and calibrates the machine there);
 - ``workers``: how many jobs run at once on this machine, as the machine fingerprint records it;
 - ``resume_flags()``: the command-line flags that select it again (``run --resume`` after Ctrl-C);
+- in each JobResult's details, ``machine`` (and ``node``) when the job ran elsewhere than on the
+  coordinator's machine (the ray executor's nodes, docs/cluster.md); a job without them ran on the
+  coordinator's machine, which the run records;
 - the context-manager protocol and ``close()``: entering connects to whatever it runs on (a bad
   address is then a usage error before anything is written); closing ends its workers and cancels what
   is outstanding.
@@ -42,6 +45,7 @@ OPTIONS = {o.name: o for o in (
     Option("address", "--ray-address", "join a cluster at an address"),
     Option("cpus_per_job", "--cpus-per-job", "give each job a share of CPUs"),
     Option("gpus_per_job", "--gpus-per-job", "give each job a share of GPUs"),
+    Option("resources", "--resources", "pin jobs to nodes by custom resources or labels"),
 )}
 
 
@@ -56,6 +60,7 @@ class ExecutorOptions:
     cpus_per_job: Optional[float] = None
     gpus_per_job: Optional[float] = None
     run_dir: Optional[Path] = None  # where results and artifacts land (the coordinator's --out)
+    resources: Optional[dict] = None  # --resources: custom resource -> amount, label -> value (executors/resources.py)
 
     def given(self) -> list:
         """The options set to something other than their unset value, in :data:`OPTIONS` order."""

@@ -126,7 +126,8 @@ def speed_section(results: ResultsSet, entries, created: Optional[str] = None) -
     mine = results_machine(results)
     if len(mine.ids) > 1:
         raise UserError(f"results in {results.source} come from {len(mine.ids)} machines ({', '.join(mine.ids)}); "
-                        "a baseline's speed section holds one machine's figures: run again into a fresh directory")
+                        "a baseline's speed section holds one machine's figures: run again into a fresh directory, on "
+                        "one kind of machine (on a Ray cluster, --resources pins a run to one class of nodes)")
     speed = _speed(results, entries)
     section = {
         "description": describe(mine.fingerprint) if mine.id else "unknown machine (the results record none)",

@@ -69,7 +69,7 @@ class Comparison:
     notes: list
     baseline: dict
     results: ResultsSet
-    speed: Optional[SpeedPlan] = None
+    speed: Optional[SpeedPlan] = None  # or a MachinePlans (rows measured on several machines)
     require_all_plugins: bool = False
 
     @property
@@ -239,11 +239,12 @@ def compare(doc: dict, results: ResultsSet, alpha: float = DEFAULT_ALPHA, allow_
     check_match(doc, results, baseline_path)
     plan = plan_for(doc, results, quality_only, machine_spread)
     reference = Side({e.key: e for e in baseline_entries(doc)}, baseline_outputs(doc, results.outputs))
-    if plan.compared:
-        reference.entries.update({e.key: e for e in section_entries(doc, plan.reference_id)})
+    for section in plan.reference_ids:  # each row's figures from the section its machine's plan chose
+        reference.entries.update({e.key: e for e in section_entries(doc, section)
+                                  if plan.for_row(e.key).reference_id == section})
     current = Side({e.key: e for e in summarise(results)}, results.outputs)
-    unjudged = {} if plan.compared else {key: e for key, e in current.entries.items()
-                                         if is_speed(declaration(e.metric, current, reference))}
+    unjudged = {key: e for key, e in current.entries.items()
+                if not plan.for_row(key).compared and is_speed(declaration(e.metric, current, reference))}
     current.entries = {key: e for key, e in current.entries.items() if key not in unjudged}
     gate = _Gate(doc, results, plugins)
     rows = [gate.row(row) for row in compare_sides(reference, current, plan, alpha, tolerances)]

@@ -5,15 +5,15 @@ A baseline keeps its speed rows in one section per machine (fingerprint id, fing
 see :mod:`harness.machine`). ``compare`` compares the results' speed rows with the section of the same
 machine as measured, with the nearest calibrated section of the same device type normalised by the
 two calibrations, or not at all (``--quality-only``, or no section can be set against the results);
-:mod:`harness.comparison.machines` states the rule.
+results whose rows were measured on several machines (a cluster's nodes) get that choice row by row,
+by the machine that measured each. :mod:`harness.comparison.machines` states the rule.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from harness.comparison import MACHINE_SPREAD, MachineSide, SpeedMode, SpeedPlan, WhyNotCompared, plan_speed
-from harness.comparison import results_machine
+from harness.comparison import MACHINE_SPREAD, MachineSide, SpeedMode, SpeedPlan, WhyNotCompared, plan_results
 from harness.machine import describe as describe_fingerprint
 
 MERGE_HINT = "`python -m harness baseline save RESULTS --to FILE --merge`"
@@ -26,11 +26,11 @@ def section_machine(section_id: str, section: dict) -> MachineSide:
     return MachineSide(section_id if known else None, fp, section.get("calibration"), [section_id] if known else [])
 
 
-def plan_for(doc: dict, results, quality_only: bool = False, spread: float = MACHINE_SPREAD) -> SpeedPlan:
-    """The machine rule's plan for the results' speed rows against the baseline ``doc``'s sections."""
+def plan_for(doc: dict, results, quality_only: bool = False, spread: float = MACHINE_SPREAD):
+    """The machine rule's plan for the results' speed rows against the baseline ``doc``'s sections: one
+    SpeedPlan, or a MachinePlans when the results' rows were measured on several machines."""
     sections = doc.get("machines") or {}
-    return plan_speed({sid: section_machine(sid, s) for sid, s in sections.items()}, results_machine(results),
-                      quality_only, spread)
+    return plan_results({sid: section_machine(sid, s) for sid, s in sections.items()}, results, quality_only, spread)
 
 
 def _reason(plan: SpeedPlan, doc: dict) -> str:
@@ -64,6 +64,8 @@ def _reason(plan: SpeedPlan, doc: dict) -> str:
 
 def describe(plan: SpeedPlan, doc: dict) -> str:
     """The summary's sentence on speed rows."""
+    if plan.mode == SpeedMode.PER_MACHINE:
+        return plan.describe()
     reason = _reason(plan, doc)
     if plan.mode == SpeedMode.SAME_MACHINE:
         text = (f"Speed: the baseline's speed figures come from this machine (the one that made the results), "
@@ -91,7 +93,7 @@ def describe(plan: SpeedPlan, doc: dict) -> str:
     return text
 
 
-def speed_dict(plan: Optional[SpeedPlan], doc: dict) -> Optional[dict]:
+def speed_dict(plan, doc: dict) -> Optional[dict]:
     """The plan for ``compare --format json``."""
     if plan is None:
         return None
@@ -100,4 +102,5 @@ def speed_dict(plan: Optional[SpeedPlan], doc: dict) -> Optional[dict]:
             "baseline_machines": plan.references, "same_machine": plan.mode == SpeedMode.SAME_MACHINE,
             "baseline_from_this_machine": plan.current_machine_in_reference,
             "factor": plan.factor.factor if plan.factor else None,
-            "factor_by_workload": plan.factor.ratios if plan.factor else None, "spread": plan.spread}
+            "factor_by_workload": plan.factor.ratios if plan.factor else None, "spread": plan.spread,
+            **({"machines": plan.as_dicts()} if plan.mode == SpeedMode.PER_MACHINE else {})}

@@ -1,15 +1,19 @@
 """The environment a results directory was made in, per run: versions, device, threads, the processor's
-model name, profile, seeds, run id, start and wall time, the machine id its speed figures are compared
-by, and how its jobs ended (from the store's runs and jobs)."""
+model name, profile, seeds, run id, start and wall time, the coordinator's machine id, how its jobs
+ended, and the machines (and cluster nodes) its jobs ran on with how many jobs each (from the store's
+runs and jobs; docs/cluster.md says what a machine and a node are)."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
+from collections import Counter
 from typing import Optional
 
 import pandas as pd
 
 from harness.jobs import JobStatus
+from harness.machine import describe
 
 VERSION_KEYS = ("harness", "torch", "python")
 MACHINE_KEYS = ("device", "gpu", "threads", "processor", "platform")
@@ -59,11 +63,43 @@ def run_rows(runs: list, df: Optional[pd.DataFrame] = None) -> list:
             if not mine.empty and "key" in mine:
                 status = mine.groupby("key")["status"].agg(_job_status)
                 row["jobs"] = ", ".join(f"{n} {s}" for s, n in status.value_counts().sort_index().items())
+                row.update(where_jobs_ran(mine, machine))
         plugins = info.get("plugins") or {}
         if plugins:
             row["plugins"] = ", ".join(f"{k} {v}" for k, v in sorted(plugins.items()))
         rows.append(row)
     return rows
+
+
+def where_jobs_ran(rows: pd.DataFrame, machine: dict) -> dict:
+    """``{"machines": ..., "nodes": ...}`` for one run's rows: each machine its jobs ran on (a job's node
+    record, else the run's ``machine``) with its description and job count, and each cluster node with
+    its count ("nodes" only when jobs ran on cluster nodes). Skipped jobs ran nowhere."""
+    if "job_details" not in rows:
+        return {}
+    machines, nodes, described = Counter(), Counter(), {}
+    ran = rows[rows["status"] != JobStatus.SKIPPED].drop_duplicates("key")
+    for raw in ran["job_details"]:
+        details = json.loads(raw) if isinstance(raw, str) and raw else {}
+        node = details.get("node") or {}
+        if node:
+            mid = details.get("machine")
+            described.setdefault(mid, node.get("fingerprint") or {})
+            nodes[f"{node.get('host') or '?'} (Ray node {str(node.get('id', '?'))[:8]})"] += 1
+        elif details.get("machine", machine.get("id")) is not None:  # it ran where the run records
+            mid = machine.get("id")
+            described.setdefault(mid, machine.get("fingerprint") or {})
+        else:  # on a node that was lost before it answered
+            mid = None
+        machines[mid] += 1
+    out = {}
+    if machines:
+        out["machines"] = "; ".join(
+            (f"`{mid}` ({describe(described.get(mid) or {})})" if mid else "not known")
+            + f": {n} job{'s' if n != 1 else ''}" for mid, n in sorted(machines.items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
+    if nodes:
+        out["nodes"] = "; ".join(f"{name}: {n} job{'s' if n != 1 else ''}" for name, n in sorted(nodes.items()))
+    return out
 
 
 def _job_status(statuses) -> str:

@@ -9,7 +9,8 @@ runs. Speed cells follow the machine rule (:mod:`harness.comparison.machines`), 
 the baseline's: as measured when both runs come from the same machine, B's rates and durations
 normalised by the two calibrations (a floor wider by the machine spread) when they come from different
 ones, not compared when a run records no machine or no calibration, nor across machines for an output
-that does not declare how it scales with machine speed.
+that does not declare how it scales with machine speed. When a run's rows were measured on several
+machines (a cluster's nodes), each cell is judged by the machines that measured its two figures.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from harness.comparison import (DEFAULT_ALPHA, RowComparison, SignificanceTest, Side, SpeedMode, Verdict,
-                                compare_sides, load_results, plan_speed, results_machine, summarise)
+                                compare_sides, load_results, plan_pair, results_machine, summarise)
 from harness.contracts import UserError
 from harness.formatting import error, number, value_with_error
 from harness.machine import describe
@@ -181,6 +182,8 @@ def _mismatches(ra, rb) -> tuple:
 def _speed_note(plan, a) -> str:
     """The sentence that says how speed cells were compared (``a``: A's machine)."""
     b = plan.current
+    if plan.mode == SpeedMode.PER_MACHINE:
+        return plan.describe()
     if plan.mode == SpeedMode.SAME_MACHINE:
         return f"Speed: both runs come from the same machine, {b.describe()}: compared as measured."
     if plan.mode == SpeedMode.NORMALISED:
@@ -206,9 +209,8 @@ def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float]
         raise UserError(f"alpha must be between 0 and 1, not {alpha}")
     ra, rb = load_results(a, outputs), load_results(b, outputs)
     notes, bad = _mismatches(ra, rb)
-    machine = results_machine(ra)
-    plan = plan_speed({machine.id: machine} if machine.id else {}, results_machine(rb))
-    speed_note = _speed_note(plan, machine)
+    plan = plan_pair(ra, rb)
+    speed_note = _speed_note(plan, results_machine(ra))
     notes.append(speed_note)
     declared = {**ra.outputs, **rb.outputs}
     reference = Side({e.key: e for e in summarise(ra)}, ra.outputs)
@@ -229,5 +231,6 @@ def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float]
     speed = {"mode": plan.mode, "summary": speed_note, "a_machine": plan.reference_id,
              "b_machine": plan.current.id, "same_machine": plan.mode == SpeedMode.SAME_MACHINE,
              "factor": plan.factor.factor if plan.compared and plan.factor else None,
-             "spread": plan.spread if plan.mode == SpeedMode.NORMALISED else None}
+             "spread": plan.spread if plan.mode in (SpeedMode.NORMALISED, SpeedMode.PER_MACHINE) else None,
+             **({"machines": plan.as_dicts()} if plan.mode == SpeedMode.PER_MACHINE else {})}
     return Pair(str(a), str(b), alpha, dict(sorted(tables.items())), notes, speed)

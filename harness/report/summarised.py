@@ -104,7 +104,7 @@ class SummarisedRun:
     @cached_property
     def environment(self) -> list:
         """One ordered dict per run (:func:`harness.report.environment.run_rows`)."""
-        return environment.run_rows(self.runs)
+        return environment.run_rows(self.runs, self.results)
 
     @property
     def headline(self) -> str:

@@ -10,7 +10,7 @@ def _ray_executor(options):
 
     return RayExecutor(address=options.address, jobs=options.jobs, retries=options.retries,
                        cpus_per_job=options.cpus_per_job, gpus_per_job=options.gpus_per_job,
-                       run_dir=options.run_dir)
+                       run_dir=options.run_dir, resources=options.resources)
 
 
 @hookimpl
@@ -18,5 +18,5 @@ def harness_register_executors(register):
     register(ExecutorSpec(
         "ray", _ray_executor,
         description="a Ray task per job on a local or existing Ray cluster (--ray-address), each asking for "
-                    "its job's CPUs and GPUs; isolated like process",
-        accepts=frozenset({"jobs", "retries", "address", "cpus_per_job", "gpus_per_job"})))
+                    "its job's CPUs, GPUs and --resources; isolated like process; each node calibrated",
+        accepts=frozenset({"jobs", "retries", "address", "cpus_per_job", "gpus_per_job", "resources"})))

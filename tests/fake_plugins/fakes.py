@@ -49,13 +49,14 @@ class NaNLikelihood(StandardNormal):
 
 
 class Sleepy(StandardNormal):
-    """Sleeps in fit; appends 'seed' to the file named by HARNESS_TEST_FIT_LOG for every fit."""
+    """Sleeps in fit; appends 'start SEED PID' and 'end SEED' to the file named by HARNESS_TEST_FIT_LOG for
+    every fit (PID: the process that fits, for telling where it runs)."""
 
     def fit(self, train, val, ctx):
         log = os.environ.get("HARNESS_TEST_FIT_LOG")
         if log:
             with open(log, "a") as f:
-                f.write(f"start {ctx.seed}\n")
+                f.write(f"start {ctx.seed} {os.getpid()}\n")
         deadline = time.monotonic() + float(self.hparams["sleep"])
         while time.monotonic() < deadline:  # a busy model that does not check should_stop()
             time.sleep(0.01)
