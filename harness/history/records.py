@@ -2,7 +2,8 @@
 
 :func:`records_from_results` summarises a results directory as the regression gate does (the newest job
 per model, dataset, seed and profile; means over seeds with their standard errors) and adds what the
-history needs to key each number: the machine of the run that measured it, the environment the run
+history needs to key each number: the machine that measured it (its cluster node, else its run), the
+environment the run
 recorded and each measurement's **protocol**, the settings that change what the number means. Two
 points of a curve are joined only where their protocols are equal (:mod:`harness.history.series`).
 """
@@ -70,19 +71,16 @@ def _iso(timestamp: Optional[float]) -> Optional[str]:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _machines(runs: list) -> tuple:
-    """(run id -> machine id, machine id -> {"description", "fingerprint", "calibration"})."""
-    from harness.machine import describe, pooled
+def _machines(results) -> tuple:
+    """(job key -> machine id, machine id -> {"description", "fingerprint", "calibration"}): the machine
+    that measured each job (its cluster node's where it ran on one, else its run's;
+    :func:`harness.comparison.measured_on`), its calibration pooled over nodes and runs."""
+    from harness.comparison.measured import measured_on
+    from harness.machine import describe
 
-    of_run, calibrations, fingerprints = {}, {}, {}
-    for run in runs:
-        machine = run["info"].get("machine") or {}
-        if machine.get("id"):
-            of_run[run["run_id"]] = machine["id"]
-            fingerprints[machine["id"]] = machine.get("fingerprint") or {}
-            calibrations.setdefault(machine["id"], []).append(machine.get("calibration"))
-    return of_run, {mid: {"description": describe(fp), "fingerprint": fp, "calibration": pooled(calibrations[mid])}
-                    for mid, fp in fingerprints.items()}
+    of_job, sides = measured_on(results)
+    return of_job, {mid: {"description": describe(side.fingerprint), "fingerprint": side.fingerprint,
+                          "calibration": side.calibration} for mid, side in sides.items()}
 
 
 def _sample_count(values) -> Optional[object]:
@@ -115,7 +113,7 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
     runs = [r for r in runs if r["run_id"] in used]
     if not runs:
         raise UserError(f"no ok measurements in {directory}: nothing to add to a history")
-    machine_of_run, machines = _machines(runs)
+    machine_of_job, machines = _machines(results)
     info_of_run = {r["run_id"]: r["info"] for r in runs}
     records = []
     for entry in summarise(results):
@@ -129,7 +127,7 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
         if not speed:  # a speed figure's count is how many timings it took, which varies from run to run
             protocol["sample_count"] = _sample_count(rows["n"])
         else:
-            fingerprint = machines.get(machine_of_run.get(newest["run_id"]), {}).get("fingerprint", {})
+            fingerprint = machines.get(machine_of_job.get(newest["key"]), {}).get("fingerprint", {})
             protocol["device"] = info.get("device")
             protocol["torch_threads"] = fingerprint.get("torch_threads", info.get("threads"))
         records.append(Record(
@@ -139,7 +137,7 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
             role=None if out is None else str(out.role.value),
             scaling=None if out is None or out.scaling is None else str(out.scaling.value),
             estimator=entry.estimator, tolerance=None if out is None else out.tolerance.as_dict(),
-            machine=machine_of_run.get(newest["run_id"]), protocol=protocol))
+            machine=machine_of_job.get(newest["key"]), protocol=protocol))
     newest_run = max(runs, key=lambda r: r["finished"] or r["started"] or 0)
     environment = {k: newest_run["info"][k] for k in ENVIRONMENT_KEYS if k in newest_run["info"]}
     return ResultsSummary(source=str(directory.resolve()), records=records,
