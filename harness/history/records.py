@@ -3,9 +3,8 @@
 :func:`records_from_results` summarises a results directory as the regression gate does (the newest job
 per model, dataset, seed and profile; means over seeds with their standard errors) and adds what the
 history needs to key each number: the machine that measured it (its cluster node, else its run), the
-environment the run
-recorded and each measurement's **protocol**, the settings that change what the number means. Two
-points of a curve are joined only where their protocols are equal (:mod:`harness.history.series`).
+environment the run recorded and each measurement's **protocol**, the settings that change what the
+number means. Two points of a curve are joined only where their protocols are equal (:mod:`harness.history.series`).
 """
 
 from __future__ import annotations
