@@ -194,7 +194,7 @@ def test_copiers_are_flagged_and_test_examples_are_not_called_directly(datasets,
     dataset = datasets[name]
     run_cache: dict = {}
     values = {}
-    n = get_profile("smoke").fidelity_samples
+    n = features.SAMPLE_COUNT.of("smoke")["samples"]
     for model_name, cls in COPIERS.items():
         ctx = _context(cls(dataset.spec, {}), dataset, run_cache)
         got = {m.metric: m for m in metrics.compute(ctx)}
@@ -256,7 +256,7 @@ def test_the_runner_flags_the_copiers_at_smoke(host, tmp_path):
     df = store.results()
     store.close()
     assert summary["ok"] == 6 and summary["failed"] == 0
-    n = get_profile("smoke").fidelity_samples
+    n = features.SAMPLE_COUNT.of("smoke")["samples"]
     assert set(df["id"]) == {f"copying_ct@{n}", f"authenticity@{n}", f"copy_rate@{n}"}
     for _, rows in df.groupby("dataset"):
         values = {}

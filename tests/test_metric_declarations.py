@@ -169,7 +169,7 @@ def test_sizes_per_profile_are_declared_by_the_metrics_and_keep_the_profiles_val
     from harness.profiles import PROFILES, Profile
 
     sample_metrics = {"fid", "kid", "precision", "recall", "density", "coverage", "parzen_nll", "mode_coverage",
-                      "conditional_accuracy", "sample_xent_gap"}
+                      "conditional_accuracy", "sample_xent_gap", "copying"}
     assert {spec.name for spec in _specs() if spec.sizes and "samples" in spec.sizes.of("smoke")} == sample_metrics
     for spec in _specs():
         if spec.sizes is not None:

@@ -2,8 +2,9 @@
 samples lie closer to its training split than new data from the same distribution does.
 
 In the dataset's feature space (its feature extractor, ``DatasetSpec.feature_extractor``; raw
-coordinates for the 2-D toys), between the job's ``n = profile.fidelity_samples`` shared samples, the
-training split (up to ``reference.MAX_TRAIN`` examples) and the test split's evaluation subset of
+coordinates for the 2-D toys), between the job's ``n`` shared samples (the sample count every sample
+metric declares, ``features.SAMPLE_COUNT``: 500 at smoke, 2000 at quick, 10000 at full), the training
+split (up to ``reference.MAX_TRAIN`` examples) and the test split's evaluation subset of
 ``min(n, len(test))`` examples (see :mod:`harness_plugins.metrics.memorisation.reference`):
 
 - ``copying_ct``: Meehan, Chaudhuri & Dasgupta's C_T (AISTATS 2020), a test-share-weighted mean of
@@ -83,7 +84,7 @@ def measure(ref: reference.CopyReference, sample_features: np.ndarray) -> list:
 
 
 def compute(ctx: MetricContext) -> list:
-    n = int(ctx.profile.fidelity_samples)
+    n = features.sample_count(ctx)
     ref = reference.reference_for(ctx.dataset, n, ctx.feature_extractors, ctx.device, ctx.data_root, ctx.cache_dir,
                                   ctx.run_cache)
     name, extractor = features.dataset_extractor(ctx.dataset, ctx.feature_extractors, ctx.device, ctx.data_root,
@@ -100,6 +101,7 @@ def _applies(model_spec, dataset_spec) -> Optional[str]:
 def metric_spec() -> MetricSpec:
     return MetricSpec(
         name=NAME, compute=compute, outputs=OUTPUTS, requires=[Capability.SAMPLE], applies=_applies,
+        sizes=features.SAMPLE_COUNT,
         description="Copy metrics in the dataset's feature space, samples vs the training split with the test "
                     "split as yardstick: C_T (Meehan et al. 2020), authenticity (Alaa et al. 2022), copy_rate.")
 
