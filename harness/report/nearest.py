@@ -76,9 +76,8 @@ def dataset_neighbour_panels(run, dataset: str) -> tuple:
     except MetricSkipped as exc:
         return [], f"nearest training examples: {metric.name} cannot find them here: {exc}"
     train = data.train.x
-    reference = Panel("test data (new data)", _caption(found, len(test), "the first test images of the evaluation "
-                                                                          "subset"),
-                      _pairs_figure(test, train, found, levels), reference=True)
+    caption = _caption(found, len(test), "the first test images of the evaluation subset")
+    reference = Panel("test data (new data)", caption, _pairs_figure(test, train, found, levels), reference=True)
     cards = []
     for model, job in jobs.items():
         samples, problem = load_npy(job.file(SAMPLES_FILE))
