@@ -21,25 +21,25 @@ PROJECT = "harness"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports each on first use
-    from harness.contracts import (Capability, DataKind, Dataset, DatasetSpec, FitContext, LikelihoodKind,
-                                   LogLikelihood, Measurement, MetricContext, MetricSkipped, MetricSpec, Model,
-                                   ModelSpec, Output, Role, Scaling, Split, Tolerance, Tracker,
+    from harness.contracts import (Capability, DataKind, Dataset, DatasetSpec, FitContext, Highlight, Judge,
+                                   LikelihoodKind, LogLikelihood, Measurement, MetricContext, MetricSkipped,
+                                   MetricSpec, Model, ModelSpec, Output, Role, Scaling, Split, Tolerance, Tracker,
                                    TrackerSpec, UserError)
     from harness.hparams import Hyperparameters, Rule
 
 # The public API: the module that defines each name.
 _EXPORTS = {
-    **dict.fromkeys(("Capability", "DataKind", "Dataset", "DatasetSpec", "FitContext", "LikelihoodKind",
-                     "LogLikelihood", "Measurement", "MetricContext", "MetricSkipped", "MetricSpec", "Model",
-                     "ModelSpec", "Output", "Role", "Scaling", "Split", "Tolerance", "Tracker", "TrackerSpec",
+    **dict.fromkeys(("Capability", "DataKind", "Dataset", "DatasetSpec", "FitContext", "Highlight", "Judge",
+                     "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext", "MetricSkipped", "MetricSpec",
+                     "Model", "ModelSpec", "Output", "Role", "Scaling", "Split", "Tolerance", "Tracker", "TrackerSpec",
                      "UserError"), "harness.contracts"),
     **dict.fromkeys(("Hyperparameters", "Rule"), "harness.hparams"),
 }
 
 __all__ = ["__version__", "hookimpl", "Capability", "DataKind", "Dataset", "DatasetSpec", "FitContext",
-           "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext", "MetricSkipped", "MetricSpec", "Model",
-           "ModelSpec", "Hyperparameters", "Output", "Role", "Rule", "Scaling", "Split", "Tolerance", "Tracker",
-           "TrackerSpec", "UserError"]
+           "Highlight", "Judge", "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext", "MetricSkipped",
+           "MetricSpec", "Model", "ModelSpec", "Hyperparameters", "Output", "Role", "Rule", "Scaling", "Split",
+           "Tolerance", "Tracker", "TrackerSpec", "UserError"]
 
 
 def __getattr__(name: str):

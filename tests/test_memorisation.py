@@ -15,12 +15,11 @@ from scipy.spatial.distance import cdist
 from scipy.stats import mannwhitneyu
 from sklearn.neighbors import NearestNeighbors
 
-from harness import MetricSkipped, Role
+from harness import Highlight, Judge, MetricSkipped, Role
 from harness.contracts import Dataset, FitContext, MetricContext, Split, Splits
 from harness.data import provenance_hash
 from harness.profiles import get_profile
-from harness_plugins.metrics.job_samples import SAMPLE_COUNT
-from harness_plugins.metrics.memorisation import features, metrics, reference, statistics
+from harness_plugins.metrics.memorisation import features, metrics, neighbours, reference, statistics
 from tests.fake_plugins import copiers
 
 COPIERS = {"copy-train": copiers.Copier, "copy-train-noisy": copiers.NoisyCopier, "copy-test": copiers.TestCopier}
@@ -195,7 +194,7 @@ def test_copiers_are_flagged_and_test_examples_are_not_called_directly(datasets,
     dataset = datasets[name]
     run_cache: dict = {}
     values = {}
-    n = SAMPLE_COUNT.of(get_profile("smoke"))["samples"]
+    n = features.SAMPLE_COUNT.of("smoke")["samples"]
     for model_name, cls in COPIERS.items():
         ctx = _context(cls(dataset.spec, {}), dataset, run_cache)
         got = {m.metric: m for m in metrics.compute(ctx)}
@@ -218,17 +217,29 @@ def test_copiers_are_flagged_and_test_examples_are_not_called_directly(datasets,
 
 
 def test_nearest_training_examples_index_the_training_split(datasets, monkeypatch):
-    """Indices are rows of dataset.train, also when only an evaluation subset of it is searched."""
+    """The panel's neighbours are rows of dataset.train, also when only an evaluation subset of it is
+    searched; a training example is its own nearest (distance 0); the threshold is copy_rate's."""
     dataset = datasets["digits"]
+    from harness.contracts import NeighbourQuery
     from harness.host import get_host
 
     monkeypatch.setattr(reference, "MAX_TRAIN", 500)
     subset = torch.as_tensor(reference.evaluation_indices(len(dataset.train), 500))
     rows = subset[torch.randperm(len(subset), generator=torch.Generator().manual_seed(0))[:50]]
-    index, distance = reference.nearest_training_examples(dataset, dataset.train.x[rows],
-                                                          get_host().registry.feature_extractors)
-    assert (distance == 0).all()
-    assert torch.equal(dataset.train.x[torch.as_tensor(index)], dataset.train.x[rows])
+    run_cache: dict = {}
+    query = NeighbourQuery(dataset, dataset.train.x[rows], get_profile("smoke"),
+                           get_host().registry.feature_extractors, run_cache=run_cache)
+    got = neighbours.nearest_training_examples(query)
+    assert (got.distance == 0).all()
+    assert torch.equal(dataset.train.x[torch.as_tensor(got.index)], dataset.train.x[rows])
+    n = features.SAMPLE_COUNT.of("smoke")["samples"]
+    ref = reference.reference_for(dataset, n, query.feature_extractors, run_cache=run_cache)
+    assert got.threshold == pytest.approx(np.quantile(ref.test_distance, 0.05), rel=1e-12)
+    # test examples: their distances are those the reference measured for them
+    test = dataset.test.x[reference.evaluation_indices(len(dataset.test), n)]
+    assert neighbours.nearest_training_examples(
+        NeighbourQuery(dataset, test, get_profile("smoke"), query.feature_extractors, run_cache=run_cache)
+    ).distance == pytest.approx(ref.test_distance, rel=1e-9, abs=1e-12)
 
 
 def test_a_test_split_too_small_skips_with_the_reason():
@@ -257,7 +268,7 @@ def test_the_runner_flags_the_copiers_at_smoke(host, tmp_path):
     df = store.results()
     store.close()
     assert summary["ok"] == 6 and summary["failed"] == 0
-    n = SAMPLE_COUNT.of(get_profile("smoke"))["samples"]
+    n = features.SAMPLE_COUNT.of("smoke")["samples"]
     assert set(df["id"]) == {f"copying_ct@{n}", f"authenticity@{n}", f"copy_rate@{n}"}
     for _, rows in df.groupby("dataset"):
         values = {}
@@ -281,6 +292,7 @@ def test_declarations():
     outputs = {o.name: o for o in metrics.metric_spec().outputs}
     assert set(outputs) == {"copying_ct", "authenticity", "copy_rate"}
     assert all(o.role is Role.MEMORISATION and o.sample_count_in_id and o.estimator == "statistic"
-               for o in outputs.values())
+               and o.highlight is Highlight.WORST and o.judge is Judge.BEYOND_REFERENCE for o in outputs.values())
+    assert metrics.metric_spec().neighbours is neighbours.nearest_training_examples
     assert outputs["copying_ct"].higher_is_better and outputs["authenticity"].higher_is_better
     assert not outputs["copy_rate"].higher_is_better

@@ -11,7 +11,9 @@ the declarations of its outputs. Rows are matched by identity, and each gets one
 4. a speed row (:func:`is_speed`, from the output's declaration): judged under the machine rule's plan
    for the machine that measured it (:mod:`harness.comparison.machines`), or NOT_COMPARED with a note when
    that plan cannot compare it;
-5. otherwise decided by :func:`harness.comparison.rule.decide` with the row's floor (:func:`tolerance_for`).
+5. otherwise decided by :func:`harness.comparison.rule.decide` with the row's floor (:func:`tolerance_for`),
+   one-sidedly about the level held-out data scores where the output declares ``Judge.BEYOND_REFERENCE``
+   (:mod:`harness.comparison.reference_level`).
 
 A row's declaration is the current side's, else the reference's (the current results say what their
 numbers are; a baseline's declarations may predate them).
@@ -24,7 +26,8 @@ from typing import Mapping, Optional
 
 from harness.comparison.machines import MachinePlans, SpeedPlan
 from harness.comparison.results import Entry
-from harness.comparison.rule import Decision, decide
+from harness.comparison.reference_level import judge
+from harness.comparison.rule import Decision
 from harness.comparison.verdicts import Verdict
 from harness.contracts import Output, Role, Scaling, Tolerance
 
@@ -139,8 +142,9 @@ def compare_sides(reference: Side, current: Side, plan: SpeedPlan | MachinePlans
         higher_is_better = bool(ref.higher_is_better if ref.higher_is_better is not None else cur.higher_is_better)
         tol = tolerance_for(cur, declared, overrides)
         if not row.speed:
-            row.decision, row.tolerance = decide(ref.stats, cur.stats, higher_is_better, tol, alpha), tol
-            row.verdict = row.decision.verdict
+            row.decision, row.note = judge(ref, cur, declared, higher_is_better, tol, alpha)
+            row.tolerance = tol
+            row.verdict = row.decision.verdict if row.decision is not None else Verdict.NOT_COMPARED
             continue
         scaling = _scaling(ref.metric, current, reference)
         if not plan.comparable(scaling):

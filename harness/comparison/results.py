@@ -13,6 +13,7 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
+from harness.comparison.reference_level import reference_levels
 from harness.comparison.rule import Stats
 from harness.contracts import UserError
 from harness.jobs import JobStatus
@@ -176,6 +177,7 @@ class Entry:
     stderr: Optional[float]  # None when unknown
     n_seeds: int
     seeds: list
+    reference_level: Optional[float] = None  # what held-out data scores (details REFERENCE_LEVEL), if recorded
 
     @property
     def key(self) -> tuple:
@@ -190,11 +192,13 @@ def summarise(results: ResultsSet) -> list:
     """One :class:`Entry` per (model, dataset, metric identity) over the ok rows, sorted; the numbers are
     the report's summary (:func:`harness.summary.summarise`)."""
     table = summarise_table(results.rows)
+    levels = reference_levels(results.rows)
     entries = []
     for r in table.itertuples(index=False):
         stderr = None if r.stderr is None or not math.isfinite(r.stderr) else float(r.stderr)
         entries.append(Entry(model=r.model, dataset=r.dataset, id=r.label, metric=r.metric, family=r.family,
                              unit=r.unit, estimator=r.estimator,
                              higher_is_better=None if r.higher_is_better is None else bool(r.higher_is_better),
-                             mean=r.mean, stderr=stderr, n_seeds=int(r.seeds), seeds=list(r.seed_list)))
+                             mean=r.mean, stderr=stderr, n_seeds=int(r.seeds), seeds=list(r.seed_list),
+                             reference_level=levels.get((r.model, r.dataset, r.label))))
     return sorted(entries, key=lambda e: e.key)

@@ -62,3 +62,28 @@ class Scaling(str, Enum):
 
     def __str__(self) -> str:  # pragma: no cover - cosmetic
         return self.value
+
+
+class Highlight(str, Enum):
+    """Which cell of a column the report's tables highlight (:class:`harness.Output` ``highlight``)."""
+
+    BEST = "best"  # the best by the declared direction, and the cells tied with it
+    WORST = "worst"  # the worst by the declared direction, and the cells tied with it: for a measurement
+    #                  that warns (a copy test), the model that most deserves a look
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value
+
+
+class Judge(str, Enum):
+    """How a comparison of two result sets (``compare``, ``report A B``) judges a quality row
+    (:class:`harness.Output` ``judge``)."""
+
+    DIRECTION = "direction"  # worse or better by the declared direction, beyond the floor and the noise
+    BEYOND_REFERENCE = "beyond-reference"  # one-sided about a reference level each measurement carries in its
+    #                                        details (REFERENCE_LEVEL): worse only when it ends past that level
+    #                                        the worse way; a move between two values on the level's good side
+    #                                        is no change (docs/regression.md)
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value

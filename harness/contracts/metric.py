@@ -16,6 +16,7 @@ from harness.contracts.evaluation import evaluation_indices
 from harness.contracts.fitting import FitContext
 from harness.contracts.kinds import Capability, DataKind
 from harness.contracts.model import Model, ModelSpec
+from harness.contracts.neighbours import NeighbourQuery, Neighbours
 from harness.contracts.outputs import Measurement, Output, UndeclaredMeasurement
 from harness.contracts.variants import variant_identity
 from harness.errors import UserError
@@ -105,6 +106,9 @@ class MetricSpec:
     all). ``applies(model_spec, dataset_spec)``: optional extra check returning None or a reason.
     ``sizes``: what the compute step needs per profile (:class:`ProfileSizes`, or its table as a
     mapping), e.g. a sample count; the compute step reads them with ``sizes.of(ctx.profile)``.
+    ``neighbours(query: NeighbourQuery) -> Neighbours``: optional; a metric that measures how close
+    samples lie to the training split offers each sample's nearest training example and its copy
+    threshold, which the report draws for the runs that measured it (:mod:`harness.contracts.neighbours`).
     """
 
     name: str
@@ -118,6 +122,7 @@ class MetricSpec:
     unit: Optional[str] = None
     higher_is_better: Optional[bool] = None
     sizes: Optional[ProfileSizes] = None
+    neighbours: Optional[Callable[[NeighbourQuery], Neighbours]] = None
 
     def __post_init__(self):
         if isinstance(self.sizes, Mapping):

@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping, Optional
 
-from harness.contracts.kinds import ESTIMATORS, Role, Scaling
+from harness.contracts.kinds import ESTIMATORS, Highlight, Judge, Role, Scaling
 
 QUALITY, SPEED = "quality", "speed"
+
+# The details key of a measurement whose output is judged ``Judge.BEYOND_REFERENCE``: the value the
+# held-out test examples themselves score on the same statistic (what a model that draws new data gets).
+REFERENCE_LEVEL = "test_reference"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,12 @@ class Output:
     speed: ``rate`` (per second), ``duration`` (a time) or ``none`` (bytes, FLOP counts, fractions).
     Quality outputs are ``none``; a speed output that leaves it undeclared (None) is never normalised
     across machines, so the regression gate compares it only with figures of the same machine.
+    ``highlight`` (:class:`harness.contracts.kinds.Highlight`): which cell of its column the report's
+    tables mark, the best or the worst by the direction. Default: ``worst`` for role ``memorisation``
+    (the model that copies most), else ``best``.
+    ``judge`` (:class:`harness.contracts.kinds.Judge`): how the regression gate and ``report A B`` judge
+    its rows: by the direction (default), or ``beyond-reference``: one-sided about the reference level
+    each measurement carries in ``details[REFERENCE_LEVEL]`` (what held-out data scores).
     """
 
     name: str
@@ -90,6 +100,8 @@ class Output:
     description: str = ""
     role: Optional[Role] = None
     scaling: Optional[Scaling] = None
+    highlight: Optional[Highlight] = None
+    judge: Judge = Judge.DIRECTION
 
     def __post_init__(self):
         if self.kind not in (QUALITY, SPEED):
@@ -110,6 +122,13 @@ class Output:
         if scaling is None and self.kind != SPEED:
             scaling = Scaling.NONE
         object.__setattr__(self, "scaling", None if scaling is None else Scaling(scaling))
+        highlight = self.highlight
+        if highlight is None:
+            highlight = Highlight.WORST if self.role is Role.MEMORISATION else Highlight.BEST
+        object.__setattr__(self, "highlight", Highlight(highlight))
+        object.__setattr__(self, "judge", Judge(self.judge))
+        if self.judge is Judge.BEYOND_REFERENCE and self.kind == SPEED:
+            raise ValueError(f"output {self.name!r}: judge {self.judge.value!r} is for quality outputs, not speed")
 
     def identity(self, n: Optional[int]) -> str:
         return f"{self.name}@{n}" if self.sample_count_in_id and n is not None else self.name
@@ -119,18 +138,19 @@ class Output:
                 "estimator": self.estimator, "tolerance": self.tolerance.as_dict(), "order": self.order,
                 "sample_count_in_id": self.sample_count_in_id, "integer": self.integer,
                 "headline": self.headline, "description": self.description, "role": self.role.value,
-                "scaling": None if self.scaling is None else self.scaling.value}
+                "scaling": None if self.scaling is None else self.scaling.value,
+                "highlight": self.highlight.value, "judge": self.judge.value}
 
     @classmethod
     def from_dict(cls, d: Mapping, known: Optional["Output"] = None) -> "Output":
-        """The declaration :meth:`as_dict` wrote. One written before outputs declared ``role`` and
-        ``scaling`` takes them from ``known`` (the installed metric's declaration of the same output) when
-        that is of the same kind; otherwise they stay undeclared (the default role; no scaling for a
-        speed output, so its figures are compared only with the same machine's)."""
+        """The declaration :meth:`as_dict` wrote. One written before outputs declared ``role``,
+        ``scaling``, ``highlight`` and ``judge`` takes them from ``known`` (the installed metric's declaration
+        of the same output) when that is of the same kind; otherwise they stay undeclared (the defaults; no
+        scaling for a speed output, so its figures are compared only with the same machine's)."""
         d = dict(d)
         d["tolerance"] = Tolerance(**d.get("tolerance") or {})
         if known is not None and known.kind == d.get("kind", QUALITY):
-            for key in ("role", "scaling"):
+            for key in ("role", "scaling", "highlight", "judge"):
                 d.setdefault(key, getattr(known, key))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 

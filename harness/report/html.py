@@ -13,10 +13,11 @@ import pandas as pd
 
 from harness.report.sections import Section
 from harness.report.summarised import SummarisedRun
-from harness.report.tables import BEST_RULE, MARK_LEGEND, VALUES_RULE, Table
+from harness.report.tables import BEST_RULE, MARK_LEGEND, VALUES_RULE, WORST_RULE, Table
 
 STYLE = """
 :root{--ink:#1d1d1f;--muted:#666;--line:#d9d9de;--best:#e3f4e1;--bestline:#2e7d32;--bg:#fafafa}
+:root{--worst:#fde4e1;--worstline:#c62828}
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--ink);
  margin:0;background:var(--bg)}
@@ -49,6 +50,7 @@ thead th[aria-sort=ascending]::after{content:" \\25B2"}
 thead th[aria-sort=descending]::after{content:" \\25BC"}
 tbody th{text-align:left;font-weight:600}
 td.best{background:var(--best);font-weight:700;box-shadow:inset 3px 0 0 var(--bestline)}
+td.worst{background:var(--worst);font-weight:700;box-shadow:inset 3px 0 0 var(--worstline)}
 .mark{color:var(--muted);font-weight:400}
 .unit{color:var(--muted);font-weight:400}
 table.plain td{text-align:left;white-space:normal}
@@ -109,7 +111,8 @@ def table_html(table: Table, caption: str = "") -> str:
             text = e(c.text(col.integer, with_mark=False))
             mark = f" <span class='mark'>({c.mark})</span>" if c.mark else ""
             v = repr(c.mean) if math.isfinite(c.mean) else ""
-            cls = " class='best' title='best in column'" if c.best else ""
+            cls = (" class='best' title='best in column'" if c.best else
+                   " class='worst' title='worst in column: the model to look at first'" if c.worst else "")
             cells.append(f"<td data-v='{v}'{cls}>{text}{mark}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption class='note-line'>{e(caption)}</caption>" if caption else ""
@@ -122,10 +125,21 @@ def _img(image, alt: str) -> str:
 
 
 def panels_html(section: Section) -> str:
-    if not section.panels:
-        return f"<p class='note-line'>{e(section.panel_note or 'no samples to show')}</p>"
+    return figures_html(section.panels, section.panel_note or "no samples to show")
+
+
+def neighbours_html(section: Section) -> str:
+    """Samples beside their nearest training images, under the note that says how to read them."""
+    note = f"<p class='note-line'>{e(section.neighbour_note)}</p>" if section.neighbour_note else ""
+    return note + (figures_html(section.neighbours, "") if section.neighbours else "")
+
+
+def figures_html(panels: list, empty_note: str) -> str:
+    """Panels as figures with captions (a missing image as its note), or ``empty_note`` when there are none."""
+    if not panels:
+        return f"<p class='note-line'>{e(empty_note)}</p>"
     out = []
-    for p in section.panels:
+    for p in panels:
         cls = "panel reference" if p.reference else "panel"
         caption = f"<figcaption><b>{e(p.title)}</b>{': ' + e(p.caption) if p.caption else ''}</figcaption>"
         if p.image is not None:
@@ -152,6 +166,8 @@ def section_html(section: Section) -> str:
     if section.description:
         parts.append(f"<p class='desc'>{e(section.description)}</p>")
     parts += ["<h3>Samples</h3>", panels_html(section)]
+    if section.neighbours or section.neighbour_note:
+        parts += ["<h3>Nearest training examples</h3>", neighbours_html(section)]
     if section.charts:
         parts += ["<h3>Charts</h3>", charts_html(section)]
     if section.quality is not None:
@@ -219,6 +235,8 @@ def legend_html() -> str:
             f"<li>{e(VALUES_RULE)}</li>"
             f"<li><span style='background:var(--best);font-weight:700;padding:0 4px'>shaded, bold</span>: "
             f"{e(BEST_RULE)}</li>"
+            f"<li><span style='background:var(--worst);font-weight:700;padding:0 4px'>red, bold</span>: "
+            f"{e(WORST_RULE)}</li>"
             "<li>Arrows: ↓ lower is better, ↑ higher is better (the metric's declaration). Units in brackets. "
             "Click a column header to sort.</li>"
             "<li>Samples: one job per model, the lowest seed that saved samples; drawn with a generator seeded "

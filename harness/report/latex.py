@@ -31,7 +31,8 @@ def _sci(text: str) -> str:
 
 def cell_tex(cell, integer: bool) -> str:
     value = _sci(cell.text(integer, sep=" \\pm ", with_mark=False))
-    body = rf"$\mathbf{{{value}}}$" if cell.best else f"${value}$"
+    body = (rf"$\mathbf{{{value}}}$" if cell.best else rf"$\underline{{{value}}}$" if cell.worst
+            else f"${value}$")
     return body + (f" ({cell.mark})" if cell.mark else "")
 
 
@@ -61,7 +62,7 @@ def latex_document(run: SummarisedRun) -> str:
         raise UserError(f"no ok measurements in {run.directory}: no table to write")
     lines = [f"% {escape(run.title)}: tables written by `python -m harness report --format latex`.",
              "% Each tabular needs \\usepackage{booktabs}; \\input it inside a table environment.",
-             *(f"% {line}" for line in _wrap(LEGEND + " Bold: best in column.")), ""]
+             *(f"% {line}" for line in _wrap(LEGEND + " Bold: best in column. Underlined: worst in column.")), ""]
     for dataset in sorted(set(quality) | set(speed)):
         for part, tables in (("quality", quality), ("speed", speed)):
             if dataset in tables:

@@ -8,7 +8,7 @@ from harness.report.tables import LEGEND, Table
 
 
 def table_markdown(table: Table) -> str:
-    frame = table.strings(best_marker=lambda t: f"**{t}**")
+    frame = table.strings(best_marker=lambda t: f"**{t}**", worst_marker=lambda t: f"⚠ {t}")
     frame.columns = [f"{c.title} {c.arrow}".strip() for c in table.columns]
     return frame.to_markdown()
 
@@ -30,7 +30,8 @@ def markdown_page(report: SummarisedRun) -> str:
             lines += [f"Speed on {section.dataset}:", "", table_markdown(section.speed), ""]
         if section.variants is not None:
             lines += [f"Sampler settings on {section.dataset}:", "", table_markdown(section.variants), ""]
-    lines += [LEGEND + " Arrows: ↓ lower is better, ↑ higher is better. Bold: best in column.", ""]
+    lines += [LEGEND + " Arrows: ↓ lower is better, ↑ higher is better. Bold: best in column; ⚠: worst in "
+                       "column.", ""]
     if report.problem_count or not report.not_applicable.empty:
         lines += ["## Failed and skipped", ""]
         for title, frame in (("Failed", report.failed), ("Skipped pairs", report.skipped),

@@ -75,7 +75,7 @@ def shown_jobs(df: pd.DataFrame, dataset: str, directory: Path) -> dict:
     return out
 
 
-def _load_npy(path: Optional[Path]) -> tuple:
+def load_npy(path: Optional[Path]) -> tuple:
     if path is None:
         return None, ""
     try:
@@ -110,26 +110,26 @@ def image_panels(jobs: dict, spec, data, reason: str, eval_examples: Optional[in
     panels = []
     if data is not None:
         idx = reference_indices(len(data.test), eval_examples)
-        grid = tile(to_unit(_channels(data.test.x[idx].numpy()), levels))
+        grid = tile(to_unit(channels(data.test.x[idx].numpy()), levels))
         panels.append(Panel("test data", f"the first {len(idx)} test images of the evaluation subset",
                             png(grid), reference=True))
     else:
         panels.append(Panel("test data", note=reason or "the dataset is not loaded here", reference=True))
     for model, job in jobs.items():
-        samples, problem = _load_npy(job.file(SAMPLES_FILE))
+        samples, problem = load_npy(job.file(SAMPLES_FILE))
         if samples is None or samples.ndim != 4:
             note = problem or (NO_SAMPLES if samples is None else f"samples have shape {samples.shape}, not images")
             panels.append(Panel(model, f"seed {job.seed}", note=note))
             continue
         caption = f"seed {job.seed}, {len(samples)} samples"
-        labels, _ = _load_npy(job.file(SAMPLE_LABELS_FILE))
+        labels, _ = load_npy(job.file(SAMPLE_LABELS_FILE))
         if labels is not None:
             caption += f", conditioned on labels {_label_text(labels)} (row by row)"
-        panels.append(Panel(model, caption, png(tile(to_unit(_channels(samples), levels)))))
+        panels.append(Panel(model, caption, png(tile(to_unit(channels(samples), levels)))))
     return panels
 
 
-def _channels(x: np.ndarray) -> np.ndarray:
+def channels(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) with 1 or 3 channels (others: the first channel)."""
     x = np.asarray(x, dtype=np.float64)
     return x if x.shape[1] in (1, 3) else x[:, :1]
@@ -161,7 +161,7 @@ def density_panels(jobs: dict, spec, data, reason: str, eval_examples: Optional[
     densities, samples = {}, {}
     notes = {}
     for model, job in jobs.items():
-        s, p1 = _load_npy(job.file(SAMPLES_FILE))
+        s, p1 = load_npy(job.file(SAMPLES_FILE))
         d, p2 = _load_density(job.file(DENSITY_FILE))
         samples[model] = s.reshape(len(s), -1)[:, :2] if s is not None and s.size and s.ndim >= 2 else None
         densities[model] = d
@@ -255,12 +255,16 @@ def _shape_from_artifacts(jobs: dict) -> Optional[tuple]:
     return None
 
 
-def eval_examples_of(df: pd.DataFrame) -> Optional[int]:
-    """The evaluation-subset size of the results' profile (None: all; unknown profiles: all)."""
+def profile_of(df: pd.DataFrame):
+    """The :class:`harness.profiles.Profile` the results were made with (None: several, or unknown)."""
     from harness.profiles import PROFILES
 
     profiles = sorted(df["profile"].dropna().unique()) if "profile" in df else []
-    if len(profiles) != 1 or profiles[0] not in PROFILES:
-        return None
-    n = PROFILES[profiles[0]].eval_examples
+    return PROFILES.get(profiles[0]) if len(profiles) == 1 else None
+
+
+def eval_examples_of(df: pd.DataFrame) -> Optional[int]:
+    """The evaluation-subset size of the results' profile (None: all; unknown profiles: all)."""
+    profile = profile_of(df)
+    n = profile.eval_examples if profile is not None else None
     return n if n and not math.isnan(n) else None

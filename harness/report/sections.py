@@ -29,7 +29,9 @@ class Chart:
 class Section:
     """One dataset of a :class:`~harness.report.summarised.SummarisedRun`: ``description``, the
     ``quality``, ``speed`` and sampler-``variants`` tables (None where there is nothing to show), and,
-    drawn on first use, ``charts`` and the sample ``panels`` (with ``panel_note`` when there are none)."""
+    drawn on first use, ``charts``, the sample ``panels`` (with ``panel_note`` when there are none) and
+    the ``neighbours`` panels, samples beside their nearest training images (with ``neighbour_note``:
+    how to read them, or why there are none; both empty where no measured metric offers them)."""
 
     def __init__(self, run, dataset: str):
         self.run = run
@@ -72,6 +74,21 @@ class Section:
     @property
     def panel_note(self) -> str:
         return self._samples[1]
+
+    @cached_property
+    def _neighbours(self) -> tuple:
+        from harness.report.nearest import dataset_neighbour_panels
+
+        return _drawn("the nearest training examples", lambda: dataset_neighbour_panels(self.run, self.dataset),
+                      lambda note: ([], note))
+
+    @property
+    def neighbours(self) -> list:
+        return self._neighbours[0]
+
+    @property
+    def neighbour_note(self) -> str:
+        return self._neighbours[1]
 
 
 def describe(spec) -> str:

@@ -1,6 +1,7 @@
 """Per-dataset comparison tables (models x metric identities) as data: columns carry the metric's
-declaration (unit, direction, integer, order, kind, role, headline), cells the mean, standard error, estimator
-mark, seeds and whether the cell is best in its column. Markdown, HTML, LaTeX and the terminal render
+declaration (unit, direction, integer, order, kind, role, headline, highlight), cells the mean, standard
+error, estimator mark, seeds and whether the cell is best (or, where the output asks for the worst to be
+highlighted, worst) in its column. Markdown, HTML, LaTeX and the terminal render
 these (:mod:`harness.report.markdown`, :mod:`harness.report.html`, :mod:`harness.report.latex`,
 :mod:`harness.report.terminal`).
 """
@@ -14,7 +15,7 @@ from typing import Mapping, Optional
 import pandas as pd
 
 from harness.comparison import is_speed
-from harness.contracts import QUALITY, SPEED, LikelihoodKind, Role, split_variant
+from harness.contracts import QUALITY, SPEED, Highlight, LikelihoodKind, Role, split_variant
 from harness.formatting import has_error, value_with_error
 from harness.summary import summarise
 
@@ -27,9 +28,14 @@ BEST_RULE = ("Best in column (by the metric's declared direction): the best mean
              "within the combined standard error of it, |a - b| <= sqrt(se_a^2 + se_b^2), marked together. "
              "In a likelihood column, exact values, bounds and estimates are ranked separately, and a kind "
              "held by a single model is not marked.")
+WORST_RULE = ("Worst in column, where the metric asks for it (outputs of role memorisation, unless they declare "
+              "otherwise): the worst mean by the metric's direction and the cells tied with it, marked in place of the "
+              "best; for a copy test, the model whose samples lie closest to its training data. The mark picks the "
+              "model to look at first: whether it copies, its value against what held-out test data scores says "
+              "(the column's description), and so do its nearest training examples.")
 VALUES_RULE = ("Values are means over seeds ± standard error (across seeds when there are several, else the "
                "measurement's own).")
-LEGEND = f"Marks: {MARK_LEGEND}. {VALUES_RULE} {BEST_RULE}"
+LEGEND = f"Marks: {MARK_LEGEND}. {VALUES_RULE} {BEST_RULE} {WORST_RULE}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Column:
     headline: bool = False
     description: str = ""
     role: Optional[Role] = None  # the output's declared role (None: undeclared)
+    highlight: Highlight = Highlight.BEST  # which cell its output asks the tables to mark
 
     @property
     def title(self) -> str:
@@ -68,6 +75,7 @@ class Cell:
     seeds: int = 1
     seed_values: list = field(default_factory=list)  # (seed, value)
     best: bool = False
+    worst: bool = False  # marked worst in a column whose output asks for the worst (Highlight.WORST)
 
     @property
     def mark(self) -> str:
@@ -94,8 +102,10 @@ class Table:
     def column(self, label: str) -> Column:
         return next(c for c in self.columns if c.label == label)
 
-    def strings(self, best_marker=lambda text: text, sep: str = " ± ", with_error: bool = True) -> pd.DataFrame:
-        """The table as formatted strings (index model, columns titles); ``best_marker`` wraps best cells."""
+    def strings(self, best_marker=lambda text: text, sep: str = " ± ", with_error: bool = True,
+                worst_marker=lambda text: text) -> pd.DataFrame:
+        """The table as formatted strings (index model, columns titles); ``best_marker`` wraps best cells,
+        ``worst_marker`` worst ones."""
         data = {}
         for col in self.columns:
             values = []
@@ -105,7 +115,7 @@ class Table:
                     values.append("")
                     continue
                 text = c.text(col.integer, sep, with_error)
-                values.append(best_marker(text) if c.best else text)
+                values.append(best_marker(text) if c.best else worst_marker(text) if c.worst else text)
             data[col.title] = values
         frame = pd.DataFrame(data, index=pd.Index(self.models, name="model"))
         return frame
@@ -118,7 +128,8 @@ def column_for(label: str, metric: str, unit: str, hib, outputs: Mapping) -> Col
     if out is None:
         return Column(label, metric, unit, hib)
     return Column(label, metric, unit if unit else out.unit, out.higher_is_better if hib is None else hib,
-                  out.integer, out.order, SPEED if is_speed(out) else QUALITY, out.headline, out.description, out.role)
+                  out.integer, out.order, SPEED if is_speed(out) else QUALITY, out.headline, out.description, out.role,
+                  out.highlight)
 
 
 def build_tables(summary: pd.DataFrame, outputs: Optional[Mapping] = None, part: str = "all",
@@ -158,22 +169,26 @@ def _tied(a: Cell, b: Cell) -> bool:
 
 def mark_best(table: Table) -> None:
     """Mark the best cell of every column with a known direction, and the cells tied with it (see
-    :data:`BEST_RULE`). A column (or a likelihood kind within it) with a single model gets no mark."""
+    :data:`BEST_RULE`); in a column whose output asks for the worst (``Highlight.WORST``), the worst cell
+    and the cells tied with it instead (:data:`WORST_RULE`). A column (or a likelihood kind within it)
+    with a single model gets no mark."""
     for col in table.columns:
         if col.higher_is_better is None:
             continue
+        worst = col.highlight is Highlight.WORST
         groups: dict = {}
         for model in table.models:
             c = table.cell(model, col.label)
             if c is not None and math.isfinite(c.mean):
-                c.best = False
+                c.best = c.worst = False
                 groups.setdefault(c.estimator if c.estimator in MARKS else "", []).append(c)
         for group in groups.values():
             if len(group) < 2:
                 continue
-            best = max(group, key=lambda c: c.mean) if col.higher_is_better else min(group, key=lambda c: c.mean)
+            highest = col.higher_is_better != worst
+            marked = max(group, key=lambda c: c.mean) if highest else min(group, key=lambda c: c.mean)
             for c in group:
-                c.best = c is best or _tied(c, best)
+                setattr(c, "worst" if worst else "best", c is marked or _tied(c, marked))
 
 
 def comparison_tables(df: pd.DataFrame, part: str = "all", outputs: Optional[Mapping] = None) -> dict:

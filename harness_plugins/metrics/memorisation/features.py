@@ -1,7 +1,8 @@
 """Where the copy metrics get their features: the dataset's feature extractor, the cached features of
-its splits and of the job's shared samples, all from the fidelity plugin's machinery (so the copy
-metrics measure in the space FID measures in, and add no sampling and no feature pass of samples).
-This module is the one place the package reaches into another module of the metrics group."""
+its splits and of the job's shared samples (their count per profile, :data:`SAMPLE_COUNT`, is the one
+every sample metric declares), all from the fidelity plugin's machinery (so the copy metrics measure in
+the space FID measures in, and add no sampling and no feature pass of samples). This module is the one
+place the package reaches into other modules of the metrics group."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import torch
 
 from harness import MetricContext
 from harness_plugins.metrics.fidelity import extractor_for, reference_features, sample_features
-from harness_plugins.metrics.job_samples import SAMPLE_COUNT, sample_count  # noqa: F401 (the shared sample count)
+from harness_plugins.metrics.job_samples import SAMPLE_COUNT, sample_count
+
+__all__ = ["SAMPLE_COUNT", "sample_count", "dataset_extractor", "split_features", "job_sample_features",
+           "features_of"]
 
 
 def dataset_extractor(dataset, feature_extractors, device="cpu", data_root=None, run_cache=None) -> tuple:

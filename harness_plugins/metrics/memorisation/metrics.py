@@ -2,8 +2,9 @@
 samples lie closer to its training split than new data from the same distribution does.
 
 In the dataset's feature space (its feature extractor, ``DatasetSpec.feature_extractor``; raw
-coordinates for the 2-D toys), between the job's shared samples (as many as the sample metrics declare
-for the profile), the training split (up to ``reference.MAX_TRAIN`` examples) and the test split's evaluation subset of
+coordinates for the 2-D toys), between the job's ``n`` shared samples (the sample count every sample
+metric declares, ``features.SAMPLE_COUNT``: 500 at smoke, 2000 at quick, 10000 at full), the training
+split (up to ``reference.MAX_TRAIN`` examples) and the test split's evaluation subset of
 ``min(n, len(test))`` examples (see :mod:`harness_plugins.metrics.memorisation.reference`):
 
 - ``copying_ct``: Meehan, Chaudhuri & Dasgupta's C_T (AISTATS 2020), a test-share-weighted mean of
@@ -15,8 +16,14 @@ for the profile), the training split (up to ``reference.MAX_TRAIN`` examples) an
 - ``copy_rate``: the share of samples at most as far from a training example as the closest 5% of
   test examples are (the 0.05-quantile of the test examples' nearest-training distances).
 
-Each measurement's details carry what the test examples themselves score (``test_reference``), the
-value of a model that draws new data. All depend on the sample count, which is part of their identity.
+Each measurement's details carry what the test examples themselves score (``test_reference``,
+:data:`harness.contracts.REFERENCE_LEVEL`), the value of a model that draws new data. All depend on the
+sample count, which is part of their identity. The outputs have role memorisation, so the report's
+tables highlight the worst cell (the most copying), and are judged ``Judge.BEYOND_REFERENCE``: a
+comparison calls a row worse only when it moves towards copying past its floor and ends past what the
+test examples score by more than the floor, so a model that fits better (moving down from above the
+reference) is not a regression. The metric offers the report each sample's nearest training example
+and the copy threshold (:mod:`.neighbours`).
 """
 
 from __future__ import annotations
@@ -26,10 +33,14 @@ from typing import Optional
 
 import numpy as np
 
-from harness import Capability, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance, hookimpl
-from harness_plugins.metrics.memorisation import features, reference, statistics
+from harness import Capability, Judge, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance, hookimpl
+from harness.contracts import REFERENCE_LEVEL
+from harness_plugins.metrics.memorisation import features, neighbours, reference, statistics
 
 NAME = "copying"
+
+# The comparisons judge every output one-sidedly about its test_reference (see the module doc).
+JUDGE = Judge.BEYOND_REFERENCE
 
 # Tolerances (the regression gate's floor). C_T is a z-score averaged over cells: its null standard
 # deviation is 0.3-0.4 at smoke, and a model's value moves by more than that between seeds, so 1.0
@@ -37,16 +48,16 @@ NAME = "copying"
 # error is up to 0.022, so 0.05.
 OUTPUTS = (
     Output("copying_ct", "z", higher_is_better=True, estimator="statistic", role=Role.MEMORISATION, order=96,
-           sample_count_in_id=True, tolerance=Tolerance(relative=0.25, absolute=1.0),
+           sample_count_in_id=True, judge=JUDGE, tolerance=Tolerance(relative=0.25, absolute=1.0),
            description="data-copying test C_T (Meehan et al. 2020): per k-means cell of the training split, "
                        "Mann-Whitney z of samples' vs test examples' nearest-training distances, test-weighted "
                        "mean; ~0 like new data, below -3 copying, above 0 underfitting"),
     Output("authenticity", "fraction", higher_is_better=True, estimator="statistic", role=Role.MEMORISATION,
-           order=97, sample_count_in_id=True, tolerance=Tolerance(absolute=0.05),
+           order=97, sample_count_in_id=True, judge=JUDGE, tolerance=Tolerance(absolute=0.05),
            description="share of samples farther from their nearest training example than it lies from its own "
                        "nearest other training example (AuthPct, Alaa et al. 2022); new data: details test_reference"),
     Output("copy_rate", "fraction", higher_is_better=False, estimator="statistic", role=Role.MEMORISATION,
-           order=98, sample_count_in_id=True, tolerance=Tolerance(absolute=0.05),
+           order=98, sample_count_in_id=True, judge=JUDGE, tolerance=Tolerance(absolute=0.05),
            description="share of samples at most as far from a training example as the closest 5% of test "
                        "examples are; about 0.05 for new data, 1 for a copier"),
 )
@@ -70,14 +81,14 @@ def measure(ref: reference.CopyReference, sample_features: np.ndarray) -> list:
             "test_median_distance": float(np.median(ref.test_distance))}
     return [
         Measurement("copying_ct", ct.value, stderr=ct.null_sd, n=m, details={
-            **base, "test_reference": 0.0, "stderr_kind": "standard deviation under the null (Z_U ~ N(0,1) per cell)",
+            **base, REFERENCE_LEVEL: 0.0, "stderr_kind": "standard deviation under the null (Z_U ~ N(0,1) per cell)",
             "cells": ct.cells, "cells_used": len(ct.z),
             "cell_rule": f"cells holding more than {statistics.CELL_SAMPLES} samples, weighted by their test share",
             "z_min": float(min(ct.z)), "z_max": float(max(ct.z))}),
         Measurement("authenticity", auth, stderr=_binomial_stderr(auth, m), n=m, details={
-            **base, "test_reference": ref.test_authenticity}),
+            **base, REFERENCE_LEVEL: ref.test_authenticity}),
         Measurement("copy_rate", rate, stderr=_binomial_stderr(rate, m), n=m, details={
-            **base, "test_reference": ref.test_copy_rate, "threshold": ref.threshold,
+            **base, REFERENCE_LEVEL: ref.test_copy_rate, "threshold": ref.threshold,
             "quantile": statistics.COPY_QUANTILE}),
     ]
 
@@ -100,7 +111,7 @@ def _applies(model_spec, dataset_spec) -> Optional[str]:
 def metric_spec() -> MetricSpec:
     return MetricSpec(
         name=NAME, compute=compute, outputs=OUTPUTS, requires=[Capability.SAMPLE], applies=_applies,
-        sizes=features.SAMPLE_COUNT,
+        sizes=features.SAMPLE_COUNT, neighbours=neighbours.nearest_training_examples,
         description="Copy metrics in the dataset's feature space, samples vs the training split with the test "
                     "split as yardstick: C_T (Meehan et al. 2020), authenticity (Alaa et al. 2022), copy_rate.")
 

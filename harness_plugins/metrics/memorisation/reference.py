@@ -10,8 +10,8 @@ examples' nearest training examples, the copy threshold, C_T's cells), built onc
 - What the test examples score as if they were samples (``test_copy_rate``, ``test_authenticity``):
   the value of a model whose samples are new draws from the data, the copy metrics' yardstick.
 
-:func:`nearest_training_examples` gives, for any data-space samples, the index in the training split
-of each one's nearest training example and the distance to it (for sample panels).
+:func:`nearest_rows` gives, for any features, the index in the training split of each one's nearest
+training example and the distance to it (for the report's panels, :mod:`.neighbours`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import torch
-
 from harness import MetricSkipped
 from harness.contracts import evaluation_indices
 from harness_plugins.metrics.memorisation import features, statistics
@@ -125,13 +123,8 @@ def sample_authenticity(reference: CopyReference, located: SampleCopies) -> floa
     return _authenticity(reference, located.index, located.distance)
 
 
-def nearest_training_examples(dataset, samples: torch.Tensor, feature_extractors, device="cpu", data_root=None,
-                              cache_dir=None, run_cache=None) -> tuple[np.ndarray, np.ndarray]:
-    """(index in ``dataset.train`` of each sample's nearest training example, the distance to it) in
-    the dataset's feature space, searched among the reference's training examples (all of the split
-    up to ``MAX_TRAIN``)."""
-    run_cache = {} if run_cache is None else run_cache
-    name, extractor = features.dataset_extractor(dataset, feature_extractors, device, data_root, run_cache)
-    train = features.split_features(dataset, "train", MAX_TRAIN, name, extractor, cache_dir, run_cache)
-    index, distance = statistics.nearest(features.features_of(extractor, samples), train)
-    return evaluation_indices(len(dataset.train), MAX_TRAIN).numpy()[index], distance
+def nearest_rows(reference: CopyReference, sample_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index in the training split of each sample's nearest training example, the distance to it),
+    searched among the reference's training examples (all of the split up to ``MAX_TRAIN``)."""
+    index, distance = statistics.nearest(sample_features, reference.train)
+    return reference.train_rows[index], distance
