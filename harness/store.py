@@ -22,8 +22,10 @@ STORE_NAME = "results.sqlite"
 # ``name@n`` where the sample count is part of what the number means (``fid@2000``). ``source`` is where
 # the measured model came from: ``trained`` (fitted by the job), or ``artifact PATH`` (a model saved by an
 # earlier job), ``checkpoint PATH`` (a weights file), ``samples PATH`` (samples from another generator).
+# ``protocol`` is the measurement's protocol as JSON (the settings that change what the number means;
+# empty for a row stored before protocols were recorded).
 RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "id", "value", "stderr", "unit",
-                  "estimator", "n", "status", "reason", "source"]
+                  "estimator", "n", "status", "reason", "source", "protocol"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS measurements (
     key TEXT, metric TEXT, id TEXT, value REAL, stderr REAL, unit TEXT, estimator TEXT, n INTEGER,
-    higher_is_better INTEGER, status TEXT, reason TEXT, details TEXT
+    higher_is_better INTEGER, status TEXT, reason TEXT, details TEXT, protocol TEXT
 );
 CREATE INDEX IF NOT EXISTS measurements_key ON measurements(key);
 CREATE TABLE IF NOT EXISTS outputs (
@@ -67,6 +69,11 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        if not self._has_protocol():  # a store written before protocols were recorded: its old rows keep NULL
+            self.db.execute("ALTER TABLE measurements ADD COLUMN protocol TEXT")
+
+    def _has_protocol(self) -> bool:
+        return any(row[1] == "protocol" for row in self.db.execute("PRAGMA table_info(measurements)"))
 
     def close(self) -> None:
         self.db.close()
@@ -113,8 +120,9 @@ class Store:
     def record_job(self, job, result, run_id: str) -> None:
         """Replace everything stored under ``job.key`` with this result, atomically."""
         rows = [
-            (job.key, m.metric, m.id or m.metric, m.value, m.stderr, m.unit, m.estimator, m.n, int(m.higher_is_better), status, reason,
-             json.dumps(m.details, default=str))
+            (job.key, m.metric, m.id or m.metric, m.value, m.stderr, m.unit, m.estimator, m.n, int(m.higher_is_better),
+             status, reason, json.dumps(m.details, default=str),
+             json.dumps(m.protocol, sort_keys=True) if status == JobStatus.OK else None)
             for m, status, reason in result.rows()
         ]
         self.db.execute("BEGIN IMMEDIATE")
@@ -126,7 +134,9 @@ class Store:
                  result.reason, result.seconds, time.time(), json.dumps(job.hparams, default=str),
                  job.provenance, json.dumps(result.details, default=str)),
             )
-            self.db.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany("INSERT INTO measurements (key, metric, id, value, stderr, unit, estimator, n, "
+                                "higher_is_better, status, reason, details, protocol) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -156,10 +166,12 @@ class Store:
                 for r in cur]
 
     def results(self, keys: Optional[Iterable[str]] = None) -> pd.DataFrame:
-        """Tidy results, one measurement a row; a job with no measurement gives one row with its status."""
-        query = """
+        """Tidy results, one measurement a row; a job with no measurement gives one row with its status.
+        ``protocol`` is the measurement's protocol as JSON, None where it was not recorded."""
+        protocol = "m.protocol" if self._has_protocol() else "NULL"
+        query = f"""
             SELECT j.run_id, j.model, j.family, j.dataset, j.seed, j.profile,
-                   m.metric, m.id, m.value, m.stderr, m.unit, m.estimator, m.n,
+                   m.metric, m.id, m.value, m.stderr, m.unit, m.estimator, m.n, {protocol} AS protocol,
                    COALESCE(m.status, j.status) AS status,
                    COALESCE(m.reason, j.reason) AS reason,
                    m.higher_is_better, m.details, j.key, j.seconds, j.finished, j.hparams,

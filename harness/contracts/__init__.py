@@ -7,16 +7,16 @@ from harness.contracts.fitting import FitContext, LogLikelihood
 from harness.contracts.kinds import ESTIMATORS, Capability, DataKind, LikelihoodKind, Role, Scaling
 from harness.contracts.metric import FeatureExtractorSpec, MetricContext, MetricSpec, ProfileSizes
 from harness.contracts.model import Model, ModelSpec, Tagged, tagged
-from harness.contracts.outputs import (QUALITY, SPEED, SPEED_TOLERANCE, Measurement, Output, Tolerance,
-                                       UndeclaredMeasurement)
+from harness.contracts.outputs import (QUALITY, SPEED, SPEED_TOLERANCE, ExampleValues, Measurement, Output,
+                                       Tolerance, UndeclaredMeasurement, checked_protocol)
 from harness.contracts.tracker import (TrackedJob, TrackedRun, TrackedValue, Tracker, TrackerSpec,
                                        value_key)
 from harness.contracts.variants import check_variant_label, split_variant, variant_identity
 from harness.errors import MetricSkipped, UserError
 
 __all__ = ["Capability", "DataKind", "Dataset", "DatasetSpec", "ESTIMATORS", "EVALUATION_SUBSET_SEED",
-           "FeatureExtractorSpec", "FitContext", "LikelihoodKind", "LogLikelihood", "Measurement", "MetricContext",
-           "MetricSkipped", "MetricSpec", "Model", "ModelSpec", "Output", "ProfileSizes", "QUALITY", "Role", "SPEED",
-           "SPEED_TOLERANCE", "Scaling", "Split", "Splits", "Tagged", "Tolerance", "TrackedJob", "TrackedRun",
+           "ExampleValues", "FeatureExtractorSpec", "FitContext", "LikelihoodKind", "LogLikelihood", "Measurement",
+           "MetricContext", "MetricSkipped", "MetricSpec", "Model", "ModelSpec", "Output", "ProfileSizes", "QUALITY",
+           "Role", "SPEED", "SPEED_TOLERANCE", "Scaling", "Split", "Splits", "Tagged", "Tolerance", "TrackedJob", "TrackedRun",
            "TrackedValue", "Tracker", "TrackerSpec", "UndeclaredMeasurement", "UserError", "check_variant_label",
-           "evaluation_indices", "split_variant", "tagged", "value_key", "variant_identity"]
+           "checked_protocol", "evaluation_indices", "split_variant", "tagged", "value_key", "variant_identity"]
