@@ -21,7 +21,6 @@ numbers are; a baseline's declarations may predate them).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -30,6 +29,7 @@ from harness.comparison.results import Entry
 from harness.comparison.rule import Decision, SignificanceTest, decide
 from harness.comparison.verdicts import Verdict
 from harness.contracts import Output, Role, Scaling, Tolerance, UserError
+from harness.formatting import setting
 
 # The floor of a measurement that neither side declares.
 UNDECLARED_TOLERANCE = Tolerance(relative=0.05)
@@ -121,16 +121,12 @@ def _differences(ref: Entry, cur: Entry, current: Side, reference: Side) -> list
     return changed
 
 
-def _setting(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def protocol_differences(reference: Optional[Mapping], current: Optional[Mapping]) -> list:
     """``protocol KEY A vs B`` for every setting both protocols record with different values (a setting
     recorded on one side only, or a side without a protocol, is no evidence of a difference)."""
     if reference is None or current is None:
         return []
-    return [f"protocol {key} {_setting(reference[key])} vs {_setting(current[key])}"
+    return [f"protocol {key} {setting(reference[key])} vs {setting(current[key])}"
             for key in sorted(set(reference) & set(current)) if reference[key] != current[key]]
 
 

@@ -40,8 +40,8 @@ class RunPerExample:
         from harness.per_example import Reader
 
         self.reader = Reader(directory)
-        self.keys = {(r.dataset, r.model, r.label): list(r.seed_keys) for r in summary.itertuples(index=False)
-                     if "seed_keys" in summary.columns}
+        rows = summary.itertuples(index=False) if "seed_keys" in summary.columns else []
+        self.keys = {(r.dataset, r.model, r.label): list(r.seed_keys) for r in rows}
 
     def __call__(self, dataset: str, model: str, label: str):
         keys = self.keys.get((dataset, model, label))
@@ -62,7 +62,7 @@ def _summary(cell) -> SeedSummary:
     return SeedSummary(cell.mean, cell.stderr if cell.stderr is not None else math.nan, cell.seeds, cell.seeds > 1)
 
 
-def mark_group(label: str, cells: dict, higher_is_better: bool, estimator: str,
+def mark_group(cells: dict, higher_is_better: bool, estimator: str,
                per_example: Optional[Callable] = None, alpha: float = REPORT_ALPHA) -> ColumnMark:
     """Mark the best of ``cells`` (model -> Cell, one estimator group of one column) by the paired rule
     where ``per_example(model)`` gives every model's values on the same examples, else across seeds; sets

@@ -9,7 +9,6 @@ values exist, else the across-seed rule). Markdown, HTML, LaTeX and the terminal
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
@@ -18,7 +17,7 @@ import pandas as pd
 
 from harness.comparison import is_speed
 from harness.contracts import QUALITY, SPEED, LikelihoodKind, Role, split_variant
-from harness.formatting import value_with_error
+from harness.formatting import setting, value_with_error
 from harness.report.evidence import REPORT_ALPHA, mark_group, rule_summary
 from harness.summary import summarise
 
@@ -137,7 +136,8 @@ class Table:
         return [(", ".join(labels), text) for text, labels in grouped.items()]
 
     def strings(self, best_marker=lambda text: text, sep: str = " ± ", with_error: bool = True) -> pd.DataFrame:
-        """The table as formatted strings (index model, columns titles); ``best_marker`` wraps best cells."""
+        """The table as formatted strings (index model; columns: ``seeds``, then the titles); ``best_marker``
+        wraps best cells."""
         data = {}
         for col in self.columns:
             values = []
@@ -157,10 +157,6 @@ class Table:
 SEEDS_COLUMN = "seeds"
 
 
-def _setting(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def protocol_text(protocols: Mapping[str, dict]) -> str:
     """model -> protocol as one line: ``split test, examples 1000; importance_samples: vae 64, cvae 64``
     (settings shared by every model first, then the others with each model's value)."""
@@ -170,12 +166,12 @@ def protocol_text(protocols: Mapping[str, dict]) -> str:
     shared, varied = [], []
     for key in keys:
         values = {m: p.get(key) for m, p in protocols.items() if key in p}
-        distinct = {_setting(v) for v in values.values()}
+        distinct = {setting(v) for v in values.values()}
         if len(values) == len(protocols) and len(distinct) == 1:
             shared.append(f"{key} {distinct.pop()}")
         else:
-            varied.append(f"{key}: " + ", ".join(f"{m} {_setting(v)}" for m, v in sorted(values.items())))
-    return "; ".join([", ".join(shared)] * bool(shared) + varied)
+            varied.append(f"{key}: " + ", ".join(f"{m} {setting(v)}" for m, v in sorted(values.items())))
+    return "; ".join(([", ".join(shared)] if shared else []) + varied)
 
 
 def column_for(label: str, metric: str, unit: str, hib, outputs: Mapping) -> Column:
@@ -242,7 +238,7 @@ def mark_best(table: Table, per_example: Optional[Callable] = None, alpha: Optio
                 continue
             lookup = None if per_example is None else (
                 lambda model, label=col.label: per_example(table.dataset, model, label))
-            mark = mark_group(col.label, group, col.higher_is_better, estimator, lookup, alpha)
+            mark = mark_group(group, col.higher_is_better, estimator, lookup, alpha)
             table.marks.setdefault(col.label, []).append(mark)
 
 
