@@ -9,7 +9,7 @@ The file::
     datasets = ["8gaussians"]   # default: each model's own datasets for the profile
     metrics = ["nll"]           # default: every compatible metric
     profile = "quick"
-    seeds = 3                   # a count (0..N-1) or a list: [0, 4]
+    seeds = 3                   # a count (0..N-1) or a list: [0, 4]; default: the profile's (smoke 1, else 3)
     device = "cpu"
     job_timeout = 600.0
     likelihood = "exact"        # the kind of every py: model's log_prob (run --likelihood)

@@ -84,7 +84,8 @@ class ContinuousView:
 
     Continuous data pass through unchanged and likelihoods are exact. Discrete and binary data are
     dequantised to [0, 1)^D (a fresh draw every call of :meth:`model_input`), samples are quantised
-    back to levels, and likelihoods are the dequantisation lower bound, labelled ``bound``.
+    back to levels, and likelihoods are the dequantisation lower bound, labelled ``bound``, whose
+    protocol names the dequantisation and its draws.
     """
 
     def __init__(self, spec):
@@ -112,4 +113,5 @@ class ContinuousView:
             return LogLikelihood(log_density(x).detach().float().cpu(), LikelihoodKind.EXACT)
         values = dequantized_log_likelihood(log_density, x, self.levels, generator, draws=draws)
         return LogLikelihood(values, LikelihoodKind.BOUND,
-                             details={"dequantized": True, "levels": self.levels, "draws": draws})
+                             details={"dequantized": True, "levels": self.levels, "draws": draws},
+                             protocol={"dequantisation": "uniform", "dequantisation_draws": int(draws)})

@@ -1,7 +1,9 @@
-"""Number formatting shared by the report tables, the terminal summary and the regression gate."""
+"""Number formatting shared by the report tables, the terminal summary and the regression gate, and how
+a protocol setting's value reads."""
 
 from __future__ import annotations
 
+import json
 import math
 
 
@@ -54,3 +56,8 @@ def value_with_error(value: float, stderr, integer: bool = False, sep: str = " Â
     if has_error(stderr) and not (_finite(value) and stderr <= 1e-12 * abs(value)):
         text += f"{sep}{error(stderr)}"
     return text
+
+
+def setting(value) -> str:
+    """A protocol setting's value as text: a string as it is, anything else as JSON (``64``, ``null``)."""
+    return value if isinstance(value, str) else json.dumps(value)

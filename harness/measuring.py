@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from harness.contracts import (Measurement, MetricContext, MetricSkipped, UndeclaredMeasurement, check_variant_label,
-                               variant_identity)
+import torch
+
+from harness.contracts import (Measurement, MetricContext, MetricSkipped, Role, UndeclaredMeasurement,
+                               check_variant_label, variant_identity)
 from harness.jobs import JobResult
 from harness.time_limit import JobTimeout
 
@@ -23,6 +25,9 @@ def measure(metric, ctx: MetricContext, result: JobResult, variant: Optional[str
             if not isinstance(m, Measurement):
                 raise UndeclaredMeasurement(f"metric {metric.name} returned {type(m).__name__}, not Measurement")
             m.variant = variant
+            declared = metric.output(m.metric)
+            if declared is not None and declared.role == Role.SPEED:
+                m.protocol = {**speed_protocol(ctx), **(m.protocol or {})}
             bound.append(metric.bind(m))
     except JobTimeout:
         raise
@@ -34,6 +39,12 @@ def measure(metric, ctx: MetricContext, result: JobResult, variant: Optional[str
         return
     result.measurements.extend(bound)
     result.details.setdefault("metric_seconds", {})[name] = round(time.perf_counter() - started, 4)
+
+
+def speed_protocol(ctx: MetricContext) -> dict:
+    """What every speed figure's protocol holds, whatever its metric records: the device and the number of
+    torch threads it was measured with (a figure on two threads is not one on one)."""
+    return {"device": str(ctx.device), "torch_threads": torch.get_num_threads()}
 
 
 def measure_variants(model, metrics: list, context: dict, result: JobResult) -> None:

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import torch
 
 import harness
-from harness import artifacts
+from harness import artifacts, per_example
 from harness.applicable_metrics import metrics_for
 from harness.contracts import Tagged, UserError
 from harness.data import resolve_data_root
@@ -251,6 +251,7 @@ class Runner:
     def _finish(self, store, info, job, result, counts, bar) -> None:
         if result.status != JobStatus.SKIPPED:  # every job that ran records the machine it ran on
             result.details.setdefault("machine", self._machine_id)  # the executor's, else this one
+        _keep_per_example(self.out, job, result)
         store.record_job(job, result, info.run_id)
         counts[result.status] += 1
         if result.details.get("source") in (Origin.ARTIFACT, Origin.CHECKPOINT):  # restored, not trained
@@ -264,3 +265,15 @@ class Runner:
         if bar is not None:
             bar.set_postfix_str(f"{job.label} {result.status}")
             bar.update(1)
+
+
+def _keep_per_example(out: Path, job, result) -> None:
+    """Write the job's per-example values beside the results (:mod:`harness.per_example`) before its result
+    is stored; a failure to write is noted in the job's details, and its numbers stand."""
+    try:
+        path = per_example.write(out, job, result.measurements)
+    except OSError as exc:
+        result.details["per_example_error"] = f"{type(exc).__name__}: {exc}"
+        return
+    if path is not None:
+        result.details["per_example"] = path.relative_to(out).as_posix()

@@ -27,8 +27,10 @@ REBUILT_PREFIX = "rebuilt-"  # the key of a job `store rebuild` found without it
 # ``name@n`` where the sample count is part of what the number means (``fid@2000``). ``source`` is where
 # the measured model came from: ``trained`` (fitted by the job), or ``artifact PATH`` (a model saved by an
 # earlier job), ``checkpoint PATH`` (a weights file), ``samples PATH`` (samples from another generator).
+# ``protocol`` is the measurement's protocol as JSON (the settings that change what the number means;
+# empty for a row stored before protocols were recorded).
 RESULT_COLUMNS = ["run_id", "model", "family", "dataset", "seed", "profile", "metric", "id", "value", "stderr", "unit",
-                  "estimator", "n", "status", "reason", "source"]
+                  "estimator", "n", "status", "reason", "source", "protocol"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -40,7 +42,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS measurements (
     key TEXT, metric TEXT, id TEXT, value REAL, stderr REAL, unit TEXT, estimator TEXT, n INTEGER,
-    higher_is_better INTEGER, status TEXT, reason TEXT, details TEXT
+    higher_is_better INTEGER, status TEXT, reason TEXT, details TEXT, protocol TEXT
 );
 CREATE INDEX IF NOT EXISTS measurements_key ON measurements(key);
 CREATE TABLE IF NOT EXISTS outputs (
@@ -85,11 +87,16 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            if not self._has_protocol():  # a store written before protocols were recorded: old rows keep NULL
+                self.db.execute("ALTER TABLE measurements ADD COLUMN protocol TEXT")
         except BaseException as exc:
             self.close()
             if isinstance(exc, sqlite3.Error) and full.is_write_failure(exc):
                 raise full.store_write_failed(exc, self.path, "the store's tables") from None
             raise
+
+    def _has_protocol(self) -> bool:
+        return any(row[1] == "protocol" for row in self.db.execute("PRAGMA table_info(measurements)"))
 
     def close(self) -> None:
         if self.db is None:
@@ -154,8 +161,9 @@ class Store:
     def record_job(self, job, result, run_id: str) -> None:
         """Replace everything stored under ``job.key`` with this result, atomically."""
         rows = [
-            (job.key, m.metric, m.id or m.metric, m.value, m.stderr, m.unit, m.estimator, m.n, int(m.higher_is_better), status, reason,
-             json.dumps(m.details, default=str))
+            (job.key, m.metric, m.id or m.metric, m.value, m.stderr, m.unit, m.estimator, m.n, int(m.higher_is_better),
+             status, reason, json.dumps(m.details, default=str),
+             json.dumps(m.protocol, sort_keys=True) if status == JobStatus.OK else None)
             for m, status, reason in result.rows()
         ]
         with self._transaction(f"the result of {job.label}"):
@@ -167,7 +175,9 @@ class Store:
                  result.reason, result.seconds, time.time(), json.dumps(job.hparams, default=str),
                  job.provenance, json.dumps(result.details, default=str)),
             )
-            self.db.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany("INSERT INTO measurements (key, metric, id, value, stderr, unit, estimator, n, "
+                                "higher_is_better, status, reason, details, protocol) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _supersede_rebuilt(self, job) -> None:
         """Drop the jobs ``store rebuild`` could not give their key (``rebuilt-...``) that this job is."""
@@ -200,10 +210,12 @@ class Store:
                 for r in cur]
 
     def results(self, keys: Optional[Iterable[str]] = None) -> pd.DataFrame:
-        """Tidy results, one measurement a row; a job with no measurement gives one row with its status."""
-        query = """
+        """Tidy results, one measurement a row; a job with no measurement gives one row with its status.
+        ``protocol`` is the measurement's protocol as JSON, None where it was not recorded."""
+        protocol = "m.protocol" if self._has_protocol() else "NULL"
+        query = f"""
             SELECT j.run_id, j.model, j.family, j.dataset, j.seed, j.profile,
-                   m.metric, m.id, m.value, m.stderr, m.unit, m.estimator, m.n,
+                   m.metric, m.id, m.value, m.stderr, m.unit, m.estimator, m.n, {protocol} AS protocol,
                    COALESCE(m.status, j.status) AS status,
                    COALESCE(m.reason, j.reason) AS reason,
                    m.higher_is_better, m.details, j.key, j.seconds, j.finished, j.hparams,

@@ -177,7 +177,7 @@ def test_sizes_per_profile_are_declared_by_the_metrics_and_keep_the_profiles_val
         if spec.name in sample_metrics:
             assert [spec.sizes.of(p)["samples"] for p in ("smoke", "quick", "full")] == [500, 2000, 10000]
     assert [f.name for f in dataclasses.fields(Profile)] == ["name", "job_timeout_s", "eval_examples", "sample_batch",
-                                                              "description"]
+                                                              "description", "seeds"]
 
 
 def test_declarations_keep_todays_units_and_directions_and_order_the_tables():

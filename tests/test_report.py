@@ -53,9 +53,10 @@ def test_declarations_order_columns_split_quality_from_speed_and_print_integers(
                                                                         integer=True),
                "rate": Output("rate", "samples/s", True, kind=SPEED)}
     quality = comparison_tables(df, "quality", outputs)["d"]
-    assert list(quality.columns) == ["zeta", "alpha_count [modes]"]  # declared order, not alphabetical; units
+    # the seeds per model first, then the declared order, not alphabetical; units
+    assert list(quality.columns) == ["seeds", "zeta", "alpha_count [modes]"]
     assert quality.loc["m", "alpha_count [modes]"] == "8 ± 0.50"  # a count has no decimals
-    assert list(comparison_tables(df, "speed", outputs)["d"].columns) == ["rate [samples/s]"]
+    assert list(comparison_tables(df, "speed", outputs)["d"].columns) == ["seeds", "rate [samples/s]"]
 
 
 @pytest.mark.parametrize("value, integer, text", [(8.0, True, "8"), (7.666666, True, "7.7"), (8.0, False, "8.000"),
@@ -203,7 +204,7 @@ def test_the_terminal_summary_fits_100_columns_in_declared_order(tmp_path):
     text = terminal_summary(SummarisedRun(df, tmp_path, decl))
     lines = text.splitlines()
     assert max(map(len, lines)) <= WIDTH
-    assert lines[0].startswith("## d") and "not shown:" in lines[0]  # says what it dropped
+    assert lines[0].startswith("## d  (3 seeds each;") and "not shown:" in lines[0]  # says what it dropped
     assert "metric_0" in lines[1] and lines[-1] == KEY
     shown = [i for i in range(9) if f"metric_{i} " in lines[1]]
     assert shown == list(range(len(shown))) and len(shown) >= 2  # the first columns, in declared order
@@ -256,7 +257,7 @@ def test_run_prints_compact_tables_the_report_path_and_one_line_per_failure(tmp_
     captured = capsys.readouterr()
     assert code == 1
     lines = captured.out.splitlines()
-    assert lines[0] == "## tiny" and "stdnormal" in lines[3] and "(x)" in lines[3]
+    assert lines[0] == "## tiny  (2 seeds each)" and "stdnormal" in lines[3] and "(x)" in lines[3]
     assert max(len(line) for line in lines if str(out) not in line) <= WIDTH
     assert f"every metric, samples and charts: {out / 'report.html'}" in lines
     assert (out / "report.html").exists()

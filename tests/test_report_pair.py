@@ -18,6 +18,7 @@ from harness.cli import main
 from harness.host import PluginHost
 from harness.profiles import get_profile
 from harness.comparison import decide, load_results, summarise, tolerance_for
+from harness.evidence import paired_difference
 from harness.report import write_reports
 from harness.runner import Runner
 from tests.fake_plugins.regression_fakes import RegressionFakes
@@ -77,12 +78,17 @@ def test_a_worse_run_is_marked_worse_in_the_likelihood_cells(runs, capsys, tmp_p
              for k in ("a", "worse")]
     row = next(r for r in doc["rows"] if r["metric"] == "nll")
     assert row["delta"] == pytest.approx(means[1] - means[0], rel=1e-9)
-    assert row["a"]["n_seeds"] == row["b"]["n_seeds"] == 3 and row["test"] == "welch" and row["p_worse"] < 0.01
-    # The same decision as the gate's rule called directly on the two summaries.
+    # both runs kept the per-example values of the same test examples: the test is paired
+    assert row["a"]["n_seeds"] == row["b"]["n_seeds"] == 3 and row["test"] == "paired" and row["p_worse"] < 0.01
+    assert row["paired"] and any("judged paired" in n for n in doc["notes"])
+    assert next(r for r in doc["rows"] if r["metric"] == "fake_score")["test"] == "welch"  # no per-example values
+    # The same decision as the gate's rule called directly on the two summaries and their per-example values.
     ra, rb = load_results(runs["a"]), load_results(runs["worse"])
     ea = {e.id: e for e in summarise(ra)}
     eb = {e.id: e for e in summarise(rb)}
-    expected = decide(ea["nll"].stats, eb["nll"].stats, False, tolerance_for(eb["nll"], rb.outputs["nll"]))
+    paired = paired_difference(rb.per_example(eb["nll"]), ra.per_example(ea["nll"]))
+    expected = decide(ea["nll"].stats, eb["nll"].stats, False, tolerance_for(eb["nll"], rb.outputs["nll"]),
+                      paired=paired)
     assert row["p_worse"] == pytest.approx(expected.p_worse)
     html = (tmp_path / "comparison.html").read_text()
     assert html.count("class='worse'") == 2 and "B is significantly worse" in html

@@ -4,7 +4,9 @@ Exit 0 when nothing regressed, 1 on a regression (worse beyond floor and noise, 
 changed or missing row), 2 when the baseline does not match (another profile or dataset hash) or
 on a usage error. Speed rows follow the machine rule (as measured on the same machine, normalised by
 the runs' calibrations on another, or not at all with --quality-only); rows of a plugin that is not
-installed are listed apart. See harness/regression/ and docs/regression.md.
+installed are listed apart. ``--baseline`` takes a baseline file, or a results directory whose
+summary serves as the baseline; against a directory, rows whose jobs kept per-example values on both
+sides are judged paired. See harness/regression/ and docs/regression.md.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ def configure(parser) -> None:
     from harness.regression import DEFAULT_ALPHA, MACHINE_SPREAD
 
     parser.add_argument("results", type=Path, help="a directory written by `harness run --out`, or its results.csv")
-    parser.add_argument("--baseline", type=Path, required=True, metavar="FILE",
-                        help="a baseline written by `harness baseline save`, e.g. reports/baseline/smoke.json")
+    parser.add_argument("--baseline", type=Path, required=True, metavar="FILE|DIR",
+                        help="a baseline written by `harness baseline save`, e.g. reports/baseline/smoke.json, or a "
+                             "results directory (then rows with per-example values on both sides are judged paired)")
     parser.add_argument("--summary", type=Path, metavar="OUT.md",
                         help="also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
@@ -50,15 +53,16 @@ def _write(path: Path, text: str) -> None:
 
 def execute(args, host) -> int:
     from harness.commands.baseline import installed_outputs, installed_plugins
-    from harness.regression import BaselineMismatch, compare, load_results, read_baseline
+    from harness.regression import BaselineMismatch, baseline_source, compare, load_results
 
-    doc = read_baseline(args.baseline)
-    results = load_results(args.results, outputs=installed_outputs(host))
+    outputs = installed_outputs(host)
+    doc, made_from = baseline_source(args.baseline, outputs)
+    results = load_results(args.results, outputs=outputs)
     try:
         comparison = compare(doc, results, alpha=args.alpha, allow_missing=args.allow_missing,
                              baseline_path=str(args.baseline), quality_only=args.quality_only,
                              plugins=installed_plugins(host), require_all_plugins=args.require_all_plugins,
-                             machine_spread=args.machine_spread)
+                             machine_spread=args.machine_spread, reference_results=made_from)
     except BaselineMismatch as exc:
         if args.summary:
             _write(args.summary, "## Regression check: BASELINE DOES NOT MATCH\n\n```\n" + str(exc) + "\n```\n")

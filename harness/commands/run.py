@@ -44,7 +44,9 @@ def configure(parser) -> None:
     adapted.add_model_options(parser, NAME)
     parser.add_argument("--profile", default=None, choices=list(PROFILES),
                         help="budget: smoke (CI, seconds a job), quick (default, laptop CPU), full (GPU)")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 for every job (default 1)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="seeds 0..N-1 for every (model, dataset) (default: the profile's, 1 for smoke and 3 for "
+                             "quick and full)")
     parser.add_argument("--seed-offset", type=int, default=0, metavar="S", help="first seed (default 0)")
     parser.add_argument("--out", type=Path, help="output directory (default reports/run-<timestamp>)")
     parser.add_argument("--resume", action="store_true",
@@ -107,7 +109,7 @@ def settings(args):
     if args.seeds is not None:
         run["seeds"] = list(range(args.seed_offset, args.seed_offset + args.seeds))
     elif args.seed_offset:
-        count = run.get("seeds", 1)
+        count = run.get("seeds", get_profile(run.get("profile", DEFAULT_PROFILE)).seeds)
         run["seeds"] = [s + args.seed_offset for s in (count if isinstance(count, list) else range(count))]
     overrides = list(config.overrides) + [parse_set(text) for text in args.sets]
     return config, run, overrides
@@ -124,10 +126,10 @@ def execute(args, host) -> int:
         raise UserError("say what to run: --all, --model M [M ...] or --config FILE.toml "
                         "(see `python -m harness list models`)")
     own = adapted.prepare_run(host, run, args)  # py: references become registered models
-    seeds = seeds_from(run.get("seeds", 1))
+    profile = get_profile(run.get("profile", DEFAULT_PROFILE))
+    seeds = seeds_from(run.get("seeds", profile.seeds))
     if not seeds:
         raise UserError("--seeds must be at least 1")
-    profile = get_profile(run.get("profile", DEFAULT_PROFILE))
     out = args.out or Path("reports") / time.strftime("run-%Y%m%d-%H%M%S")
     for name in run.get("metrics") or []:
         host.metric(name)

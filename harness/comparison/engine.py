@@ -5,13 +5,16 @@ the declarations of its outputs. Rows are matched by identity, and each gets one
 
 1. on one side only: MISSING (only in the reference) or NEW (only in the current results);
 2. in a dataset the caller excludes (other data or budgets behind the two sides): CHANGED, with why;
-3. not comparable: unit, estimator or direction differ, or the output's declared role or scaling
-   (where both sides declare one) differ: CHANGED. A direction known on one side only is that side's;
-   none known is CHANGED too;
+3. not comparable: unit, estimator or direction differ, the output's declared role or scaling
+   (where both sides declare one) differ, or the measurements' protocols differ (a setting both sides
+   recorded with different values: ``protocol ais_betas 100 vs 1000``): CHANGED. A direction known on one
+   side only is that side's; none known is CHANGED too. A side that recorded no protocol (results made
+   before protocols were stored) is compared as before, and the row's note says so;
 4. a speed row (:func:`is_speed`, from the output's declaration): judged under the machine rule's plan
    for the machine that measured it (:mod:`harness.comparison.machines`), or NOT_COMPARED with a note when
    that plan cannot compare it;
 5. otherwise decided by :func:`harness.comparison.rule.decide` with the row's floor (:func:`tolerance_for`),
+   paired where both sides give per-example values on the same test examples (``Side.per_example``), and
    one-sidedly about the level held-out data scores where the output declares ``Judge.BEYOND_REFERENCE``
    (:mod:`harness.comparison.reference_level`).
 
@@ -22,14 +25,15 @@ numbers are; a baseline's declarations may predate them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from harness.comparison.machines import MachinePlans, SpeedPlan
 from harness.comparison.results import Entry
 from harness.comparison.reference_level import judge
-from harness.comparison.rule import Decision
+from harness.comparison.rule import Decision, SignificanceTest
 from harness.comparison.verdicts import Verdict
-from harness.contracts import Output, Role, Scaling, Tolerance
+from harness.contracts import Output, Role, Scaling, Tolerance, UserError
+from harness.formatting import setting
 
 # The floor of a measurement that neither side declares.
 UNDECLARED_TOLERANCE = Tolerance(relative=0.05)
@@ -44,10 +48,14 @@ def is_speed(declaration: Optional[Output]) -> bool:
 @dataclass
 class Side:
     """One side of a comparison: entries by (model, dataset, metric identity), and declarations by
-    measurement name."""
+    measurement name. ``name``: what notes call the side (``the baseline``, ``A``). ``per_example``:
+    an entry's per-example values over its seeds (:class:`harness.evidence.PerExample`) or None, where
+    the side can give them (a results directory: :meth:`harness.comparison.ResultsSet.per_example`)."""
 
     entries: Mapping[tuple, Entry]
     outputs: Mapping[str, Output]
+    name: str = ""
+    per_example: Optional[Callable] = None
 
 
 @dataclass
@@ -66,10 +74,16 @@ class RowComparison:
     note: str = ""
     speed: bool = False
     normalised: Optional[Entry] = None  # the current entry as it would read on the reference's machine
+    paired_difference: Optional[object] = None  # harness.evidence.PairedDifference (current - reference)
 
     @property
     def key(self) -> tuple:
         return (self.model, self.dataset, self.id)
+
+    @property
+    def paired(self) -> bool:
+        """Whether the row was judged paired (per-example values of both sides on the same examples)."""
+        return self.decision is not None and self.decision.test == SignificanceTest.PAIRED
 
 
 def declaration(metric: str, current: Side, reference: Side) -> Optional[Output]:
@@ -107,7 +121,41 @@ def _differences(ref: Entry, cur: Entry, current: Side, reference: Side) -> list
             changed.append(f"role {a.role} -> {b.role}")
         if a.scaling is not None and b.scaling is not None and a.scaling != b.scaling:
             changed.append(f"scaling {a.scaling} -> {b.scaling}")
+    changed += protocol_differences(ref.protocol, cur.protocol)
     return changed
+
+
+def protocol_differences(reference: Optional[Mapping], current: Optional[Mapping]) -> list:
+    """``protocol KEY A vs B`` for every setting both protocols record with different values (a setting
+    recorded on one side only, or a side without a protocol, is no evidence of a difference)."""
+    if reference is None or current is None:
+        return []
+    return [f"protocol {key} {setting(reference[key])} vs {setting(current[key])}"
+            for key in sorted(set(reference) & set(current)) if reference[key] != current[key]]
+
+
+def _unrecorded(ref: Entry, cur: Entry, reference: Side, current: Side) -> str:
+    """The note of a row a side recorded no protocol for (compared as before), else ""."""
+    missing = [side.name or fallback for side, entry, fallback in ((reference, ref, "the reference"),
+                                                                    (current, cur, "the current results"))
+               if entry.protocol is None]
+    return f"protocol not recorded in {' and '.join(missing)}" if missing else ""
+
+
+def _paired(ref: Entry, cur: Entry, reference: Side, current: Side):
+    """The paired difference of the current entry against the reference, where both sides give per-example
+    values on the same test examples; else None."""
+    if reference.per_example is None or current.per_example is None:
+        return None
+    a, b = current.per_example(cur), reference.per_example(ref)
+    if a is None or b is None:
+        return None
+    from harness.evidence import paired_difference
+
+    try:
+        return paired_difference(a, b)
+    except UserError:  # evaluated on other examples: nothing to pair
+        return None
 
 
 def compare_sides(reference: Side, current: Side, plan: SpeedPlan | MachinePlans, alpha: float,
@@ -139,12 +187,15 @@ def compare_sides(reference: Side, current: Side, plan: SpeedPlan | MachinePlans
         if changed:
             row.verdict, row.note = Verdict.CHANGED, "; ".join(changed)
             continue
+        unrecorded = _unrecorded(ref, cur, reference, current)
         higher_is_better = bool(ref.higher_is_better if ref.higher_is_better is not None else cur.higher_is_better)
         tol = tolerance_for(cur, declared, overrides)
         if not row.speed:
-            row.decision, row.note = judge(ref, cur, declared, higher_is_better, tol, alpha)
+            row.paired_difference = _paired(ref, cur, reference, current)
+            row.decision, note = judge(ref, cur, declared, higher_is_better, tol, alpha, row.paired_difference)
             row.tolerance = tol
             row.verdict = row.decision.verdict if row.decision is not None else Verdict.NOT_COMPARED
+            row.note = "; ".join(n for n in (note, unrecorded) if n)
             continue
         scaling = _scaling(ref.metric, current, reference)
         if not plan.comparable(scaling):
@@ -152,7 +203,7 @@ def compare_sides(reference: Side, current: Side, plan: SpeedPlan | MachinePlans
             continue
         row.decision = plan.judge(ref, cur, scaling, higher_is_better, tol, alpha)
         row.verdict, row.tolerance = row.decision.verdict, plan.tolerance(tol, scaling)
-        row.note = plan.row_note(scaling)
+        row.note = "; ".join(n for n in (plan.row_note(scaling), unrecorded) if n)
         normalised = plan.normalise(cur, scaling)
         row.normalised = normalised if normalised is not cur else None
     return rows

@@ -59,11 +59,11 @@ def _past(value: float, level: float, floor: float, higher_is_better: bool) -> b
 
 
 def judge(ref, cur, declared: Optional[Output], higher_is_better: bool, tolerance: Tolerance,
-          alpha: float) -> tuple[Optional[Decision], str]:
+          alpha: float, paired=None) -> tuple[Optional[Decision], str]:
     """``(decision, note)`` for a quality row with entries ``ref`` and ``cur``: by the direction
     (:func:`decide`), or, when ``declared`` says ``Judge.BEYOND_REFERENCE``, one-sided about the level
-    (see the module doc; ``(None, note)`` when no level is recorded)."""
-    decision = decide(ref.stats, cur.stats, higher_is_better, tolerance, alpha)
+    (see the module doc; ``(None, note)`` when no level is recorded). ``paired``: as for :func:`decide`."""
+    decision = decide(ref.stats, cur.stats, higher_is_better, tolerance, alpha, paired)
     if declared is None or declared.judge is not Judge.BEYOND_REFERENCE:
         return decision, ""
     level = cur.reference_level if cur.reference_level is not None else ref.reference_level

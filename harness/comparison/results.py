@@ -1,7 +1,8 @@
 """A results set, one side of a comparison: a results directory read through its store, or a
 results.csv, reduced to the newest job per (model, dataset, seed, profile), with the declarations of
 its outputs and the machine its runs recorded, and summarised per (model, dataset, metric identity)
-with the report's own summary (:func:`harness.summary.summarise`)."""
+with the report's own summary (:func:`harness.summary.summarise`). A directory also gives each entry's
+per-example values, where its jobs kept them (:meth:`ResultsSet.per_example`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,19 @@ class ResultsSet:
     outputs: dict = field(default_factory=dict)  # measurement name -> Output, as declared by the metrics
     machines: dict = field(default_factory=dict)  # run id -> {"id", "fingerprint", "calibration"} (if recorded)
     owners: dict = field(default_factory=dict)  # models / datasets / outputs -> name -> plugin (if recorded)
+    directory: Optional[Path] = None  # the results directory (None for a CSV): where per-example values are
+    _reader: object = field(default=None, init=False, repr=False, compare=False)
+
+    def per_example(self, entry: "Entry"):
+        """The entry's per-example values over its seeds (:class:`harness.evidence.PerExample`), or None
+        where a seed kept none (a CSV, a metric without them, a store written before they were kept)."""
+        if self.directory is None or not entry.seed_keys:
+            return None
+        if self._reader is None:
+            from harness.per_example import Reader
+
+            self._reader = Reader(self.directory)
+        return self._reader.seeds(entry.model, entry.dataset, entry.id, entry.seed_keys)
 
     @property
     def profiles(self) -> list:
@@ -112,7 +126,7 @@ def _read_store(directory: Path, known: Mapping) -> ResultsSet:
         datasets={d: next(iter(h)) for d, h in datasets.items()},
         hparams={m: (h[0] if len(h) == 1 else h) for m, h in hparams.items()},
         versions={k: ", ".join(v) for k, v in versions.items()},
-        outputs=outputs, machines=machines, owners=owners,
+        outputs=outputs, machines=machines, owners=owners, directory=Path(directory),
     )
 
 
@@ -121,7 +135,7 @@ def _read_csv(path: Path, outputs: Optional[Mapping]) -> ResultsSet:
     missing = {"model", "dataset", "seed", "profile", "metric", "value", "status"} - set(df.columns)
     if missing:
         raise UserError(f"{path} is not a harness results.csv (no column(s) {', '.join(sorted(missing))})")
-    for col in ("family", "stderr", "unit", "estimator", "reason", "run_id", "id"):
+    for col in ("family", "stderr", "unit", "estimator", "reason", "run_id", "id", "protocol"):
         if col not in df.columns:
             df[col] = None
     df["unit"] = df["unit"].fillna("")
@@ -178,6 +192,8 @@ class Entry:
     n_seeds: int
     seeds: list
     reference_level: Optional[float] = None  # what held-out data scores (details REFERENCE_LEVEL), if recorded
+    protocol: Optional[dict] = None  # the settings that change what the number means; None: not recorded
+    seed_keys: list = field(default_factory=list)  # (seed, job key) of the jobs summarised (a directory's)
 
     @property
     def key(self) -> tuple:
@@ -200,5 +216,6 @@ def summarise(results: ResultsSet) -> list:
                              unit=r.unit, estimator=r.estimator,
                              higher_is_better=None if r.higher_is_better is None else bool(r.higher_is_better),
                              mean=r.mean, stderr=stderr, n_seeds=int(r.seeds), seeds=list(r.seed_list),
-                             reference_level=levels.get((r.model, r.dataset, r.label))))
+                             reference_level=levels.get((r.model, r.dataset, r.label)),
+                             protocol=r.protocol, seed_keys=[tuple(k) for k in r.seed_keys]))
     return sorted(entries, key=lambda e: e.key)

@@ -35,6 +35,7 @@ class SignificanceTest(str, Enum):
     Z = "z"  # a side has one seed: the standard errors
     NO_SPREAD = "no-spread"  # both standard errors are zero: any change beyond the floor counts
     FLOOR_ONLY = "floor-only"  # a standard error is unknown: the floor alone decides
+    PAIRED = "paired"  # per-example values on the same test examples: the paired difference's t
 
     def __str__(self) -> str:
         return self.value
@@ -83,9 +84,23 @@ def _tests(base: Stats, cur: Stats, higher_is_better: bool) -> tuple:
     return float(stats.norm.sf(z)), float(stats.norm.cdf(z)), SignificanceTest.Z
 
 
+def _paired_tests(paired, higher_is_better: bool) -> tuple:
+    """(p_worse, p_better, PAIRED) from a :class:`harness.evidence.PairedDifference` of current against
+    the reference (difference = current - reference)."""
+    from scipy import stats
+
+    worse_by = -paired.difference if higher_is_better else paired.difference
+    if paired.stderr == 0:
+        return (0.0 if worse_by > 0 else 1.0), (0.0 if worse_by < 0 else 1.0), SignificanceTest.PAIRED
+    t = worse_by / paired.stderr
+    return float(stats.t.sf(t, paired.df)), float(stats.t.cdf(t, paired.df)), SignificanceTest.PAIRED
+
+
 def decide(base: Stats, cur: Stats, higher_is_better: bool, tolerance: Tolerance,
-           alpha: float = DEFAULT_ALPHA) -> Decision:
-    """Is ``cur`` worse than ``base``, better, or unchanged within floor and noise? (See module doc.)"""
+           alpha: float = DEFAULT_ALPHA, paired=None) -> Decision:
+    """Is ``cur`` worse than ``base``, better, or unchanged within floor and noise? (See module doc.)
+    ``paired``: the :class:`harness.evidence.PairedDifference` of current against reference, where both
+    kept per-example values on the same test examples; the test is then paired."""
     delta = cur.mean - base.mean
     worse_by = -delta if higher_is_better else delta
     ratio = cur.mean / base.mean if base.mean != 0 else math.nan
@@ -97,7 +112,10 @@ def decide(base: Stats, cur: Stats, higher_is_better: bool, tolerance: Tolerance
     else:
         allowed = tolerance.floor(base.mean)
         past_worse, past_better = worse_by > allowed, -worse_by > allowed
-    p_worse, p_better, test = _tests(base, cur, higher_is_better)
+    if paired is not None:
+        p_worse, p_better, test = _paired_tests(paired, higher_is_better)
+    else:
+        p_worse, p_better, test = _tests(base, cur, higher_is_better)
     if past_worse and (p_worse is None or p_worse < alpha):
         verdict = Verdict.WORSE
     elif past_better and (p_better is None or p_better < alpha):

@@ -18,14 +18,19 @@ class LogLikelihood:
 
     ``values``: tensor (N,). ``kind``: exact, bound or estimate. ``shared_stderr``: an uncertainty
     common to every example (e.g. the standard error of an AIS estimate of log Z), added in
-    quadrature to the across-example standard error of the mean. ``details``: free-form
-    (e.g. ``{"k": 64}`` for IWAE, ``{"dequantized": True}``).
+    quadrature to the across-example standard error of the mean. ``details``: free-form, what the
+    evaluation found (e.g. the number of function evaluations, the estimate of log Z). ``protocol``: the
+    settings of the evaluation that change what the number means (importance samples, AIS temperatures
+    and chains, the ODE solver and its tolerances, Hutchinson probes, dequantisation), setting name ->
+    a JSON scalar; the likelihood metrics record them in each measurement's protocol, and two numbers
+    whose protocols differ are not compared.
     """
 
     values: torch.Tensor
     kind: LikelihoodKind
     shared_stderr: float = 0.0
     details: dict = field(default_factory=dict)
+    protocol: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.kind = LikelihoodKind(self.kind)

@@ -6,18 +6,19 @@ feature extractor for the fidelity metrics."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
 from harness.contracts.datasets import Dataset, DatasetSpec, Split
-from harness.contracts.evaluation import evaluation_indices
+from harness.contracts.evaluation import EVALUATION_SUBSET_SEED, evaluation_indices
 from harness.contracts.fitting import FitContext
 from harness.contracts.kinds import Capability, DataKind
 from harness.contracts.model import Model, ModelSpec
 from harness.contracts.neighbours import NeighbourQuery, Neighbours
-from harness.contracts.outputs import Measurement, Output, UndeclaredMeasurement
+from harness.contracts.outputs import ExampleValues, Measurement, Output, UndeclaredMeasurement, checked_protocol
 from harness.contracts.variants import variant_identity
 from harness.errors import UserError
 
@@ -46,11 +47,27 @@ class MetricContext:
         (default: the profile's ``eval_examples``; 0 means all) by :func:`evaluation_indices`. Every
         metric takes its data from here, so the numbers of one table come from the same examples."""
         data = getattr(self.dataset, split)
-        limit = self.profile.eval_examples if n is None else n
-        idx = evaluation_indices(len(data), limit)
+        idx = self.evaluation_indices(n, split)
         if len(idx) == len(data):
             return data
         return Split(data.x[idx], None if data.y is None else data.y[idx])
+
+    def evaluation_indices(self, n: Optional[int] = None, split: str = "test") -> torch.Tensor:
+        """Which examples of ``split`` :meth:`evaluation_split` gives, in its order (indices into the split)."""
+        limit = self.profile.eval_examples if n is None else n
+        return evaluation_indices(len(getattr(self.dataset, split)), limit)
+
+    def evaluation_protocol(self, n: Optional[int] = None, split: str = "test") -> dict:
+        """The protocol settings of :meth:`evaluation_split`: ``split``, ``examples`` (how many) and
+        ``subset_seed`` (the fixed permutation's seed, None when the whole split is used)."""
+        size, idx = len(getattr(self.dataset, split)), self.evaluation_indices(n, split)
+        return {"split": split, "examples": int(len(idx)),
+                "subset_seed": None if len(idx) == size else EVALUATION_SUBSET_SEED}
+
+    def per_example(self, values, n: Optional[int] = None, split: str = "test") -> ExampleValues:
+        """``values`` (one per example of :meth:`evaluation_split` with the same ``n`` and ``split``, in
+        its order) as a measurement's :class:`ExampleValues`."""
+        return ExampleValues(values, self.evaluation_indices(n, split))
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,17 @@ class MetricSpec:
         if m.estimator is None and out.estimator is None:
             raise UndeclaredMeasurement(f"metric {self.name!r}: {m.metric} gives no estimator and its declaration "
                                         "has none")
+        try:
+            m.protocol = checked_protocol(m.protocol, f"metric {self.name!r}: {m.metric}")
+        except ValueError as exc:
+            raise UndeclaredMeasurement(str(exc)) from None
+        missing = [k for k in out.protocol if k not in m.protocol]
+        if missing:
+            raise UndeclaredMeasurement(f"metric {self.name!r}: {m.metric} declares the protocol settings "
+                                        f"{', '.join(out.protocol)} but its measurement does not record "
+                                        f"{', '.join(missing)}")
+        if m.per_example is not None:
+            _check_per_example(self.name, m)
         m.unit, m.higher_is_better = out.unit, out.higher_is_better
         m.estimator = m.estimator or out.estimator
         m.id = out.identity(m.n)
@@ -188,6 +216,24 @@ class MetricSpec:
         if self.applies is not None:
             return self.applies(model, dataset)
         return None
+
+
+# How far the mean of a measurement's per-example values may sit from its value (relative to max(1, |value|)).
+PER_EXAMPLE_TOLERANCE = 1e-6
+
+
+def _check_per_example(metric: str, m: Measurement) -> None:
+    """A measurement's per-example values must be what the value averages: their mean is the value."""
+    per = m.per_example
+    if not isinstance(per, ExampleValues):
+        raise UndeclaredMeasurement(f"metric {metric!r}: {m.metric}'s per_example must be ExampleValues "
+                                    f"(MetricContext.per_example), not {type(per).__name__}")
+    if per.values.size < 1 or (m.n is not None and per.values.size != m.n):
+        raise UndeclaredMeasurement(f"metric {metric!r}: {m.metric} has {per.values.size} per-example values for "
+                                    f"n={m.n}")
+    if math.isfinite(m.value) and not abs(per.mean - m.value) <= PER_EXAMPLE_TOLERANCE * max(1.0, abs(m.value)):
+        raise UndeclaredMeasurement(f"metric {metric!r}: the mean of {m.metric}'s per-example values is {per.mean!r}, "
+                                    f"its value {m.value!r}: per-example values must average to the value")
 
 
 @dataclass

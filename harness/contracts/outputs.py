@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping, Optional
 
+import numpy as np
+
 from harness.contracts.kinds import ESTIMATORS, Highlight, Judge, Role, Scaling
 
 QUALITY, SPEED = "quality", "speed"
@@ -85,6 +87,11 @@ class Output:
     ``judge`` (:class:`harness.contracts.kinds.Judge`): how the regression gate and ``report A B`` judge
     its rows: by the direction (default), or ``beyond-reference``: one-sided about the reference level
     each measurement carries in ``details[REFERENCE_LEVEL]`` (what held-out data scores).
+    ``protocol``: the names of the settings that change what the number means (the evaluation split and
+    subset, importance samples, a feature extractor's fingerprint, a batch size ...), which the metric
+    records in every measurement's ``protocol``; the runner refuses a measurement that lacks one. The
+    runner adds ``device`` and ``torch_threads`` to every speed measurement itself. Two numbers whose
+    protocols differ are never compared (docs/evidence.md).
     """
 
     name: str
@@ -102,8 +109,13 @@ class Output:
     scaling: Optional[Scaling] = None
     highlight: Optional[Highlight] = None
     judge: Judge = Judge.DIRECTION
+    protocol: tuple = ()
 
     def __post_init__(self):
+        if isinstance(self.protocol, str) or not all(isinstance(k, str) and k for k in self.protocol):
+            raise ValueError(f"output {self.name!r}: protocol must be a sequence of setting names, not "
+                             f"{self.protocol!r}")
+        object.__setattr__(self, "protocol", tuple(self.protocol))
         if self.kind not in (QUALITY, SPEED):
             raise ValueError(f"output {self.name!r}: kind must be {QUALITY!r} or {SPEED!r}, not {self.kind!r}")
         if self.estimator is not None and self.estimator not in ESTIMATORS:
@@ -139,7 +151,7 @@ class Output:
                 "sample_count_in_id": self.sample_count_in_id, "integer": self.integer,
                 "headline": self.headline, "description": self.description, "role": self.role.value,
                 "scaling": None if self.scaling is None else self.scaling.value,
-                "highlight": self.highlight.value, "judge": self.judge.value}
+                "highlight": self.highlight.value, "judge": self.judge.value, "protocol": list(self.protocol)}
 
     @classmethod
     def from_dict(cls, d: Mapping, known: Optional["Output"] = None) -> "Output":
@@ -155,6 +167,58 @@ class Output:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+@dataclass(frozen=True, eq=False)
+class ExampleValues:
+    """A measurement's value for each example it averages over: ``values`` (float64, shape (N,); kept on
+    disk as float32), whose mean is the measurement's value, and ``indices`` (int64, shape (N,)), which
+    example of the split each value belongs to (:meth:`harness.contracts.MetricContext.evaluation_indices`).
+    Two models' values pair example by example where their indices agree (:mod:`harness.evidence`)."""
+
+    values: np.ndarray
+    indices: np.ndarray
+
+    def __post_init__(self):
+        values = np.asarray(_numpy(self.values), dtype=np.float64).reshape(-1)
+        indices = np.asarray(_numpy(self.indices)).reshape(-1)
+        if values.shape != indices.shape:
+            raise ValueError(f"{values.size} per-example values but {indices.size} example indices")
+        if indices.size and not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(f"example indices must be integers, not {indices.dtype}")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "indices", indices.astype(np.int64))
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.mean()) if self.values.size else math.nan
+
+
+def _numpy(x):
+    """A tensor as a NumPy array (on the CPU, detached); anything else as it is."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else x
+
+
+PROTOCOL_TYPES = (str, int, float, bool, type(None))
+
+
+def checked_protocol(protocol: Mapping, what: str) -> dict:
+    """``protocol`` as a plain dict whose keys are names and whose values are JSON scalars or lists of
+    them (so it is stored and compared as written); ValueError naming ``what`` otherwise."""
+    if not isinstance(protocol, Mapping):
+        raise ValueError(f"{what}: protocol must be a mapping of setting name -> value, not {type(protocol).__name__}")
+    out = {}
+    for key, value in protocol.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{what}: protocol setting names must be non-empty strings, not {key!r}")
+        plain = (lambda v: v.item() if isinstance(v, np.generic) else v)  # noqa: E731 (NumPy scalars as Python's)
+        value = [plain(v) for v in value] if isinstance(value, (list, tuple)) else plain(value)
+        scalars = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, PROTOCOL_TYPES) for v in scalars):
+            raise ValueError(f"{what}: protocol setting {key!r} must be a string, number, boolean, None or a list "
+                             f"of them, not {value!r}")
+        out[key] = value
+    return out
+
+
 @dataclass
 class Measurement:
     """One number. ``estimator`` is exact, bound, estimate (likelihoods), measured (timings) or
@@ -164,7 +228,12 @@ class Measurement:
     :class:`Output` declaration gives them; the runner fills them in, and sets ``id`` (``fid@2000``
     where the sample count is part of the identity, else the name). ``variant`` is the label of the
     sampling variant it measures (:meth:`Model.sampling_variants`), set by the runner; the identity
-    then ends in ``[variant]``."""
+    then ends in ``[variant]``.
+
+    ``protocol``: the settings that change what the number means, name -> a JSON scalar (or a list of
+    them): at least the names its :class:`Output` declares. ``per_example``: the value of each example
+    the number averages over (:class:`ExampleValues`), for a measurement that is a mean over test
+    examples; the runner keeps them beside the results (:mod:`harness.per_example`), not in the store."""
 
     metric: str
     value: float
@@ -176,6 +245,8 @@ class Measurement:
     details: dict = field(default_factory=dict)
     id: Optional[str] = None
     variant: Optional[str] = None
+    protocol: dict = field(default_factory=dict)
+    per_example: Optional[ExampleValues] = None
 
     def __post_init__(self):
         if isinstance(self.estimator, Enum):
@@ -193,6 +264,3 @@ class Measurement:
 
 class UndeclaredMeasurement(ValueError):
     """A metric emitted a measurement its spec does not declare, or one that contradicts it."""
-
-
-# The fixed permutation behind every evaluation subset: independent of the job's seed, so every model

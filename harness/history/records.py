@@ -28,8 +28,10 @@ class Record:
     ``protocol``: what must be equal for two values to be one curve: ``profile``, ``identity`` (the
     measurement's identity, with its sample count where that is part of it), ``variant`` (the sampling
     variant, or null), ``dataset_version`` (the dataset's provenance hash), and ``sample_count`` (the
-    examples or samples behind a quality figure) or, for speed figures, ``device`` and ``torch_threads``. Readers treat every key alike, so a writer may
-    add keys (more settings) without a new format version."""
+    examples or samples behind a quality figure) or, for speed figures, ``device`` and ``torch_threads``;
+    then every setting the measurement's own protocol recorded (the evaluation split and subset, importance
+    samples, an extractor's fingerprint ...). Readers treat every key alike, so a writer may add keys
+    (more settings) without a new format version."""
 
     dataset: str
     model: str
@@ -87,6 +89,24 @@ def _sample_count(values) -> Optional[object]:
     return None if not counts else counts[0] if len(counts) == 1 else counts
 
 
+def _protocol(entry, profile: str, dataset_version: Optional[str], rows, speed: bool, info: Mapping,
+              fingerprint: Mapping) -> dict:
+    """What a record's curve must share (see :class:`Record`): the profile, identity, variant and dataset
+    version; the sample count of a quality figure, or the device and torch threads of a speed figure; and
+    every setting of the protocol the measurements recorded (``entry.protocol``; nothing where the results
+    predate stored protocols, so a curve splits once where they begin)."""
+    protocol = {"profile": profile, "identity": entry.id, "variant": split_variant(entry.id)[1],
+                "dataset_version": dataset_version}
+    if not speed:  # a speed figure's count is how many timings it took, which varies from run to run
+        protocol["sample_count"] = _sample_count(rows["n"])
+    else:
+        protocol["device"] = info.get("device")
+        protocol["torch_threads"] = fingerprint.get("torch_threads", info.get("threads"))
+    for key, value in (entry.protocol or {}).items():
+        protocol.setdefault(key, value)
+    return protocol
+
+
 def records_from_results(directory, outputs: Optional[Mapping] = None) -> ResultsSummary:
     """Summarise the results directory ``directory`` into history records (see the module docstring).
 
@@ -121,14 +141,8 @@ def records_from_results(directory, outputs: Optional[Mapping] = None) -> Result
         info = info_of_run.get(newest["run_id"], {})
         out = results.outputs.get(entry.metric)
         speed = is_speed(out)
-        protocol = {"profile": profile, "identity": entry.id, "variant": split_variant(entry.id)[1],
-                    "dataset_version": results.datasets.get(entry.dataset)}
-        if not speed:  # a speed figure's count is how many timings it took, which varies from run to run
-            protocol["sample_count"] = _sample_count(rows["n"])
-        else:
-            fingerprint = machines.get(machine_of_job.get(newest["key"]), {}).get("fingerprint", {})
-            protocol["device"] = info.get("device")
-            protocol["torch_threads"] = fingerprint.get("torch_threads", info.get("threads"))
+        fingerprint = machines.get(machine_of_job.get(newest["key"]), {}).get("fingerprint", {})
+        protocol = _protocol(entry, profile, results.datasets.get(entry.dataset), rows, speed, info, fingerprint)
         records.append(Record(
             dataset=entry.dataset, model=entry.model, metric=entry.metric, id=entry.id, mean=float(entry.mean),
             stderr=entry.stderr, n_seeds=entry.n_seeds, seeds=list(entry.seeds), unit=entry.unit,

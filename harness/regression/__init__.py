@@ -11,13 +11,13 @@ from harness.comparison import (DEFAULT_ALPHA, MACHINE_SPREAD, Decision, Entry, 
                                 SpeedPlan, Stats, Verdict, decide, load_results, results_machine, summarise,
                                 tolerance_for)
 from harness.regression.baseline import (BASELINE_FORMAT, REFRESH_COMMANDS, UNKNOWN_MACHINE, BaselineMismatch,
-                                         baseline_entries, check_match, hparams_hash, make_baseline, merge_speed,
+                                         baseline_entries, baseline_source, check_match, hparams_hash, make_baseline, merge_speed,
                                          read_baseline, section_entries, write_baseline)
 from harness.regression.compare import DISABLED, FAILING, VERDICT_ORDER, Comparison, compare
 from harness.regression.render import render_baseline, render_markdown
 from harness.regression.speed import plan_for
 
-__all__ = ["BASELINE_FORMAT", "REFRESH_COMMANDS", "UNKNOWN_MACHINE", "BaselineMismatch", "baseline_entries",
+__all__ = ["BASELINE_FORMAT", "REFRESH_COMMANDS", "UNKNOWN_MACHINE", "BaselineMismatch", "baseline_entries", "baseline_source",
            "check_match", "hparams_hash", "make_baseline", "merge_speed", "read_baseline", "section_entries",
            "write_baseline", "DISABLED", "FAILING", "VERDICT_ORDER", "Comparison", "compare", "render_baseline",
            "render_markdown", "plan_for", "DEFAULT_ALPHA", "MACHINE_SPREAD", "Decision", "Entry", "ResultsSet",

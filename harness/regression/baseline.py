@@ -2,8 +2,9 @@
 
 A **baseline** is a JSON file holding, per (model, dataset, metric identity), the mean over seeds,
 its standard error (across seeds when there are several; the measurement's own standard error when
-there is one), the number of seeds, unit, direction, kind and estimator, with the declarations of
-the outputs it holds; it is stamped with the provenance that must match for numbers to be comparable
+there is one), the number of seeds, unit, direction, kind, estimator and protocol (the settings that
+change what the number means; absent from a baseline saved before protocols were recorded), with the
+declarations of the outputs it holds; it is stamped with the provenance that must match for numbers to be comparable
 (dataset hashes, profile) and with what is only informative (harness/torch versions, date, a hash of
 each model's hyperparameters), and it records which plugin registered each model, dataset and output.
 
@@ -12,6 +13,10 @@ id (:mod:`harness.machine`): the fingerprint, the calibration and that machine's
 ``baseline save --merge`` (:func:`merge_speed`) adds or replaces one machine's section of an existing
 baseline and leaves its quality rows alone. :func:`check_match` refuses results made from other data or
 with another profile (:class:`BaselineMismatch`).
+
+A file holds no per-example values, so ``compare`` against it is unpaired. ``compare --baseline DIR``
+takes a results directory instead (:func:`baseline_source`): its summary is the baseline, and rows whose
+jobs kept per-example values on both sides are judged paired.
 """
 
 from __future__ import annotations
@@ -108,8 +113,11 @@ def _entry_dicts(entries, outputs: Mapping) -> list:
     rows = []
     for e in sorted(entries, key=lambda e: (e.dataset, e.model, e.id)):
         out = outputs.get(e.metric)
-        rows.append({**{k: getattr(e, k) for k in keys}, "kind": out.kind if out is not None else "",
-                     "mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds, "seeds": e.seeds})
+        row = {**{k: getattr(e, k) for k in keys}, "kind": out.kind if out is not None else "",
+               "mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds, "seeds": e.seeds}
+        if e.protocol is not None:
+            row["protocol"] = dict(sorted(e.protocol.items()))
+        rows.append(row)
     return rows
 
 
@@ -249,11 +257,25 @@ def read_baseline(path) -> dict:
     return doc
 
 
+def baseline_source(path, outputs: Optional[Mapping] = None) -> tuple:
+    """(baseline document, the results set it was made from or None): a baseline file as it is, or a
+    results directory summarised into a baseline on the spot (:func:`make_baseline`), whose per-example
+    values a comparison can pair with."""
+    from harness.comparison import load_results
+
+    path = Path(path)
+    if path.is_dir():
+        results = load_results(path, outputs)
+        return make_baseline(results), results
+    return read_baseline(path), None
+
+
 def _entries(doc: dict, rows: list) -> list:
     return [Entry(model=e["model"], dataset=e["dataset"], id=e["id"], metric=e.get("metric", e["id"]),
                   family=doc.get("models", {}).get(e["model"], {}).get("family", ""), unit=e.get("unit", ""),
                   estimator=e.get("estimator", ""), higher_is_better=e["higher_is_better"], mean=float(e["mean"]),
-                  stderr=e.get("stderr"), n_seeds=int(e.get("n_seeds", 1)), seeds=list(e.get("seeds", [])))
+                  stderr=e.get("stderr"), n_seeds=int(e.get("n_seeds", 1)), seeds=list(e.get("seeds", [])),
+                  protocol=e.get("protocol"))
             for e in rows]
 
 

@@ -8,8 +8,10 @@ picks the baseline's section). The gate adds what only a baseline has: rows only
 *missing* (they fail the gate unless ``allow_missing``), or *not-installed* when the plugin that
 registered their model, dataset or metric is not installed now (they fail only with
 ``require_all_plugins``); a failed job or metric in the results is *failed* and always fails the gate;
-a row whose unit, estimator, direction or declaration changed is *changed* and fails the gate until
-the baseline is refreshed; rows only in the results are *new*. When no section of the baseline can be
+a row whose unit, estimator, direction, declaration or protocol changed is *changed* (not comparable)
+and fails the gate until the baseline is refreshed; rows only in the results are *new*. A baseline made
+from a results directory (``compare --baseline DIR``) gives the per-example values of its jobs, and
+rows both sides kept them for are judged paired; a baseline file is always compared unpaired. When no section of the baseline can be
 set against the results (or ``quality_only``), the results' speed rows are listed *not-compared* and
 never fail. A baseline made with another profile, or with a different hash for a dataset both contain,
 raises :class:`~harness.regression.baseline.BaselineMismatch` (the CLI exits 2) and nothing is compared.
@@ -43,17 +45,19 @@ DISABLED = "disabled"
 def row_dict(row: RowComparison) -> dict:
     """One row of ``compare --format json``."""
     d = {"verdict": row.verdict, "model": row.model, "dataset": row.dataset, "metric": row.id, "unit": row.unit,
-         "kind": SPEED if row.speed else QUALITY, "note": row.note}
+         "kind": SPEED if row.speed else QUALITY, "note": row.note, "paired": row.paired}
     for name, e in (("baseline", row.reference), ("current", row.current), ("normalised", row.normalised)):
         if e is None and name == "normalised":
             continue
         d[name] = None if e is None else {"mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds,
-                                          "estimator": e.estimator}
+                                          "estimator": e.estimator, "protocol": e.protocol}
     if row.decision is not None:
         d["delta"], d["ratio"] = _finite(row.decision.delta), _finite(row.decision.ratio)
         d["p_worse"], d["p_better"], d["test"] = row.decision.p_worse, row.decision.p_better, row.decision.test
     if row.tolerance is not None:
         d["tolerance"] = asdict(row.tolerance)
+    if row.paired_difference is not None:
+        d["paired_difference"] = row.paired_difference.as_dict()
     return d
 
 
@@ -99,10 +103,15 @@ class Comparison:
     def exit_code(self) -> int:
         return 1 if self.failures else 0
 
+    @property
+    def paired(self) -> list:
+        """The rows judged paired (per-example values of both sides on the same test examples)."""
+        return [r for r in self.rows if r.paired]
+
     def to_dict(self) -> dict:
         return {"passed": not self.failures, "exit_code": self.exit_code, "alpha": self.alpha,
                 "allow_missing": self.allow_missing, "require_all_plugins": self.require_all_plugins,
-                "counts": self.counts, "notes": self.notes, "speed": speed_dict(self.speed, self.baseline),
+                "counts": self.counts, "paired_rows": len(self.paired), "notes": self.notes, "speed": speed_dict(self.speed, self.baseline),
                 "baseline": {k: self.baseline.get(k) for k in ("source", "created", "profile", "seeds", "versions")},
                 "results": {"source": self.results.source, "profiles": self.results.profiles,
                             "seeds": self.results.seeds, "versions": self.results.versions},
@@ -225,24 +234,44 @@ class _Gate:
         return rows
 
 
+def _protocol_notes(rows: list) -> list:
+    """What the summary says about protocols and pairing: rows compared without a recorded protocol, rows
+    judged paired."""
+    notes = []
+    unrecorded = [r for r in rows if "protocol not recorded" in r.note]
+    if unrecorded:
+        notes.append(f"{len(unrecorded)} row(s) were compared without a recorded protocol on one side (results or "
+                     "a baseline made before protocols were stored): a change of evaluation settings would not show; "
+                     "refresh the baseline to record them")
+    paired = [r for r in rows if r.paired]
+    if paired:
+        names = sorted({r.id for r in paired})
+        notes.append(f"{len(paired)} row(s) judged paired, on per-example values of the same test examples "
+                     f"({', '.join(names)}); the others from the summaries")
+    return notes
+
+
 def compare(doc: dict, results: ResultsSet, alpha: float = DEFAULT_ALPHA, allow_missing: bool = False,
             tolerances: Optional[dict] = None, baseline_path: str = "the baseline", quality_only: bool = False,
             plugins: Optional[Mapping] = None, require_all_plugins: bool = False,
-            machine_spread: float = MACHINE_SPREAD) -> Comparison:
+            machine_spread: float = MACHINE_SPREAD, reference_results: Optional[ResultsSet] = None) -> Comparison:
     """Compare ``results`` with the baseline document ``doc`` row by row (see the module doc).
 
     ``plugins``: installed plugin name -> "" (loaded), ``DISABLED`` or why it failed to load; None counts
     every plugin as installed. ``quality_only``: speed rows are not judged. ``machine_spread``: how much
-    wider the floor of a rate or duration is when compared across machines."""
+    wider the floor of a rate or duration is when compared across machines. ``reference_results``: the
+    results set ``doc`` was made from (``compare --baseline DIR``), whose per-example values pair."""
     if not 0 < alpha < 1:
         raise UserError(f"alpha must be between 0 and 1, not {alpha}")
     check_match(doc, results, baseline_path)
     plan = plan_for(doc, results, quality_only, machine_spread)
-    reference = Side({e.key: e for e in baseline_entries(doc)}, baseline_outputs(doc, results.outputs))
+    reference = Side({e.key: e for e in baseline_entries(doc)}, baseline_outputs(doc, results.outputs),
+                     name="the baseline", per_example=_pairing(reference_results))
     for section in plan.reference_ids:  # each row's figures from the section its machine's plan chose
         reference.entries.update({e.key: e for e in section_entries(doc, section)
                                   if plan.for_row(e.key).reference_id == section})
-    current = Side({e.key: e for e in summarise(results)}, results.outputs)
+    current = Side({e.key: e for e in summarise(results)}, results.outputs, name="the results",
+                   per_example=results.per_example)
     unjudged = {key: e for key, e in current.entries.items()
                 if not plan.for_row(key).compared and is_speed(declaration(e.metric, current, reference))}
     current.entries = {key: e for key, e in current.entries.items() if key not in unjudged}
@@ -252,5 +281,19 @@ def compare(doc: dict, results: ResultsSet, alpha: float = DEFAULT_ALPHA, allow_
              for key, e in unjudged.items()]
     rows += gate.unexplained({**reference.outputs, **current.outputs})
     rows.sort(key=lambda r: (VERDICT_ORDER.index(r.verdict), r.dataset, r.model, r.id))
-    return Comparison(rows, alpha, allow_missing, _provenance_notes(doc, results), doc, results, plan,
-                      require_all_plugins)
+    return Comparison(rows, alpha, allow_missing, _provenance_notes(doc, results) + _protocol_notes(rows), doc,
+                      results, plan, require_all_plugins)
+
+
+def _pairing(results: Optional[ResultsSet]):
+    """A baseline entry's per-example values, looked up in the results set the baseline was made from
+    (None: a baseline file, which keeps none)."""
+    if results is None:
+        return None
+    made_from = {e.key: e for e in summarise(results)}
+
+    def per_example(entry):
+        found = made_from.get(entry.key)
+        return None if found is None else results.per_example(found)
+
+    return per_example

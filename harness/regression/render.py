@@ -62,7 +62,9 @@ def render_markdown(cmp: Comparison, baseline_path: str = "", all_rows: bool = F
              f"{versions.get('torch', '?')}, made {doc.get('created', '?')}) against `{cmp.results.source}` "
              f"(seeds {seed_text(cmp.results.seeds)}).", "",
              f"A row is *worse* only when it moved the wrong way by more than its floor AND a one-sided test "
-             f"(Welch's t across seeds; z with one seed) gives p < {cmp.alpha:g}. Speed rows compare ratios.", ""]
+             f"(Welch's t across seeds; z with one seed; a paired t where both sides kept per-example values on the "
+             f"same test examples) gives p < {cmp.alpha:g}. Speed rows compare ratios. A row whose protocol (the "
+             "settings that change what the number means) differs is not comparable.", ""]
     if cmp.speed is not None:
         lines += [describe(cmp.speed, doc), ""]
     quiet = {Verdict.UNCHANGED, Verdict.NOT_COMPARED} | (set() if cmp.require_all_plugins else {Verdict.NOT_INSTALLED})

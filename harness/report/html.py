@@ -1,7 +1,8 @@
 """report.html: one self-contained page (styles, script and images inline; nothing fetched) with one
 section per dataset: sample panels, charts, the quality and speed tables with the best per column
-marked; then what failed or was skipped, the environment and the legend. Tables sort on a click on
-their header (a few lines of inline script)."""
+marked (with the rule that marked each column and each column's protocol), the paired matrices of the
+likelihood columns and the spread between seeds; then what failed or was skipped, the environment and
+the legend. Tables sort on a click on their header (a few lines of inline script)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 
 import pandas as pd
 
+from harness.report.evidence import MatrixView, spread_text
 from harness.report.sections import Section
 from harness.report.summarised import SummarisedRun
 from harness.report.tables import BEST_RULE, MARK_LEGEND, VALUES_RULE, WORST_RULE, Table
@@ -55,6 +57,8 @@ td.worst{background:var(--worst);font-weight:700;box-shadow:inset 3px 0 0 var(--
 .unit{color:var(--muted);font-weight:400}
 table.plain td{text-align:left;white-space:normal}
 .legend li{margin:.2em 0}
+ul.notes{margin:0 0 .8em;padding-left:1.2em;color:var(--muted);font-size:12px}
+td.sig{font-weight:700}
 """
 
 SCRIPT = """
@@ -95,14 +99,15 @@ def slug(name: str) -> str:
 
 
 def table_html(table: Table, caption: str = "") -> str:
-    head = ["<th data-type='text'>model</th>"]
+    head = ["<th data-type='text'>model</th>", "<th title='seeds per cell'>seeds</th>"]
     for col in table.columns:
         tip = "; ".join(t for t in (col.description, f"{col.direction} is better" if col.direction else "") if t)
         unit = f" <span class='unit'>[{e(col.unit)}]</span>" if col.unit else ""
         head.append(f"<th title='{e(tip)}'>{e(col.label)}{unit} {col.arrow}</th>")
     body = []
     for model in table.models:
-        cells = [f"<th scope='row' data-v='{e(model)}'>{e(model)}</th>"]
+        seeds = table.seeds_text(model)
+        cells = [f"<th scope='row' data-v='{e(model)}'>{e(model)}</th>", f"<td data-v='{e(seeds)}'>{e(seeds)}</td>"]
         for col in table.columns:
             c = table.cell(model, col.label)
             if c is None:
@@ -118,6 +123,52 @@ def table_html(table: Table, caption: str = "") -> str:
     cap = f"<caption class='note-line'>{e(caption)}</caption>" if caption else ""
     return (f"<div class='scroll'><table class='results sortable'>{cap}<thead><tr>{''.join(head)}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def notes_html(table: Table) -> str:
+    """Under a table: which rule marked which columns, models with one seed, each column's protocol."""
+    items = []
+    if table.rules():
+        items.append(f"best marked by {e(table.rules())}")
+    if table.one_seed:
+        items.append(f"one seed ({e(', '.join(table.one_seed))}): the ± is one trained model's test-set error, "
+                     "without the variation between training runs")
+    items += [f"protocol of {e(label)}: {e(text)}" for label, text in table.protocols()]
+    return "<ul class='notes'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else ""
+
+
+def matrix_html(view: MatrixView) -> str:
+    """A paired matrix: row minus column ± its error, Holm-adjusted p in the title; bold where significant."""
+    m, models = view.matrix, view.models
+    head = "<th></th>" + "".join(f"<th>{e(b)}</th>" for b in models)
+    body = []
+    for a in models:
+        cells = [f"<th scope='row'>{e(a)}</th>"]
+        for b in models:
+            if a == b:
+                cells.append("<td></td>")
+                continue
+            pair, p = m.pair(a, b), m.p_adjusted(a, b)
+            cls = " class='sig'" if m.significant(a, b) else ""
+            tip = f"p = {p:.3g} (Holm), unadjusted {pair.p_value:.3g}, df {pair.df:.3g}; {pair.estimator}"
+            cells.append(f"<td{cls} title='{e(tip)}'>{pair.difference:+.4g} ± {pair.stderr:.2g} "
+                         f"<span class='mark'>(p {p:.2g})</span></td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    caption = f"{view.title} [{view.unit}]: {view.caption}"
+    return (f"<div class='scroll'><table class='matrix'><caption class='note-line'>{e(caption)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def spread_html(section: Section) -> str:
+    rows = section.spread
+    labels = list(dict.fromkeys(label for row in rows for label in row.spreads))
+    head = "<th>model</th>" + "".join(f"<th>{e(label)}</th>" for label in labels)
+    body = "".join("<tr><th scope='row'>" + e(row.model) + "</th>"
+                   + "".join(f"<td>{e(spread_text(row.spreads[label]))}</td>" if label in row.spreads else "<td></td>"
+                             for label in labels) + "</tr>" for row in rows)
+    return (f"<div class='scroll'><table><caption class='note-line'>standard deviation over seeds / one seed's "
+            f"test-set error, their ratio, and which dominates</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _img(image, alt: str) -> str:
@@ -171,9 +222,13 @@ def section_html(section: Section) -> str:
     if section.charts:
         parts += ["<h3>Charts</h3>", charts_html(section)]
     if section.quality is not None:
-        parts += ["<h3>Quality</h3>", table_html(section.quality)]
+        parts += ["<h3>Quality</h3>", table_html(section.quality), notes_html(section.quality)]
     if section.speed is not None:
-        parts += ["<h3>Speed</h3>", table_html(section.speed)]
+        parts += ["<h3>Speed</h3>", table_html(section.speed), notes_html(section.speed)]
+    if section.matrices:
+        parts += ["<h3>Paired differences</h3>"] + [matrix_html(view) for view in section.matrices]
+    if section.spread:
+        parts += ["<h3>Spread between seeds</h3>", spread_html(section)]
     if section.variants is not None:
         parts += ["<h3>Sampler settings</h3>", table_html(section.variants, "one fitted model measured at several "
                                                                              "sampler settings, a row each")]
@@ -228,15 +283,20 @@ def environment_html(report: SummarisedRun) -> str:
     return "\n".join(parts)
 
 
-def legend_html() -> str:
+def legend_html(alpha: float) -> str:
     return ("<section id='legend'><h2>How to read this report</h2><ul class='legend'>"
             f"<li>Estimator marks: {e(MARK_LEGEND)}. Never rank a bound or an estimate against an exact value "
             "as if they were the same kind of number.</li>"
             f"<li>{e(VALUES_RULE)}</li>"
             f"<li><span style='background:var(--best);font-weight:700;padding:0 4px'>shaded, bold</span>: "
-            f"{e(BEST_RULE)}</li>"
+            f"{e(BEST_RULE.format(alpha=alpha))}</li>"
             f"<li><span style='background:var(--worst);font-weight:700;padding:0 4px'>red, bold</span>: "
             f"{e(WORST_RULE)}</li>"
+            "<li>Paired differences: for each likelihood column, every pair of models compared on the same test "
+            "examples, the error covering the examples and the seeds; bold where the pair differs at the declared "
+            "level after Holm's correction over all pairs. Spread between seeds: a ratio above 1 means another "
+            "training run moves the number more than one run's ± says. The protocol under a table is what must "
+            "match for two numbers to be compared (docs/evidence.md).</li>"
             "<li>Arrows: ↓ lower is better, ↑ higher is better (the metric's declaration). Units in brackets. "
             "Click a column header to sort.</li>"
             "<li>Samples: one job per model, the lowest seed that saved samples; drawn with a generator seeded "
@@ -256,6 +316,6 @@ def html_page(report: SummarisedRun) -> str:
     if not report.sections:
         parts.append("<section><p class='note-line'>no results yet</p></section>")
     parts += [section_html(s) for s in report.sections]
-    parts += [problems_html(report), environment_html(report), legend_html()]
+    parts += [problems_html(report), environment_html(report), legend_html(report.alpha)]
     parts.append(f"</main><script>{SCRIPT}</script></body></html>")
     return "\n".join(p for p in parts if p)

@@ -44,14 +44,14 @@ def header_tex(col) -> str:
 
 def table_tex(table: Table) -> str:
     """One booktabs tabular: a row per model, a column per metric identity."""
-    data = {"model": [escape(m) for m in table.models]}
+    data = {"model": [escape(m) for m in table.models], "seeds": [table.seeds_text(m) for m in table.models]}
     for col in table.columns:
         data[header_tex(col)] = [cell_tex(table.cell(m, col.label), col.integer)
                                  if table.cell(m, col.label) is not None else "" for m in table.models]
     frame = pd.DataFrame(data)
-    frame.columns = ["model"] + [header_tex(c) for c in table.columns]
+    frame.columns = ["model", "seeds"] + [header_tex(c) for c in table.columns]
     styler = frame.style.hide(axis="index")
-    return styler.to_latex(hrules=True, column_format="l" + "r" * len(table.columns))
+    return styler.to_latex(hrules=True, column_format="lr" + "r" * len(table.columns))
 
 
 def latex_document(run: SummarisedRun) -> str:

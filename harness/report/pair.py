@@ -3,9 +3,13 @@ the comparison engine (:func:`harness.comparison.compare_sides`) that ``compare`
 is decided as the gate would decide B against a baseline made of A: worse or better only beyond the
 tolerance floor its metric declares *and* the seeds' noise (one-sided Welch or z test at ``alpha``).
 
+Where both runs kept per-example values of a cell on the same test examples, the test is paired (the
+difference of the two runs' per-example means with :func:`harness.evidence.paired_difference`'s error);
+the notes say how many cells were.
+
 Cells are not compared (and say why) when the runs used other profiles or other data for the
-dataset, or when a row's unit, estimator, direction or declared role or scaling differs between the
-runs. Speed cells follow the machine rule (:mod:`harness.comparison.machines`), A's machine standing for
+dataset, or when a row's unit, estimator, direction, declared role or scaling, or protocol (a setting
+that changes what the number means: ``protocol ais_betas 100 vs 1000``) differs between the runs. Speed cells follow the machine rule (:mod:`harness.comparison.machines`), A's machine standing for
 the baseline's: as measured when both runs come from the same machine, B's rates and durations
 normalised by the two calibrations (a floor wider by the machine spread) when they come from different
 ones, not compared when a run records no machine or no calibration, nor across machines for an output
@@ -99,12 +103,16 @@ class PairCell:
              else min(d.p_worse, d.p_better))
         return f"p={error(p) if p >= 1e-3 else f'{p:.0e}'} ({d.test})"
 
+    @property
+    def paired(self) -> bool:
+        return self.row.paired
+
     def as_dict(self) -> dict:
-        out = {"verdict": self.label, "note": self.note}
+        out = {"verdict": self.label, "note": self.note, "paired": self.paired}
         for side in ("a", "b"):
             e = getattr(self, side)
             out[side] = None if e is None else {"mean": e.mean, "stderr": e.stderr, "n_seeds": e.n_seeds,
-                                                "estimator": e.estimator, "seeds": e.seeds}
+                                                "estimator": e.estimator, "seeds": e.seeds, "protocol": e.protocol}
         d = self.decision
         if d is not None:
             out.update(delta=d.delta, ratio=d.ratio if math.isfinite(d.ratio) else None, p_worse=d.p_worse,
@@ -202,6 +210,20 @@ def _speed_note(plan, a) -> str:
     return f"Speed: not compared; {why}."
 
 
+def _evidence_notes(rows: list) -> list:
+    """Which cells were judged paired, and how many were compared without a recorded protocol."""
+    notes = []
+    paired = [r for r in rows if r.paired]
+    if paired:
+        notes.append(f"{len(paired)} cell(s) judged paired on per-example values of the same test examples "
+                     f"({', '.join(sorted({r.id for r in paired}))}); the others from the summaries over seeds")
+    unrecorded = sum("protocol not recorded" in r.note for r in rows)
+    if unrecorded:
+        notes.append(f"{unrecorded} cell(s) compared without a recorded protocol on one side (made before protocols "
+                     "were stored): a change of evaluation settings would not show there")
+    return notes
+
+
 def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float] = None) -> Pair:
     """Compare results directory (or results.csv) ``b`` with ``a`` cell by cell (see the module doc)."""
     alpha = DEFAULT_ALPHA if alpha is None else alpha
@@ -213,10 +235,12 @@ def compare_runs(a, b, outputs: Optional[Mapping] = None, alpha: Optional[float]
     speed_note = _speed_note(plan, results_machine(ra))
     notes.append(speed_note)
     declared = {**ra.outputs, **rb.outputs}
-    reference = Side({e.key: e for e in summarise(ra)}, ra.outputs)
-    current = Side({e.key: e for e in summarise(rb)}, rb.outputs)
+    reference = Side({e.key: e for e in summarise(ra)}, ra.outputs, name="A", per_example=ra.per_example)
+    current = Side({e.key: e for e in summarise(rb)}, rb.outputs, name="B", per_example=rb.per_example)
     tables: dict = {}
-    for row in compare_sides(reference, current, plan, alpha, excluded=bad, speed_note=speed_note):
+    rows = compare_sides(reference, current, plan, alpha, excluded=bad, speed_note=speed_note)
+    notes += _evidence_notes(rows)
+    for row in rows:
         entry = row.current or row.reference
         col = column_for(row.id, entry.metric, entry.unit, entry.higher_is_better, declared)
         table = tables.setdefault(row.dataset, PairTable(row.dataset, [], [], {}, bad.get(row.dataset, "")))

@@ -16,9 +16,11 @@ from harness.report.pair import NOT_COMPARABLE, ONLY_A, ONLY_B, Pair
 e = html.escape
 
 RULE = ("A cell is worse (or better) only when it moved beyond the tolerance floor its metric declares and the "
-        "seeds' spread does not explain it: a one-sided Welch test (z test when a side has one seed) at "
-        "alpha = {alpha:g}; the same rule as `harness compare`. Speed figures use a ratio floor, and its machine "
-        "rule: as measured on the same machine, normalised by the two runs' calibrations across machines.")
+        "seeds' spread does not explain it: a one-sided Welch test (z test when a side has one seed; a paired t "
+        "where both runs kept per-example values on the same test examples) at alpha = {alpha:g}; the same rule "
+        "as `harness compare`. Cells whose protocols differ are not comparable. Speed figures use a ratio floor, "
+        "and its machine rule: as measured on the same machine, normalised by the two runs' calibrations across "
+        "machines.")
 CHANGES = (Verdict.WORSE, Verdict.BETTER)  # what the terminal lists and the grids colour
 LABEL_ORDER = (Verdict.WORSE.value, Verdict.BETTER.value, NOT_COMPARABLE, ONLY_A, ONLY_B, Verdict.UNCHANGED.value)
 

@@ -12,6 +12,7 @@ from typing import Optional
 
 from harness.contracts import QUALITY, SPEED, Role
 from harness.report import charts, roles
+from harness.report.evidence import spread_rows
 from harness.report.images import Image
 from harness.report.tables import Table
 from harness.report.variants import settings_table
@@ -28,10 +29,12 @@ class Chart:
 
 class Section:
     """One dataset of a :class:`~harness.report.summarised.SummarisedRun`: ``description``, the
-    ``quality``, ``speed`` and sampler-``variants`` tables (None where there is nothing to show), and,
-    drawn on first use, ``charts``, the sample ``panels`` (with ``panel_note`` when there are none) and
-    the ``neighbours`` panels, samples beside their nearest training images (with ``neighbour_note``:
-    how to read them, or why there are none; both empty where no measured metric offers them)."""
+    ``quality``, ``speed`` and sampler-``variants`` tables (None where there is nothing to show), the
+    paired ``matrices`` of its likelihood columns, the ``spread`` between seeds beside the test error
+    (:func:`harness.report.evidence.spread_rows`), and, drawn on first use, ``charts``, the sample
+    ``panels`` (with ``panel_note`` when there are none) and the ``neighbours`` panels, samples beside
+    their nearest training images (with ``neighbour_note``: how to read them, or why there are none;
+    both empty where no measured metric offers them)."""
 
     def __init__(self, run, dataset: str):
         self.run = run
@@ -44,6 +47,12 @@ class Section:
         varied = run.tables("all", variants=True).get(dataset)
         self.variants = (settings_table(varied, self.everything, run.sampling_labels)
                          if varied is not None else None)
+        self.matrices = run.matrices.get(dataset, [])
+
+    @cached_property
+    def spread(self) -> list:
+        """Per model with several seeds, the seed spread of each quality column beside its test error."""
+        return spread_rows(self.quality) if self.quality is not None else []
 
     @cached_property
     def charts(self) -> list:

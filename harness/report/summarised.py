@@ -3,7 +3,9 @@
 
 Each part is computed the first time a format asks for it and kept: the CSV reads only the tidy rows,
 the terminal only the tables, and only a format that shows charts or sample panels pays for drawing
-them (:class:`~harness.report.sections.Section`).
+them (:class:`~harness.report.sections.Section`). The tables' best marks use the jobs' per-example
+values where they were kept (``per_example``, the paired rule at ``alpha``), and ``matrices`` holds the
+paired matrices of the likelihood columns (:mod:`harness.report.evidence`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Mapping, Optional
 import pandas as pd
 
 from harness.report import environment
+from harness.report.evidence import REPORT_ALPHA, RunPerExample, matrices
 from harness.report.summary import failures, skipped_jobs, skipped_metrics, summarise
 from harness.report.tables import build_tables
 from harness.jobs import JobStatus
@@ -43,6 +46,7 @@ class SummarisedRun:
         self.source = source
         self.title = title
         self.meta = dict(meta or {})
+        self.alpha = REPORT_ALPHA  # the declared level of the paired comparisons
         self._tables: dict = {}
 
     @classmethod
@@ -77,8 +81,20 @@ class SummarisedRun:
         the sampler-variant rows instead of the model's own)."""
         key = (part, variants)
         if key not in self._tables:
-            self._tables[key] = build_tables(self.summary, self.outputs, part, variants=variants)
+            self._tables[key] = build_tables(self.summary, self.outputs, part, variants=variants,
+                                             per_example=self.per_example, alpha=self.alpha)
         return self._tables[key]
+
+    @cached_property
+    def per_example(self) -> RunPerExample:
+        """The jobs' per-example values by (dataset, model, identity), over the seeds the summary used."""
+        return RunPerExample(self.directory, self.summary)
+
+    @cached_property
+    def matrices(self) -> dict:
+        """dataset -> the paired matrices of its likelihood columns
+        (:class:`~harness.report.evidence.MatrixView`, one per column and estimator mark)."""
+        return {dataset: found for dataset, table in self.tables("all").items() if (found := matrices(table))}
 
     # ------------------------------------------------------------------ what did not run
     @cached_property

@@ -1,8 +1,11 @@
 """The terminal summary of ``run`` and ``report`` (the ``terminal`` report format): one compact table per
 dataset with the headline metrics (the outputs their metrics declare ``headline``), fitted to a terminal
-width: standard errors are dropped first, then trailing columns, and the summary says so."""
+width: standard errors are dropped first, then trailing columns, and the summary says so. Each heading
+says how many seeds the cells hold; the key says which rule marked the best cells."""
 
 from __future__ import annotations
+
+import textwrap
 
 from harness.report import roles
 from harness.report.summarised import SummarisedRun
@@ -10,7 +13,10 @@ from harness.report.tables import Table
 
 WIDTH = 100
 GAP = "  "
-KEY = "* best in column (ties within standard errors marked together); (x) exact, (b) bound, (e) estimate"
+KEY = "(x) exact, (b) bound, (e) estimate; ± over seeds (with one seed: its test-set error)"
+PAIRED_KEY = ("* best in column: the best and every model not significantly worse by the paired test (Holm, level "
+              "{alpha:g}) in {columns}; elsewhere ties within standard errors over seeds marked together")
+UNPAIRED_KEY = "* best in column (ties within standard errors over seeds marked together)"
 
 
 def _render(table: Table, columns: list, bare: set) -> list:
@@ -67,15 +73,28 @@ def fit_table(table: Table, width: int = WIDTH) -> tuple:
     return lines, "; ".join(notes)
 
 
+def seeds_note(table: Table) -> str:
+    """``3 seeds each``, ``1 seed each``, or ``1-3 seeds`` for the models of ``table``."""
+    counts = sorted({c.seeds for c in table.cells.values()})
+    if len(counts) == 1:
+        return f"{counts[0]} seed{'s' if counts[0] != 1 else ''} each"
+    return f"{counts[0]}-{counts[-1]} seeds (1 seed: {', '.join(table.one_seed)})"
+
+
 def terminal_summary(run: SummarisedRun, width: int = WIDTH) -> str:
     """Every dataset's headline table and the key to the marks."""
     tables = run.tables("all")
-    out = []
+    out, paired = [], []
     for dataset, table in tables.items():
         lines, note = fit_table(table, width)
-        out.append(f"## {dataset}" + (f"  ({note})" if note else ""))
+        shown = {c.label for c in roles.headline_columns(table)}
+        paired += [label for label, marks in table.marks.items() if label in shown and label not in paired
+                   and any(m.matrix is not None for m in marks)]
+        heading = f"## {dataset}  ({seeds_note(table)}" + (f"; {note})" if note else ")")
+        out += [heading] if len(heading) <= width else [f"## {dataset}  ({seeds_note(table)})", f"  ({note})"]
         out += ["  " + line for line in lines] if max(map(len, lines)) + 2 <= width else lines
         out.append("")
     if tables:
-        out.append(KEY)
+        key = PAIRED_KEY.format(alpha=run.alpha, columns=", ".join(paired)) if paired else UNPAIRED_KEY
+        out += textwrap.wrap(key, width) + [KEY]
     return "\n".join(out)

@@ -39,7 +39,7 @@ from harness.storage.salvage import salvage
 from harness.store import REBUILT_PREFIX, SCHEMA, STORE_NAME
 
 JOB_COLUMNS = 14
-MEASUREMENT_COLUMNS = 12
+MEASUREMENT_COLUMNS = 13  # the last, protocol, is missing from a store written before protocols were recorded
 SOURCES = tuple(o.value for o in Origin)
 LOST = ("its measurements were lost with the damaged store; `run --resume` measures it again (restoring its saved "
         "model where there is one)")
@@ -135,8 +135,8 @@ def _jobs(rows: dict, export: list, export_time: float, saved: list, done: Rebui
         if len(row) == JOB_COLUMNS and isinstance(row[0], str):
             jobs[row[0]] = list(row)
     for row in rows["measurements"]:
-        if len(row) == MEASUREMENT_COLUMNS and row[0] in jobs:
-            measured.setdefault(row[0], []).append(list(row))
+        if len(row) in (MEASUREMENT_COLUMNS - 1, MEASUREMENT_COLUMNS) and row[0] in jobs:
+            measured.setdefault(row[0], []).append((list(row) + [None])[:MEASUREMENT_COLUMNS])
     groups: dict = {}
     for row in export:
         groups.setdefault(_identity(row.get("run_id"), row.get("model"), row.get("dataset"), row.get("seed"),
@@ -192,8 +192,16 @@ def _measurements(key: str, group: list, stored: list) -> list:
         out.append([key, metric, ident, normal_value("value", r.get("value")), normal_value("stderr", r.get("stderr")),
                     normal_value("unit", r.get("unit")) or "", normal_value("estimator", r.get("estimator")),
                     _int(normal_value("n", r.get("n"))), old[8] if old else None, normal_value("status", r.get("status")),
-                    normal_value("reason", r.get("reason")) or "", old[11] if old else "{}"])
+                    normal_value("reason", r.get("reason")) or "", old[11] if old else "{}",
+                    _protocol(r.get("protocol")) or (old[12] if old else None)])
     return out
+
+
+def _protocol(value) -> Optional[str]:
+    """An export's protocol cell as the store keeps it (JSON text), None where it has none."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True) if value else None
+    return normal_value("protocol", value)
 
 
 def _export_job(identity: tuple, group: list, saved: list, jobs: dict, export_time: float) -> list:

@@ -2,8 +2,9 @@
 
 ``outputs_declared``: the metric's compute step is run, as the runner runs it, on small fitted models
 it applies to, and every measurement it returns must be a ``harness.Measurement`` that
-``MetricSpec.bind`` accepts (declared name, unit and direction as declared, an estimator) with a finite
-value and a finite, non-negative standard error where it gives one. A metric that raises
+``MetricSpec.bind`` accepts (declared name, unit and direction as declared, an estimator, the protocol
+settings its output declares, per-example values that average to the value) with a finite value and a
+finite, non-negative standard error where it gives one. A metric that raises
 ``MetricSkipped`` on a pair is not failed for it; one that raises anything else is.
 
 The pairs, found in this order until one applies:

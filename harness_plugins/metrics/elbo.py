@@ -4,8 +4,9 @@ A VAE's ``log_likelihood`` reports the importance-weighted (IWAE) bound, which `
 metric reports -ELBO (``model.elbo(x)``: E_q[log p(x|z)] - KL(q(z|x) || p(z)), one Monte Carlo draw per
 example) on the evaluation split, so both bounds appear in the results. It applies to models of the
 family ``vae`` (read from the model's declaration), which give ``elbo(x, labels)``; the conditional
-bound where the model is conditional and the data labelled. Registered by the likelihood metrics'
-plugin (:mod:`harness_plugins.metrics.likelihood`).
+bound where the model is conditional and the data labelled. Its per-example values are -ELBO(x_i); its
+protocol the evaluation subset's and the Monte Carlo draws per example. Registered by the likelihood
+metrics' plugin (:mod:`harness_plugins.metrics.likelihood`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from harness import Capability, Measurement, MetricContext, MetricSpec, Output, 
 
 LN2 = math.log(2.0)
 FAMILY = "vae"  # the model family whose models give elbo(x)
+SAMPLES = 1  # Monte Carlo draws of the reconstruction term per example: elbo(x)'s default
 
 
 def elbo_nll(ctx: MetricContext) -> list:
@@ -31,11 +33,12 @@ def elbo_nll(ctx: MetricContext) -> list:
     values = model.elbo(x, y if conditional else None).double()
     nll = -values
     stderr = float(nll.std(unbiased=True) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
-    details = {"conditional": conditional, "samples": 1}
+    details = {"conditional": conditional, "samples": SAMPLES}
     if ctx.dataset.spec.is_image:
         details["bpd"] = float(nll.mean()) / (ctx.dataset.spec.dim * LN2)
+    protocol = {**ctx.evaluation_protocol(), "elbo_samples": SAMPLES, "conditional": conditional}
     return [Measurement("elbo_nll", float(nll.mean()), estimator="bound", stderr=stderr, n=len(nll),
-                        details=details)]
+                        details=details, protocol=protocol, per_example=ctx.per_example(nll))]
 
 
 def _vae_only(model_spec, dataset_spec) -> Optional[str]:
@@ -52,7 +55,8 @@ def metric_spec() -> MetricSpec:
         outputs=[Output("elbo_nll", unit="nats", higher_is_better=False, role=Role.LIKELIHOOD,
                         tolerance=Tolerance(relative=0.02, absolute=0.05), order=40,
                         description="-ELBO per example (nats), an upper bound on the NLL; looser than the IWAE "
-                                    "bound that nll reports")],
+                                    "bound that nll reports",
+                        protocol=("split", "examples", "subset_seed", "elbo_samples"))],
         requires=[Capability.LOG_LIKELIHOOD],
         applies=_vae_only,
         description="-ELBO on the test split (nats): the looser of the two VAE bounds; nll shows the IWAE bound.",

@@ -19,6 +19,12 @@ evaluation examples is computed once per run and dataset (``ctx.run_cache``). A 
 only its entropy gets the unpaired nll - entropy, with the NLL's and the entropy's errors in
 quadrature; details say which (``paired``).
 
+Every row keeps its per-example values (``Measurement.per_example``: -log p(x_i), its bits per
+dimension, g_i, -log p(x_i | y_i)), so models can be compared paired on the same test examples, and its
+protocol: the evaluation split, how many examples and the subset's seed, and the settings the model
+reports for its likelihood (``LogLikelihood.protocol``: importance samples, AIS temperatures, ODE
+tolerances, dequantisation ...).
+
 The plugin also registers ``elbo_nll``, the VAE family's -ELBO (:mod:`harness_plugins.metrics.elbo`).
 """
 
@@ -41,17 +47,19 @@ from harness_plugins.metrics import elbo
 # nll_gap = nll - entropy sits near zero, so only an absolute floor makes sense. nll_conditional is a
 # likelihood in nats like nll, with nll's floor.
 NATS_TOLERANCE = Tolerance(relative=0.02, absolute=0.05)
+# The evaluation subset (MetricContext.evaluation_protocol); each row adds the model's likelihood settings.
+EVALUATION = ("split", "examples", "subset_seed")
 OUTPUTS = (
     Output("nll", "nats", higher_is_better=False, role=Role.LIKELIHOOD, order=10, headline=True, tolerance=NATS_TOLERANCE,
-           description="-log p(x) per test example (unconditional), nats"),
+           description="-log p(x) per test example (unconditional), nats", protocol=EVALUATION),
     Output("bpd", "bits/dim", higher_is_better=False, order=20, headline=True,
            tolerance=Tolerance(relative=0.02, absolute=0.005),
-           description="nll / (D ln 2), for images"),
+           description="nll / (D ln 2), for images", protocol=EVALUATION),
     Output("nll_gap", "nats", higher_is_better=False, order=30, tolerance=Tolerance(absolute=0.05),
            description="mean over test examples of log p_true - log p_model (paired; estimates KL(true || "
-                       "model)), synthetic data: 0 is a perfect model"),
+                       "model)), synthetic data: 0 is a perfect model", protocol=EVALUATION),
     Output("nll_conditional", "nats", higher_is_better=False, role=Role.LIKELIHOOD, order=100, tolerance=NATS_TOLERANCE,
-           description="-log p(x | y) with the true labels, for conditional models"),
+           description="-log p(x | y) with the true labels, for conditional models", protocol=EVALUATION),
 )
 
 
@@ -78,7 +86,12 @@ def _scored(ctx: MetricContext, x, labels):
     details = {"split": "test", **ll.details}
     if ll.shared_stderr:
         details["shared_stderr"] = float(ll.shared_stderr)
-    return values, -mean, stderr, LikelihoodKind(ll.kind).value, details, float(ll.shared_stderr)
+    return values, -mean, stderr, LikelihoodKind(ll.kind).value, details, float(ll.shared_stderr), ll.protocol
+
+
+def protocol_of(ctx: MetricContext, model_protocol) -> dict:
+    """A likelihood row's protocol: the evaluation subset's, then the model's likelihood settings."""
+    return {**ctx.evaluation_protocol(), **(model_protocol or {})}
 
 
 def true_log_density(ctx: MetricContext, x: torch.Tensor) -> torch.Tensor:
@@ -102,8 +115,9 @@ def true_log_density(ctx: MetricContext, x: torch.Tensor) -> torch.Tensor:
 
 
 def nll_gap(ctx: MetricContext, x, model_log_p: torch.Tensor, kind: str, shared_stderr: float,
-            details: dict) -> Measurement:
-    """The gap to the truth: paired where the dataset gives its log-density, else nll - entropy."""
+            details: dict, protocol: dict) -> Measurement:
+    """The gap to the truth: paired where the dataset gives its log-density, else nll - entropy. Its
+    per-example values are g_i, or -log p(x_i) - entropy."""
     spec = ctx.dataset.spec
     n = int(model_log_p.shape[0])
     if spec.log_density is not None:
@@ -112,10 +126,12 @@ def nll_gap(ctx: MetricContext, x, model_log_p: torch.Tensor, kind: str, shared_
         extra = {"paired": True, "true_nll": float(-truth.mean())}
         if spec.entropy is not None:
             extra["entropy"] = spec.entropy
-        return Measurement("nll_gap", gap, estimator=kind, stderr=stderr, n=n, details={**details, **extra})
+        return Measurement("nll_gap", gap, estimator=kind, stderr=stderr, n=n, details={**details, **extra},
+                           protocol=protocol, per_example=ctx.per_example(truth - model_log_p))
     nll, nll_err = _mean_and_stderr(-model_log_p, shared_stderr)
     return Measurement("nll_gap", nll - spec.entropy, estimator=kind, stderr=math.hypot(nll_err, spec.entropy_stderr),
-                       n=n, details={**details, "paired": False, "entropy": spec.entropy})
+                       n=n, details={**details, "paired": False, "entropy": spec.entropy}, protocol=protocol,
+                       per_example=ctx.per_example(-model_log_p - spec.entropy))
 
 
 def compute_nll(ctx: MetricContext) -> list:
@@ -123,19 +139,23 @@ def compute_nll(ctx: MetricContext) -> list:
     conditional model also reports ``nll_conditional`` = -log p(x | y) with the true labels."""
     data = ctx.evaluation_split()
     x, y = data.x, data.y
-    values, nll, stderr, kind, details, shared = _scored(ctx, x, None)
+    values, nll, stderr, kind, details, shared, settings = _scored(ctx, x, None)
     n = int(values.shape[0])
     spec = ctx.dataset.spec
-    rows = [Measurement("nll", nll, estimator=kind, stderr=stderr, n=n, details=details)]
+    protocol = protocol_of(ctx, settings)
+    rows = [Measurement("nll", nll, estimator=kind, stderr=stderr, n=n, details=details, protocol=protocol,
+                        per_example=ctx.per_example(-values))]
     if spec.is_image:
         rows.append(Measurement("bpd", bits_per_dim(nll, spec.dim), estimator=kind,
-                                stderr=bits_per_dim(stderr, spec.dim), n=n, details=details))
+                                stderr=bits_per_dim(stderr, spec.dim), n=n, details=details, protocol=protocol,
+                                per_example=ctx.per_example(bits_per_dim(-values, spec.dim))))
     if spec.log_density is not None or spec.entropy is not None:
-        rows.append(nll_gap(ctx, x, values, kind, shared, details))
+        rows.append(nll_gap(ctx, x, values, kind, shared, details, protocol))
     if Capability.CONDITIONAL in ctx.model_spec.capabilities and y is not None:
-        c_values, c_nll, c_err, c_kind, c_details, _ = _scored(ctx, x, y)
+        c_values, c_nll, c_err, c_kind, c_details, _, c_settings = _scored(ctx, x, y)
         rows.append(Measurement("nll_conditional", c_nll, estimator=c_kind, stderr=c_err, n=int(c_values.shape[0]),
-                                details=c_details))
+                                details=c_details, protocol=protocol_of(ctx, c_settings),
+                                per_example=ctx.per_example(-c_values)))
     return rows
 
 

@@ -63,16 +63,20 @@ FRACTION_TOLERANCE = Tolerance(relative=0.05)
 PARZEN_OUTPUT = Output(
     "parzen_nll", "nats", higher_is_better=False, estimator="estimate", role=Role.LIKELIHOOD, order=50,
     tolerance=Tolerance(relative=0.02, absolute=0.05),
+    protocol=("split", "examples", "subset_seed", "samples", "bandwidth_examples", "dequantisation"),
     description="Gaussian Parzen-window NLL of the test split from model samples; weak, biased estimate")
+MODE_PROTOCOL = ("samples", "modes", "high_quality_stds", "covered_share")
 MODE_OUTPUTS = (
     Output("modes_covered", "modes", higher_is_better=True, estimator="statistic", order=110, integer=True,
-           tolerance=FRACTION_TOLERANCE, description="modes receiving at least 1% of the high-quality samples"),
+           tolerance=FRACTION_TOLERANCE, protocol=MODE_PROTOCOL,
+           description="modes receiving at least 1% of the high-quality samples"),
     Output("high_quality_share", "fraction", higher_is_better=True, estimator="statistic", order=120,
-           tolerance=FRACTION_TOLERANCE, description="share of samples within 3 sd of their nearest mode"),
+           tolerance=FRACTION_TOLERANCE, protocol=MODE_PROTOCOL,
+           description="share of samples within 3 sd of their nearest mode"),
 )
 CONDITIONAL_OUTPUT = Output(
     "conditional_accuracy", "fraction", higher_is_better=True, estimator="statistic", order=130,
-    tolerance=FRACTION_TOLERANCE,
+    tolerance=FRACTION_TOLERANCE, protocol=("classifier", "classifier_fingerprint", "samples_per_class"),
     description="share of class-conditional samples a classifier assigns to the asked class")
 
 # ----------------------------------------------------------------------------- Parzen window
@@ -148,7 +152,10 @@ def parzen_nll(ctx: MetricContext, n: int) -> list:
         "sigma_at_grid_edge": at_edge,
         "dequantized": dequantized,
     }
-    return [Measurement("parzen_nll", float(nll.mean()), stderr=stderr, n=len(nll), details=details)]
+    protocol = {**ctx.evaluation_protocol(), "samples": int(n), "bandwidth_examples": int(val.shape[0]),
+                "dequantisation": "uniform" if dequantized else None}
+    return [Measurement("parzen_nll", float(nll.mean()), stderr=stderr, n=len(nll), details=details,
+                        protocol=protocol, per_example=ctx.per_example(nll))]
 
 
 def _sample_only(model_spec, dataset_spec) -> Optional[str]:
@@ -213,9 +220,11 @@ def mode_coverage(ctx: MetricContext, n: int) -> list:
     details = {"modes": k, "rule": f"within {HIGH_QUALITY_STDS:g} sd of nearest mode; covered at >= "
                                     f"{COVERED_SHARE:.0%} of high-quality samples",
                "counts": result["counts"], "mode_std": [float(v) for v in stds]}
+    protocol = {"samples": int(n), "modes": k, "high_quality_stds": HIGH_QUALITY_STDS, "covered_share": COVERED_SHARE}
     return [
-        Measurement("modes_covered", result["modes_covered"], n=n, details=details),
-        Measurement("high_quality_share", p, stderr=math.sqrt(p * (1 - p) / n), n=n, details={"modes": k}),
+        Measurement("modes_covered", result["modes_covered"], n=n, details=details, protocol=protocol),
+        Measurement("high_quality_share", p, stderr=math.sqrt(p * (1 - p) / n), n=n, details={"modes": k},
+                    protocol=protocol),
     ]
 
 
@@ -305,7 +314,10 @@ def conditional_accuracy(ctx: MetricContext, n: int) -> list:
     details = dict(description)
     details["per_class"] = [float(hits[labels.numpy() == c].mean()) for c in range(classes)]
     details["samples_per_class"] = per_class
-    return [Measurement("conditional_accuracy", p, stderr=math.sqrt(p * (1 - p) / n), n=n, details=details)]
+    protocol = {"classifier": description["classifier"], "samples_per_class": per_class,
+                "classifier_fingerprint": description.get("classifier_fingerprint")}
+    return [Measurement("conditional_accuracy", p, stderr=math.sqrt(p * (1 - p) / n), n=n, details=details,
+                        protocol=protocol)]
 
 
 def _labelled(model_spec, dataset_spec) -> Optional[str]:

@@ -37,7 +37,7 @@ CAP_NATS = 25.0  # a sample counts at most this far above the entropy
 # noise and below a real regression (0.4% more samples off the support already adds 0.1 nats).
 OUTPUT = Output(
     "sample_xent_gap", "nats", higher_is_better=False, estimator="statistic", order=35,
-    tolerance=Tolerance(relative=0.05, absolute=0.1),
+    tolerance=Tolerance(relative=0.05, absolute=0.1), protocol=("samples", "cap_nats"),
     description="mean -log p_true of model samples minus the entropy (each capped 25 nats above it): "
                 "0 for samples like the data, high for mass where the data has none")
 
@@ -67,7 +67,8 @@ def measure(ctx: MetricContext, n: int) -> list:
     result = sample_xent_gap(log_p, spec.entropy, spec.entropy_stderr)
     details = {"samples": n, "entropy": spec.entropy, "cap": result["cap"], "capped": result["capped"],
                "capped_share": result["capped"] / n}
-    return [Measurement("sample_xent_gap", result["value"], stderr=result["stderr"], n=n, details=details)]
+    return [Measurement("sample_xent_gap", result["value"], stderr=result["stderr"], n=n, details=details,
+                        protocol={"samples": int(n), "cap_nats": CAP_NATS})]
 
 
 def _has_truth(model_spec, dataset_spec) -> Optional[str]:

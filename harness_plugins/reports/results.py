@@ -1,5 +1,8 @@
 """The ``csv`` and ``json`` report formats: every row of the store (one measurement, skip or failure a
-row) in the documented column order, results.csv and results.json, written by every run."""
+row) in the documented column order, results.csv and results.json, written by every run. A row's
+``protocol`` is JSON text in the CSV and an object in the JSON."""
+
+import json
 
 from harness import hookimpl
 from harness.report import ReportFormatSpec
@@ -10,7 +13,9 @@ def results_csv(run) -> str:
 
 
 def results_json(run) -> str:
-    return run.tidy.to_json(orient="records", indent=1)
+    rows = run.tidy.copy()
+    rows["protocol"] = [json.loads(p) if isinstance(p, str) and p else None for p in rows["protocol"]]
+    return rows.to_json(orient="records", indent=1)
 
 
 @hookimpl

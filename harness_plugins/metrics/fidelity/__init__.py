@@ -43,6 +43,11 @@ Semantics
 - An extractor whose ``check(data_root)`` gives a reason raises
   :class:`~.references.FidelityUnavailable` carrying it.
 
+Protocol (what must match for two numbers to be compared, besides the sample count in the identity):
+the extractor's name and fingerprint (its weights and its input transform: scaling, resizing), the
+sample count, the reference split and its size, and the subset's seed (None when the whole split is
+the reference).
+
 The package: :mod:`.estimators` (the statistics of two feature sets), :mod:`.references` (extractors,
 reference and sample features, their caches, the noise floor) and here the declarations, the compute
 step and the registration.
@@ -53,6 +58,7 @@ from __future__ import annotations
 from typing import Optional
 
 from harness import Capability, Measurement, MetricContext, MetricSpec, Output, Tolerance, hookimpl
+from harness.contracts import EVALUATION_SUBSET_SEED
 from harness_plugins.metrics.fidelity.estimators import FeatureSet, score, torch_fidelity_version
 from harness_plugins.metrics.fidelity.references import (extractor_for, reference_features, sample_features,
                                                          train_vs_test)
@@ -67,42 +73,51 @@ METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 # upwards at small n), so the count is part of its identity (fid@500 is not fid@2000).
 # Tolerances (the regression gate's floor): statistics of 500 samples (smoke) are noisy, so FID may
 # move by 10% (or 0.01, for values near zero), KID by 25% (or 0.001), precision and recall by 0.05.
+PROTOCOL = ("extractor", "extractor_fingerprint", "samples", "reference_split", "reference_examples",
+            "reference_subset_seed")
 OUTPUTS = {
     "fid": Output("fid", "", higher_is_better=False, estimator="statistic", order=60, sample_count_in_id=True,
-                  headline=True, tolerance=Tolerance(relative=0.10, absolute=0.01),
+                  headline=True, tolerance=Tolerance(relative=0.10, absolute=0.01), protocol=PROTOCOL,
                   description="Frechet distance to the test split in the extractor's features"),
     "kid": Output("kid", "", higher_is_better=False, estimator="statistic", order=70, sample_count_in_id=True,
-                  tolerance=Tolerance(relative=0.25, absolute=0.001),
+                  tolerance=Tolerance(relative=0.25, absolute=0.001), protocol=PROTOCOL,
                   description="kernel (cubic polynomial) MMD^2 to the test split, mean over subsets"),
     "precision": Output("precision", "fraction", higher_is_better=True, estimator="statistic", order=80,
-                        sample_count_in_id=True, headline=True, tolerance=Tolerance(absolute=0.05),
+                        sample_count_in_id=True, headline=True, tolerance=Tolerance(absolute=0.05), protocol=PROTOCOL,
                         description="share of samples inside the k-NN manifold of the test split"),
     "recall": Output("recall", "fraction", higher_is_better=True, estimator="statistic", order=90,
-                     sample_count_in_id=True, headline=True, tolerance=Tolerance(absolute=0.05),
+                     sample_count_in_id=True, headline=True, tolerance=Tolerance(absolute=0.05), protocol=PROTOCOL,
                      description="share of test examples inside the k-NN manifold of the samples"),
     # density counts balls per sample and can exceed 1; it moves more than precision between seeds.
     "density": Output("density", "", higher_is_better=True, estimator="statistic", order=85, sample_count_in_id=True,
-                      tolerance=Tolerance(absolute=0.1),
+                      tolerance=Tolerance(absolute=0.1), protocol=PROTOCOL,
                       description="test-split k-NN balls (k=5) holding a sample, per sample, over k: 1 for a "
                                   "model like the data (Naeem et al. 2020)"),
     "coverage": Output("coverage", "fraction", higher_is_better=True, estimator="statistic", order=95,
-                       sample_count_in_id=True, tolerance=Tolerance(absolute=0.05),
+                       sample_count_in_id=True, tolerance=Tolerance(absolute=0.05), protocol=PROTOCOL,
                        description="share of test examples whose k-NN ball (k=5) holds a sample (Naeem et al. 2020)"),
 }
 
 
 def _measurement(metric, value, stderr, n, details) -> Measurement:
-    return Measurement(metric, value, stderr=stderr, n=n, details=details)
+    protocol = {"extractor": details["extractor"], "extractor_fingerprint": details["extractor_fingerprint"],
+                "samples": int(n), "reference_split": details["reference_split"],
+                "reference_examples": int(details["n_reference"]),
+                "reference_subset_seed": details["reference_subset_seed"]}
+    return Measurement(metric, value, stderr=stderr, n=n, details=details, protocol=protocol)
 
 
-def _base_details(metric, n, extractor_name, extractor, reference: FeatureSet) -> dict:
+def _base_details(metric, n, extractor_name, extractor, reference: FeatureSet, dataset) -> dict:
+    whole = reference.n >= len(dataset.test)  # the reference is ctx.evaluation_split(n) of the test split
     return {
         "n": int(n),
         "extractor": extractor_name,
         "extractor_fingerprint": extractor.fingerprint[:16],
         "feature_dim": int(reference.features.shape[1]),
         "reference": "test",
+        "reference_split": "test",
         "n_reference": reference.n,
+        "reference_subset_seed": None if whole else EVALUATION_SUBSET_SEED,
         "torch_fidelity": torch_fidelity_version(),
     }
 
@@ -116,7 +131,7 @@ def compute_metric(metric: str, ctx: MetricContext, n: int) -> list:
     generated = sample_features(ctx, name, extractor, n)
     value, stderr, extra = score(metric, generated, reference)
     floor = train_vs_test(ctx.dataset, metric, name, extractor, n, ctx.cache_dir, ctx.run_cache)
-    details = _base_details(metric, n, name, extractor, reference)
+    details = _base_details(metric, n, name, extractor, reference, ctx.dataset)
     details.update(extra)
     details.update({"train_vs_test": floor["value"], "train_vs_test_n": floor["n"]})
     if floor["stderr"] is not None:
@@ -136,7 +151,7 @@ def reference_rows(dataset, n: int, feature_extractors, device="cpu", cache_dir=
     rows = []
     for metric in metrics:
         floor = train_vs_test(dataset, metric, name, extractor, n, cache_dir, run_cache)
-        details = _base_details(metric, n, name, extractor, reference)
+        details = _base_details(metric, n, name, extractor, reference, dataset)
         details.update({k: v for k, v in floor.items() if k not in ("value", "stderr", "n", "n_reference")})
         details.update({"reference": "train_vs_test", "n_train": floor["n"]})
         rows.append(metric_spec(metric).bind(_measurement(metric, floor["value"], floor["stderr"], n, details)))

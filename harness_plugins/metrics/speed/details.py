@@ -51,4 +51,5 @@ def rate_measurement(metric: str, unit: str, result, ctx: MetricContext, budget:
         metric, median(rates), unit, stderr=median_stderr(rates), n=len(rates),
         details={**batch_details(result.choice, budget), **spread_details(rates, unit), **timing_details(result.timing),
                  **device_details(ctx.device), **extra},
+        protocol={"batch_size": result.choice.target},  # the batch asked for; the runner adds device and threads
     )

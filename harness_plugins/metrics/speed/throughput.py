@@ -99,9 +99,10 @@ def compute_sample_latency(ctx: MetricContext) -> list:
     ms = [s * 1e3 for s in timing.per_call]
     details = {"batch_size": 1, **spread_details(ms, "ms"), **timing_details(timing), **device_details(ctx.device)}
     return [
-        Measurement("sample_latency_p50", median(ms), stderr=quantile_stderr(ms, 0.5), n=len(ms), details=details),
+        Measurement("sample_latency_p50", median(ms), stderr=quantile_stderr(ms, 0.5), n=len(ms), details=details,
+                    protocol={"batch_size": 1}),
         Measurement("sample_latency_p95", quantile(ms, 0.95), stderr=quantile_stderr(ms, 0.95), n=len(ms),
-                    details=details),
+                    details=details, protocol={"batch_size": 1}),
     ]
 
 

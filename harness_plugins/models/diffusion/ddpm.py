@@ -155,4 +155,6 @@ class DDPM(DiffusionModel):
                    else f"Gaussian density, std {std:.4g} of the standardised data")
         details = {"steps": steps, "decoder": decoder, **self.schedule.describe(),
                    **{f"{k}_nats": float(terms[k].mean()) for k in ("prior", "diffusion", "decoder")}}
-        return LogLikelihood((-terms["total"] + log_det).float(), LikelihoodKind.BOUND, details=details)
+        protocol = {"bound_steps": steps, **self.schedule.describe()}
+        return LogLikelihood((-terms["total"] + log_det).float(), LikelihoodKind.BOUND, details=details,
+                             protocol=protocol)

@@ -65,8 +65,12 @@ class ODEModel(DiffusionModel):
         details = {"solver": SOLVER, "rtol": float(hp["ode_rtol"]), "atol": float(hp["ode_atol"]),
                    "divergence": self.divergence, "nfe": sum(s.nfe for s in stats),
                    "t_data": self.t_data, "t_prior": self.t_prior}
+        ll.protocol.update({"solver": SOLVER, "rtol": float(hp["ode_rtol"]), "atol": float(hp["ode_atol"]),
+                            "divergence": self.divergence, "t_data": float(self.t_data),
+                            "t_prior": float(self.t_prior)})
         if self.divergence == "hutchinson":
             details["probes"] = int(hp["probes"])
+            ll.protocol["hutchinson_probes"] = int(hp["probes"])
             variances = [s.probe_variance for s in stats if s.probe_variance is not None]
             if variances:
                 # each pass's estimate averages P probes; the value averages the passes (dequantisation draws)

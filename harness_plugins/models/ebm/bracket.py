@@ -21,6 +21,9 @@ When log Z and log p*(v) are both exact, ``nll`` is exact, RAISE is not run, and
 with width 0 (kind ``exact``). For a ``dbm`` whose log p*(v) is the mean-field lower bound, ``nll``
 is no longer a lower end (the bound raises it) while RAISE needs no log p*(v): the interval is then
 indicative only, and details say so.
+
+Both rows' protocol: the evaluation subset's, the machine's likelihood settings (how log Z is found:
+the AIS temperatures and chains), and RAISE's temperatures, chains and examples where RAISE runs.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ import torch
 from harness import Capability, Measurement, MetricContext, MetricSpec, Output, Role, Tolerance
 
 NATS = Tolerance(relative=0.02, absolute=0.05)
+EVALUATION = ("split", "examples", "subset_seed")
 OUTPUTS = (
     Output("nll_upper", "nats", higher_is_better=False, role=Role.LIKELIHOOD, order=11, tolerance=NATS,
            description="the conservative end of an EBM's nll: RAISE (reverse annealing), pessimistic in "
-                       "expectation where nll (AIS) is optimistic"),
+                       "expectation where nll (AIS) is optimistic", protocol=EVALUATION),
     Output("nll_bracket", "nats", higher_is_better=False, order=12, tolerance=Tolerance(absolute=0.25),
-           description="nll_upper - nll: the width of an EBM's AIS / RAISE interval (0 when log Z is exact)"),
+           description="nll_upper - nll: the width of an EBM's AIS / RAISE interval (0 when log Z is exact)",
+           protocol=EVALUATION),
 )
 
 
@@ -56,11 +61,14 @@ def compute_nll_bracket(ctx: MetricContext) -> list:
     n_all = len(log_p)
     details = {"split": "test", "nll": nll, "log_z_method": ll.details.get("log_z_method"),
                "log_p_unnormalized": ll.details.get("log_p_unnormalized")}
+    protocol = {**ctx.evaluation_protocol(), **ll.protocol}
     if ll.kind.value == "exact":
         details["note"] = "log Z and log p*(v) are exact: the interval is a point"
         stderr = _stderr(log_p)
-        return [Measurement("nll_upper", nll, estimator="exact", stderr=stderr, n=n_all, details=details),
-                Measurement("nll_bracket", 0.0, estimator="exact", stderr=0.0, n=n_all, details=details)]
+        return [Measurement("nll_upper", nll, estimator="exact", stderr=stderr, n=n_all, details=details,
+                            protocol=protocol),
+                Measurement("nll_bracket", 0.0, estimator="exact", stderr=0.0, n=n_all, details=details,
+                            protocol=protocol)]
     log_z_ais = float(ll.details["log_z"])
     n = model.raise_examples(n_all)
     subset = ctx.evaluation_split(n) if n < n_all else data
@@ -78,9 +86,11 @@ def compute_nll_bracket(ctx: MetricContext) -> list:
     if ll.details.get("log_p_unnormalized") != "exact":
         details["note"] = ("log p*(v) is a mean-field lower bound, which raises nll: nll is not a lower end here "
                            "and the interval is indicative only")
-    return [Measurement("nll_upper", nll_upper, estimator="estimate", stderr=upper_err, n=n, details=details),
+    protocol.update({"raise_examples": n, **model.raise_settings()})
+    return [Measurement("nll_upper", nll_upper, estimator="estimate", stderr=upper_err, n=n, details=details,
+                        protocol=protocol),
             Measurement("nll_bracket", nll_upper - nll, estimator="estimate", stderr=width_err, n=n,
-                        details=details)]
+                        details=details, protocol=protocol)]
 
 
 def _ebm_only(model_spec, dataset_spec) -> Optional[str]:

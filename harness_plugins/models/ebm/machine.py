@@ -149,8 +149,11 @@ class BoltzmannModel(Model):
         details["log_p_unnormalized"] = how
         if how == "mean-field lower bound":
             details["note"] = "mean-field lower bound on log p*(v) minus the AIS estimate of log Z"
+        protocol = {"log_z": partition["log_z_method"], "log_p_unnormalized": how}
+        if partition["log_z_method"] == "ais":  # the temperatures and chains set what the estimate means
+            protocol.update({"ais_betas": partition.get("betas"), "ais_chains": partition.get("chains")})
         return LogLikelihood(values, LikelihoodKind.EXACT if exact else LikelihoodKind.ESTIMATE,
-                             shared_stderr=float(partition["stderr"]), details=details)
+                             shared_stderr=float(partition["stderr"]), details=details, protocol=protocol)
 
     # ---- the conservative end: RAISE
     def raise_examples(self, available: int) -> int:

@@ -166,7 +166,8 @@ class VAEModel(Model):
             details["conditional"] = labels is not None
             if labels is None:
                 details["marginalised_over_labels"] = True
-        return LogLikelihood(values.float(), LikelihoodKind.BOUND, details=details)
+        return LogLikelihood(values.float(), LikelihoodKind.BOUND, details=details,
+                             protocol={"importance_samples": int(self.iwae_k)})
 
     # -------------------------------------------------------------- training and sampling
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
