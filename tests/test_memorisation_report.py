@@ -163,7 +163,7 @@ RATE = Output("rate", "fraction", False, estimator="statistic", role=Role.MEMORI
 
 def _entry(metric: Output, mean: float, stderr: float, level=None, model="m") -> Entry:
     return Entry(model, "d", metric.name, metric.name, "", metric.unit, "statistic", metric.higher_is_better, mean,
-                 stderr, 1, [0], level)
+                 stderr, 1, [0], level, protocol={})  # a recorded (empty) protocol: no note about it
 
 
 @pytest.mark.parametrize("out, ref, cur, level, verdict, why", [
