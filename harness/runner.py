@@ -12,6 +12,7 @@ models themselves are saved by whoever ran the job, as files under ``DIR/artifac
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 import uuid
@@ -228,6 +229,8 @@ class Runner:
                     if job.origin == Origin.TRAINED and job.model_key in saved:
                         job.origin, job.origin_path = Origin.ARTIFACT, str(saved[job.model_key])
                     todo.append(job)
+            if not self.executor.in_process:
+                todo = self._largest_data_first(todo)
             if bar is not None and hasattr(self.executor, "watch"):
                 self.executor.watch(lambda running: bar.set_postfix_str(running_line(running)))
             # Only while jobs run in this process is the machine idle between them; elsewhere they run
@@ -251,6 +254,19 @@ class Runner:
         summary = {**counts, "out": str(self.out), "run_id": run_id}
         self.host.pm.hook.harness_run_finished(run=info, summary=summary)
         return store, summary
+
+    def _largest_data_first(self, jobs: list) -> list:
+        """Jobs on the largest examples first, then the largest training splits (in planned order within
+        one dataset): an executor that runs several at once then ends on short jobs instead of leaving
+        cores idle while one long job finishes."""
+        def size(job):
+            try:
+                data = self.job_runner.datasets.get(self.host.dataset(job.dataset))
+            except UserError:
+                return (0, 0)
+            return (-math.prod(data.spec.event_shape), -len(data.train))
+
+        return sorted(jobs, key=size)
 
     def _machine(self, calibration: Calibration) -> dict:
         return machine_info(self.device, self.executor.name, self.executor.workers, calibration)
