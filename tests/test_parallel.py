@@ -296,3 +296,24 @@ def test_two_workers_compute_a_reference_once_and_share_it(tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0]
     assert log.read_text().count("computed") == 1
+
+
+def test_the_noise_floor_is_scored_once_per_run_and_read_by_the_other_workers(tmp_path, monkeypatch):
+    """A second worker (a fresh run cache, the same cache dir) reads the floor the first one wrote."""
+    from harness_plugins.metrics.fidelity import references
+    from tests.fake_plugins.fakes import harness_register_datasets
+    from harness.contracts import Dataset
+    from harness.data import provenance_hash
+
+    specs = []
+    harness_register_datasets(specs.append)
+    tiny = next(s for s in specs if s.name == "tiny")
+    splits = tiny.load(None)
+    data = Dataset(tiny, splits, provenance_hash(splits, "tiny"))
+    scored = []
+    real = references.score
+    monkeypatch.setattr(references, "score", lambda *a: scored.append(a[0]) or real(*a))
+    extractor = _SlowExtractor(tmp_path / "log")
+    first = references.train_vs_test(data, "fid", "slow", extractor, 50, tmp_path / "cache", {})
+    second = references.train_vs_test(data, "fid", "slow", extractor, 50, tmp_path / "cache", {})
+    assert scored == ["fid"] and first == second and first["n"] == 50

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import json
 import os
 import re
 import tempfile
@@ -226,14 +227,42 @@ def sample_features(ctx: MetricContext, extractor_name: str, extractor, n: int) 
 def train_vs_test(dataset, metric: str, extractor_name: str, extractor, n: int, cache_dir=None,
                   run_cache=None) -> dict:
     """The noise floor of ``metric`` at sample count ``n``: the training split against the test
-    reference, computed once per run (``run_cache``)."""
+    reference, computed once per run: kept in ``run_cache`` and, with a ``cache_dir``, in a file beside
+    the references (stamped with both references' stamps, computed under the same lock), so the other
+    workers of the run read it."""
     run_cache = {} if run_cache is None else run_cache
     key = ("fidelity:train_vs_test", metric, dataset.name, dataset.provenance, extractor_name,
            extractor.fingerprint, int(n))
     if key not in run_cache:
         reference = reference_features(dataset, "test", extractor_name, extractor, n, cache_dir, run_cache)
         train = reference_features(dataset, "train", extractor_name, extractor, n, cache_dir, run_cache)
-        value, stderr, extra = score(metric, train, reference)
-        run_cache[key] = {"value": value, "stderr": stderr, "n": train.n, "n_reference": reference.n, **extra}
+        stamp = {"metric": metric, "test": reference.stamp, "train": train.stamp}
+        path = None
+        if cache_dir is not None:
+            path = reference_cache_path(cache_dir, reference.stamp).with_suffix(f".{metric}-floor.json")
+        with _computing(path):
+            floor = _load_floor(path, stamp)
+            if floor is None:
+                value, stderr, extra = score(metric, train, reference)
+                floor = {"value": value, "stderr": stderr, "n": train.n, "n_reference": reference.n, **extra}
+                if path is not None:
+                    _save_floor(path, stamp, floor)
+        run_cache[key] = floor
     return run_cache[key]
+
+
+def _load_floor(path: Optional[Path], stamp: dict) -> Optional[dict]:
+    if path is None or not path.is_file():
+        return None
+    try:
+        blob = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return blob["floor"] if blob.get("stamp") == json.loads(json.dumps(stamp)) else None
+
+
+def _save_floor(path: Path, stamp: dict, floor: dict) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        json.dump({"stamp": stamp, "floor": floor}, tmp, default=float)
+    os.replace(tmp.name, path)
 
