@@ -127,7 +127,7 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True, tra
                for name, group in sorted(profiles.items())]
     if not args.speed_per_seed:
         share_speed(host, jobs)
-    announce(runners[0][0], jobs, args.no_progress or args.format == "json")
+    announce(runners[0][0], jobs, args.format == "json")
     summary: dict = {}
     store = None
     with executor:  # joins or starts what it runs on now: a bad address exits 2 before anything is written

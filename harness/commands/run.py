@@ -143,7 +143,7 @@ def execute(args, host) -> int:
     if explicit and all(job.skip_reason is not None for job in jobs):
         raise UserError(skips.explain(host, jobs))
     meta = {"profile": profile.name, "seeds": ", ".join(map(str, seeds)), "device": str(runner.device)}
-    measure.announce(runner, jobs, args.no_progress or args.format == "json")
+    measure.announce(runner, jobs, args.format == "json")
     with executor:  # connects to what it runs on (a Ray cluster) now: a bad address exits 2 before anything is written
         out.mkdir(parents=True, exist_ok=True)
         resolved: dict = {}
