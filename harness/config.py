@@ -10,9 +10,10 @@ The file::
     metrics = ["nll"]           # default: every compatible metric
     profile = "quick"
     seeds = 3                   # a count (0..N-1) or a list: [0, 4]; default: the profile's (smoke 1, else 3)
-    device = "cpu"
+    device = "cpu"              # default "auto": cuda when available
     job_timeout = 600.0
     likelihood = "exact"        # the kind of every py: model's log_prob (run --likelihood)
+    speed_per_seed = true       # speed in every seed's job (default: the lowest seed's)
 
     [set]                       # hyperparameter overrides, as `run --set`
     "gmm.components" = 12       # MODEL.KEY or FAMILY.KEY
@@ -43,7 +44,7 @@ from harness.hparams import Override
 
 RUN_KEYS = {
     "models": list, "all": bool, "datasets": list, "metrics": list, "profile": str, "seeds": (int, list),
-    "device": str, "job_timeout": (int, float),
+    "device": str, "job_timeout": (int, float), "speed_per_seed": bool,
     "likelihood": str,  # the likelihood kind of every py: model's log_prob (--likelihood)
 }
 CHOICES = {"device": ("cpu", "cuda", "auto")}  # as `run --device` takes

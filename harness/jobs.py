@@ -73,6 +73,7 @@ class Job:
     origin_path: str = ""
     weights: str = ""  # sha256 of the weights or samples a loaded job starts from; part of its key
     model_key: str = ""  # the job key without the metrics: what determines the fitted model
+    speed_seed: Optional[int] = None  # the seed whose job measures this one's speed (harness.speed_sharing)
 
     @property
     def label(self) -> str:

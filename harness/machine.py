@@ -10,7 +10,8 @@ Speed figures from two machines are not comparable as they stand, so every run r
 - a **calibration** (:class:`Calibration`): a few fixed workloads on the run's device, timed with
   the speed metrics' recipe (:mod:`harness.timing`: a warm-up, then timed repeats, blocks of several
   calls when a call is short; the median seconds per call) in interleaved rounds, once before the
-  jobs and once after them, and one round between every two jobs when they run in this process. A
+  jobs and once after them, and single rounds between jobs when they run in this process (the runner
+  says how often: ``harness.runner.CALIBRATION_INTERVAL_S``). A
   machine shared with other work is not equally busy all along a run, so each workload's figure is
   the median over those samples: the machine as the jobs found it. :func:`speed_factor` turns two
   calibrations into the factor by which one machine is faster than the other: the geometric mean,

@@ -18,7 +18,7 @@ def measure(metric, ctx: MetricContext, result: JobResult, variant: Optional[str
     """Compute one metric into ``result``: its measurements (bound to their declarations, and to ``variant``
     when measuring a sampling variant), or the metric's skip or failure. Only the job's time limit escapes."""
     name = metric.name if variant is None else variant_identity(metric.name, variant)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         bound = []
         for m in metric.compute(ctx) or []:
@@ -39,6 +39,7 @@ def measure(metric, ctx: MetricContext, result: JobResult, variant: Optional[str
         return
     result.measurements.extend(bound)
     result.details.setdefault("metric_seconds", {})[name] = round(time.perf_counter() - started, 4)
+    result.details.setdefault("metric_cpu_seconds", {})[name] = round(time.process_time() - cpu, 4)
 
 
 def speed_protocol(ctx: MetricContext) -> dict:

@@ -12,6 +12,7 @@ models themselves are saved by whoever ran the job, as files under ``DIR/artifac
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 import uuid
@@ -30,9 +31,13 @@ from harness.hparams import OverrideSet
 from harness.jobs import Job, JobResult, JobStatus, Origin, SkipKind, job_key, model_key
 from harness.machine import Calibration, fingerprint, machine_info
 from harness.profiles import Profile
+from harness.speed_sharing import share_speed
 from harness.store import Store
 from harness.tracking import Tracking
 from harness.worker import JobRunner
+
+# Seconds between two calibration rounds while jobs run in this process (harness.machine.Calibration).
+CALIBRATION_INTERVAL_S = 30.0
 
 __all__ = ["Runner", "RunInfo", "Job", "JobResult", "JobStatus", "select_pairs", "environment_info"]
 
@@ -74,6 +79,11 @@ def plugin_owners(registry) -> dict:
     for output, (metric, _) in registry.output_declarations().items():
         owners["outputs"][output] = registry.owners.get(("metrics", metric), "")
     return {kind: dict(sorted(names.items())) for kind, names in owners.items()}
+
+
+def running_line(jobs: list) -> str:
+    """The progress bar's note: the jobs running now."""
+    return ("running: " + ", ".join(job.label for job in jobs)) if jobs else ""
 
 
 # ---------------------------------------------------------------------------- planning
@@ -127,7 +137,7 @@ class Runner:
                  data_root: Optional[Path] = None, cache_dir: Optional[Path] = None, resume: bool = False,
                  metrics: Optional[list] = None, job_timeout: Optional[float] = None,
                  progress: Optional[Callable] = None, executor=None, overrides: Optional[list] = None,
-                 save_artifacts: bool = True, tracking: Optional[Tracking] = None):
+                 save_artifacts: bool = True, tracking: Optional[Tracking] = None, speed_per_seed: bool = False):
         self.host = host
         self.profile = profile
         self.out = Path(out)
@@ -145,11 +155,19 @@ class Runner:
             executor = InProcess()
         self.executor = executor
         self.save_artifacts = save_artifacts
+        self.speed_per_seed = speed_per_seed  # else each (model, dataset)'s speed is measured by one seed's job
         self.tracking = tracking if tracking is not None else Tracking()  # the user's trackers (harness.tracking)
         self.job_runner = JobRunner(host, profile, self.device, self.data_root, self.cache_dir, metrics,
                                     job_timeout, progress,
                                     artifacts_dir=artifacts.artifacts_dir(self.out) if save_artifacts else None)
         self.job_timeout = self.job_runner.job_timeout
+
+    @property
+    def device_description(self) -> str:
+        """The run's device for people: ``cpu``, or ``cuda (NVIDIA H100 80GB HBM3)``."""
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return str(self.device)
 
     # ------------------------------------------------------------------ plan
     def plan(self, models, datasets, run_all: bool) -> list:
@@ -174,7 +192,7 @@ class Runner:
                 versions = (mspec.version, self.host.plugin_version("models", mspec.name))
                 job.key, job.model_key = job_key(job, *versions), model_key(job, *versions)
                 jobs.append(job)
-        return jobs
+        return jobs if self.speed_per_seed else share_speed(self.host, jobs)
 
     # ------------------------------------------------------------------ run
     def run(self, jobs: list) -> tuple:
@@ -184,7 +202,7 @@ class Runner:
                        environment_info(self.device, self.host.plugins), jobs)
         # The machine's fingerprint and calibration, so speed figures can be compared with another
         # machine's (docs/regression.md), and who registered what. The calibration (about a second) is
-        # made again after the jobs, and a round between jobs that run in this process, since a shared
+        # made again after the jobs, and rounds between jobs that run in this process, since a shared
         # machine is not equally busy all along.
         calibration = Calibration(self.device).full()
         run_info = {**info.versions, "seeds": self.seeds, "jobs": [j.key for j in jobs],
@@ -212,13 +230,20 @@ class Runner:
                     if job.origin == Origin.TRAINED and job.model_key in saved:
                         job.origin, job.origin_path = Origin.ARTIFACT, str(saved[job.model_key])
                     todo.append(job)
+            if not self.executor.in_process:
+                todo = self._largest_data_first(todo)
+            if bar is not None and hasattr(self.executor, "watch"):
+                self.executor.watch(lambda running: bar.set_postfix_str(running_line(running)))
             # Only while jobs run in this process is the machine idle between them; elsewhere they run
-            # beside the coordinator.
+            # beside the coordinator. A round at most every CALIBRATION_INTERVAL_S follows the machine's
+            # load through a long run without a round after every short job.
             between_jobs = self.executor.in_process
+            last_round = time.monotonic()
             for i, (job, result) in enumerate(self.executor.results(self.job_runner, todo)):
                 self._finish(store, info, job, result, counts, bar)
-                if between_jobs and i < len(todo) - 1:
+                if between_jobs and i < len(todo) - 1 and time.monotonic() - last_round >= CALIBRATION_INTERVAL_S:
                     calibration.between_jobs()
+                    last_round = time.monotonic()
             if todo:
                 calibration.full()
         finally:
@@ -230,6 +255,19 @@ class Runner:
         summary = {**counts, "out": str(self.out), "run_id": run_id}
         self.host.pm.hook.harness_run_finished(run=info, summary=summary)
         return store, summary
+
+    def _largest_data_first(self, jobs: list) -> list:
+        """Jobs on the largest examples first, then the largest training splits (in planned order within
+        one dataset): an executor that runs several at once then ends on short jobs instead of leaving
+        cores idle while one long job finishes."""
+        def size(job):
+            try:
+                data = self.job_runner.datasets.get(self.host.dataset(job.dataset))
+            except UserError:
+                return (0, 0)
+            return (-math.prod(data.spec.event_shape), -len(data.train))
+
+        return sorted(jobs, key=size)
 
     def _machine(self, calibration: Calibration) -> dict:
         return machine_info(self.device, self.executor.name, self.executor.workers, calibration)
@@ -263,7 +301,6 @@ class Runner:
         self.host.pm.hook.harness_job_finished(run=info, job=job, result=result)
         self.tracking.job_finished(job, result)
         if bar is not None:
-            bar.set_postfix_str(f"{job.label} {result.status}")
             bar.update(1)
 
 

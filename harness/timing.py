@@ -187,7 +187,9 @@ class Budget:
     ``min_repeats`` forces more (default 2.5 x ``seconds``); a single repeat is always made.
     ``min_block_seconds``: a timed repeat spans at least this long, as a block of several calls when
     calls are shorter, and blocks grow until ``max_repeats`` of them fill ``seconds`` (0 times every
-    call on its own, as latency needs).
+    call on its own, as latency needs). ``precision``: stop early, once ``min_repeats`` repeats are
+    made, when the median's standard error (:func:`median_stderr`) is at most this fraction of the
+    median (checked as the repeats grow by a quarter: :func:`precise_enough`); None fills the budget.
     """
 
     seconds: float
@@ -196,6 +198,7 @@ class Budget:
     min_block_seconds: float = 2e-3
     max_seconds: Optional[float] = None
     warmup: int = 1
+    precision: Optional[float] = None
 
     @property
     def limit(self) -> float:
@@ -226,12 +229,33 @@ def plan_repeats(call_seconds: float, budget: Budget) -> tuple:
     return calls, repeats
 
 
+def precise_enough(min_repeats: int, precision: Optional[float]) -> Optional[Callable[[list], bool]]:
+    """The early stop of :class:`Budget` ``precision``: a test of the block times so far, true once there
+    are at least ``min_repeats`` and the median's standard error is at most ``precision`` times the
+    median. It looks at the first ``min_repeats`` and then whenever the count has grown by a quarter,
+    so a long measurement computes the standard error a dozen times, not after every block."""
+    if precision is None:
+        return None
+    due = [max(2, min_repeats)]
+
+    def enough(seconds: list) -> bool:
+        if len(seconds) < due[0]:
+            return False
+        due[0] = max(len(seconds) + 1, math.ceil(1.25 * len(seconds)))
+        middle = median(seconds)
+        stderr = median_stderr(seconds)
+        return middle > 0 and stderr is not None and stderr <= precision * middle
+
+    return enough
+
+
 def time_blocks(fn: Callable[[], object], calls: int, repeats: int, watch: Stopwatch,
-                limit_seconds: Optional[float] = None) -> list:
+                limit_seconds: Optional[float] = None, enough: Optional[Callable[[list], bool]] = None) -> list:
     """``repeats`` timed blocks of ``calls`` calls each: nothing but the calls inside the timed region.
     With ``limit_seconds``, no block starts once the blocks so far have taken that long (calls that
     slow down after the plan was made, e.g. on a machine that became busy, cannot stretch a
-    measurement past its budget by more than one block)."""
+    measurement past its budget by more than one block); with ``enough``, none starts once
+    ``enough(block times so far)`` is true (:func:`precise_enough`)."""
     out = []
     block = range(calls)
     spent = 0.0
@@ -242,6 +266,8 @@ def time_blocks(fn: Callable[[], object], calls: int, repeats: int, watch: Stopw
         out.append(watch.stop())
         spent += out[-1]
         if limit_seconds is not None and spent >= limit_seconds:
+            break
+        if enough is not None and enough(out):
             break
     return out
 
@@ -267,4 +293,6 @@ def time_within(fn: Callable[[], object], device, budget: Budget,
         call_seconds = time_blocks(fn, calls, 1, watch)[0] / calls
         warmup_calls += calls
     calls, repeats = plan_repeats(call_seconds, budget)
-    return Timing(time_blocks(fn, calls, repeats, watch, limit_seconds=budget.limit), calls, warmup_calls, watch.kind)
+    enough = precise_enough(budget.min_repeats, budget.precision)
+    return Timing(time_blocks(fn, calls, repeats, watch, limit_seconds=budget.limit, enough=enough), calls,
+                  warmup_calls, watch.kind)

@@ -26,6 +26,8 @@ from harness.contracts import FitContext, MetricContext, UserError
 from harness.dataset_cache import DatasetCache
 from harness.jobs import Job, JobResult, JobStatus, Origin
 from harness.measuring import measure, measure_variants
+from harness.phases import Phases
+from harness.speed_sharing import is_speed_metric
 from harness.time_limit import JobTimeout, time_limit
 
 log = logging.getLogger(__name__)
@@ -101,26 +103,36 @@ class JobRunner:
         return result
 
     def _execute(self, job: Job) -> JobResult:
+        phases = Phases()
         mspec = self.host.model(job.model)
         dspec = self.host.dataset(job.dataset)
-        data = self.datasets.get(dspec)
-        torch.manual_seed(job.seed)
-        model = mspec.factory(dspec, dict(job.hparams))
-        model.to(self.device)
+        with phases("dataset"):  # free after the worker's first job on this dataset
+            data = self.datasets.get(dspec)
+        with phases("build"):
+            torch.manual_seed(job.seed)
+            model = mspec.factory(dspec, dict(job.hparams))
+            model.to(self.device)
         if job.origin == Origin.TRAINED:
-            fit = self._fit(job, model, data)
+            with phases("fit"):
+                fit = self._fit(job, model, data)
             details = {"source": Origin.TRAINED, "fit_seconds": fit.seconds, "fit_steps": fit.steps,
                        "fit_examples": fit.examples, "stopped_at_deadline": fit.should_stop()}
         else:  # loaded: no fit, so nothing for a metric to time (MetricContext.fit is None)
-            fit, details = None, self._load(job, model)
+            with phases("load"):
+                fit, details = None, self._load(job, model)
         metrics, skipped = metrics_for(self.host, mspec, dspec, self.metric_names, job.origin)
+        if job.speed_seed is not None and job.speed_seed != job.seed:
+            metrics = [m for m in metrics if not is_speed_metric(m)]
+            details["speed_from_seed"] = job.speed_seed
         result = JobResult(JobStatus.OK, details=details, metric_skips=skipped)
         context = dict(model_spec=mspec, dataset=data, profile=self.profile, device=self.device, seed=job.seed,
                        fit=fit, cache_dir=self.cache_dir, data_root=self.data_root,
-                       feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache)
-        for metric in metrics:
-            measure(metric, MetricContext(model=model, **context), result)
-        measure_variants(model, metrics, context, result)
+                       feature_extractors=self.host.registry.feature_extractors, run_cache=self.run_cache,
+                       phases=phases.shared)
+        with phases("metrics"):
+            for metric in metrics:
+                measure(metric, MetricContext(model=model, **context), result)
+            measure_variants(model, metrics, context, result)
         extra = model.job_details()
         result.details.update(extra if job.origin == Origin.TRAINED else {k: v for k, v in extra.items() if k != "source"})
         bad = [m.metric if m.variant is None else m.id for m in result.measurements if not m.finite]
@@ -130,7 +142,9 @@ class JobRunner:
         if reasons:
             result.status, result.reason = JobStatus.FAILED, "; ".join(reasons)
         if self.artifacts_dir is not None and job.origin != Origin.SAMPLES:
-            self._save(job, model, mspec, data, result)
+            with phases("save"):
+                self._save(job, model, mspec, data, result)
+        result.details.update(phases.details())
         return result
 
     def _fit(self, job: Job, model, data) -> FitContext:

@@ -8,6 +8,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# Runs made by the tests (in this process and in the CLI subprocesses they start) go one job after
+# another in the test's own process unless a test names an executor: a worker pool per run would add
+# its start-up to every run of the suite. Tests of the default executor unset this.
+os.environ.setdefault("HARNESS_EXECUTOR", "local")
+
 
 @pytest.fixture
 def host():

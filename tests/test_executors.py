@@ -189,8 +189,9 @@ def test_files_a_job_left_on_an_unshared_node_travel_to_the_run_directory(tmp_pa
     (["--retries", "1"], "--retries only applies to executors that retry a job whose worker died: process, ray"),
     (["--executor", "process", "--ray-address", "auto"],
      "--ray-address only applies to executors that join a cluster at an address: ray (not --executor process)"),
-    (["--executor", "process", "--gpus-per-job", "0.5"],
-     "--gpus-per-job only applies to executors that give each job a share of GPUs: ray"),
+    (["--executor", "local", "--gpus-per-job", "0.5"],
+     "--gpus-per-job only applies to executors that give each job a share of GPUs: process, ray "
+     "(not --executor local)"),
     (["--executor", "proces"], "unknown executor 'proces'; did you mean 'process'? (known: local, process, ray)"),
     (["--executor", "process", "--jobs", "0"], "--jobs must be at least 1"),
     (["--executor", "ray", "--cpus-per-job", "0"], "--cpus-per-job must be more than 0"),

@@ -336,11 +336,12 @@ def test_budgets_per_profile_are_declared_by_the_metrics():
     before the metrics declared them), and every metric that times calls declares them."""
     from harness.timing import Budget
 
-    expected = {"smoke": (0.12, 0.3, 25, 3, 0.05, 0.125, 30, 5), "quick": (0.25, 2.0, 50, 5, 0.1, 0.75, 100, 5),
-                "full": (5.0, 12.5, 200, 20, 2.0, 5.0, 500, 20)}
-    for profile, (tp, tp_limit, tp_most, least, lat, lat_limit, lat_most, lat_least) in expected.items():
+    expected = {"smoke": (0.12, 0.3, 25, 3, 0.02, 0.05, 0.125, 30, 5),
+                "quick": (0.25, 2.0, 50, 5, 0.01, 0.1, 0.75, 100, 5),
+                "full": (5.0, 12.5, 200, 20, 0.005, 2.0, 5.0, 500, 20)}
+    for profile, (tp, tp_limit, tp_most, least, precision, lat, lat_limit, lat_most, lat_least) in expected.items():
         assert budgets.throughput_budget(get_profile(profile)) == Budget(tp, min_repeats=least, max_repeats=tp_most,
-                                                                          max_seconds=tp_limit)
+                                                                          max_seconds=tp_limit, precision=precision)
         assert budgets.latency_budget(profile) == Budget(lat, min_repeats=lat_least, max_repeats=lat_most,
                                                          min_block_seconds=0.0, max_seconds=lat_limit)
     assert budgets.throughput_budget("quick", scale=2.0).limit == 4.0

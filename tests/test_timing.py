@@ -208,6 +208,42 @@ def test_calls_that_slow_down_after_planning_stop_at_the_budget_limit(virtual_cu
     assert budget.limit <= sum(t.seconds) < budget.limit + block
 
 
+def test_steady_calls_stop_at_the_min_repeats_once_the_median_is_precise(virtual_cuda):
+    """Calls of a constant 1 ms: the median's standard error is 0 after min_repeats blocks, so a budget
+    with a precision stops there; without one the blocks fill the budget."""
+    clock = virtual_cuda.clock
+
+    def call():
+        clock.advance(1e-3)
+
+    loose = Budget(0.1, min_repeats=4, max_repeats=25, min_block_seconds=2e-3)
+    precise = Budget(0.1, min_repeats=4, max_repeats=25, min_block_seconds=2e-3, precision=0.01)
+    assert time_within(call, "cuda", loose).repeats == timing.plan_repeats(1e-3, loose)[1] == 25
+    assert time_within(call, "cuda", precise).repeats == 4
+
+
+def test_noisy_calls_go_on_until_the_median_is_precise_or_the_budget_is_spent(virtual_cuda):
+    """A median known to the precision ends the repeats (checked where the stop rule looks: the count
+    grown by a quarter), never sooner; calls too noisy for it fill the budget."""
+    clock = virtual_cuda.clock
+
+    def timed(sigma, precision):
+        rng = np.random.default_rng(0)
+
+        def call():
+            clock.advance(1e-3 * float(rng.lognormal(0.0, sigma)))
+
+        budget = Budget(0.1, min_repeats=5, max_repeats=200, min_block_seconds=0, precision=precision)
+        return time_within(call, "cuda", budget)
+
+    t, full = timed(0.05, 0.01), timed(0.05, None)
+    assert 5 <= t.repeats < full.repeats and t.seconds == pytest.approx(full.seconds[:t.repeats])
+    assert median_stderr(t.per_call) <= 0.01 * median(t.per_call)
+    earlier = t.per_call[:math.ceil(t.repeats / 1.25) - 1]  # the last count the rule looked at before
+    assert median_stderr(earlier) > 0.01 * median(earlier)
+    assert timed(1.0, 0.001).repeats == timed(1.0, None).repeats  # far too noisy for 0.1 %: the budget decides
+
+
 # --------------------------------------------------------------------------- batch choice (virtual clock)
 
 

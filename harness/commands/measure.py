@@ -18,15 +18,17 @@ from harness.jobs import JobStatus
 def add_executor_options(parser) -> None:
     """--executor NAME and the options an executor may accept (harness.executors.OPTIONS)."""
     where = parser.add_argument_group("where jobs run (docs/cluster.md)")
-    where.add_argument("--executor", default="local", metavar="NAME",
-                       help="local: one job after another in this process (default); process: isolated worker "
-                            "processes on this machine; ray: a Ray task per job on a local or existing Ray "
-                            "cluster (pip install 'harness[ray]'); or an executor a plugin registers (`python -m "
-                            "harness list executors`). Under process and ray a job past its time limit is killed "
-                            "with its worker and a crash fails only its job")
+    where.add_argument("--executor", default=None, metavar="NAME",
+                       help="process: isolated worker processes on this machine, one per usable core (default, "
+                            "or $HARNESS_EXECUTOR); local: one job after another in this process (for debugging); "
+                            "ray: a Ray task per job on a local or existing Ray cluster (pip install "
+                            "'harness[ray]'); or an executor a plugin registers (`python -m harness list "
+                            "executors`). Under process and ray a job past its time limit is killed with its "
+                            "worker and a crash fails only its job")
     where.add_argument("--jobs", type=int, default=None, metavar="N",
-                       help="jobs at once: process: N workers (default: the number of cores); ray: at most N "
-                            "tasks in flight (default: every job is submitted and Ray runs as many as fit)")
+                       help="jobs at once: process: N workers (default: the usable cores, from the CPU affinity "
+                            "and the cgroup's CPU quota); ray: at most N tasks in flight (default: every job is "
+                            "submitted and Ray runs as many as fit)")
     where.add_argument("--retries", type=int, default=0, metavar="N",
                        help="process, ray: run a job whose worker died (a signal, the out-of-memory killer, a lost "
                             "node) up to N more times; a job that raised or timed out is never retried (default 0)")
@@ -36,12 +38,30 @@ def add_executor_options(parser) -> None:
     where.add_argument("--cpus-per-job", type=float, default=None, metavar="N",
                        help="ray: CPUs each job asks for (default: the model's declaration, else 1)")
     where.add_argument("--gpus-per-job", type=float, default=None, metavar="X",
-                       help="ray with --device cuda: GPUs each job asks for, whole or fractional (0.25: four jobs "
-                            "share a GPU; default: the model's declaration, else 1)")
+                       help="process, ray with --device cuda: GPUs each job asks for, whole or fractional (0.25: "
+                            "four jobs share a GPU; default: the model's declaration, else 1: one job at a time has "
+                            "the GPU)")
     where.add_argument("--resources", action="append", default=None, metavar="KEY=VALUE",
                        help="ray: pin jobs to a class of nodes (repeatable): KEY=AMOUNT, a number, holds that much "
                             "of the custom resource KEY (ray start --resources '{\"KEY\": N}'); KEY=WORD runs only on "
                             "nodes labelled so (ray start --labels KEY=WORD), e.g. --resources gpu_type=h100")
+
+
+def add_speed_option(parser) -> None:
+    parser.add_argument("--speed-per-seed", action="store_true",
+                        help="measure speed (throughput, latency, memory, FLOPs) in every seed's job; by default "
+                             "the lowest seed's job of each model and dataset measures it and the others point at it")
+
+
+def announce(runner, jobs: list, quiet: bool) -> None:
+    """One line on stderr before the jobs start: the device, the executor, the jobs to run."""
+    if quiet:
+        return
+    executor = runner.executor
+    workers = f", up to {executor.workers} jobs at once" if executor.workers and executor.workers > 1 else ""
+    todo = sum(1 for job in jobs if job.skip_reason is None)
+    print(f"device {runner.device_description}; executor {executor.name}{workers}; {todo} job(s) to run",
+          file=sys.stderr)
 
 
 def executor_from(args, host, out: Path):
@@ -60,7 +80,9 @@ def add_options(parser, out_default: str) -> None:
                         help="only these metrics, by metric name or by the name of a measurement it emits "
                              "(default: every compatible one)")
     parser.add_argument("--out", type=Path, help=f"output directory (default reports/{out_default}-<timestamp>)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to run (default cpu)")
+    parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
+                        help="where to run (default auto: cuda when a CUDA device is available, else cpu)")
+    add_speed_option(parser)
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
@@ -94,6 +116,7 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True, tra
     from harness.data import resolve_data_root
     from harness.profiles import get_profile
     from harness.runner import Runner
+    from harness.speed_sharing import share_speed
 
     if all(job.skip_reason is not None for job in jobs):
         lines = ["nothing to measure:"] + [f"  {m} on {d}: {why}" for m, d, _, why in skips.pairs(jobs)]
@@ -108,6 +131,9 @@ def run_jobs(host, jobs: list, out: Path, args, save_artifacts: bool = True, tra
                        progress=progress_factory(args.no_progress or args.format == "json"),
                        executor=executor, save_artifacts=save_artifacts, tracking=tracking), group)
                for name, group in sorted(profiles.items())]
+    if not args.speed_per_seed:
+        share_speed(host, jobs)
+    announce(runners[0][0], jobs, args.format == "json")
     summary: dict = {}
     store = None
     with executor:  # joins or starts what it runs on now: a bad address exits 2 before anything is written

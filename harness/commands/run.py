@@ -58,7 +58,9 @@ def configure(parser) -> None:
     parser.add_argument("--no-artifacts", action="store_true",
                         help="do not save the fitted models under DIR/artifacts (they are what `harness evaluate` "
                              "re-measures and --resume reuses)")
-    parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="where to run (default cpu)")
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"],
+                        help="where to run (default auto: cuda when a CUDA device is available, else cpu)")
+    measure.add_speed_option(parser)
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where user-supplied data lives (default $HARNESS_DATA_ROOT or ./datasets)")
     parser.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
@@ -106,6 +108,8 @@ def settings(args):
                       (args.device, "device"), (args.job_timeout, "job_timeout")):
         if flag is not None:
             run[key] = list(flag) if isinstance(flag, list) else flag
+    if args.speed_per_seed:
+        run["speed_per_seed"] = True
     if args.seeds is not None:
         run["seeds"] = list(range(args.seed_offset, args.seed_offset + args.seeds))
     elif args.seed_offset:
@@ -136,12 +140,12 @@ def execute(args, host) -> int:
     tracked = trackers.settings(args, config.tracking)
     tracking = trackers.open_tracking(host, tracked, NAME)
     executor = measure.executor_from(args, host, out)
-    runner = Runner(host, profile, out, seeds=seeds, device=resolve_device(run.get("device", "cpu")),
+    runner = Runner(host, profile, out, seeds=seeds, device=resolve_device(run.get("device", "auto")),
                     data_root=resolve_data_root(args.data_root), resume=args.resume,
                     metrics=run.get("metrics") or None, job_timeout=run.get("job_timeout"),
                     progress=progress_factory(args.no_progress or args.format == "json"),
                     executor=executor, overrides=overrides, save_artifacts=not args.no_artifacts,
-                    tracking=tracking)
+                    tracking=tracking, speed_per_seed=bool(run.get("speed_per_seed")))
     jobs = adapted.plan_run(own, runner, run)  # runner.plan, with the py: models' plan-time checks
     if not jobs:
         raise UserError("nothing to run: the selection names no model")
@@ -149,6 +153,7 @@ def execute(args, host) -> int:
     if explicit and all(job.skip_reason is not None for job in jobs):
         raise UserError(skips.explain(host, jobs))
     meta = {"profile": profile.name, "seeds": ", ".join(map(str, seeds)), "device": str(runner.device)}
+    measure.announce(runner, jobs, args.format == "json")
     # The executor joins or starts a Ray cluster now: a bad address exits 2 before anything is written. The
     # claim locks --out (one writer at a time) and refuses earlier results without --resume or --overwrite.
     with executor, claim_output(out, args.resume, args.overwrite):

@@ -7,6 +7,8 @@ feature extractor for the fidelity metrics."""
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -37,7 +39,19 @@ class MetricContext:
     cache_dir: Optional[Any] = None  # pathlib.Path for on-disk caches shared across runs
     data_root: Optional[Any] = None  # pathlib.Path: where user-supplied data and weights live
     feature_extractors: Mapping[str, Any] = field(default_factory=dict)  # name -> FeatureExtractorSpec
-    run_cache: dict = field(default_factory=dict)  # shared across the jobs of one run
+    run_cache: dict = field(default_factory=dict)  # shared across the jobs a worker runs
+    phases: dict = field(default_factory=dict)  # seconds of named steps of the job (see timed)
+
+    @contextmanager
+    def timed(self, name: str):
+        """Add the wall seconds of the ``with`` block to ``phases[name]``: a step several metrics share
+        (drawing the job's samples, reference features), which the job's details report by name beside
+        each metric's own seconds (the metric that ran it first counts it too)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - started, 4)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + offset)

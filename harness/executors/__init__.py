@@ -6,8 +6,9 @@ Executors are registered through ``harness_register_executors`` (:class:`Executo
 :mod:`harness.executors.spec`), the built-in ones exactly as a third-party one is. The core offers
 the building blocks they are made of:
 
-- :class:`InProcess` (registered as ``local``, the default): jobs one after another in this process;
-- :class:`ProcessPool` (``process``, ``--jobs N``): N isolated worker processes on this machine;
+- :class:`ProcessPool` (``process``, the default; ``--jobs N``): N isolated worker processes on this
+  machine, by default one per usable core (:mod:`~harness.executors.cores`);
+- :class:`InProcess` (registered as ``local``): jobs one after another in this process, for debugging;
 - :class:`~harness.executors.ray_cluster.RayExecutor` (``ray``, ``--ray-address``): each job a Ray task
   on a local or existing Ray cluster (``pip install 'harness[ray]'``; Ray is imported only when it runs);
 - :class:`~harness.executors.isolation.IsolatedWorker`: one job at a time in a child process its owner

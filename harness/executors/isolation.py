@@ -105,6 +105,8 @@ class IsolatedWorker:
         self.job = None  # what the owner handed it (opaque here)
         self.limit: Optional[float] = None  # seconds from ``started`` at which it is killed
         self.timeout: Optional[float] = None
+        self.startup_seconds: Optional[float] = None  # from start to ready
+        self.answered = 0  # jobs it answered
         self._send((list(sys_path), int(threads), setup_blob))
 
     # ------------------------------------------------------------------ owner's side
@@ -147,6 +149,7 @@ class IsolatedWorker:
         kind = message[0]
         if kind == "ready":
             self.ready = True
+            self.startup_seconds = time.monotonic() - self.started
             return None
         if kind == "error":
             self.kill()
@@ -223,6 +226,7 @@ class IsolatedWorker:
     def _answered(self, blob: bytes) -> Attempt:
         seconds = time.monotonic() - self.started
         self.job = None
+        self.answered += 1
         return Attempt(ANSWERED, result=blob, seconds=seconds)
 
     def _died(self) -> Attempt:

@@ -10,6 +10,8 @@ An executor object (what ``ExecutorSpec.factory`` returns) offers:
 - ``in_process``: whether jobs run in the coordinator's own process, one after another (then the
   coordinator is idle between jobs and calibrates the machine there);
 - ``workers``: how many jobs run at once on this machine, as the machine fingerprint records it;
+- optionally ``watch(callback)``: the executor calls ``callback(jobs)`` with the jobs running at that
+  moment, in the order they started, whenever that set changes (the runner's progress line shows them);
 - ``resume_flags()``: the command-line flags that select it again (``run --resume`` after Ctrl-C);
 - in each JobResult's details, ``machine`` (and ``node``) when the job ran elsewhere than on the
   coordinator's machine (the ray executor's nodes, docs/cluster.md); a job without them ran on the
@@ -21,9 +23,10 @@ An executor object (what ``ExecutorSpec.factory`` returns) offers:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from harness.contracts import UserError
 
@@ -53,7 +56,7 @@ OPTIONS = {o.name: o for o in (
 class ExecutorOptions:
     """What the command line says about where jobs run."""
 
-    name: str = "local"
+    name: Optional[str] = None  # None: $HARNESS_EXECUTOR, else the executor registered as the default
     jobs: Optional[int] = None  # jobs at once (process: workers; ray: tasks in flight at most)
     retries: int = 0  # more attempts for a job whose worker died
     address: Optional[str] = None  # the cluster to join (ray: host:port of its head, or auto)
@@ -74,13 +77,16 @@ class ExecutorSpec:
     ``factory(options: ExecutorOptions)`` returns the executor object (see the module doc); it may raise
     :class:`~harness.contracts.UserError` for values it cannot use. ``accepts``: the names of the
     :data:`OPTIONS` it reads; the command line refuses the others before calling the factory. ``jobs``
-    given as 1 always fits: every executor runs at least one job at a time.
+    given as 1 always fits: every executor runs at least one job at a time. ``default``: this is the
+    executor of a run that names none (neither ``--executor`` nor ``$HARNESS_EXECUTOR``); exactly one
+    installed executor declares it (the built-in ``process`` does).
     """
 
     name: str
     factory: Callable[[ExecutorOptions], Any]
     description: str = ""
     accepts: frozenset = frozenset()
+    default: bool = False
 
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
@@ -95,9 +101,29 @@ class ExecutorSpec:
         object.__setattr__(self, "accepts", accepts)
 
 
+ENVIRONMENT = "HARNESS_EXECUTOR"  # the executor of every run that does not name one
+
+
+def default_name(executors: Mapping) -> str:
+    """The executor a run uses when it names none: ``$HARNESS_EXECUTOR``, else the one registered
+    executor that declares itself the default; a UserError when none or several do."""
+    chosen = os.environ.get(ENVIRONMENT, "").strip()
+    if chosen:
+        return chosen
+    defaults = sorted(name for name, spec in executors.items() if spec.default)
+    if len(defaults) == 1:
+        return defaults[0]
+    what = f"several installed executors declare themselves the default ({', '.join(defaults)})" if defaults \
+        else "no installed executor declares itself the default"
+    raise UserError(f"{what}: name one with --executor NAME or ${ENVIRONMENT} "
+                    f"(installed: {', '.join(sorted(executors)) or 'none'})")
+
+
 def make_executor(host, options: ExecutorOptions) -> Any:
-    """The executor ``options.name`` names among those the plugins registered with ``host``; a
-    UserError for an unknown name or an option that executor does not accept."""
+    """The executor ``options.name`` names among those the plugins registered with ``host`` (none named:
+    :func:`default_name`); a UserError for an unknown name or an option that executor does not accept."""
+    if options.name is None:
+        options.name = default_name(host.registry.executors)
     spec = host.executor(options.name)
     executors = host.registry.executors
     if options.jobs is not None and options.jobs < 1:

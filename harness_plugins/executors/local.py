@@ -1,4 +1,4 @@
-"""The ``local`` executor: jobs one after another in the coordinator's process (the default)."""
+"""The ``local`` executor: jobs one after another in the coordinator's process (for debugging)."""
 
 from harness import hookimpl
 from harness.executors import ExecutorSpec, InProcess
@@ -8,5 +8,6 @@ from harness.executors import ExecutorSpec, InProcess
 def harness_register_executors(register):
     register(ExecutorSpec(
         "local", lambda options: InProcess(),
-        description="one job after another in this process (default); the time limit stops Python code only "
-                    "and a crash of a plugin is a crash of the run"))
+        description="one job after another in this process, with the process's torch threads (for debugging: "
+                    "breakpoints and tracebacks where the job runs); the time limit stops Python code only and a "
+                    "crash of a plugin is a crash of the run"))

@@ -59,7 +59,8 @@ def job_samples(ctx: MetricContext, n: int) -> torch.Tensor:
     if slot is not None and slot[0] == key:
         return slot[1]
     batch = max(1, int(ctx.profile.sample_batch))
-    samples = draw_samples(ctx.model, n, ctx.generator(SAMPLE_OFFSET), ctx.dataset.spec.event_shape, batch)
+    with ctx.timed("samples"):
+        samples = draw_samples(ctx.model, n, ctx.generator(SAMPLE_OFFSET), ctx.dataset.spec.event_shape, batch)
     DRAWS["samples"] += 1
     ctx.run_cache[CACHE_SLOT] = (key, samples)
     return samples

@@ -125,12 +125,13 @@ def _base_details(metric, n, extractor_name, extractor, reference: FeatureSet, d
 def compute_metric(metric: str, ctx: MetricContext, n: int) -> list:
     """One fidelity metric for the job in ``ctx`` from ``n`` model samples (with its train-vs-test noise
     floor in details)."""
-    name, extractor = extractor_for(ctx.dataset, ctx.feature_extractors, ctx.device, ctx.data_root, ctx.run_cache)
-    # the reference is ctx.evaluation_split(n) (split_subset selects it), cached across jobs and runs
-    reference = reference_features(ctx.dataset, "test", name, extractor, n, ctx.cache_dir, ctx.run_cache)
+    with ctx.timed("fidelity_references"):  # the extractor, the test reference and the noise floor: once per worker
+        name, extractor = extractor_for(ctx.dataset, ctx.feature_extractors, ctx.device, ctx.data_root, ctx.run_cache)
+        # the reference is ctx.evaluation_split(n) (split_subset selects it), cached across jobs and runs
+        reference = reference_features(ctx.dataset, "test", name, extractor, n, ctx.cache_dir, ctx.run_cache)
+        floor = train_vs_test(ctx.dataset, metric, name, extractor, n, ctx.cache_dir, ctx.run_cache)
     generated = sample_features(ctx, name, extractor, n)
     value, stderr, extra = score(metric, generated, reference)
-    floor = train_vs_test(ctx.dataset, metric, name, extractor, n, ctx.cache_dir, ctx.run_cache)
     details = _base_details(metric, n, name, extractor, reference, ctx.dataset)
     details.update(extra)
     details.update({"train_vs_test": floor["value"], "train_vs_test_n": floor["n"]})

@@ -2,7 +2,9 @@
 
 Reference features are computed once per (dataset provenance, split, extractor fingerprint, sample
 count), cached on disk under ``cache_dir/fidelity`` (or only in the run cache when there is no cache
-dir) and stamped with their provenance; any stamp difference means recompute and overwrite. A job's
+dir) and stamped with their provenance; any stamp difference means recompute and overwrite. The
+workers of a run share the files: one computes an entry under a lock while the others wait for it,
+then each keeps it in memory (its run cache) for its later jobs. A job's
 sample features are computed once from the job's shared samples and shared by its six metrics, so M
 models cost M sample passes plus one test pass (and one train pass for the noise floor):
 :data:`FEATURE_PASSES` counts them, :data:`CACHE_EVENTS` how reference features were obtained.
@@ -10,8 +12,10 @@ models cost M sample passes plus one test pass (and one train pass for the noise
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
+import json
 import os
 import re
 import tempfile
@@ -23,6 +27,11 @@ import numpy as np
 import torch
 
 from harness import MetricContext, MetricSkipped
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: parallel workers may then compute a reference more than once
+    fcntl = None
 from harness.contracts import EVALUATION_SUBSET_SEED, evaluation_indices
 from harness_plugins.metrics.fidelity.estimators import FeatureSet, feature_set, score, torch_fidelity_version
 from harness_plugins.metrics.job_samples import job_key, job_samples
@@ -160,18 +169,35 @@ def reference_features(dataset, split: str, extractor_name: str, extractor, n: i
         CACHE_EVENTS["memory"] += 1
         return entry
     path = reference_cache_path(cache_dir, stamp) if cache_dir is not None else None
-    entry = _load_cached(path, stamp) if path is not None else None
-    if entry is not None:
-        CACHE_EVENTS["disk"] += 1
-    else:
-        x = split_subset(getattr(dataset, split).x, n)
-        FEATURE_PASSES[f"reference:{split}"] += 1
-        CACHE_EVENTS["computed"] += 1
-        entry = feature_set(extractor.features(x), stamp)
-        if path is not None:
-            _save_cached(path, entry)
+    with _computing(path):  # another worker of the run computing the same entry: wait, then read its file
+        entry = _load_cached(path, stamp) if path is not None else None
+        if entry is not None:
+            CACHE_EVENTS["disk"] += 1
+        else:
+            x = split_subset(getattr(dataset, split).x, n)
+            FEATURE_PASSES[f"reference:{split}"] += 1
+            CACHE_EVENTS["computed"] += 1
+            entry = feature_set(extractor.features(x), stamp)
+            if path is not None:
+                _save_cached(path, entry)
     run_cache[key] = entry
     return entry
+
+
+@contextlib.contextmanager
+def _computing(path: Optional[Path]):
+    """Hold an exclusive lock on ``path``'s lock file (where the platform has ``fcntl``): the workers of a
+    run (and runs sharing a cache dir) compute one reference once, the others wait and read it."""
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- model samples
@@ -201,14 +227,42 @@ def sample_features(ctx: MetricContext, extractor_name: str, extractor, n: int) 
 def train_vs_test(dataset, metric: str, extractor_name: str, extractor, n: int, cache_dir=None,
                   run_cache=None) -> dict:
     """The noise floor of ``metric`` at sample count ``n``: the training split against the test
-    reference, computed once per run (``run_cache``)."""
+    reference, computed once per run: kept in ``run_cache`` and, with a ``cache_dir``, in a file beside
+    the references (stamped with both references' stamps, computed under the same lock), so the other
+    workers of the run read it."""
     run_cache = {} if run_cache is None else run_cache
     key = ("fidelity:train_vs_test", metric, dataset.name, dataset.provenance, extractor_name,
            extractor.fingerprint, int(n))
     if key not in run_cache:
         reference = reference_features(dataset, "test", extractor_name, extractor, n, cache_dir, run_cache)
         train = reference_features(dataset, "train", extractor_name, extractor, n, cache_dir, run_cache)
-        value, stderr, extra = score(metric, train, reference)
-        run_cache[key] = {"value": value, "stderr": stderr, "n": train.n, "n_reference": reference.n, **extra}
+        stamp = {"metric": metric, "test": reference.stamp, "train": train.stamp}
+        path = None
+        if cache_dir is not None:
+            path = reference_cache_path(cache_dir, reference.stamp).with_suffix(f".{metric}-floor.json")
+        with _computing(path):
+            floor = _load_floor(path, stamp)
+            if floor is None:
+                value, stderr, extra = score(metric, train, reference)
+                floor = {"value": value, "stderr": stderr, "n": train.n, "n_reference": reference.n, **extra}
+                if path is not None:
+                    _save_floor(path, stamp, floor)
+        run_cache[key] = floor
     return run_cache[key]
+
+
+def _load_floor(path: Optional[Path], stamp: dict) -> Optional[dict]:
+    if path is None or not path.is_file():
+        return None
+    try:
+        blob = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return blob["floor"] if blob.get("stamp") == json.loads(json.dumps(stamp)) else None
+
+
+def _save_floor(path: Path, stamp: dict, floor: dict) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        json.dump({"stamp": stamp, "floor": floor}, tmp, default=float)
+    os.replace(tmp.name, path)
 

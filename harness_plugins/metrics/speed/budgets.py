@@ -6,6 +6,9 @@ when ``min_repeats`` forces more repeats than fit in that (``*_limit``; it also 
 a batch may take, limit / (min_repeats + 1)) and the most repeats (``*_max_repeats``). At quick the
 limits are far above the budgets (2.0 s / 0.75 s against 0.25 s / 0.1 s): a slow sampler still gets
 a large batch and its repeats, while fast ones (2-D toys, calls of a few ms) stop at the budget.
+Throughput repeats stop sooner when the median is already known to ``throughput_precision`` (its
+standard error as a fraction of it; :class:`harness.timing.Budget` ``precision``); latency repeats
+do not, since their 95th percentile needs the repeats.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from harness.timing import Budget
 
 SIZES = ProfileSizes({
     "smoke": {"min_repeats": 3, "throughput_seconds": 0.12, "throughput_limit": 0.3, "throughput_max_repeats": 25,
+              "throughput_precision": 0.02,
               "latency_seconds": 0.05, "latency_limit": 0.125, "latency_max_repeats": 30},
     "quick": {"min_repeats": 5, "throughput_seconds": 0.25, "throughput_limit": 2.0, "throughput_max_repeats": 50,
+              "throughput_precision": 0.01,
               "latency_seconds": 0.1, "latency_limit": 0.75, "latency_max_repeats": 100},
     "full": {"min_repeats": 20, "throughput_seconds": 5.0, "throughput_limit": 12.5, "throughput_max_repeats": 200,
+             "throughput_precision": 0.005,
              "latency_seconds": 2.0, "latency_limit": 5.0, "latency_max_repeats": 500},
 })
 
@@ -29,7 +35,8 @@ def throughput_budget(profile, scale: float = 1.0) -> Budget:
     """The budget of a throughput measurement under ``profile``, its seconds and limit times ``scale``."""
     sizes = SIZES.of(profile)
     return Budget(sizes["throughput_seconds"] * scale, min_repeats=max(int(sizes["min_repeats"]), 1),
-                  max_repeats=sizes["throughput_max_repeats"], max_seconds=sizes["throughput_limit"] * scale)
+                  max_repeats=sizes["throughput_max_repeats"], max_seconds=sizes["throughput_limit"] * scale,
+                  precision=sizes["throughput_precision"])
 
 
 def latency_budget(profile) -> Budget:
