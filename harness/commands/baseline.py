@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.commands.output import add_format_option, emit
+from harness.cli_support.output import add_format_option, emit
 from harness.contracts import UserError
 
 NAME = "baseline"

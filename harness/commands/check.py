@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from harness.commands.output import add_format_option
+from harness.cli_support.output import add_format_option
 from harness.commands.run import resolve_device
 from harness.contracts import UserError
 from harness.profiles import PROFILES

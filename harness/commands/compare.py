@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.commands.output import add_format_option, emit
+from harness.cli_support.output import add_format_option, emit
 
 NAME = "compare"
 HELP = "compare results with a baseline: exit 1 on a regression beyond tolerance and seed noise"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from harness.commands.output import add_format_option, emit
+from harness.cli_support.output import add_format_option, emit
 from harness.contracts import UserError
 from harness.data import provenance_hash, resolve_data_root
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.commands import adapted, measure, trackers
+from harness.cli_support import adapted, measure, trackers
 from harness.profiles import PROFILES
 
 NAME = "evaluate-samples"

@@ -4,7 +4,7 @@ have provided, on stderr."""
 
 import sys
 
-from harness.commands.output import add_format_option, emit
+from harness.cli_support.output import add_format_option, emit
 
 NAME = "list"
 HELP = "list models, datasets, metrics, executors, report formats and trackers with their declarations"

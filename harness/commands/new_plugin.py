@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from harness import __version__
-from harness.commands.output import emit
+from harness.cli_support.output import emit
 from harness.contracts import UserError
 
 NAME = "new-plugin"

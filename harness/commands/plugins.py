@@ -1,7 +1,7 @@
 """`harness plugins`: installed plugins, their versions, hooks and what each registered (models,
 datasets, metrics, feature extractors, executors, report formats); failed plugins with their error."""
 
-from harness.commands.output import add_format_option, emit
+from harness.cli_support.output import add_format_option, emit
 
 NAME = "plugins"
 HELP = "list installed plugins (name, version, hooks, what they register) and plugins that failed to load"

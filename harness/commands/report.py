@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.commands import measure
+from harness.cli_support import measure
 from harness.contracts import UserError
 
 NAME = "report"
@@ -69,7 +69,7 @@ def _read(args, host):
 
 
 def _single(args, host) -> int:
-    from harness.commands.output import emit
+    from harness.cli_support.output import emit
     from harness.report.formats import write_every_run
 
     run = _read(args, host)
@@ -104,7 +104,7 @@ def _one_format(args, host, spec) -> int:
 
 def _pair(args, host) -> int:
     from harness.commands.baseline import installed_outputs
-    from harness.commands.output import emit
+    from harness.cli_support.output import emit
     from harness.report import atomic_write
     from harness.report.pair import compare_runs
     from harness.report.pair_render import html_pair, markdown_pair, terminal_lines

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import adapted, measure, skips, trackers
-from harness.commands.output import add_format_option
+from harness.cli_support import adapted, measure, skips, trackers
+from harness.cli_support.output import add_format_option
 from harness.contracts import UserError
 from harness.data import resolve_data_root
 from harness.profiles import PROFILES, get_profile

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.commands import skips, trackers
-from harness.commands.output import add_format_option, byte_size, emit
+from harness.cli_support import skips, trackers
+from harness.cli_support.output import add_format_option, byte_size, emit
 from harness.contracts import UserError
 from harness.jobs import JobStatus
 

@@ -83,7 +83,7 @@ def evaluate(args, host) -> int:
     with ``--checkpoint FILE`` restored from weights (an nn.Module's state_dict, names prefixed object.)."""
     from harness.adapters import register
     from harness.adapters.jobs import as_built_job
-    from harness.commands import measure, trackers
+    from harness.cli_support import measure, trackers
     from harness.commands.run import resolve_device
     from harness.data import resolve_data_root
     from harness.evaluation import checkpoint_job
