@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
@@ -30,7 +29,7 @@ from harness.contracts import DataKind, Split, Splits
 from harness.data import provenance_hash
 from harness.testing.density import box, enumerable, enumeration_sum, grid_integral
 from harness.testing.models import sample_problem
-from harness.testing.results import FAILED, PASSED, SKIPPED, CheckFailed, CheckResult, NotApplicable
+from harness.testing.results import PASSED, SKIPPED, CheckFailed, CheckResult, NotApplicable, run_check
 
 CHECKS = ("available", "splits", "values", "labels", "provenance", "density", "entropy")
 QUADRATURE_FLOOR = 0.01
@@ -63,16 +62,7 @@ class DatasetChecks:
         return out
 
     def _run(self, name, check) -> CheckResult:
-        start = time.perf_counter()
-        try:
-            status, message = PASSED, check()
-        except NotApplicable as exc:
-            status, message = SKIPPED, str(exc)
-        except CheckFailed as exc:
-            status, message = FAILED, str(exc)
-        except Exception as exc:
-            status, message = FAILED, f"raised {type(exc).__name__}: {exc}"
-        return self.result(name, status, message, time.perf_counter() - start)
+        return self.result(name, *run_check(check))
 
     def each(self):
         for name in SPLIT_NAMES:

@@ -40,7 +40,7 @@ import torch
 from harness.contracts import Capability, DataKind, FitContext, LogLikelihood
 from harness.testing.agreement import allowed_kinds, disturb_global_rng, generator, sample_problem, sameness
 from harness.testing.normalised import check_normalised
-from harness.testing.results import FAILED, PASSED, SKIPPED, CheckFailed, CheckResult, NotApplicable
+from harness.testing.results import FAILED, PASSED, SKIPPED, CheckFailed, CheckResult, NotApplicable, run_check
 from harness.testing.tiny import tiny_datasets
 
 CHECKS = ("fit", "samples", "seed_reproducible", "seed_varies", "log_likelihood", "normalised", "labels",
@@ -148,17 +148,8 @@ class ModelKindChecks:
             out.append(self._run(name, getattr(self, f"check_{name}")))
         return out
 
-    def _run(self, name: str, check) -> CheckResult:
-        start = time.perf_counter()
-        try:
-            status, message = PASSED, check()
-        except NotApplicable as exc:
-            status, message = SKIPPED, str(exc)
-        except CheckFailed as exc:
-            status, message = FAILED, str(exc)
-        except Exception as exc:  # a plugin's own error is a failed check, named
-            status, message = FAILED, f"raised {type(exc).__name__}: {exc}"
-        return self.result(name, status, message, time.perf_counter() - start)
+    def _run(self, name, check) -> CheckResult:
+        return self.result(name, *run_check(check))
 
     def _fit(self) -> CheckResult:
         start = time.perf_counter()

@@ -8,8 +8,9 @@ with the reason), and its ``message`` says what was measured against what.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
@@ -20,6 +21,21 @@ class CheckFailed(Exception):
 
 class NotApplicable(Exception):
     """Raised by a check that does not apply, with the reason (the check is reported as skipped)."""
+
+
+def run_check(check: Callable[[], str]) -> tuple:
+    """``(status, message, seconds)`` of one check: passed with its message, skipped where it does not
+    apply, failed where it found a problem or raised (a plugin's own error is a failed check, named)."""
+    start = time.perf_counter()
+    try:
+        status, message = PASSED, check()
+    except NotApplicable as exc:
+        status, message = SKIPPED, str(exc)
+    except CheckFailed as exc:
+        status, message = FAILED, str(exc)
+    except Exception as exc:
+        status, message = FAILED, f"raised {type(exc).__name__}: {exc}"
+    return status, message, time.perf_counter() - start
 
 
 @dataclass
