@@ -32,6 +32,16 @@ def smoke():
     return get_profile("smoke")
 
 
+def sigint_default():
+    """``preexec_fn`` for a child a test interrupts with SIGINT: the signal's default disposition, as a
+    terminal's Ctrl-C finds it (a shell starts background jobs with SIGINT ignored, and Python then never
+    raises KeyboardInterrupt; tests run that way, such as a CI script sent to the background, would
+    otherwise wait for a child that ignores the signal)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def cli_env(monkeypatch):
     """Environment for CLI subprocesses that must see the fake plugins."""

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from harness.cli import main
+from tests.conftest import sigint_default
 
 
 def test_unknown_model_exits_2_with_a_suggestion(capsys):
@@ -146,7 +147,8 @@ def test_interrupt_writes_the_tables_of_finished_jobs_and_says_how_to_resume(tmp
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "harness", "run", "--model", "sleepy", "--dataset", "tiny", "--seeds", "6",
            "--profile", "smoke", "--metric", "nll", "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
 
     def ok_jobs():
         try:

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import harness.runner
+
 from harness import Scaling, machine, regression
 from harness.cli import main
 from harness.comparison import Entry, MachineSide, SpeedMode, SpeedPlan
@@ -62,8 +64,9 @@ def make_host(twin=True, twin_rate=1000.0) -> PluginHost:
     return host
 
 
-def run_suite(out, metrics, models=MODELS, seeds=(0, 1, 2), **host_args):
-    runner = Runner(make_host(**host_args), get_profile("smoke"), out, seeds=list(seeds), metrics=metrics)
+def run_suite(out, metrics, models=MODELS, seeds=(0, 1, 2), speed_per_seed=False, **host_args):
+    runner = Runner(make_host(**host_args), get_profile("smoke"), out, seeds=list(seeds), metrics=metrics,
+                    speed_per_seed=speed_per_seed)
     store, _ = runner.run(runner.plan(models, None, False))
     write_reports(store.results(), out, outputs=store.outputs())
     store.close()
@@ -119,7 +122,9 @@ def speed_rows(report):
 def timed(tmp_path_factory):
     """Both fake models with the real speed metrics, seeds 0..2, and their baseline."""
     root = tmp_path_factory.mktemp("timed")
-    results = run_suite(root / "results", TIMED_METRICS)
+    with pytest.MonkeyPatch.context() as patch:  # a calibration round between every two jobs, however short
+        patch.setattr(harness.runner, "CALIBRATION_INTERVAL_S", 0.0)
+        results = run_suite(root / "results", TIMED_METRICS)
     path = root / "smoke.json"
     assert main(["baseline", "save", str(results), "--to", str(path)]) == 0
     return results, path
@@ -208,7 +213,8 @@ def test_every_run_records_its_machine_and_calibration(timed):
     assert info["id"] == machine.machine_id(info["fingerprint"])
     cal = info["calibration"]
     assert set(cal["workloads"]) == {"matmul", "conv2d", "small_ops"}
-    # Calibrated before and after the jobs, and once between every two of them (they ran in-process).
+    # Calibrated before and after the jobs, and once between every two of them (they ran in-process; the
+    # fixture sets no minimum interval between rounds).
     jobs = loaded.rows["key"].nunique()
     assert jobs > 1 and cal["full"] == 2 and cal["between_jobs"] == jobs - 1
     for w in cal["workloads"].values():

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import pytest
 
+import harness.runner
 from harness import hookimpl
 from harness.cli import main
 from harness.executors import ExecutorSpec, InProcess
@@ -132,9 +133,12 @@ def test_unknown_names_are_usage_errors_with_a_suggestion(with_outside, tmp_path
 
 
 @pytest.mark.parametrize("in_process, rounds", [(True, 2), (False, 0)])
-def test_the_runner_calibrates_between_jobs_only_when_they_run_in_its_process(host, tmp_path, in_process, rounds):
+def test_the_runner_calibrates_between_jobs_only_when_they_run_in_its_process(host, tmp_path, in_process, rounds,
+                                                                             monkeypatch):
     """Three jobs: two rounds between them when the executor says its jobs run in the coordinator's
-    process, none when they run beside it; the machine fingerprint records the executor's name and workers."""
+    process (no minimum interval between rounds here), none when they run beside it; the machine
+    fingerprint records the executor's name and workers."""
+    monkeypatch.setattr(harness.runner, "CALIBRATION_INTERVAL_S", 0.0)
     executor = outside.OutsideExecutor(in_process=in_process)
     runner = Runner(host, get_profile("smoke"), tmp_path, seeds=[0, 1, 2], metrics=["nll"], executor=executor)
     store, summary = runner.run(runner.plan(["stdnormal"], ["tiny"], False))

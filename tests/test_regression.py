@@ -87,10 +87,11 @@ def test_baseline_summarises_seeds_as_pandas_does(base):
     df = pd.read_csv(results / "results.csv")
     ok = df[df["status"] == "ok"]
     expected = ok.groupby(["dataset", "model", "metric"])["value"].agg(["mean", "std", "count"])
-    # Quality rows in entries; the speed row (fake_rate) in the section of the machine that made it.
+    # Quality rows in entries; the speed row (fake_rate) in the section of the machine that made it, from
+    # the one job that measured speed (the lowest seed's; the others point at it).
     (machine, section), = doc["machines"].items()
     assert {e["id"] for e in doc["entries"]} == {"nll", "nll_gap", "fake_score", "fake_loss"}
-    assert [e["id"] for e in section["entries"]] == ["fake_rate"] and section["seeds"] == [0, 1, 2]
+    assert [e["id"] for e in section["entries"]] == ["fake_rate"] and section["seeds"] == [0]
     run_info = regression.load_results(results).machines
     assert [m["id"] for m in run_info.values()] == [machine]
     assert section["fingerprint"] == next(iter(run_info.values()))["fingerprint"]
@@ -101,6 +102,10 @@ def test_baseline_summarises_seeds_as_pandas_does(base):
     assert len(every) == len(expected) == 5  # nll, nll_gap, fake_score, fake_rate, fake_loss
     for e in every:
         ref = expected.loc[(e["dataset"], e["model"], e["metric"])]
+        if e["id"] == "fake_rate":  # speed: one job's figure, the lowest seed's
+            assert e["n_seeds"] == ref["count"] == 1 and e["seeds"] == [0]
+            assert e["mean"] == pytest.approx(ref["mean"], rel=1e-12)
+            continue
         assert e["n_seeds"] == ref["count"] == 3 and e["seeds"] == [0, 1, 2]
         assert e["mean"] == pytest.approx(ref["mean"], rel=1e-12)
         assert e["stderr"] == pytest.approx(ref["std"] / math.sqrt(3), rel=1e-9)

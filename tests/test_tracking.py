@@ -21,6 +21,7 @@ from harness.host import PluginError, PluginHost
 from harness_plugins.trackers.mlflow import mlflow_key
 from tests.fake_plugins import trackers as fake_trackers
 from tests.fake_plugins.trackers import read
+from tests.conftest import sigint_default
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -253,7 +254,8 @@ def test_an_interrupted_run_closes_its_trackers_run_as_interrupted_with_the_tabl
     cmd = [sys.executable, "-m", "harness", "run", "--model", "sleepy", "--dataset", "tiny", "--seeds", "2",
            "--set", "sleepy.sleep=60", "--profile", "smoke", "--metric", "nll", "--out", str(out), "--no-progress",
            "--tracker", "recording", "--tracker-arg", f"log={log}"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     deadline = time.monotonic() + 120
     while not read(log) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
