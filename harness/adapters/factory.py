@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from harness.adapters.reference import Reference
+from harness.adapters.reference import Reference, import_module, package_version
 from harness.errors import UserError
 from harness.hparams import Hyperparameters
 
@@ -104,3 +104,28 @@ def declared_likelihood(*holders) -> tuple:
             kinds = ", ".join(k.value for k in LikelihoodKind)
             raise UserError(f"the {what}'s attribute likelihood is {value!r}; it must be one of {kinds}") from None
     return None, None
+
+
+class FactoryReference:
+    """What the plugin of a ``py:`` model and that of a ``--generator`` stream share: the located
+    reference, its package's version (the reference is imported now, so a bad one fails at once), and
+    the factory, inspected on first use and again in each worker that unpickles the plugin."""
+
+    def __init__(self, reference: Reference):
+        self.reference = reference.located()
+        self.version = package_version(import_module(reference.module, reference.text, self.reference.path_entry))
+        self._factory = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_factory": None}  # a worker imports the factory itself
+
+    @property
+    def source(self) -> str:
+        """What every result records: the reference and the version of its package."""
+        return f"{self.reference.text} ({self.reference.package} {self.version})"
+
+    @property
+    def factory(self) -> Factory:
+        if self._factory is None:
+            self._factory = inspect_factory(self.reference)
+        return self._factory

@@ -20,46 +20,33 @@ from __future__ import annotations
 from typing import Optional
 
 from harness import hookimpl
-from harness.adapters.factory import declared_likelihood, inspect_factory
+from harness.adapters.factory import FactoryReference, declared_likelihood
 from harness.adapters.model import AdaptedModel
-from harness.adapters.reference import Reference, import_module, package_version
+from harness.adapters.reference import Reference
 from harness.contracts import Capability, DataKind, LikelihoodKind, ModelSpec
 
 FAMILY = "adapted"
 DISTRIBUTION_CONTRACT = "torch.distributions.Distribution (log_prob is the distribution's exact log-density)"
 
 
-class AdaptedPlugin:
+class AdaptedPlugin(FactoryReference):
     """Registers one reference as a model (see the module doc). ``fitting``: whether jobs call the
     object's ``fit`` (``run``) or measure it as built (``evaluate``)."""
 
     def __init__(self, reference: Reference, likelihood: Optional[str] = None, fitting: bool = True):
-        self.reference = reference.located()
+        super().__init__(reference)
         self.likelihood_flag = None if likelihood is None else LikelihoodKind(likelihood)
         self.fitting = fitting
-        self.version = package_version(import_module(reference.module, reference.text, self.reference.path_entry))
         self.likelihood: Optional[LikelihoodKind] = None
         self.samples = True
-        self._factory = None
         self._spec = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_factory": None, "_spec": None}  # a worker imports the factory itself
+        return {**super().__getstate__(), "_spec": None}
 
     @property
     def name(self) -> str:
         return self.reference.name
-
-    @property
-    def source(self) -> str:
-        """What every result of the model records: the reference and the version of its package."""
-        return f"{self.reference.text} ({self.reference.package} {self.version})"
-
-    @property
-    def factory(self):
-        if self._factory is None:
-            self._factory = inspect_factory(self.reference)
-        return self._factory
 
     @property
     def spec(self) -> ModelSpec:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from harness import hookimpl
-from harness.adapters.factory import inspect_factory
-from harness.adapters.reference import Reference, import_module, package_version
+from harness.adapters.factory import FactoryReference
+from harness.adapters.reference import Reference
 from harness.contracts import Capability, DataKind, Model, ModelSpec
 from harness.errors import UserError
 from harness.external import FAMILY, NotEnoughSamples, check_array
@@ -90,28 +90,12 @@ def checked_batch(batch, spec, source: str) -> torch.Tensor:
     return check_array(batch, spec, source)
 
 
-class GeneratorPlugin:
+class GeneratorPlugin(FactoryReference):
     """Registers the stream of one function as model ``label`` (family ``external``)."""
 
     def __init__(self, reference: Reference, label: str, kind: DataKind):
-        self.reference = reference.located()
+        super().__init__(reference)
         self.label, self.kind = label, DataKind(kind)
-        module = import_module(reference.module, reference.text, self.reference.path_entry)
-        self.version = package_version(module)
-        self._factory = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_factory": None}
-
-    @property
-    def source(self) -> str:
-        return f"{self.reference.text} ({self.reference.package} {self.version})"
-
-    @property
-    def factory(self):
-        if self._factory is None:
-            self._factory = inspect_factory(self.reference)
-        return self._factory
 
     def stream(self, spec):
         """A fresh iterator over the function's batches for ``spec``."""
