@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from harness import Capability, DataKind, LikelihoodKind, LogLikelihood, Model, ModelSpec
-from harness.contracts import Dataset, FitContext, MetricContext, MetricSkipped
-from harness.data import provenance_hash
+from harness.contracts import FitContext, MetricContext, MetricSkipped
 from harness.profiles import get_profile
 from harness_plugins.metrics import fidelity, likelihood, memorisation, samples, speed, truth
+from tests.test_memorisation import datasets  # noqa: F401  (a fixture: digits and 8gaussians, loaded once)
 from tests.test_speed_metrics import fake_cuda  # noqa: F401  (a fixture)
 
 PLUGINS = (likelihood, samples, truth, fidelity, memorisation, speed)
@@ -90,19 +89,6 @@ def _model_spec(name: str, with_likelihood: bool, family: str = "test") -> Model
                      data_kinds=[DataKind.CONTINUOUS, DataKind.DISCRETE, DataKind.BINARY],
                      capabilities=[Capability.SAMPLE, Capability.CONDITIONAL],
                      likelihood=LikelihoodKind.EXACT if with_likelihood else None)
-
-
-@pytest.fixture(scope="module")
-def datasets():
-    from harness.host import get_host
-
-    host = get_host()
-    out = {}
-    for name in ("digits", "8gaussians"):
-        spec = host.dataset(name)
-        splits = spec.load(None)
-        out[name] = Dataset(spec, splits, provenance_hash(splits))
-    return out
 
 
 def _fitted(dataset) -> tuple:
